@@ -1,0 +1,1 @@
+"""Fetcher: async REST pollers that publish envelopes to Kafka."""

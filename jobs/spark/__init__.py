@@ -1,0 +1,1 @@
+"""Spark Structured Streaming job: Kafka to bronze Delta, quarantine and Postgres."""

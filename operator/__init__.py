@@ -1,0 +1,1 @@
+"""Operator: kopf reconciler for IngestionSource resources."""

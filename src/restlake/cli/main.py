@@ -1,0 +1,28 @@
+"""The `restlake` command: one entry point, one sub-command group per component."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+
+from restlake.cli import demoapi, run, stack, validate
+
+app = typer.Typer(
+    name="restlake",
+    help="Ingest REST APIs into a Delta lake and Postgres, exactly once.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(stack.app, name="stack", help="Manage the local stack: Kafka (KRaft), Postgres, Spark jars.")
+app.add_typer(demoapi.app, name="demo-api", help="Run the bundled demo REST API.")
+app.command("validate")(validate.validate)
+app.command("run")(run.run)
+app.command("demo")(run.demo)
+
+
+@app.callback()
+def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level.")) -> None:
+    level = logging.DEBUG if verbose else getattr(logging, os.environ.get("RESTLAKE_LOG_LEVEL", "INFO").upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

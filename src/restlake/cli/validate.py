@@ -1,0 +1,5 @@
+"""`restlake validate`."""
+
+
+def validate() -> None:
+    raise NotImplementedError

@@ -1,0 +1,70 @@
+"""Typed settings, one model per concern, read from ``RESTLAKE_*`` environment variables.
+
+``restlake stack env`` prints exactly the variables these models read, so
+``eval "$(restlake stack env)"`` points every process at the local stack.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """Where the broker is and how producers talk to it."""
+
+    model_config = SettingsConfigDict(env_prefix="RESTLAKE_KAFKA_")
+
+    bootstrap: str = Field(
+        "127.0.0.1:9092", description="Comma-separated host:port list of brokers (RESTLAKE_KAFKA_BOOTSTRAP)."
+    )
+    topic_prefix: str = Field(
+        "restlake.", description="Topic for a source is <prefix><source name>; one namespace per install."
+    )
+    partitions: int = Field(
+        3, ge=1, description="Partitions for auto-provisioned topics (local runs only); 3 lets 1-3 cores share."
+    )
+
+    def topic_for(self, source: str) -> str:
+        return f"{self.topic_prefix}{source}"
+
+
+class PostgresSettings(BaseSettings):
+    """The Postgres that holds raw.api_events, the batch ledger and fetch state."""
+
+    model_config = SettingsConfigDict(env_prefix="RESTLAKE_PG_")
+
+    # SecretStr: a DSN may carry a password, and must never reach a log line or a repr.
+    dsn: SecretStr = Field(
+        SecretStr("postgresql://postgres@127.0.0.1:5432/postgres"),
+        description="libpq connection URI (RESTLAKE_PG_DSN).",
+    )
+
+
+class LakeSettings(BaseSettings):
+    """Where bronze, quarantine and checkpoints live."""
+
+    model_config = SettingsConfigDict(env_prefix="RESTLAKE_LAKE_")
+
+    root: str = Field(
+        ".restlake/lake", description="Local path or s3a:// URI under which every table lives (RESTLAKE_LAKE_ROOT)."
+    )
+
+    def table_uri(self, *parts: str) -> str:
+        root = self.root.rstrip("/")
+        if "://" in root:
+            return "/".join([root, *parts])
+        return str(Path(root).absolute().joinpath(*parts))
+
+
+class StackSettings(BaseSettings):
+    """The local stack that `restlake stack up` and `restlake run` manage."""
+
+    model_config = SettingsConfigDict(env_prefix="RESTLAKE_")
+
+    state_dir: Path = Field(
+        Path(".restlake"),
+        description="Project-local folder for service data, logs, pid files and cached jars (RESTLAKE_STATE_DIR).",
+    )

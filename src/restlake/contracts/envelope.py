@@ -1,0 +1,91 @@
+"""The event envelope: the Kafka value every fetcher publishes and every consumer reads.
+
+Kafka key = ``idempotency_key``. The same record fetched twice yields the same key, so
+every sink can drop the second copy without coordination.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ENVELOPE_VERSION = 1
+
+
+def canonical_json(value: Any) -> bytes:
+    """JSON with sorted keys and no insignificant whitespace: equal values give equal bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def content_hash(payload: Any) -> str:
+    """sha256 of the canonical JSON of a record, hex-encoded."""
+    return hashlib.sha256(canonical_json(payload)).hexdigest()
+
+
+def idempotency_key(source: str, external_id: str, payload_hash: str) -> str:
+    """``source/external_id/content-hash``: stable across refetches of an unchanged record."""
+    return f"{source}/{external_id}/{payload_hash}"
+
+
+class RequestInfo(BaseModel):
+    """What the fetcher saw when it got the page a record came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="The URL requested, secrets in the query string redacted.")
+    status: int = Field(description="HTTP status of the response.")
+    etag: str | None = Field(None, description="ETag header of the response, if any.")
+    last_modified: str | None = Field(None, description="Last-Modified header of the response, if any.")
+    cursor: str | None = Field(None, description="The page cursor (cursor, page number or offset) requested.")
+
+
+class Envelope(BaseModel):
+    """One record as published to Kafka."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    envelope_version: int = Field(ENVELOPE_VERSION, description="Bumped on an incompatible change.")
+    source: str = Field(description="IngestionSource name.")
+    external_id: str = Field(description="Id from the spec's idPath, else the content hash.")
+    idempotency_key: str = Field(description="source/external_id/content-hash; also the Kafka key.")
+    content_hash: str = Field(description="sha256 of the canonical JSON payload.")
+    version: str | None = Field(
+        None, description="Raw value at the spec's versionPath (e.g. updated_at); the newer one wins in Postgres."
+    )
+    fetched_at: datetime = Field(description="UTC time the HTTP response arrived.")
+    request: RequestInfo
+    payload: Any = Field(description="The record, untouched.")
+
+    @classmethod
+    def wrap(
+        cls,
+        *,
+        source: str,
+        payload: Any,
+        external_id: str | None,
+        version: str | None,
+        request: RequestInfo,
+        fetched_at: datetime | None = None,
+    ) -> Envelope:
+        digest = content_hash(payload)
+        ext_id = external_id if external_id not in (None, "") else digest
+        return cls(
+            source=source,
+            external_id=ext_id,
+            idempotency_key=idempotency_key(source, ext_id, digest),
+            content_hash=digest,
+            version=version,
+            fetched_at=fetched_at or datetime.now(UTC),
+            request=request,
+            payload=payload,
+        )
+
+    def kafka_key(self) -> bytes:
+        return self.idempotency_key.encode("utf-8")
+
+    def kafka_value(self) -> bytes:
+        return self.model_dump_json().encode("utf-8")

@@ -24,7 +24,9 @@ class KafkaSettings(BaseSettings):
         "restlake.", description="Topic for a source is <prefix><source name>; one namespace per install."
     )
     partitions: int = Field(
-        3, ge=1, description="Partitions for auto-provisioned topics (local runs only); 3 lets 1-3 cores share."
+        3,
+        ge=1,
+        description="Partitions for auto-provisioned topics (local runs only); 3 lets 1-3 cores share.",
     )
 
     def topic_for(self, source: str) -> str:
@@ -49,7 +51,8 @@ class LakeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RESTLAKE_LAKE_")
 
     root: str = Field(
-        ".restlake/lake", description="Local path or s3a:// URI under which every table lives (RESTLAKE_LAKE_ROOT)."
+        ".restlake/lake",
+        description="Local path or s3a:// URI under which every table lives (RESTLAKE_LAKE_ROOT).",
     )
 
     def table_uri(self, *parts: str) -> str:
@@ -66,5 +69,5 @@ class StackSettings(BaseSettings):
 
     state_dir: Path = Field(
         Path(".restlake"),
-        description="Project-local folder for service data, logs, pid files and cached jars (RESTLAKE_STATE_DIR).",
+        description="Project-local folder: service data, logs, pid files, cached jars (RESTLAKE_STATE_DIR).",
     )

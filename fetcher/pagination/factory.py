@@ -1,0 +1,51 @@
+"""Builds the paginator a source's ``spec.pagination`` asks for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from restlake.errors import ConfigError
+from restlake.fetcher.pagination.base import Paginator
+from restlake.fetcher.pagination.cursor import CursorPaginator
+from restlake.fetcher.pagination.link_header import LinkHeaderPaginator
+from restlake.fetcher.pagination.offset import OffsetPaginator
+from restlake.fetcher.pagination.page_number import PageNumberPaginator
+from restlake.fetcher.pagination.single import SinglePagePaginator
+
+
+def make_paginator(spec: Any) -> Paginator:
+    """``spec`` is the source's pagination model (``spec.pagination``), or None for a single page."""
+    if spec is None:
+        return SinglePagePaginator()
+    kind = spec.type
+    max_pages = getattr(spec, "max_pages", None)
+    total_path = getattr(spec, "total_path", None)
+    if kind == "linkHeader":
+        return LinkHeaderPaginator(rel=spec.rel, max_pages=max_pages)
+    if kind == "cursor":
+        return CursorPaginator(
+            param=spec.param,
+            cursor_path=spec.cursor_path,
+            cursor_header=spec.cursor_header,
+            max_pages=max_pages,
+        )
+    if kind == "pageNumber":
+        return PageNumberPaginator(
+            param=spec.param,
+            start_at=spec.start_at,
+            size=spec.size,
+            size_param=spec.size_param,
+            total_path=total_path,
+            max_pages=max_pages,
+        )
+    if kind == "offset":
+        return OffsetPaginator(
+            limit=spec.limit,
+            offset_param=spec.offset_param,
+            limit_param=spec.limit_param,
+            total_path=total_path,
+            max_pages=max_pages,
+        )
+    if kind == "none":
+        return SinglePagePaginator(max_pages=max_pages)
+    raise ConfigError(f"spec.pagination.type: unknown pagination type {kind!r}")

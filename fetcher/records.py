@@ -1,0 +1,92 @@
+"""Pulling records, ids and versions out of a response body with the spec's JSONPaths."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from jsonpath_ng.exceptions import JsonPathParserError
+from jsonpath_ng.ext import parse as jsonpath_parse
+
+from restlake.errors import PermanentError
+
+_MISSING = object()
+# `$`, `$.a`, `$.a.b`, `$['a']`: most real specs; walked with dict lookups, ~20x faster than jsonpath-ng.
+_SIMPLE_PATH = re.compile(r"^\$(?:\.[A-Za-z_][A-Za-z0-9_-]*|\['[^'\]]+'\])*$")
+_SIMPLE_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\['([^'\]]+)'\]")
+
+
+class RecordPathError(PermanentError):
+    """A JSONPath from the spec does not parse."""
+
+
+def compile_path(path: str) -> Callable[[Any], Any]:
+    """Compile a JSONPath into a function returning the first match, or ``_MISSING``."""
+    if _SIMPLE_PATH.match(path):
+        keys = [a or b for a, b in _SIMPLE_STEP.findall(path)]
+
+        def walk(doc: Any) -> Any:
+            for key in keys:
+                if not isinstance(doc, dict) or key not in doc:
+                    return _MISSING
+                doc = doc[key]
+            return doc
+
+        return walk
+    try:
+        expr = jsonpath_parse(path)
+    except (JsonPathParserError, Exception) as exc:  # jsonpath-ng raises bare Exceptions for some syntax
+        raise RecordPathError(f"JSONPath {path!r} does not parse: {exc}") from exc
+
+    def find(doc: Any) -> Any:
+        matches = expr.find(doc)
+        if not matches:
+            return _MISSING
+        if len(matches) == 1:
+            return matches[0].value
+        return [m.value for m in matches]
+
+    return find
+
+
+def is_missing(value: Any) -> bool:
+    return value is _MISSING
+
+
+def scalar_text(value: Any) -> str | None:
+    """An id or version as text: strings as they are, numbers without a trailing ``.0``; else None."""
+    if value is _MISSING or value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class RecordExtractor:
+    """Finds the record list in a body, and each record's external id and version."""
+
+    def __init__(self, records_path: str, id_path: str | None, version_path: str | None) -> None:
+        self.records_path = records_path
+        self._records = compile_path(records_path)
+        self._id = compile_path(id_path) if id_path else None
+        self._version = compile_path(version_path) if version_path else None
+
+    def records(self, body: Any) -> list[Any]:
+        """The records of a page; raises ``ValueError`` when the path finds something that is not a list."""
+        found = self._records(body)
+        if found is _MISSING or found is None:
+            return []
+        if isinstance(found, list):
+            return found
+        if isinstance(found, dict):
+            return [found]  # a single-object endpoint is a page of one
+        raise ValueError(f"records path {self.records_path!r} points at a {type(found).__name__}, not a list")
+
+    def external_id(self, record: Any) -> str | None:
+        return scalar_text(self._id(record)) if self._id else None
+
+    def version(self, record: Any) -> str | None:
+        return scalar_text(self._version(record)) if self._version else None

@@ -24,5 +24,7 @@ app.command("demo")(run.demo)
 
 @app.callback()
 def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level.")) -> None:
-    level = logging.DEBUG if verbose else getattr(logging, os.environ.get("RESTLAKE_LOG_LEVEL", "INFO").upper())
+    level = (
+        logging.DEBUG if verbose else getattr(logging, os.environ.get("RESTLAKE_LOG_LEVEL", "INFO").upper())
+    )
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -54,7 +54,8 @@ class Envelope(BaseModel):
     idempotency_key: str = Field(description="source/external_id/content-hash; also the Kafka key.")
     content_hash: str = Field(description="sha256 of the canonical JSON payload.")
     version: str | None = Field(
-        None, description="Raw value at the spec's versionPath (e.g. updated_at); the newer one wins in Postgres."
+        None,
+        description="Raw value at the spec's versionPath (e.g. updated_at); the newer one wins in Postgres.",
     )
     fetched_at: datetime = Field(description="UTC time the HTTP response arrived.")
     request: RequestInfo

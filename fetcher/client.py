@@ -15,6 +15,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from restlake.errors import PermanentError, TransientError
+from restlake.fetcher.auth import Authenticator, OAuth2ClientCredentials
 from restlake.fetcher.pagination.base import PageRequest
 
 log = logging.getLogger(__name__)
@@ -104,21 +105,26 @@ async def get_page(
     request: PageRequest,
     *,
     headers: dict[str, str],
+    auth: Authenticator | None = None,
     timeout: float,
     policy: RetryPolicy,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     log_extra: dict[str, Any] | None = None,
 ) -> Response:
     """GET one page, retrying what the policy allows; raises the last error's type when attempts run out."""
+    auth = auth or Authenticator()
     attempt = 0
+    refreshed_token = False
     while True:
         attempt += 1
         retry_after: float | None = None
         try:
+            send_headers, send_params = dict(headers), dict(request.params)
+            await auth.apply(session, send_headers, send_params)
             async with session.get(
                 request.url,
-                params=request.params,
-                headers=headers,
+                params=send_params,
+                headers=send_headers,
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 allow_redirects=True,
             ) as resp:
@@ -127,6 +133,12 @@ async def get_page(
                 if resp.status in (408, 429) or resp.status >= 500:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                     raise HttpStatusError(f"HTTP {resp.status} from {request.url}", retry_after=retry_after)
+                if resp.status == 401 and isinstance(auth, OAuth2ClientCredentials) and not refreshed_token:
+                    # An OAuth2 token can be revoked before its expiry: fetch a new one, once.
+                    auth.invalidate()
+                    refreshed_token = True
+                    attempt -= 1
+                    continue
                 if resp.status >= 400:
                     raise HttpClientError(f"HTTP {resp.status} from {request.url}: the request was refused")
                 body, size = await _read_json(resp, max_body_bytes)

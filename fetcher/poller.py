@@ -13,6 +13,7 @@ from yarl import URL
 
 from restlake.contracts.envelope import Envelope, RequestInfo
 from restlake.errors import PermanentError, TransientError
+from restlake.fetcher.auth import Authenticator, make_authenticator
 from restlake.fetcher.client import RetryPolicy, get_page
 from restlake.fetcher.pagination import Page, make_paginator
 from restlake.fetcher.producer import EnvelopeProducer
@@ -48,19 +49,20 @@ class SourceFetcher:
         producer: EnvelopeProducer,
         topic: str,
         *,
-        headers: dict[str, str] | None = None,
+        auth: Authenticator | None = None,
         policy: RetryPolicy | None = None,
     ) -> None:
         spec = source.spec
-        self.name: str = source.metadata.name
+        self.name: str = source.name
         self.spec = spec
         self.topic = topic
         self.producer = producer
         self.policy = policy or RetryPolicy()
         self.extractor = RecordExtractor(spec.records.path, spec.records.id_path, spec.records.version_path)
         self.paginator = make_paginator(spec.pagination)
-        self.headers = {**spec.request.headers, **(headers or {})}
-        self.timeout = spec.request.timeout_seconds
+        self.headers = dict(spec.request.headers)
+        self.auth = auth if auth is not None else make_authenticator(spec.request.auth)
+        self.timeout = spec.request.timeout.total_seconds()
 
     async def fetch_pass(self, session: aiohttp.ClientSession) -> PassStats:
         """Page through the endpoint once; every produced record is confirmed by Kafka before returning."""
@@ -86,6 +88,7 @@ class SourceFetcher:
                         session,
                         request,
                         headers=self.headers,
+                        auth=self.auth,
                         timeout=self.timeout,
                         policy=self.policy,
                         log_extra=fields,

@@ -22,7 +22,7 @@ from restlake.fetcher.poller import PassStats, SourceFetcher
 from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
 from restlake.postgres import migrations
 from restlake.postgres.identifiers import qualified_table
-from restlake.settings import KafkaSettings, LakeSettings, StackSettings
+from restlake.settings import KafkaSettings, StackSettings
 from restlake.stack.manager import LocalStack, StackEndpoints
 
 log = logging.getLogger(__name__)
@@ -61,19 +61,14 @@ class SourceLayout:
 
     @classmethod
     def of(cls, source: Any, endpoints: StackEndpoints) -> SourceLayout:
-        lake = LakeSettings(root=endpoints.lake_root)
-        name = source.metadata.name
-        spec = source.spec
-        topic = (spec.kafka.topic if spec.kafka and spec.kafka.topic else None) or KafkaSettings().topic_for(
-            name
-        )
+        root = endpoints.lake_root
         return cls(
-            name=name,
-            topic=topic,
-            bronze_path=spec.bronze_path(lake.root),
-            quarantine_path=spec.quarantine_path(lake.root),
-            checkpoint_path=lake.table_uri("_checkpoints", name),
-            pg_table=spec.sinks.postgres.table,
+            name=source.name,
+            topic=source.topic(KafkaSettings().topic_prefix),
+            bronze_path=source.bronze_path(root),
+            quarantine_path=source.quarantine_path(root),
+            checkpoint_path=source.checkpoint_path(root),
+            pg_table=source.spec.sinks.postgres.table,
         )
 
 
@@ -155,9 +150,7 @@ class LocalRunner:
         producer = EnvelopeProducer(
             self.endpoints.kafka_bootstrap, client_id=f"restlake-fetcher-{self.layout.name}"
         )
-        fetcher = SourceFetcher(
-            self.source, producer, self.layout.topic, headers=resolve_auth_headers(self.source)
-        )
+        fetcher = SourceFetcher(self.source, producer, self.layout.topic)
         async with aiohttp.ClientSession() as session:
             return await fetcher.fetch_pass(session)
 
@@ -192,7 +185,7 @@ class LocalRunner:
             while not stop.is_set():
                 stats = self.fetch_once()
                 log.info("fetch pass: %s", stats.as_dict(), extra={"source": self.layout.name})
-                interval = poll.interval_seconds * (1 + random.uniform(-poll.jitter, poll.jitter))
+                interval = poll.interval.total_seconds() * (1 + random.uniform(-poll.jitter, poll.jitter))
                 stop.wait(max(1.0, interval))
         finally:
             query.stop()
@@ -219,11 +212,6 @@ class LocalRunner:
         if self._spark is not None:
             self._spark.stop()
             self._spark = None
-
-
-def resolve_auth_headers(source: Any) -> dict[str, str]:
-    """Auth headers for the fetcher; secrets are resolved here and never logged."""
-    return {}
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

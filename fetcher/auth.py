@@ -1,0 +1,136 @@
+"""Request authentication: bearer, basic, API key (header or query) and OAuth2 client credentials.
+
+Secrets are resolved once, kept as ``SecretStr`` and only unwrapped when a request is built, so a
+token never reaches a log line, a repr or an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Any
+
+import aiohttp
+from pydantic import SecretStr
+
+from restlake.errors import PermanentError, TransientError
+
+# Refresh an OAuth2 token this long before it expires, so a request never goes out with a stale one.
+_TOKEN_REFRESH_MARGIN_S = 30.0
+
+
+class AuthError(PermanentError):
+    """Credentials were refused or could not be obtained."""
+
+
+class Authenticator:
+    """Adds credentials to a request's headers and query parameters; the no-auth default adds nothing."""
+
+    #: Query parameters that carry a secret and must be redacted wherever a URL is recorded.
+    secret_params: frozenset[str] = frozenset()
+
+    async def apply(
+        self, session: aiohttp.ClientSession, headers: dict[str, str], params: dict[str, str]
+    ) -> None:
+        return None
+
+
+class StaticHeaderAuth(Authenticator):
+    def __init__(self, header: str, value: SecretStr) -> None:
+        self.header = header
+        self._value = value
+
+    async def apply(
+        self, session: aiohttp.ClientSession, headers: dict[str, str], params: dict[str, str]
+    ) -> None:
+        headers[self.header] = self._value.get_secret_value()
+
+
+class QueryKeyAuth(Authenticator):
+    def __init__(self, param: str, value: SecretStr) -> None:
+        self.param = param
+        self._value = value
+        self.secret_params = frozenset({param})
+
+    async def apply(
+        self, session: aiohttp.ClientSession, headers: dict[str, str], params: dict[str, str]
+    ) -> None:
+        params[self.param] = self._value.get_secret_value()
+
+
+class OAuth2ClientCredentials(Authenticator):
+    """RFC 6749 §4.4: trade client id + secret for a bearer token; cache it until shortly before expiry."""
+
+    def __init__(self, token_url: str, client_id: str, client_secret: SecretStr, scopes: list[str]) -> None:
+        self.token_url = token_url
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.scopes = scopes
+        self._token: SecretStr | None = None
+        self._expires_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self, session: aiohttp.ClientSession) -> None:
+        form = {"grant_type": "client_credentials"}
+        if self.scopes:
+            form["scope"] = " ".join(self.scopes)
+        auth = aiohttp.BasicAuth(self.client_id, self._client_secret.get_secret_value())
+        try:
+            async with session.post(self.token_url, data=form, auth=auth) as resp:
+                if resp.status >= 500 or resp.status == 429:
+                    raise TransientError(f"token endpoint {self.token_url} answered HTTP {resp.status}")
+                if resp.status >= 400:
+                    raise AuthError(
+                        f"token endpoint {self.token_url} refused client {self.client_id!r} "
+                        f"(HTTP {resp.status})"
+                    )
+                body: dict[str, Any] = await resp.json(content_type=None)
+        except aiohttp.ClientError as exc:
+            raise TransientError(
+                f"token endpoint {self.token_url} unreachable: {type(exc).__name__}"
+            ) from exc
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"token endpoint {self.token_url} returned no access_token")
+        self._token = SecretStr(token)
+        self._expires_at = time.monotonic() + float(body.get("expires_in") or 3600)
+
+    async def apply(
+        self, session: aiohttp.ClientSession, headers: dict[str, str], params: dict[str, str]
+    ) -> None:
+        async with self._lock:
+            if self._token is None or time.monotonic() > self._expires_at - _TOKEN_REFRESH_MARGIN_S:
+                await self._refresh(session)
+        assert self._token is not None
+        headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
+
+    def invalidate(self) -> None:
+        """Forget the token (after a 401), so the next request fetches a new one."""
+        self._token = None
+
+
+def make_authenticator(auth: Any) -> Authenticator:
+    """Build the authenticator for ``spec.request.auth``; resolves the referenced secrets now."""
+    if auth is None:
+        return Authenticator()
+    if auth.type == "bearer":
+        token = auth.secret_ref.resolve()
+        return StaticHeaderAuth("Authorization", SecretStr(f"Bearer {token.get_secret_value()}"))
+    if auth.type == "basic":
+        user = (
+            auth.username
+            if auth.username is not None
+            else auth.username_secret_ref.resolve().get_secret_value()
+        )
+        password = auth.password_secret_ref.resolve().get_secret_value()
+        raw = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        return StaticHeaderAuth("Authorization", SecretStr(f"Basic {raw}"))
+    if auth.type == "apiKey":
+        key = auth.secret_ref.resolve()
+        return StaticHeaderAuth(auth.name, key) if auth.in_ == "header" else QueryKeyAuth(auth.name, key)
+    if auth.type == "oauth2ClientCredentials":
+        return OAuth2ClientCredentials(
+            auth.token_url, auth.client_id, auth.client_secret_ref.resolve(), auth.scopes
+        )
+    raise PermanentError(f"spec.request.auth.type: unsupported auth type {auth.type!r}")

@@ -21,7 +21,7 @@ from restlake.errors import ConfigError
 from restlake.fetcher.poller import PassStats, SourceFetcher
 from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
 from restlake.postgres import migrations
-from restlake.postgres.identifiers import qualified_table
+from restlake.postgres.identifiers import TableName
 from restlake.settings import KafkaSettings, StackSettings
 from restlake.stack.manager import LocalStack, StackEndpoints
 
@@ -104,13 +104,23 @@ class RunSummary:
 class LocalRunner:
     """Runs one source against the given endpoints; owns the Spark session and the producer."""
 
-    def __init__(self, source: Any, endpoints: StackEndpoints, *, jars: list[Path], master: str = "local[2]"):
+    def __init__(
+        self,
+        source: Any,
+        endpoints: StackEndpoints,
+        *,
+        jars: list[Path],
+        master: str = "local[2]",
+        spark: Any = None,
+    ):
         self.source = source
         self.endpoints = endpoints
         self.layout = SourceLayout.of(source, endpoints)
         self.jars = jars
         self.master = master
-        self._spark: Any = None
+        self._spark: Any = spark
+        # A session handed in belongs to the caller (tests share one); only stop the one we built.
+        self._owns_spark = spark is None
 
     # -- set-up ---------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -129,7 +139,7 @@ class LocalRunner:
         return self._spark
 
     def stream_config(self, *, available_now: bool) -> Any:
-        from restlake.jobs.spark.stream import StreamJobConfig
+        from restlake.jobs.spark.config import StreamJobConfig
 
         schema = self.source.spec.schema_
         return StreamJobConfig(
@@ -195,7 +205,7 @@ class LocalRunner:
         summary.quarantined = self._delta_count(self.layout.quarantine_path)
         with psycopg.connect(self.endpoints.pg_dsn) as conn:
             query = sql.SQL("SELECT count(*) FROM {} WHERE source = %s").format(
-                qualified_table(self.layout.pg_table)
+                TableName.parse(self.layout.pg_table).identifier()
             )
             row = conn.execute(query, (self.layout.name,)).fetchone()
             summary.postgres_rows = int(row[0]) if row else 0
@@ -209,9 +219,9 @@ class LocalRunner:
         return self.spark.read.format("delta").load(path).where(F.col("source") == self.layout.name).count()
 
     def close(self) -> None:
-        if self._spark is not None:
+        if self._spark is not None and self._owns_spark:
             self._spark.stop()
-            self._spark = None
+        self._spark = None
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

@@ -1,0 +1,249 @@
+"""The foreachBatch function: validate, quarantine, bronze, then Postgres, each idempotent on replay.
+
+Order matters for a crash between steps: the Delta writes come first and are skipped on a replay
+of the same batch (txnAppId/txnVersion); the Postgres merge comes last and is skipped by its
+ledger. Postgres gets every valid record of the batch, not only those new to bronze: after a
+crash between the two, the replay's bronze write is a no-op and the rows must still reach
+Postgres, where an unchanged record is not rewritten anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from restlake.errors import TransientError
+from restlake.jobs.spark import bronze
+from restlake.jobs.spark.config import StreamJobConfig
+from restlake.jobs.spark.validation import REASON, validate
+from restlake.postgres.merge import MergeResult, MergeRow, merge_batch
+
+log = logging.getLogger(__name__)
+
+_MERGE_COLUMNS = (
+    "source",
+    "external_id",
+    "idempotency_key",
+    "content_hash",
+    "version",
+    "payload",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Retries of a merge that failed transiently (Postgres restarting, a serialization failure);
+# safe because the ledger makes a merge that did commit a no-op. Delays in seconds.
+_MERGE_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass
+class StreamMetrics:
+    """Counts since the query started, updated by the batch function on the driver."""
+
+    batches: int = 0
+    rows_read: int = 0
+    quarantined: int = 0
+    bronze_written: int = 0
+    pg_inserted: int = 0
+    pg_updated: int = 0
+    pg_replayed_batches: int = 0
+    last_batch_id: int | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, batch: BatchCounts) -> None:
+        with self._lock:
+            self.batches += 1
+            self.rows_read += batch.rows_read
+            self.quarantined += batch.quarantined
+            self.bronze_written += batch.bronze_written
+            self.pg_inserted += batch.pg_inserted
+            self.pg_updated += batch.pg_updated
+            self.pg_replayed_batches += int(batch.pg_replayed)
+            self.last_batch_id = batch.batch_id
+
+    def snapshot(self) -> dict[str, int | None]:
+        with self._lock:
+            return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    batch_id: int
+    rows_read: int
+    quarantined: int
+    bronze_written: int
+    pg_inserted: int
+    pg_updated: int
+    pg_replayed: bool
+    duration_s: float
+
+
+def checkpoint_query_id(spark: SparkSession, checkpoint_path: str) -> str:
+    """The query id Spark keeps in ``<checkpoint>/metadata``: stable across restarts, new per checkpoint.
+
+    Read through Spark so that it works for any filesystem the checkpoint is on (file, s3a).
+    """
+    line = spark.read.text(checkpoint_path.rstrip("/") + "/metadata").first()
+    if line is None:
+        raise TransientError(f"checkpoint metadata at {checkpoint_path} is empty")
+    return str(json.loads(line.value)["id"])
+
+
+class BatchProcessor:
+    """Callable for ``DataStreamWriter.foreachBatch``; one per running query."""
+
+    def __init__(self, config: StreamJobConfig, metrics: StreamMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics if metrics is not None else StreamMetrics()
+        self.failure: BaseException | None = None
+        self._query_id: str | None = None
+
+    def query_id(self, spark: SparkSession) -> str:
+        if self._query_id is None:
+            self._query_id = checkpoint_query_id(spark, self.config.checkpoint_path)
+        return self._query_id
+
+    def app_id(self, spark: SparkSession) -> str:
+        """Delta txnAppId: the source and the checkpoint's query id."""
+        return f"restlake-{self.config.source}-{self.query_id(spark)}"
+
+    def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
+        try:
+            counts = self.process(batch_df, batch_id)
+        except BaseException as exc:
+            # Kept so the caller can re-raise the typed error instead of Spark's wrapper of it.
+            self.failure = exc
+            log.exception("batch failed source=%s batch_id=%s", self.config.source, batch_id)
+            raise
+        self.metrics.add(counts)
+
+    def process(self, batch_df: DataFrame, batch_id: int) -> BatchCounts:
+        started = time.monotonic()
+        cfg = self.config
+        spark = batch_df.sparkSession
+        app_id = self.app_id(spark)
+
+        steps: dict[str, float] = {}
+        mark = time.monotonic()
+
+        def step(name: str) -> None:
+            nonlocal mark
+            now = time.monotonic()
+            steps[name] = now - mark
+            mark = now
+
+        validated = validate(batch_df, source=cfg.source, json_schema=cfg.json_schema)
+        validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
+        cached: list[DataFrame] = [validated]
+        try:
+            rows_read = validated.count()
+            step("validate")
+            rejected = bronze.quarantine_rows(
+                validated.where(F.col(REASON).isNotNull()), source=cfg.source, batch_id=batch_id
+            )
+            quarantined = rejected.count()
+            if quarantined:
+                bronze.append(rejected, path=cfg.quarantine_path, app_id=app_id, batch_id=batch_id)
+            step("quarantine")
+
+            valid = bronze.dedupe_by_key(validated.where(F.col(REASON).isNull()))
+            valid = valid.persist(StorageLevel.MEMORY_AND_DISK)
+            cached.append(valid)
+            fresh = bronze.not_in_bronze(spark, valid, path=cfg.bronze_path, source=cfg.source)
+            fresh = bronze.bronze_rows(fresh, batch_id).persist(StorageLevel.MEMORY_AND_DISK)
+            cached.append(fresh)
+            bronze_written = fresh.count()
+            step("dedupe")
+            if bronze_written:
+                bronze.append(fresh, path=cfg.bronze_path, app_id=app_id, batch_id=batch_id)
+            step("bronze")
+
+            merged = self._merge(valid, batch_id, self.query_id(spark))
+            step("postgres")
+        finally:
+            for df in cached:
+                df.unpersist()
+
+        counts = BatchCounts(
+            batch_id=batch_id,
+            rows_read=rows_read,
+            quarantined=quarantined,
+            bronze_written=bronze_written,
+            pg_inserted=merged.inserted,
+            pg_updated=merged.updated,
+            pg_replayed=merged.replayed,
+            duration_s=time.monotonic() - started,
+        )
+        log.info(
+            "batch done source=%s batch_id=%s rows_read=%s quarantined=%s bronze_written=%s "
+            "pg_inserted=%s pg_updated=%s pg_replayed=%s duration_s=%.2f steps=%s",
+            cfg.source,
+            batch_id,
+            counts.rows_read,
+            counts.quarantined,
+            counts.bronze_written,
+            counts.pg_inserted,
+            counts.pg_updated,
+            counts.pg_replayed,
+            counts.duration_s,
+            " ".join(f"{k}:{v:.2f}" for k, v in steps.items()),
+        )
+        return counts
+
+    def _merge(self, valid: DataFrame, batch_id: int, query_id: str) -> MergeResult:
+        cfg = self.config
+        attempts = len(_MERGE_RETRY_DELAYS) + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return merge_batch(
+                    cfg.pg_dsn,
+                    table=cfg.table,
+                    source=cfg.source,
+                    query_id=query_id,
+                    batch_id=batch_id,
+                    rows=_merge_rows(valid),
+                )
+            except TransientError as exc:
+                if attempt == attempts:
+                    raise
+                delay = _MERGE_RETRY_DELAYS[attempt - 1]
+                log.warning(
+                    "merge failed transiently, retrying source=%s batch_id=%s attempt=%s delay_s=%s error=%s",
+                    cfg.source,
+                    batch_id,
+                    attempt,
+                    delay,
+                    exc,
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _merge_rows(valid: DataFrame) -> Iterator[MergeRow]:
+    """Stream the batch to the driver a partition at a time, never the whole batch at once."""
+    # fetched_at travels as epoch microseconds: pyspark turns a TIMESTAMP into a naive datetime in
+    # the Python process's local zone, whatever the session time zone says.
+    selected = valid.select(*_MERGE_COLUMNS, F.unix_micros("fetched_at").alias("fetched_at_us"))
+    for row in selected.toLocalIterator(prefetchPartitions=True):
+        yield MergeRow(
+            source=row.source,
+            external_id=row.external_id,
+            idempotency_key=row.idempotency_key,
+            content_hash=row.content_hash,
+            version=row.version,
+            fetched_at=_EPOCH + timedelta(microseconds=row.fetched_at_us),
+            payload=row.payload,
+            kafka_topic=row.kafka_topic,
+            kafka_partition=row.kafka_partition,
+            kafka_offset=row.kafka_offset,
+        )

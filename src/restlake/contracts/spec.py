@@ -1,0 +1,1107 @@
+"""The IngestionSource contract: one pydantic model read by `restlake run -f`, the operator and the CRD.
+
+YAML keys are camelCase (the Kubernetes convention), Python attributes snake_case. Every model forbids
+unknown keys, so a typo is an error naming its path. The CRD in ``crds/`` is generated from these models
+(``restlake.contracts.crd``), so descriptions here are the user documentation and cross-field rules come
+with a CEL twin in ``x-kubernetes-validations`` that the API server enforces.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import functools
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import jsonpath_ng.ext
+import jsonschema.exceptions
+import jsonschema.validators
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    SecretStr,
+    Strict,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
+
+from restlake.contracts import secrets
+from restlake.errors import SpecError
+from restlake.settings import LakeSettings
+
+API_GROUP = "restlake.io"
+API_VERSION = "restlake.io/v1alpha1"
+KIND = "IngestionSource"
+
+# It names a Kafka topic, Kubernetes objects and label values, hence a DNS-1123 label (≤ 63).
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+PG_TABLE = r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$"
+KAFKA_TOPIC = r"^[a-zA-Z0-9._-]+$"
+COLUMN = r"^[a-z_][a-z0-9_]*$"
+HTTP_URL = r"^https?://[^\s/?#]+[^\s]*$"
+# Kubernetes resource.Quantity, as in the built-in OpenAPI schemas.
+QUANTITY = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+# metav1.Condition's reason: CamelCase, one word.
+CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+# Human wording for patterns, so an error does not make users read a regular expression.
+_PATTERN_HINTS = {
+    DNS1123_LABEL: "must be a DNS-1123 label (lowercase letters, digits and '-', starting and ending "
+    "with a letter or digit)",
+    DNS1123_SUBDOMAIN: "must be a Kubernetes object name (lowercase letters, digits, '-' and '.')",
+    SECRET_KEY: "must be a Secret key (letters, digits, '-', '_' and '.')",
+    PG_TABLE: "must be a lowercase schema.table identifier such as raw.api_events",
+    KAFKA_TOPIC: "must be a Kafka topic name (letters, digits, '.', '_' and '-')",
+    COLUMN: "must be a lowercase column name (letters, digits and '_')",
+    HTTP_URL: "must be an http:// or https:// URL",
+    QUANTITY: "must be a Kubernetes quantity such as 500m, 2, 512Mi or 1Gi",
+    CONDITION_REASON: "must be one CamelCase word",
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scalar types that keep their YAML spelling but also parse
+# ---------------------------------------------------------------------------------------------------
+
+_DURATION_RE = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d))+$")
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
+_DURATION_UNITS = {
+    "ms": dt.timedelta(milliseconds=1),
+    "s": dt.timedelta(seconds=1),
+    "m": dt.timedelta(minutes=1),
+    "h": dt.timedelta(hours=1),
+    "d": dt.timedelta(days=1),
+}
+
+
+class Duration(str):
+    """A duration such as ``500ms``, ``30s``, ``5m``, ``1h30m`` or ``1d``; still the string as written."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: str) -> Duration:
+        if not isinstance(value, str) or not _DURATION_RE.match(value):
+            raise ValueError(f"must be a duration such as 500ms, 30s, 5m, 1h or 1d, got {value!r}")
+        return super().__new__(cls, value)
+
+    @property
+    def timedelta(self) -> dt.timedelta:
+        """The parsed value."""
+        return sum(
+            (int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(self)), dt.timedelta()
+        )
+
+    def total_seconds(self) -> float:
+        return self.timedelta.total_seconds()
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls, core_schema.str_schema(), serialization=core_schema.to_string_ser_schema()
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "pattern": _DURATION_RE.pattern}
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_jsonpath(expression: str) -> Any:
+    return jsonpath_ng.ext.parse(expression)
+
+
+class JsonPath(str):
+    """A JSONPath expression (jsonpath-ng's extended syntax, filters included), checked when parsed."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: str) -> JsonPath:
+        try:
+            _compile_jsonpath(value)
+        except Exception as exc:  # jsonpath-ng raises several unrelated types (lexer, parser, ply)
+            raise ValueError(f"not a valid JSONPath ({exc}), got {value!r}") from None
+        return super().__new__(cls, value)
+
+    def compile(self) -> Any:
+        """The parsed ``jsonpath_ng`` expression (cached); ``.find(document)`` evaluates it."""
+        return _compile_jsonpath(self)
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls, core_schema.str_schema(min_length=1), serialization=core_schema.to_string_ser_schema()
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "minLength": 1}
+
+
+def _int_to_str(value: Any) -> Any:
+    # YAML turns `cpu: 2` into an int; Kubernetes accepts it as a quantity, so do we.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_int_to_str),
+    Field(pattern=QUANTITY),
+    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}], "pattern": QUANTITY}),
+]
+
+
+def field_error(field: str, message: str) -> PydanticCustomError:
+    """An error for a cross-field rule, reported at ``<model path>.<field>`` (field in camelCase)."""
+    return PydanticCustomError("restlake_field", "{message}", {"message": message, "field": field})
+
+
+def _rules(*rules: dict[str, str]) -> ConfigDict:
+    """Model config carrying CEL rules (``x-kubernetes-validations``) that mirror the model validators."""
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
+
+
+# ---------------------------------------------------------------------------------------------------
+# spec.request
+# ---------------------------------------------------------------------------------------------------
+
+
+class SecretRef(_Model):
+    """A key of a Kubernetes Secret in the source's namespace."""
+
+    name: str = Field(max_length=253, pattern=DNS1123_SUBDOMAIN, description="Name of the Secret.")
+    key: str = Field(max_length=253, pattern=SECRET_KEY, description="Key within the Secret.")
+
+    def env_var(self) -> str:
+        """The environment variable that provides this secret locally: ``RESTLAKE_SECRET_<NAME>_<KEY>``."""
+        return secrets.secret_env_var(self.name, self.key)
+
+    def resolve(
+        self, *, directory: Path | None = None, environ: Mapping[str, str] | None = None
+    ) -> SecretStr:
+        """The value: env var ``RESTLAKE_SECRET_<NAME>_<KEY>``, else file ``<secrets dir>/<name>/<key>``."""
+        return secrets.resolve_secret(self.name, self.key, directory=directory, environ=environ)
+
+
+class BearerAuth(_Model):
+    """Send ``Authorization: Bearer <token>``."""
+
+    type: Literal["bearer"] = Field(description="bearer: send `Authorization: Bearer <token>`.")
+    secret_ref: SecretRef = Field(
+        description="Secret key holding the token (bearer) or the API key (apiKey)."
+    )
+
+
+class BasicAuth(_Model):
+    """HTTP basic authentication."""
+
+    model_config = _rules(
+        {
+            "rule": "has(self.username) != has(self.usernameSecretRef)",
+            "message": "set exactly one of username or usernameSecretRef",
+            "fieldPath": ".username",
+        }
+    )
+
+    type: Literal["basic"] = Field(description="basic: HTTP basic authentication.")
+    username: str | None = Field(
+        None, min_length=1, description="User name, in clear (or usernameSecretRef)."
+    )
+    username_secret_ref: SecretRef | None = Field(None, description="Secret key holding the user name.")
+    password_secret_ref: SecretRef = Field(description="Secret key holding the password.")
+
+    @model_validator(mode="after")
+    def _one_username(self) -> BasicAuth:
+        if self.username is None and self.username_secret_ref is None:
+            raise field_error("username", "required when auth.type is basic (or set usernameSecretRef)")
+        if self.username is not None and self.username_secret_ref is not None:
+            raise field_error("usernameSecretRef", "cannot be combined with username; set exactly one")
+        return self
+
+
+class ApiKeyAuth(_Model):
+    """Send an API key in a header or a query parameter."""
+
+    type: Literal["apiKey"] = Field(description="apiKey: send an API key in a header or query parameter.")
+    in_: Literal["header", "query"] = Field(
+        "header", alias="in", description="Where the key goes: a request header or a query parameter."
+    )
+    name: str = Field(min_length=1, description="Header or query parameter name, e.g. X-API-Key.")
+    secret_ref: SecretRef = Field(
+        description="Secret key holding the token (bearer) or the API key (apiKey)."
+    )
+
+
+class OAuth2ClientCredentialsAuth(_Model):
+    """OAuth 2.0 client-credentials grant; the token is fetched, cached and refreshed before expiry."""
+
+    type: Literal["oauth2ClientCredentials"] = Field(
+        description="oauth2ClientCredentials: OAuth 2.0 client-credentials grant."
+    )
+    token_url: str = Field(pattern=HTTP_URL, description="Token endpoint of the authorization server.")
+    client_id: str = Field(min_length=1, description="OAuth client id.")
+    client_secret_ref: SecretRef = Field(description="Secret key holding the OAuth client secret.")
+    scopes: list[str] = Field(
+        default_factory=list, max_length=64, description="Scopes to request; none means the server's default."
+    )
+
+
+Auth = Annotated[
+    BearerAuth | BasicAuth | ApiKeyAuth | OAuth2ClientCredentialsAuth,
+    Field(discriminator="type"),
+]
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+    return value
+
+
+class Request(_Model):
+    """The HTTP request that returns the first page."""
+
+    model_config = _rules(
+        {
+            "rule": "!has(self.body) || (has(self.method) && self.method == 'POST')",
+            "message": "body is only allowed when method is POST",
+            "fieldPath": ".body",
+        }
+    )
+
+    url: Annotated[str, AfterValidator(_check_url)] = Field(
+        pattern=HTTP_URL, description="URL of the first page (http or https)."
+    )
+    method: Literal["GET", "POST"] = Field("GET", description="HTTP method.")
+    params: dict[str, str] = Field(
+        default_factory=dict,
+        description="Query parameters added to the URL; values are strings (quote numbers).",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Request headers; put credentials in auth, never here."
+    )
+    body: dict[str, Any] | None = Field(None, description="JSON body sent with POST.")
+    timeout: Duration = Field(Duration("30s"), description="Timeout of one HTTP request, e.g. 30s.")
+    auth: Auth | None = Field(None, description="How to authenticate; credentials come from Secrets.")
+
+    @model_validator(mode="after")
+    def _check_body_and_timeout(self) -> Request:
+        if self.body is not None and self.method != "POST":
+            raise field_error("body", f"only allowed when method is POST, got method {self.method!r}")
+        if self.timeout.timedelta <= dt.timedelta(0):
+            raise field_error("timeout", f"must be greater than 0s, got {self.timeout!r}")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------
+# spec.records, spec.pagination, spec.incremental
+# ---------------------------------------------------------------------------------------------------
+
+
+class Records(_Model):
+    """Where the records are in a response body and how to identify them."""
+
+    path: JsonPath = Field(
+        JsonPath("$"), description="JSONPath to the list of records in the body; `$` is the body."
+    )
+    id_path: JsonPath | None = Field(
+        None, description="JSONPath to a record's external id; absent means the sha256 of the record."
+    )
+    version_path: JsonPath | None = Field(
+        None,
+        description="JSONPath to a record's version (e.g. `$.updated_at`); the newer one wins in Postgres.",
+    )
+
+
+class _Paged(_Model):
+    max_pages: int | None = Field(
+        None, ge=1, description="Stop after this many pages per poll (a safety bound)."
+    )
+    total_path: JsonPath | None = Field(
+        None, description="JSONPath to the total record count in the body, to stop without an extra request."
+    )
+
+
+class LinkHeaderPagination(_Paged):
+    """Follow the URL of the RFC 8288 ``Link`` header with the given rel."""
+
+    type: Literal["linkHeader"] = Field(description="linkHeader: follow the `Link` header's rel URL.")
+    rel: str = Field("next", min_length=1, description="Link relation of the next page.")
+
+
+class CursorPagination(_Paged):
+    """Send the cursor the previous page returned (in its body or a header) as a query parameter."""
+
+    model_config = _rules(
+        {
+            "rule": "has(self.cursorPath) || has(self.cursorHeader)",
+            "message": "cursorPath or cursorHeader is required when type is cursor",
+            "fieldPath": ".cursorPath",
+        },
+        {
+            "rule": "!(has(self.cursorPath) && has(self.cursorHeader))",
+            "message": "set exactly one of cursorPath or cursorHeader",
+            "fieldPath": ".cursorHeader",
+        },
+    )
+
+    type: Literal["cursor"] = Field(description="cursor: send the cursor returned by the previous page.")
+    cursor_path: JsonPath | None = Field(
+        None, description="JSONPath to the next cursor in the body; null or absent ends pagination."
+    )
+    cursor_header: str | None = Field(
+        None, min_length=1, description="Response header carrying the next cursor."
+    )
+    param: str = Field(
+        "cursor",
+        min_length=1,
+        description="Query parameter that carries the cursor (cursor) or page (pageNumber).",
+    )
+
+    @model_validator(mode="after")
+    def _one_cursor_source(self) -> CursorPagination:
+        if self.cursor_path is None and self.cursor_header is None:
+            raise field_error("cursorPath", "required when pagination.type is cursor")
+        if self.cursor_path is not None and self.cursor_header is not None:
+            raise field_error("cursorHeader", "cannot be combined with cursorPath; set exactly one")
+        return self
+
+
+class PageNumberPagination(_Paged):
+    """Request page 1, 2, 3, ... until a page comes back short or empty."""
+
+    model_config = _rules(
+        {
+            "rule": "!has(self.sizeParam) || has(self.size)",
+            "message": "size is required when sizeParam is set",
+            "fieldPath": ".size",
+        }
+    )
+
+    type: Literal["pageNumber"] = Field(description="pageNumber: request page 1, 2, 3, ...")
+    param: str = Field(
+        "page",
+        min_length=1,
+        description="Query parameter that carries the cursor (cursor) or page (pageNumber).",
+    )
+    size_param: str | None = Field(
+        None, min_length=1, description="Query parameter that carries the page size."
+    )
+    size: int | None = Field(None, ge=1, description="Page size; a shorter page is the last one.")
+    start_at: int = Field(1, ge=0, description="Number of the first page.")
+
+    @model_validator(mode="after")
+    def _size_with_param(self) -> PageNumberPagination:
+        if self.size_param is not None and self.size is None:
+            raise field_error("size", "required when sizeParam is set")
+        return self
+
+
+class OffsetPagination(_Paged):
+    """Request offset 0, limit, 2*limit, ... until a page comes back short or empty."""
+
+    type: Literal["offset"] = Field(description="offset: request offset 0, limit, 2*limit, ...")
+    offset_param: str = Field("offset", min_length=1, description="Query parameter that carries the offset.")
+    limit_param: str = Field("limit", min_length=1, description="Query parameter that carries the limit.")
+    limit: int = Field(ge=1, description="Records per page; a shorter page is the last one.")
+
+
+class NoPagination(_Model):
+    """One request per poll."""
+
+    type: Literal["none"] = Field(description="none: one request per poll.")
+
+
+Pagination = Annotated[
+    LinkHeaderPagination | CursorPagination | PageNumberPagination | OffsetPagination | NoPagination,
+    Field(discriminator="type"),
+]
+
+
+class Incremental(_Model):
+    """Ask only for records changed since the last poll, using a watermark taken from the records."""
+
+    param: str = Field(min_length=1, description="Query parameter that carries the watermark, e.g. since.")
+    cursor_path: JsonPath = Field(description="JSONPath to the watermark in a record, e.g. `$.updated_at`.")
+    lookback: Duration = Field(
+        Duration("0s"), description="Subtracted from a timestamp watermark, to catch late writes upstream."
+    )
+    initial_value: str | None = Field(
+        None, description="Watermark of the very first poll; absent fetches all."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# spec.poll, spec.rateLimit, spec.schema, spec.quality
+# ---------------------------------------------------------------------------------------------------
+
+
+class Poll(_Model):
+    """How often to poll."""
+
+    interval: Duration = Field(
+        Duration("60s"), description="Time between the starts of two polls, at least 1s."
+    )
+    jitter: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Random fraction of the interval added, so sources do not poll in lockstep.",
+    )
+
+    @field_validator("interval")
+    @classmethod
+    def _at_least_one_second(cls, value: Duration) -> Duration:
+        if value.timedelta < dt.timedelta(seconds=1):
+            raise ValueError(f"must be at least 1s, got {value!r}")
+        return value
+
+
+class RateLimit(_Model):
+    """Client-side rate limit (token bucket) on requests to the API."""
+
+    requests_per_second: float = Field(5, gt=0, description="Sustained request rate.")
+    burst: int = Field(1, ge=1, description="Requests that may go out back to back.")
+    respect_headers: bool = Field(
+        True, description="Honour Retry-After and X-RateLimit-* headers by slowing down further."
+    )
+
+
+class SchemaSpec(_Model):
+    """The JSON Schema records must satisfy; a record that does not goes to quarantine."""
+
+    json_schema: dict[str, Any] = Field(
+        description="A JSON Schema (draft 2020-12 unless $schema says otherwise)."
+    )
+    compatibility: Literal["NONE", "BACKWARD", "FORWARD", "FULL"] = Field(
+        "BACKWARD", description="Which changes to jsonSchema are allowed when the spec is updated."
+    )
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_json_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        validator = jsonschema.validators.validator_for(
+            value, default=jsonschema.validators.Draft202012Validator
+        )
+        try:
+            validator.check_schema(value)
+        except jsonschema.exceptions.SchemaError as exc:
+            raise PydanticCustomError(
+                "restlake_field",
+                "{message}",
+                {"message": f"not a valid JSON Schema: {exc.message}", "subpath": _subpath(exc.path)},
+            ) from None
+        return value
+
+
+FieldName = Annotated[str, Field(min_length=1, description="A record field; dotted for nested fields.")]
+
+
+def _set_member(value: Any) -> Any:
+    # One clear message instead of one per union member ("not an int", "not a str").
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"must be a string or an integer, got {_short(value)}")
+    return value
+
+
+SetMember = Annotated[Annotated[int, Strict()] | str, BeforeValidator(_set_member)]
+
+
+class _Expectation(_Model):
+    name: str | None = Field(None, min_length=1, description="Name in reports; defaults to type and field.")
+
+
+class NotNullExpectation(_Expectation):
+    """The field is present and not null."""
+
+    type: Literal["notNull"] = Field(description="notNull: the field is present and not null.")
+    field: FieldName = Field(description="Record field the expectation is about; dotted for nested fields.")
+
+
+class UniqueExpectation(_Expectation):
+    """The combination of fields is unique within a batch."""
+
+    type: Literal["unique"] = Field(description="unique: the fields are unique within a batch.")
+    fields: list[FieldName] = Field(
+        min_length=1, max_length=16, description="Record fields whose combination is unique."
+    )
+
+
+class InSetExpectation(_Expectation):
+    """The field's value is one of a list."""
+
+    type: Literal["inSet"] = Field(description="inSet: the field's value is one of values.")
+    field: FieldName = Field(description="Record field the expectation is about; dotted for nested fields.")
+    values: list[SetMember] = Field(
+        min_length=1, max_length=1000, description="Allowed values (strings or integers)."
+    )
+
+
+class RangeExpectation(_Expectation):
+    """The field's numeric value is within bounds (inclusive)."""
+
+    model_config = _rules(
+        {"rule": "has(self.min) || has(self.max)", "message": "set min, max or both", "fieldPath": ".min"},
+        {
+            "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+            "message": "min must not exceed max",
+            "fieldPath": ".max",
+        },
+    )
+
+    type: Literal["range"] = Field(description="range: the field's number is between min and max.")
+    field: FieldName = Field(description="Record field the expectation is about; dotted for nested fields.")
+    min: float | None = Field(None, description="Inclusive lower bound.")
+    max: float | None = Field(None, description="Inclusive upper bound.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RangeExpectation:
+        if self.min is None and self.max is None:
+            raise field_error("min", "set min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise field_error("max", f"must not be less than min ({self.min:g}), got {self.max:g}")
+        return self
+
+
+class RegexExpectation(_Expectation):
+    """The field's string value matches a regular expression."""
+
+    type: Literal["regex"] = Field(description="regex: the field's string matches pattern.")
+    field: FieldName = Field(description="Record field the expectation is about; dotted for nested fields.")
+    pattern: str = Field(min_length=1, description="Regular expression (Python syntax) the value must match.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc}), got {value!r}") from None
+        return value
+
+
+Expectation = Annotated[
+    NotNullExpectation | UniqueExpectation | InSetExpectation | RangeExpectation | RegexExpectation,
+    Field(discriminator="type"),
+]
+
+
+class Quality(_Model):
+    """Data-quality expectations checked on every batch."""
+
+    on_violation: Literal["warn", "drop", "fail"] = Field(
+        "warn",
+        description="warn: count and keep; drop: quarantine violating records; fail: stop the stream.",
+    )
+    expectations: list[Expectation] = Field(
+        default_factory=list, max_length=100, description="Expectations, checked in order."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# spec.sinks, spec.kafka, spec.resources
+# ---------------------------------------------------------------------------------------------------
+
+
+class PostgresSink(_Model):
+    """Upsert the latest version of every record into Postgres."""
+
+    enabled: bool = Field(True, description="Write to Postgres.")
+    table: str = Field("raw.api_events", pattern=PG_TABLE, description="Target table, schema-qualified.")
+
+
+class BronzeSink(_Model):
+    """Append every record version to a Delta table."""
+
+    enabled: bool = Field(True, description="Write the bronze Delta table.")
+    path: str | None = Field(
+        None,
+        min_length=1,
+        description="Table location; relative paths are under the lake root; absent means "
+        "<lake root>/bronze/<name>.",
+    )
+    partition_by: list[Annotated[str, Field(pattern=COLUMN)]] = Field(
+        ["source", "ingest_date"], min_length=1, max_length=8, description="Partition columns."
+    )
+
+
+class QuarantineSink(_Model):
+    """Where records that fail the schema (or quality, with onViolation drop) go, with the reason."""
+
+    enabled: bool = Field(True, description="Write the quarantine Delta table.")
+    path: str | None = Field(
+        None,
+        min_length=1,
+        description="Table location; relative paths are under the lake root; absent means "
+        "<lake root>/quarantine/<name>.",
+    )
+
+
+class Sinks(_Model):
+    """Where records land."""
+
+    model_config = _rules(
+        {
+            "rule": "!has(self.postgres) || !has(self.postgres.enabled) || self.postgres.enabled"
+            " || !has(self.bronze) || !has(self.bronze.enabled) || self.bronze.enabled",
+            "message": "at least one of postgres or bronze must be enabled",
+        }
+    )
+
+    postgres: PostgresSink = Field(default_factory=PostgresSink, description="The Postgres upsert sink.")
+    bronze: BronzeSink = Field(default_factory=BronzeSink, description="The bronze Delta sink.")
+    quarantine: QuarantineSink = Field(
+        default_factory=QuarantineSink, description="The quarantine Delta sink."
+    )
+
+    @model_validator(mode="after")
+    def _something_enabled(self) -> Sinks:
+        if not (self.postgres.enabled or self.bronze.enabled):
+            raise field_error("bronze.enabled", "at least one of postgres or bronze must be enabled")
+        return self
+
+
+class Kafka(_Model):
+    """Overrides for the source's Kafka topic."""
+
+    topic: str | None = Field(
+        None, max_length=249, pattern=KAFKA_TOPIC, description="Topic name; absent means <prefix><name>."
+    )
+    partitions: int | None = Field(None, ge=1, description="Partitions when the topic is created.")
+
+
+class ResourceQuantities(_Model):
+    """CPU and memory quantities."""
+
+    cpu: Quantity | None = Field(None, description="CPU, e.g. 500m or 2.")
+    memory: Quantity | None = Field(None, description="Memory, e.g. 512Mi or 2Gi.")
+
+
+class ContainerResources(_Model):
+    """Requests and limits of one container."""
+
+    requests: ResourceQuantities | None = Field(None, description="Resources the scheduler reserves.")
+    limits: ResourceQuantities | None = Field(None, description="Resources the container may not exceed.")
+
+
+class Resources(_Model):
+    """Kubernetes resources of the pods the operator creates."""
+
+    fetcher: ContainerResources | None = Field(None, description="The fetcher container.")
+    driver: ContainerResources | None = Field(None, description="The Spark driver container.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The resource
+# ---------------------------------------------------------------------------------------------------
+
+
+class IngestionSourceSpec(_Model):
+    """What to fetch, how, and where it lands."""
+
+    request: Request = Field(description="The HTTP request that returns the first page.")
+    records: Records = Field(
+        default_factory=Records, description="Where records are in a body, how to identify them."
+    )
+    pagination: Pagination = Field(
+        default_factory=lambda: NoPagination(type="none"), description="How to get the next page."
+    )
+    incremental: Incremental | None = Field(None, description="Fetch only what changed since the last poll.")
+    poll: Poll = Field(default_factory=Poll, description="How often to poll.")
+    rate_limit: RateLimit = Field(default_factory=RateLimit, description="Client-side rate limit.")
+    schema_: SchemaSpec | None = Field(
+        None, alias="schema", description="JSON Schema the records must satisfy."
+    )
+    quality: Quality | None = Field(None, description="Data-quality expectations.")
+    sinks: Sinks = Field(default_factory=Sinks, description="Where records land.")
+    kafka: Kafka | None = Field(None, description="Overrides for the Kafka topic.")
+    resources: Resources | None = Field(
+        None, description="Kubernetes resources of the fetcher and Spark driver."
+    )
+
+
+# Fields the API server fills in; accepted (and dropped) so `kubectl get -o yaml` output parses.
+_SERVER_METADATA = frozenset(
+    {
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+        "ownerReferences",
+        "finalizers",
+        "selfLink",
+        "generateName",
+    }
+)
+
+
+class ObjectMeta(_Model):
+    """The part of Kubernetes object metadata a source uses."""
+
+    name: str = Field(
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description="Source name; names the Kafka topic and Kubernetes objects.",
+    )
+    namespace: str | None = Field(
+        None, max_length=63, pattern=DNS1123_LABEL, description="Kubernetes namespace."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Kubernetes labels.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Kubernetes annotations.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_server_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if k not in _SERVER_METADATA}
+        return data
+
+
+class Condition(_Model):
+    """One aspect of the source's state (Kubernetes condition conventions)."""
+
+    type: str = Field(
+        max_length=64,
+        pattern=CONDITION_REASON,
+        description="Condition type: Ready, FetcherReady, StreamReady or QualityPassing.",
+    )
+    status: Literal["True", "False", "Unknown"] = Field(description="Status of the condition.")
+    reason: str | None = Field(
+        None, max_length=128, pattern=CONDITION_REASON, description="Why it last changed, one CamelCase word."
+    )
+    message: str | None = Field(
+        None, max_length=4096, description="Human-readable detail of the last change."
+    )
+    last_transition_time: dt.datetime | None = Field(None, description="When status last changed (UTC).")
+    observed_generation: int | None = Field(
+        None, ge=0, description="metadata.generation the condition was computed from."
+    )
+
+
+class IngestionSourceStatus(_Model):
+    """What the operator observed; written only by the operator."""
+
+    phase: Literal["Pending", "Provisioning", "Running", "Degraded", "Failed"] | None = Field(
+        None, description="Summary of the conditions."
+    )
+    observed_generation: int | None = Field(None, ge=0, description="metadata.generation last reconciled.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Conditions: Ready, FetcherReady, StreamReady, QualityPassing.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    last_fetch_time: dt.datetime | None = Field(None, description="When the last page was fetched (UTC).")
+    events_produced: int | None = Field(None, ge=0, description="Records published to Kafka, in total.")
+    consumer_lag: int | None = Field(
+        None, ge=0, description="Kafka messages not yet processed by the stream job."
+    )
+
+
+class IngestionSource(_Model):
+    """A REST API ingested into Kafka, a bronze Delta table and Postgres."""
+
+    api_version: Literal["restlake.io/v1alpha1"] = Field(description="restlake.io/v1alpha1.")
+    kind: Literal["IngestionSource"] = Field(description="IngestionSource.")
+    metadata: ObjectMeta = Field(description="Name, namespace, labels and annotations.")
+    spec: IngestionSourceSpec = Field(description="What to fetch, how, and where it lands.")
+    status: IngestionSourceStatus | None = Field(None, description="What the operator observed.")
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def topic(self, prefix: str = "restlake.") -> str:
+        """The Kafka topic: ``spec.kafka.topic``, else ``<prefix><name>``."""
+        if self.spec.kafka is not None and self.spec.kafka.topic:
+            return self.spec.kafka.topic
+        return f"{prefix}{self.name}"
+
+    def bronze_path(self, lake_root: str) -> str:
+        """Bronze table: ``spec.sinks.bronze.path`` (relative to the lake root), else ``bronze/<name>``."""
+        return _table_path(lake_root, self.spec.sinks.bronze.path, "bronze", self.name)
+
+    def quarantine_path(self, lake_root: str) -> str:
+        """Quarantine table location, like ``bronze_path`` under ``quarantine/<name>``."""
+        return _table_path(lake_root, self.spec.sinks.quarantine.path, "quarantine", self.name)
+
+    def checkpoint_path(self, lake_root: str) -> str:
+        """Spark checkpoint location of the source's stream: ``<lake root>/_checkpoints/<name>``."""
+        return LakeSettings(root=lake_root).table_uri("_checkpoints", self.name)
+
+
+def _table_path(lake_root: str, explicit: str | None, kind: str, name: str) -> str:
+    lake = LakeSettings(root=lake_root)
+    if explicit is None:
+        return lake.table_uri(kind, name)
+    if "://" in explicit or Path(explicit).is_absolute():
+        return explicit
+    return lake.table_uri(*Path(explicit).parts)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading and error rendering
+# ---------------------------------------------------------------------------------------------------
+
+
+def parse_source(document: Any, origin: str) -> IngestionSource:
+    """Validate one parsed YAML/JSON document; ``origin`` (a file, ``file#2``, ...) names it in errors.
+
+    Only camelCase keys are accepted, exactly what the API server accepts, so a file that
+    `restlake run -f` takes is one `kubectl apply -f` takes too.
+    """
+    if not isinstance(document, dict):
+        raise SpecError(origin, [("<document>", f"must be a mapping, got {_type_word(document)}")])
+    name = document.get("metadata", {}).get("name") if isinstance(document.get("metadata"), dict) else None
+    label = f"{name} ({origin})" if isinstance(name, str) and name else origin
+    # A different kind would only produce a flood of unrelated field errors; say the one thing that matters.
+    header = [
+        (key, "required" if key not in document else f"must be {want!r}, got {_short(document[key])}")
+        for key, want in (("apiVersion", API_VERSION), ("kind", KIND))
+        if document.get(key) != want
+    ]
+    if header:
+        raise SpecError(label, header)
+    try:
+        return IngestionSource.model_validate(document, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        raise SpecError(label, problems_of(exc)) from None
+
+
+def read_documents(path: Path | str, text: str | None = None) -> list[tuple[str, Any]]:
+    """The non-empty YAML documents of a file as ``(origin, document)``; YAML errors become ``SpecError``."""
+    path = str(path)
+    if text is None:
+        text = Path(path).read_text(encoding="utf-8")
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "<document>"
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        raise SpecError(
+            path, [(where, f"invalid YAML: {problem}" + (f" ({context})" if context else ""))]
+        ) from None
+    if len(documents) == 1:
+        return [(path, documents[0])]
+    return [(f"{path}#{i}", doc) for i, doc in enumerate(documents, start=1)]
+
+
+def load_sources(path: Path | str) -> list[IngestionSource]:
+    """Every IngestionSource of a (multi-document) YAML file; the first invalid one raises ``SpecError``."""
+    return [parse_source(doc, origin) for origin, doc in read_documents(path)]
+
+
+def load_source(path: Path | str) -> IngestionSource:
+    """The one IngestionSource of a YAML file."""
+    documents = read_documents(path)
+    if len(documents) != 1:
+        raise SpecError(
+            str(path), [("<document>", f"expected one IngestionSource document, found {len(documents)}")]
+        )
+    origin, doc = documents[0]
+    return parse_source(doc, origin)
+
+
+def problems_of(exc: ValidationError) -> list[tuple[str, str]]:
+    """``(field path, message)`` per error, paths in the YAML's camelCase with ``[i]`` list indices."""
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False):
+        path, model, union = _render_loc(error["loc"])
+        kind = error["type"]
+        ctx = error.get("ctx") or {}
+        value = error.get("input")
+        if kind == "restlake_field":
+            if ctx.get("field"):
+                path = _join(path, str(ctx["field"]))
+            path += str(ctx.get("subpath", ""))
+            message = str(ctx["message"])
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            tags = ", ".join(_tags(union)) if union is not None else str(ctx.get("expected_tags", ""))
+            path = _join(path, "type")
+            got = ctx.get("tag")
+            message = f"must be one of {tags}, got {got!r}" if got is not None else f"required: one of {tags}"
+        else:
+            message = _message(kind, error["msg"], ctx, value, path, model)
+        if (path, message) not in problems:
+            problems.append((path, message))
+    return problems
+
+
+def _message(kind: str, msg: str, ctx: dict[str, Any], value: Any, path: str, model: Any) -> str:
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        # The value is not shown: an unknown key may well be where someone pasted a token.
+        unknown = path.rsplit(".", 1)[-1]
+        known = _aliases(model) if model is not None else []
+        close = difflib.get_close_matches(unknown, known, n=1, cutoff=0.6)
+        if not close:  # case and snake_case slips (cursorpath, cursor_path) score low in difflib
+            close = [k for k in known if k.lower() == unknown.replace("_", "").lower()]
+        return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a mapping, got {_type_word(value)}"
+    if kind == "list_type":
+        return f"must be a list, got {_type_word(value)}"
+    if kind == "string_type":
+        if isinstance(value, (dict, list)) or value is None:
+            return f"must be a string, got {_type_word(value)}"
+        return f'must be a string, got {_short(value)} (quote it in YAML: "{value}")'
+    if kind == "string_pattern_mismatch":
+        hint = _PATTERN_HINTS.get(str(ctx.get("pattern")), f"must match {ctx.get('pattern')}")
+        return f"{hint}, got {_short(value)}"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')}, got {_short(value)}"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    text = (
+        msg.replace("Input should be", "must be")
+        .replace("String should", "must")
+        .replace("List should", "must")
+    )
+    text = text.replace("Value should", "must")
+    if not isinstance(value, (dict, list)) and " got " not in text:
+        text += f", got {_short(value)}"
+    return text
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _type_word(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    return _short(value)
+
+
+def _join(path: str, field: str) -> str:
+    return f"{path}.{field}" if path else field
+
+
+def _subpath(parts: Any) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip ``Annotated`` and ``| None`` until a model, a container or a real union is left."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return typing.Union[tuple(members)]  # noqa: UP007 - built from a runtime tuple
+            tp = members[0]
+        else:
+            return tp
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _union_models(tp: Any) -> list[type[BaseModel]] | None:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        members = [_unwrap(a) for a in typing.get_args(tp)]
+        if members and all(_is_model(m) for m in members):
+            return members
+    return None
+
+
+def _tags(union: list[type[BaseModel]]) -> list[str]:
+    return [typing.get_args(m.model_fields["type"].annotation)[0] for m in union]
+
+
+def _aliases(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _field_by_alias(model: type[BaseModel], alias: str) -> Any:
+    for name, info in model.model_fields.items():
+        if (info.alias or name) == alias:
+            return info.annotation
+    return None
+
+
+def _render_loc(loc: tuple[int | str, ...]) -> tuple[str, Any, list[type[BaseModel]] | None]:
+    """Render a pydantic loc as ``spec.quality.expectations[2].field``, skipping union tags.
+
+    Also returns the model the last key was looked up in (for did-you-mean) and the union
+    type at the end of the path, if any (for tag errors).
+    """
+    path = ""
+    current: Any = IngestionSource
+    parent: Any = None
+    for item in loc:
+        current = _unwrap(current)
+        union = _union_models(current)
+        if union is not None and isinstance(item, str):
+            # A discriminated union puts the tag in the loc; YAML has no such level.
+            current = next((m for m in union if _tags([m])[0] == item), None)
+            continue
+        if (
+            union is None
+            and isinstance(item, str)
+            and typing.get_origin(current) in (typing.Union, types.UnionType)
+        ):
+            continue  # a smart-mode union names the member it tried (`int`, `str`); YAML has no such level
+        if isinstance(item, int):
+            path += f"[{item}]"
+            args = typing.get_args(current)
+            current = args[0] if args else None
+        elif _is_model(current):
+            parent = current
+            path = _join(path, str(item))
+            current = _field_by_alias(current, str(item))
+        elif typing.get_origin(current) is dict:
+            path = _join(path, str(item))
+            current = typing.get_args(current)[1]
+        else:
+            path = _join(path, str(item))
+            current = None
+    return path, parent, _union_models(_unwrap(current)) if current is not None else None

@@ -1,0 +1,46 @@
+"""Session fixtures for integration tests: one real local stack (Kafka KRaft + Postgres) per session.
+
+The stack lives in a per-session temp folder, so tests never touch a developer's running
+stack, but shares the project's jar cache (``.restlake/jars`` or ``RESTLAKE_JARS_DIR``) so a
+test session never downloads jars again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from restlake.stack.manager import PG_DSN_ENV, LocalStack, StackEndpoints
+from restlake.stack.state import jars_dir_for
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def project_jars_dir() -> Path:
+    state_dir = Path(os.environ.get("RESTLAKE_STATE_DIR") or REPO_ROOT / ".restlake")
+    return jars_dir_for(state_dir)
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A started ``LocalStack`` (for fault tests that stop and restart services); stopped at session end."""
+    # Hermetic: a RESTLAKE_PG_DSN exported from a developer's own stack must not make the
+    # test stack use that database.
+    env = {k: v for k, v in os.environ.items() if k != PG_DSN_ENV}
+    stack = LocalStack(tmp_path_factory.mktemp("stack"), jars_dir=project_jars_dir(), env=env)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def stack(local_stack: LocalStack) -> StackEndpoints:
+    """Endpoints of the session's stack: Kafka bootstrap, Postgres DSN (TCP), lake root."""
+    endpoints = local_stack.endpoints()
+    assert endpoints is not None
+    return endpoints

@@ -23,7 +23,7 @@ class StreamJobConfig(BaseModel):
     bronze_path: str = Field(description="Delta table (local path or s3a:// URI) of every record version.")
     quarantine_path: str = Field(description="Delta table of records that failed validation, with a reason.")
     checkpoint_path: str = Field(
-        description="Streaming checkpoint; its query id names the Delta txnAppId and the Postgres ledger query."
+        description="Streaming checkpoint; its query id keys the Delta txnAppId and the Postgres ledger."
     )
     pg_dsn: SecretStr = Field(
         default_factory=lambda: PostgresSettings().dsn,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -193,3 +195,89 @@ def test_stale_pid_files_are_cleaned_up_without_touching_strangers(
         stranger.wait()
         # Leave a healthy stack for whichever test runs next.
         local_stack.up()
+
+
+_SPARK_PROBE = """
+import json, sys
+from pathlib import Path
+from pyspark.sql import SparkSession
+from restlake.stack.jars import spark_jars
+
+state_dir, bootstrap, topic, jdbc_url, table = sys.argv[1:6]
+spark = (
+    SparkSession.builder.master("local[1]")
+    .config("spark.jars", ",".join(str(p) for p in spark_jars(Path(state_dir))))
+    .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+    .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+    .config("spark.ui.enabled", "false")
+    .config("spark.sql.shuffle.partitions", "1")
+    .getOrCreate()
+)
+stream = (
+    spark.readStream.format("kafka")
+    .option("kafka.bootstrap.servers", bootstrap)
+    .option("subscribe", topic)
+    .load()
+)
+batch = (
+    spark.read.format("kafka")
+    .option("kafka.bootstrap.servers", bootstrap)
+    .option("subscribe", topic)
+    .option("startingOffsets", "earliest")
+    .load()
+)
+values = sorted(r.value.decode() for r in batch.select("value").collect())
+rows = spark.createDataFrame([(1, "a"), (2, "b")], "id int, v string")
+rows.write.format("delta").mode("overwrite").save(table)
+delta_rows = sorted(tuple(r) for r in spark.read.format("delta").load(table).collect())
+# The driver class must be named: DriverManager cannot see jars added through spark.jars.
+jdbc = (
+    spark.read.format("jdbc")
+    .option("url", jdbc_url)
+    .option("driver", "org.postgresql.Driver")
+    .option("query", "select 42 as answer")
+    .load()
+    .collect()
+)
+print(json.dumps({
+    "streaming": stream.isStreaming,
+    "kafka_values": values,
+    "delta_rows": delta_rows,
+    "jdbc": [r.answer for r in jdbc],
+}))
+spark.stop()
+"""
+
+
+def test_spark_jars_load_kafka_source_delta_and_jdbc(local_stack: LocalStack, stack: StackEndpoints) -> None:
+    topic = f"restlake.spark-{uuid.uuid4().hex[:8]}"
+    _produce(stack.kafka_bootstrap, topic, b"k", b"from-kafka")
+    host_port = stack.pg_dsn.split("@", 1)[1].split("/", 1)[0]
+    jdbc_url = f"jdbc:postgresql://{host_port}/postgres?user=postgres"
+    table = str(Path(stack.lake_root) / "probe")
+    # A child process: a SparkSession here would leak its config into other tests' sessions.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _SPARK_PROBE,
+            str(local_stack.paths.root),
+            stack.kafka_bootstrap,
+            topic,
+            jdbc_url,
+            table,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+    )
+    causes = [line for line in result.stderr.splitlines() if "Error" in line or "Exception" in line]
+    assert result.returncode == 0, "\n".join(causes[:20]) or result.stderr[-4000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "streaming": True,
+        "kafka_values": ["from-kafka"],
+        "delta_rows": [[1, "a"], [2, "b"]],
+        "jdbc": [42],
+    }

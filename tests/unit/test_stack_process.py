@@ -19,6 +19,9 @@ from restlake.stack import process
 def sleeper(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     marker = str(tmp_path / "marker.conf")
     proc = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(60)", marker])
+    deadline = time.monotonic() + 10
+    while marker not in process.cmdline(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
     yield proc
     proc.kill()
     proc.wait()
@@ -72,7 +75,7 @@ def test_live_pid_removes_file_of_a_stranger_without_signalling_it(
 ) -> None:
     pid_file = tmp_path / "svc.pid"
     process.write_pid(pid_file, sleeper.pid)
-    assert process.live_pid(pid_file, ["kafka.Kafka"]) is None
+    assert process.live_pid(pid_file, ["kafka.Kafka", str(tmp_path / "server.properties")]) is None
     assert not pid_file.exists()
     assert sleeper.poll() is None
 
@@ -82,7 +85,7 @@ def test_live_pid_removes_file_of_a_dead_pid(tmp_path: Path) -> None:
     dead.wait()
     pid_file = tmp_path / "svc.pid"
     process.write_pid(pid_file, dead.pid)
-    assert process.live_pid(pid_file, ["anything"]) is None
+    assert process.live_pid(pid_file, [str(tmp_path / "no-such-service.conf")]) is None
     assert not pid_file.exists()
 
 
@@ -123,3 +126,11 @@ def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(tmp_path: Path) -> No
     process.stop("svc", pid, graceful=signal.SIGTERM, timeout=1.0)
     assert process.is_alive(pid) is False
     assert 1.0 <= time.monotonic() - started < 10.0
+
+
+def test_live_pid_adopts_a_running_process_whose_pid_file_was_lost(
+    sleeper: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "svc.pid"
+    assert process.live_pid(pid_file, ["time.sleep(60)", str(tmp_path / "marker.conf")]) == sleeper.pid
+    assert process.read_pid(pid_file) == sleeper.pid

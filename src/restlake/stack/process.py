@@ -105,18 +105,37 @@ def is_ours(pid: int, markers: Sequence[str]) -> bool:
     return all(marker in joined for marker in markers)
 
 
-def live_pid(pid_file: Path, markers: Sequence[str]) -> int | None:
-    """The pid recorded in ``pid_file`` if it is one of ours and running; a stale file is removed."""
-    pid = read_pid(pid_file)
-    if pid is None:
-        return None
-    if is_ours(pid, markers):
-        return pid
-    reason = "is not running" if not is_alive(pid) else f"is another program ({' '.join(cmdline(pid))[:120]})"
-    log.warning("removing stale pid file %s: pid %s %s", pid_file, pid, reason)
-    with contextlib.suppress(FileNotFoundError):
-        pid_file.unlink()
+def find_by_markers(markers: Sequence[str]) -> int | None:
+    """The lowest pid whose command line carries every marker, by scanning ``/proc``."""
+    found = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+    for pid in sorted(found):
+        if pid != os.getpid() and is_ours(pid, markers):
+            return pid
     return None
+
+
+def live_pid(pid_file: Path, markers: Sequence[str]) -> int | None:
+    """The running pid of the service, else None; a stale pid file is removed.
+
+    When the pid file is missing or stale but a process with the markers runs (a crashed CLI
+    call lost the file), that process is adopted and the file rewritten, so ``down`` stops it
+    and ``up`` does not start a second one on the same data.
+    """
+    pid = read_pid(pid_file)
+    if pid is not None and is_ours(pid, markers):
+        return pid
+    if pid is not None:
+        alive = is_alive(pid)
+        reason = f"is another program ({' '.join(cmdline(pid))[:120]})" if alive else "is not running"
+        log.warning("removing stale pid file %s: pid %s %s", pid_file, pid, reason)
+        with contextlib.suppress(FileNotFoundError):
+            pid_file.unlink()
+    orphan = find_by_markers(markers)
+    if orphan is not None:
+        log.warning("adopting running process %s that matches %s (its pid file was lost)", orphan, pid_file)
+        if pid_file.parent.is_dir():
+            write_pid(pid_file, orphan)
+    return orphan
 
 
 def start_detached(

@@ -1,0 +1,120 @@
+"""The fetcher against the demo API and the real broker: retries, bad pages, auth, exact topic contents."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from pathlib import Path
+
+import aiohttp
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from restlake.contracts.spec import IngestionSource, load_source
+from restlake.demoapi.auth import AuthConfig
+from restlake.demoapi.config import DemoApiConfig
+from restlake.demoapi.dataset import DatasetConfig
+from restlake.demoapi.handle import running_demo_api
+from restlake.fetcher.client import RetryPolicy
+from restlake.fetcher.poller import PassStats, SourceFetcher
+from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
+from restlake.runtime.demo import retarget
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+FAST_RETRIES = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
+
+
+def _topic_keys(bootstrap: str, topic: str) -> list[str]:
+    """Every key in ``topic``, read from the beginning up to the end offsets as of now."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        }
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        keys: list[str] = []
+        remaining = {p for p, end in ends.items() if end > 0}
+        while remaining:
+            msg = consumer.poll(10)
+            assert msg is not None, f"timed out reading {topic}; still waiting on partitions {remaining}"
+            assert msg.error() is None, msg.error()
+            keys.append(msg.key().decode())
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                remaining.discard(msg.partition())
+        return keys
+    finally:
+        consumer.close()
+
+
+def _fetch(source: IngestionSource, bootstrap: str, topic: str) -> PassStats:
+    ensure_topic(bootstrap, topic, partitions=3)
+    fetcher = SourceFetcher(source, EnvelopeProducer(bootstrap), topic, policy=FAST_RETRIES)
+
+    async def one_pass() -> PassStats:
+        async with aiohttp.ClientSession() as session:
+            return await fetcher.fetch_pass(session)
+
+    return asyncio.run(one_pass())
+
+
+def test_retries_5xx_and_publishes_each_record_once(stack) -> None:
+    config = DemoApiConfig(dataset=DatasetConfig(seed=5, initial_records=120, growth_per_tick=0))
+    with running_demo_api(config) as api:
+        api.set_faults(fail_next=2, error_status=503)
+        source = retarget(load_source(EXAMPLES / "demo-cursor.yaml"), api.base_url)
+        topic = f"it.fetch.retry.{uuid.uuid4().hex[:8]}"
+        stats = _fetch(source, stack.kafka_bootstrap, topic)
+        expected_ids = [str(r["id"]) for r in api.dataset().snapshot()]
+    assert stats.complete and stats.error is None
+    assert (stats.records, stats.produced, stats.pages) == (120, 120, 3)
+    keys = _topic_keys(stack.kafka_bootstrap, topic)
+    assert len(keys) == 120
+    assert sorted(k.split("/")[1] for k in keys) == sorted(expected_ids)
+
+
+def test_truncated_pages_are_retried_then_recorded_without_producing(stack) -> None:
+    config = DemoApiConfig(dataset=DatasetConfig(seed=5, initial_records=80, growth_per_tick=0))
+    with running_demo_api(config) as api:
+        api.set_faults(truncate_rate=1.0)
+        source = retarget(load_source(EXAMPLES / "demo-link.yaml"), api.base_url)
+        topic = f"it.fetch.bad.{uuid.uuid4().hex[:8]}"
+        stats = _fetch(source, stack.kafka_bootstrap, topic)
+        served = api.state()
+    assert not stats.complete
+    assert stats.bad_pages == 1
+    assert stats.error is not None and "malformed JSON" in stats.error
+    assert (stats.records, stats.produced) == (0, 0)
+    assert served["listing_requests"] == FAST_RETRIES.max_attempts  # retried, then gave up
+    assert _topic_keys(stack.kafka_bootstrap, topic) == []
+
+
+def test_bearer_token_is_sent_and_never_logged(stack, monkeypatch, caplog) -> None:
+    token = f"tok-{uuid.uuid4().hex}"
+    config = DemoApiConfig(
+        dataset=DatasetConfig(seed=1, initial_records=10, growth_per_tick=0),
+        auth=AuthConfig(bearer_token=token),
+    )
+    doc_source = load_source(EXAMPLES / "demo-link.yaml")
+    auth = {"type": "bearer", "secretRef": {"name": "demo-token", "key": "token"}}
+    request = doc_source.spec.request.model_validate(
+        {**doc_source.spec.request.model_dump(by_alias=True), "auth": auth}
+    )
+    source = doc_source.model_copy(update={"spec": doc_source.spec.model_copy(update={"request": request})})
+    caplog.set_level(logging.DEBUG)
+    with running_demo_api(config) as api:
+        source = retarget(source, api.base_url)
+        topic = f"it.fetch.auth.{uuid.uuid4().hex[:8]}"
+        monkeypatch.setenv("RESTLAKE_SECRET_DEMO_TOKEN_TOKEN", "wrong-" + token)
+        refused = _fetch(source, stack.kafka_bootstrap, topic)
+        monkeypatch.setenv("RESTLAKE_SECRET_DEMO_TOKEN_TOKEN", token)
+        accepted = _fetch(source, stack.kafka_bootstrap, topic)
+    assert not refused.complete and refused.error is not None and "HTTP 401" in refused.error
+    assert accepted.complete and accepted.records == 10
+    assert token not in caplog.text
+    assert token not in repr(source) and token not in (refused.error or "")

@@ -35,11 +35,20 @@ class Authenticator:
     ) -> None:
         return None
 
+    def secret_values(self) -> list[str]:
+        """Every secret this authenticator may put on the wire, for scrubbing text before it is logged."""
+        return []
+
 
 class StaticHeaderAuth(Authenticator):
-    def __init__(self, header: str, value: SecretStr) -> None:
+    def __init__(self, header: str, value: SecretStr, parts: tuple[SecretStr, ...] = ()) -> None:
         self.header = header
         self._value = value
+        # The raw pieces a header is built from (a token without "Bearer ", a basic password).
+        self._parts = parts
+
+    def secret_values(self) -> list[str]:
+        return [self._value.get_secret_value(), *(p.get_secret_value() for p in self._parts)]
 
     async def apply(
         self, session: aiohttp.ClientSession, headers: dict[str, str], params: dict[str, str]
@@ -52,6 +61,9 @@ class QueryKeyAuth(Authenticator):
         self.param = param
         self._value = value
         self.secret_params = frozenset({param})
+
+    def secret_values(self) -> list[str]:
+        return [self._value.get_secret_value()]
 
     async def apply(
         self, session: aiohttp.ClientSession, headers: dict[str, str], params: dict[str, str]
@@ -105,6 +117,12 @@ class OAuth2ClientCredentials(Authenticator):
         assert self._token is not None
         headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
 
+    def secret_values(self) -> list[str]:
+        values = [self._client_secret.get_secret_value()]
+        if self._token is not None:
+            values.append(self._token.get_secret_value())
+        return values
+
     def invalidate(self) -> None:
         """Forget the token (after a 401), so the next request fetches a new one."""
         self._token = None
@@ -116,19 +134,21 @@ def make_authenticator(auth: Any) -> Authenticator:
         return Authenticator()
     if auth.type == "bearer":
         token = auth.secret_ref.resolve()
-        return StaticHeaderAuth("Authorization", SecretStr(f"Bearer {token.get_secret_value()}"))
+        return StaticHeaderAuth("Authorization", SecretStr(f"Bearer {token.get_secret_value()}"), (token,))
     if auth.type == "basic":
         user = (
             auth.username
             if auth.username is not None
             else auth.username_secret_ref.resolve().get_secret_value()
         )
-        password = auth.password_secret_ref.resolve().get_secret_value()
-        raw = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-        return StaticHeaderAuth("Authorization", SecretStr(f"Basic {raw}"))
+        password = auth.password_secret_ref.resolve()
+        raw = base64.b64encode(f"{user}:{password.get_secret_value()}".encode()).decode("ascii")
+        return StaticHeaderAuth("Authorization", SecretStr(f"Basic {raw}"), (SecretStr(raw), password))
     if auth.type == "apiKey":
         key = auth.secret_ref.resolve()
-        return StaticHeaderAuth(auth.name, key) if auth.in_ == "header" else QueryKeyAuth(auth.name, key)
+        if auth.in_ == "header":
+            return StaticHeaderAuth(auth.name, key, (key,))
+        return QueryKeyAuth(auth.name, key)
     if auth.type == "oauth2ClientCredentials":
         return OAuth2ClientCredentials(
             auth.token_url, auth.client_id, auth.client_secret_ref.resolve(), auth.scopes

@@ -1,4 +1,10 @@
-"""One page request with the fetcher's retry policy: backoff with jitter, Retry-After, bounded attempts."""
+"""One page request with the fetcher's retry policy: backoff with jitter, Retry-After, bounded attempts.
+
+Around every attempt: the source's rate limiter (wait for budget, read the server's rate-limit
+headers), the endpoint's circuit breaker, and metrics. What to do with a failure is decided by its
+type: ``TransientError`` is retried until the attempts run out, ``PermanentError`` is not, and
+``CircuitOpenError`` stops at once (sleeping out a cool-down inside one page would stall the pass).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,13 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from restlake.errors import PermanentError, TransientError
+from restlake.errors import PermanentError, RestlakeError, TransientError
 from restlake.fetcher.auth import Authenticator, OAuth2ClientCredentials
+from restlake.fetcher.breaker import CircuitBreaker, CircuitOpenError
+from restlake.fetcher.metrics import FetcherMetrics, status_class
 from restlake.fetcher.pagination.base import PageRequest
+from restlake.fetcher.ratelimit import RateLimiter
+from restlake.fetcher.redaction import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +37,57 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 class HttpStatusError(TransientError):
     """A 5xx, 408 or 429: the server may answer later."""
 
+    def __init__(self, message: str, *, status: int, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
+
+    @property
+    def reason(self) -> str:
+        if self.status == 429:
+            return "rate_limited"
+        return "timeout" if self.status == 408 else "http_5xx"
+
 
 class HttpClientError(PermanentError):
     """A 4xx other than 408/429: the request itself is wrong (auth, URL, params)."""
 
+    reason = "http_4xx"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RequestTimeoutError(TransientError):
+    """No complete answer within spec.request.timeout."""
+
+    reason = "timeout"
+
+
+class ConnectionFailedError(TransientError):
+    """The connection could not be made or broke mid-response."""
+
+    reason = "connection"
+
 
 class BadPageError(TransientError):
-    """The body could not be used (malformed JSON, wrong content type, too large, not UTF-8)."""
+    """The body could not be used (malformed JSON, wrong content type, too large, not UTF-8).
+
+    ``raw`` keeps the bytes received (up to the cap) so the dead-letter event can reference them.
+    """
+
+    def __init__(self, message: str, *, reason: str, status: int = 200, raw: bytes | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+        self.raw = raw
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The bounded reason code of a page failure (the ``reason`` label of bad-page metrics)."""
+    if isinstance(exc, CircuitOpenError):
+        return "circuit_open"
+    return str(getattr(exc, "reason", "other"))
 
 
 @dataclass(frozen=True)
@@ -42,6 +96,7 @@ class Response:
     headers: CIMultiDictProxy[str]
     body: Any  # parsed JSON; None for 304
     size: int
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -79,25 +134,49 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 async def _read_json(resp: aiohttp.ClientResponse, max_bytes: int) -> tuple[Any, int]:
     declared = resp.content_length
     if declared is not None and declared > max_bytes:
-        raise BadPageError(f"body of {declared} bytes exceeds the {max_bytes}-byte cap")
+        raise BadPageError(
+            f"body of {declared} bytes exceeds the {max_bytes}-byte cap",
+            reason="oversized_body",
+            status=resp.status,
+        )
     raw = bytearray()
     async for chunk in resp.content.iter_chunked(1 << 16):
         raw += chunk
         if len(raw) > max_bytes:
-            raise BadPageError(f"body exceeds the {max_bytes}-byte cap")
+            raise BadPageError(
+                f"body exceeds the {max_bytes}-byte cap",
+                reason="oversized_body",
+                status=resp.status,
+                raw=bytes(raw),
+            )
     ctype = resp.headers.get("Content-Type", "")
     if raw and "json" not in ctype.lower():
-        raise BadPageError(f"expected a JSON content type, got {ctype or 'none'!r}")
+        raise BadPageError(
+            f"expected a JSON content type, got {ctype or 'none'!r}",
+            reason="wrong_content_type",
+            status=resp.status,
+            raw=bytes(raw),
+        )
     if not raw:
         return None, 0
     try:
         text = raw.decode(resp.charset or "utf-8")
     except (UnicodeDecodeError, LookupError) as exc:
-        raise BadPageError(f"body is not valid {resp.charset or 'utf-8'} text: {exc}") from exc
+        raise BadPageError(
+            f"body is not valid {resp.charset or 'utf-8'} text: {exc}",
+            reason="bad_encoding",
+            status=resp.status,
+            raw=bytes(raw),
+        ) from exc
     try:
         return json.loads(text), len(raw)
     except json.JSONDecodeError as exc:
-        raise BadPageError(f"malformed JSON at byte {exc.pos}: {exc.msg}") from exc
+        raise BadPageError(
+            f"malformed JSON at byte {exc.pos}: {exc.msg}",
+            reason="malformed_json",
+            status=resp.status,
+            raw=bytes(raw),
+        ) from exc
 
 
 async def get_page(
@@ -110,49 +189,115 @@ async def get_page(
     policy: RetryPolicy,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     log_extra: dict[str, Any] | None = None,
+    limiter: RateLimiter | None = None,
+    breaker: CircuitBreaker | None = None,
+    metrics: FetcherMetrics | None = None,
+    source: str = "",
+    redactor: Redactor | None = None,
 ) -> Response:
-    """GET one page, retrying what the policy allows; raises the last error's type when attempts run out."""
+    """GET one page, retrying what the policy allows; raises the last error's type when attempts run out.
+
+    The raised error carries ``attempts`` (requests made for this page).
+    """
     auth = auth or Authenticator()
+    redactor = redactor or Redactor(auth.secret_values, auth.secret_params)
     attempt = 0
     refreshed_token = False
     while True:
         attempt += 1
-        retry_after: float | None = None
+        status: int | None = None
         try:
+            if breaker is not None:
+                breaker.before_request()
+            if limiter is not None:
+                waited = await limiter.acquire()
+                if waited and metrics is not None:
+                    metrics.rate_limit_wait.labels(source).inc(waited)
             send_headers, send_params = dict(headers), dict(request.params)
             await auth.apply(session, send_headers, send_params)
-            async with session.get(
-                request.url,
-                params=send_params,
-                headers=send_headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                allow_redirects=True,
-            ) as resp:
-                if resp.status == 304:
-                    return Response(304, resp.headers, None, 0)
-                if resp.status in (408, 429) or resp.status >= 500:
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                    raise HttpStatusError(f"HTTP {resp.status} from {request.url}", retry_after=retry_after)
-                if resp.status == 401 and isinstance(auth, OAuth2ClientCredentials) and not refreshed_token:
-                    # An OAuth2 token can be revoked before its expiry: fetch a new one, once.
-                    auth.invalidate()
-                    refreshed_token = True
-                    attempt -= 1
-                    continue
-                if resp.status >= 400:
-                    raise HttpClientError(f"HTTP {resp.status} from {request.url}: the request was refused")
-                body, size = await _read_json(resp, max_body_bytes)
-                return Response(resp.status, resp.headers, body, size)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
-            error: TransientError = TransientError(f"{type(exc).__name__} fetching {request.url}: {exc}")
-        except TransientError as exc:
+            try:
+                async with session.get(
+                    request.url,
+                    params=send_params,
+                    headers=send_headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                    allow_redirects=True,
+                ) as resp:
+                    status = resp.status
+                    if limiter is not None:
+                        limiter.observe(resp.headers)
+                    if resp.status == 304:
+                        result = Response(304, resp.headers, None, 0, attempt)
+                    elif resp.status in (408, 429) or resp.status >= 500:
+                        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                        if retry_after is not None and limiter is not None:
+                            limiter.hold(retry_after)
+                        raise HttpStatusError(
+                            f"HTTP {resp.status} from {request.url}",
+                            status=resp.status,
+                            retry_after=retry_after,
+                        )
+                    elif (
+                        resp.status == 401
+                        and isinstance(auth, OAuth2ClientCredentials)
+                        and not refreshed_token
+                    ):
+                        # An OAuth2 token can be revoked before its expiry: fetch a new one, once.
+                        auth.invalidate()
+                        refreshed_token = True
+                        attempt -= 1
+                        if metrics is not None:
+                            metrics.requests.labels(source, status_class(status)).inc()
+                        continue
+                    elif resp.status >= 400:
+                        raise HttpClientError(
+                            f"HTTP {resp.status} from {request.url}: the request was refused "
+                            "(check the credentials and spec.request)",
+                            status=resp.status,
+                        )
+                    else:
+                        body, size = await _read_json(resp, max_body_bytes)
+                        result = Response(resp.status, resp.headers, body, size, attempt)
+            except TimeoutError as exc:
+                raise RequestTimeoutError(
+                    f"no complete answer from {request.url} within {timeout:g}s"
+                ) from exc
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                raise ConnectionFailedError(
+                    redactor.text(f"{type(exc).__name__} fetching {request.url}: {exc}")
+                ) from exc
+            if metrics is not None:
+                metrics.requests.labels(source, status_class(status)).inc()
+            if breaker is not None:
+                breaker.record_success()
+            return result
+        except CircuitOpenError as exc:
+            exc.attempts = attempt  # type: ignore[attr-defined]
+            if metrics is not None:
+                metrics.circuit_open.labels(source).inc()
+            raise
+        except RestlakeError as exc:
+            if metrics is not None:
+                metrics.requests.labels(source, status_class(status)).inc()
+            if breaker is not None:
+                if isinstance(exc, RequestTimeoutError | ConnectionFailedError) or (
+                    isinstance(exc, HttpStatusError) and exc.status != 429
+                ):
+                    breaker.record_failure()
+                else:
+                    breaker.record_success()  # the endpoint answered; what it said is another matter
+            exc.attempts = attempt  # type: ignore[attr-defined]
+            if not isinstance(exc, TransientError) or attempt >= policy.max_attempts:
+                raise
             error = exc
-        if attempt >= policy.max_attempts:
-            raise error
         wait = policy.delay(attempt, error.retry_after)
+        if metrics is not None:
+            metrics.retries.labels(source).inc()
+            if isinstance(error, HttpStatusError) and error.status == 429:
+                metrics.rate_limit_wait.labels(source).inc(wait)
         log.warning(
             "retrying page after %s (attempt %d/%d, waiting %.2fs)",
-            error,
+            redactor.text(str(error)),
             attempt,
             policy.max_attempts,
             wait,

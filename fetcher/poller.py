@@ -1,7 +1,29 @@
-"""One source's fetch pass: page through the endpoint and publish every record, then confirm delivery."""
+"""One source's fetch pass: page through the endpoint, publish every record, then advance state.
+
+Conditional requests and pagination
+-----------------------------------
+Every page URL of the chain is requested on every pass, with the validators (``If-None-Match`` /
+``If-Modified-Since``) stored for that URL. A 304 answers for that page only: a later page can change
+while page 1 does not (a record on page 3 revised, a last page filled up). So a 304 does not end the
+pass; it continues with the *continuation* stored next to the validators: the request for the page
+after it, as computed when the page was last delivered. That continuation is exact, because the
+representation (body and the validators' view of its headers) is the one it was computed from. A
+changed page is answered 200 and gives a fresh continuation. Hence a change anywhere in the chain is
+always seen; the price is one cheap request per page per pass, with nothing produced downstream.
+
+State advances only after delivery
+----------------------------------
+Records are produced while paging; every ``checkpoint_pages`` pages and at the end, the fetcher waits
+until Kafka confirmed everything produced so far, then commits the validators and continuations of
+those pages in one transaction. The incremental watermark (the largest cursor value seen, including
+the stored maxima of pages answered 304) is committed only at the end of a pass that walked the whole
+chain without error. A crash anywhere loses at most unconfirmed work, which the next pass refetches
+with the same idempotency keys.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -9,22 +31,45 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from confluent_kafka import KafkaException
 from yarl import URL
 
 from restlake.contracts.envelope import Envelope, RequestInfo
-from restlake.errors import PermanentError, TransientError
+from restlake.errors import RestlakeError
 from restlake.fetcher.auth import Authenticator, make_authenticator
-from restlake.fetcher.client import RetryPolicy, get_page
-from restlake.fetcher.pagination import Page, make_paginator
-from restlake.fetcher.producer import EnvelopeProducer
-from restlake.fetcher.records import RecordExtractor
+from restlake.fetcher.breaker import BreakerRegistry
+from restlake.fetcher.client import (
+    DEFAULT_MAX_BODY_BYTES,
+    BadPageError,
+    RetryPolicy,
+    failure_reason,
+    get_page,
+)
+from restlake.fetcher.deadletter import DeadLetter, body_reference, dlq_topic
+from restlake.fetcher.metrics import FetcherMetrics
+from restlake.fetcher.pagination import Page, PageRequest, make_paginator
+from restlake.fetcher.producer import DeliveryError, DeliveryTracker, EnvelopeProducer
+from restlake.fetcher.ratelimit import RateLimiter
+from restlake.fetcher.records import RecordExtractor, compile_path, scalar_text
+from restlake.fetcher.redaction import Redactor
+from restlake.fetcher.state import (
+    MemoryStateStore,
+    PageState,
+    StateStore,
+    request_from_json,
+    request_to_json,
+)
+from restlake.fetcher.watermark import newest, request_value
 
 log = logging.getLogger(__name__)
+
+# Pages produced between two delivery confirmations + state commits: bounds what a crash refetches.
+DEFAULT_CHECKPOINT_PAGES = 20
 
 
 @dataclass
 class PassStats:
-    """What one pass did; ``complete`` is False when it stopped early on an error."""
+    """What one pass did; ``complete`` is False when it stopped early on an error or a shutdown."""
 
     requests: int = 0
     pages: int = 0
@@ -33,15 +78,23 @@ class PassStats:
     produced: int = 0
     bytes_received: int = 0
     bad_pages: int = 0
+    dead_letters: int = 0
     complete: bool = False
+    truncated: bool = False  # stopped at maxPages with pages left
+    stopped: bool = False  # stopped by a shutdown request
+    watermark: str | None = None  # the watermark in force after the pass
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+class _PassAbort(Exception):
+    """Internal: the pass cannot go on (delivery or state failure); the message is in stats.error."""
+
+
 class SourceFetcher:
-    """Fetches one IngestionSource into its Kafka topic."""
+    """Fetches one IngestionSource into its Kafka topic, remembering validators and watermark."""
 
     def __init__(
         self,
@@ -51,76 +104,198 @@ class SourceFetcher:
         *,
         auth: Authenticator | None = None,
         policy: RetryPolicy | None = None,
+        state_store: StateStore | None = None,
+        metrics: FetcherMetrics | None = None,
+        limiter: RateLimiter | None = None,
+        breakers: BreakerRegistry | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        checkpoint_pages: int = DEFAULT_CHECKPOINT_PAGES,
+        dead_letter_topic: str | None = None,
+        conditional: bool = True,
+        delivery_timeout: float = 120.0,
     ) -> None:
         spec = source.spec
         self.name: str = source.name
         self.spec = spec
         self.topic = topic
+        self.dead_letter_topic = dead_letter_topic or dlq_topic(topic)
         self.producer = producer
         self.policy = policy or RetryPolicy()
         self.extractor = RecordExtractor(spec.records.path, spec.records.id_path, spec.records.version_path)
         self.paginator = make_paginator(spec.pagination)
         self.headers = dict(spec.request.headers)
         self.auth = auth if auth is not None else make_authenticator(spec.request.auth)
+        self.redactor = Redactor(self.auth.secret_values, self.auth.secret_params)
         self.timeout = spec.request.timeout.total_seconds()
+        # Without a store the fetcher still sends validators, but only remembers them for its lifetime.
+        self.state_store = state_store if state_store is not None else MemoryStateStore()
+        self.metrics = metrics or FetcherMetrics()
+        rate = spec.rate_limit
+        self.limiter = limiter or RateLimiter(
+            rate.requests_per_second, rate.burst, respect_headers=rate.respect_headers
+        )
+        self.breakers = breakers or BreakerRegistry()
+        self.max_body_bytes = max_body_bytes
+        self.checkpoint_pages = max(1, checkpoint_pages)
+        self.conditional = conditional
+        self.delivery_timeout = delivery_timeout
+        self.incremental = spec.incremental
+        self._cursor = compile_path(spec.incremental.cursor_path) if spec.incremental else None
 
-    async def fetch_pass(self, session: aiohttp.ClientSession) -> PassStats:
-        """Page through the endpoint once; every produced record is confirmed by Kafka before returning."""
-        stats = PassStats()
+    def __repr__(self) -> str:
+        return f"SourceFetcher(source={self.name!r}, topic={self.topic!r})"
+
+    # -- requests ---------------------------------------------------------------------------------
+    def _strip_secrets(self, request: PageRequest | None) -> PageRequest | None:
+        """Drop credential parameters a next link may echo back; auth adds them again on send."""
+        if request is None or not self.auth.secret_params:
+            return request
+        params = {k: v for k, v in request.params.items() if k not in self.auth.secret_params}
+        return PageRequest(url=request.url, params=params, cursor=request.cursor)
+
+    def _first_request(self, watermark: str | None) -> PageRequest:
         url = URL(self.spec.request.url)
-        request = self.paginator.first(url.with_query(None), {**dict(url.query), **self.spec.request.params})
-        seen: set[str] = set()
+        params = {**dict(url.query), **self.spec.request.params}
+        if self.incremental is not None and watermark is not None:
+            params[self.incremental.param] = request_value(watermark, self.incremental.lookback.timedelta)
+        first = self.paginator.first(url.with_query(None), params)
+        stripped = self._strip_secrets(first)
+        assert stripped is not None
+        return stripped
+
+    def _page_max_cursor(self, records: list[Any]) -> str | None:
+        if self._cursor is None:
+            return None
+        return newest(*(scalar_text(self._cursor(r)) for r in records))
+
+    # -- the pass ---------------------------------------------------------------------------------
+    async def fetch_pass(
+        self, session: aiohttp.ClientSession, stop: asyncio.Event | None = None
+    ) -> PassStats:
+        """Page through the endpoint once; state advances only over records Kafka confirmed."""
+        stats = PassStats()
         started = time.monotonic()
-        fields = {"source": self.name}
+        fields: dict[str, Any] = {"source": self.name}
+        try:
+            state = await self.state_store.load(self.name)
+        except RestlakeError as exc:
+            stats.error = f"could not load fetch state: {exc}"
+            log.error("pass skipped: %s", stats.error, extra=fields)
+            self.metrics.passes.labels(self.name, "error").inc()
+            return stats
+        watermark = state.watermark
+        if watermark is None and self.incremental is not None:
+            watermark = self.incremental.initial_value
+        stats.watermark = state.watermark
+        request: PageRequest | None = self._first_request(watermark)
+        seen: set[str] = set()
+        visited: set[str] = set()
+        pending: list[PageState] = []
+        tracker = DeliveryTracker()
+        produced_unconfirmed = 0
+        max_cursor: str | None = None
+
+        async def checkpoint(*, final: bool) -> None:
+            nonlocal tracker, produced_unconfirmed, pending
+            try:
+                await self.producer.confirm(tracker, self.delivery_timeout)
+            except DeliveryError as exc:
+                self.metrics.delivery_errors.labels(self.name).inc(tracker.failed + tracker.pending)
+                stats.error = stats.error or str(exc)
+                log.error("delivery not confirmed, state not advanced: %s", exc, extra=fields)
+                raise _PassAbort from exc
+            stats.produced += produced_unconfirmed
+            self.metrics.records_produced.labels(self.name).inc(produced_unconfirmed)
+            walked_all = final and stats.error is None and not stats.stopped and not stats.truncated
+            new_watermark = newest(state.watermark, max_cursor) if walked_all and self._cursor else None
+            try:
+                await self.state_store.commit(
+                    self.name,
+                    pending,
+                    watermark=new_watermark,
+                    keep_only=visited if walked_all else None,
+                )
+            except RestlakeError as exc:
+                stats.error = stats.error or f"could not save fetch state: {exc}"
+                log.error("fetch state not saved: %s", exc, extra=fields)
+                raise _PassAbort from exc
+            if new_watermark is not None:
+                stats.watermark = new_watermark
+            tracker, produced_unconfirmed, pending = DeliveryTracker(), 0, []
+
         try:
             while request is not None:
+                if stop is not None and stop.is_set():
+                    stats.stopped = True
+                    log.info("shutdown requested; stopping after the current page", extra=fields)
+                    break
                 if self.paginator.max_pages and stats.pages >= self.paginator.max_pages:
+                    stats.truncated = True
                     log.info("stopping at maxPages=%d", self.paginator.max_pages, extra=fields)
                     break
-                page_url = str(request.full_url())
+                page_url = self.redactor.url(request.full_url())
+                fields = {"source": self.name, "url": page_url}
                 if page_url in seen:
                     # A next link or cursor that points back at a page already read would loop forever.
                     log.warning("pagination repeated %s; stopping the pass", page_url, extra=fields)
                     break
                 seen.add(page_url)
+                prior = state.page(page_url)
+                headers = dict(self.headers)
+                if self.conditional and prior is not None and prior.has_validators:
+                    headers.update(prior.conditional_headers())
                 try:
                     response = await get_page(
                         session,
                         request,
-                        headers=self.headers,
+                        headers=headers,
                         auth=self.auth,
                         timeout=self.timeout,
                         policy=self.policy,
+                        max_body_bytes=self.max_body_bytes,
                         log_extra=fields,
+                        limiter=self.limiter,
+                        breaker=self.breakers.for_url(request.url),
+                        metrics=self.metrics,
+                        source=self.name,
+                        redactor=self.redactor,
                     )
-                except TransientError as exc:
-                    stats.bad_pages += 1
-                    stats.error = str(exc)
-                    log.error("page failed after retries, pass stops here: %s", exc, extra=fields)
-                    return stats
-                except PermanentError as exc:
-                    stats.error = str(exc)
-                    log.error("page refused: %s", exc, extra=fields)
-                    return stats
-                stats.requests += 1
+                except RestlakeError as exc:
+                    stats.requests += int(getattr(exc, "attempts", 1))
+                    self._record_bad_page(exc, page_url, stats, tracker, fields)
+                    break
+                stats.requests += response.attempts
+                visited.add(prior.key if prior is not None else PageState(page_url).key)
                 if response.status == 304:
                     stats.not_modified += 1
-                    break
+                    self.metrics.not_modified.labels(self.name).inc()
+                    if prior is None:
+                        # Nothing was asked conditionally, so nothing can be reused: treat as a bad page.
+                        unexpected = BadPageError(
+                            f"HTTP 304 from {request.url} without a conditional request",
+                            reason="unexpected_304",
+                            status=304,
+                        )
+                        self._record_bad_page(unexpected, page_url, stats, tracker, fields)
+                        break
+                    max_cursor = newest(max_cursor, prior.max_cursor)
+                    request = request_from_json(prior.next)
+                    continue
                 stats.pages += 1
                 stats.bytes_received += response.size
                 fetched_at = datetime.now(UTC)
                 try:
                     records = self.extractor.records(response.body)
                 except ValueError as exc:
-                    stats.bad_pages += 1
-                    stats.error = str(exc)
-                    log.error("page has no record list: %s", exc, extra=fields)
-                    return stats
+                    self._record_bad_page(exc, page_url, stats, tracker, fields, status=response.status)
+                    break
+                etag = response.headers.get("ETag")
+                last_modified = response.headers.get("Last-Modified")
                 info = RequestInfo(
                     url=page_url,
                     status=response.status,
-                    etag=response.headers.get("ETag"),
-                    last_modified=response.headers.get("Last-Modified"),
+                    etag=etag,
+                    last_modified=last_modified,
                     cursor=request.cursor,
                 )
                 for record in records:
@@ -132,19 +307,88 @@ class SourceFetcher:
                         request=info,
                         fetched_at=fetched_at,
                     )
-                    self.producer.produce(self.topic, envelope)
+                    self.producer.produce(self.topic, envelope, tracker)
                 stats.records += len(records)
-                request = self.paginator.next(Page(request, response.headers, response.body, records))
-        finally:
-            # Whatever was produced before an error is still delivered (and confirmed) before we return.
-            self.producer.flush()
-            stats.produced = stats.records
-        stats.complete = stats.error is None
+                produced_unconfirmed += len(records)
+                following = self._strip_secrets(
+                    self.paginator.next(Page(request, response.headers, response.body, records))
+                )
+                page_max = self._page_max_cursor(records)
+                max_cursor = newest(max_cursor, page_max)
+                pending.append(
+                    PageState(
+                        url=page_url,
+                        etag=etag,
+                        last_modified=last_modified,
+                        next=request_to_json(following),
+                        max_cursor=page_max,
+                    )
+                )
+                request = following
+                if len(pending) >= self.checkpoint_pages:
+                    await checkpoint(final=False)
+            await checkpoint(final=True)
+        except _PassAbort:
+            pass
+        stats.complete = stats.error is None and not stats.stopped
+        outcome = "complete" if stats.complete else ("stopped" if stats.stopped else "error")
+        self.metrics.passes.labels(self.name, outcome).inc()
+        elapsed = time.monotonic() - started
+        self.metrics.pass_seconds.labels(self.name).observe(elapsed)
+        if stats.complete:
+            self.metrics.last_success.labels(self.name).set(time.time())
         log.info(
-            "fetch pass done: %d pages, %d records in %.2fs",
+            "fetch pass %s: %d pages, %d not modified, %d records, %d produced in %.2fs",
+            outcome,
             stats.pages,
+            stats.not_modified,
             stats.records,
-            time.monotonic() - started,
-            extra=fields,
+            stats.produced,
+            elapsed,
+            extra={"source": self.name},
         )
         return stats
+
+    def _record_bad_page(
+        self,
+        exc: Exception,
+        page_url: str,
+        stats: PassStats,
+        tracker: DeliveryTracker,
+        fields: dict[str, Any],
+        status: int | None = None,
+    ) -> None:
+        """Metric, log line and dead-letter event for a page given up on; the pass stops after it."""
+        reason = "no_record_list" if isinstance(exc, ValueError) else failure_reason(exc)
+        message = self.redactor.text(str(exc))
+        stats.bad_pages += 1
+        stats.error = message
+        self.metrics.bad_pages.labels(self.name, reason).inc()
+        sha, size, excerpt = body_reference(getattr(exc, "raw", None))
+        event = DeadLetter(
+            source=self.name,
+            url=page_url,
+            status=getattr(exc, "status", status),
+            error_class=type(exc).__name__,
+            reason=reason,
+            message=message,
+            attempts=int(getattr(exc, "attempts", 1)),
+            body_sha256=sha,
+            body_bytes=size,
+            body_excerpt=self.redactor.text(excerpt) if excerpt is not None else None,
+        )
+        log.error(
+            "page given up (%s, %s after %d attempt(s)): %s",
+            reason,
+            event.error_class,
+            event.attempts,
+            message,
+            extra={**fields, "reason": reason},
+        )
+        try:
+            self.producer.produce_raw(self.dead_letter_topic, event.kafka_key(), event.kafka_value(), tracker)
+        except (KafkaException, BufferError) as dlq_exc:  # must not hide the failure it reports
+            log.error("dead-letter event not produced: %s", dlq_exc, extra=fields)
+            return
+        stats.dead_letters += 1
+        self.metrics.dead_letters.labels(self.name).inc()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -25,6 +27,31 @@ class DeliveryStats:
     delivered: int = 0
     failed: int = 0
     bytes: int = 0
+
+
+class DeliveryTracker:
+    """Outstanding and failed deliveries of one unit of work (a pass, a checkpoint) on a shared producer.
+
+    Several sources share one producer; a tracker lets each confirm exactly its own records.
+    """
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.delivered = 0
+        self.failed = 0
+        self.first_error: KafkaError | None = None
+
+    def _sent(self) -> None:
+        self.pending += 1
+
+    def _done(self, err: KafkaError | None) -> None:
+        self.pending -= 1
+        if err is None:
+            self.delivered += 1
+            return
+        self.failed += 1
+        if self.first_error is None:
+            self.first_error = err
 
 
 class EnvelopeProducer:
@@ -49,26 +76,40 @@ class EnvelopeProducer:
         self._producer = Producer(conf)
         self.stats = DeliveryStats()
         self._first_error: KafkaError | None = None
+        # Failures since the last flush(): a failure is reported once, not by every later flush.
+        self._failed_unreported = 0
 
-    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is None:
-            self.stats.delivered += 1
-            return
-        self.stats.failed += 1
-        if self._first_error is None:
-            self._first_error = err
-        log.warning("kafka delivery failed: %s", err)
+    def _callback(self, tracker: DeliveryTracker | None) -> Callable[[KafkaError | None, Message], None]:
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if tracker is not None:
+                tracker._done(err)
+            if err is None:
+                self.stats.delivered += 1
+                return
+            self.stats.failed += 1
+            self._failed_unreported += 1
+            if self._first_error is None:
+                self._first_error = err
+            log.warning("kafka delivery failed: %s", err)
 
-    def produce(self, topic: str, envelope: Envelope) -> None:
-        value = envelope.kafka_value()
-        key = envelope.kafka_key()
+        return on_delivery
+
+    def produce(self, topic: str, envelope: Envelope, tracker: DeliveryTracker | None = None) -> None:
+        self.produce_raw(topic, envelope.kafka_key(), envelope.kafka_value(), tracker)
+
+    def produce_raw(
+        self, topic: str, key: bytes, value: bytes, tracker: DeliveryTracker | None = None
+    ) -> None:
+        callback = self._callback(tracker)
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                self._producer.produce(topic, value=value, key=key, on_delivery=callback)
                 break
             except BufferError:
                 # Local queue full: serve delivery reports until there is room (back-pressure, not loss).
                 self._producer.poll(0.05)
+        if tracker is not None:
+            tracker._sent()
         self.stats.produced += 1
         self.stats.bytes += len(value)
         self._producer.poll(0)
@@ -76,12 +117,36 @@ class EnvelopeProducer:
     def flush(self, timeout: float = 120.0) -> None:
         """Wait until Kafka confirmed every record produced so far; raise ``DeliveryError`` otherwise."""
         remaining = self._producer.flush(timeout)
-        if remaining or self.stats.failed:
+        if remaining or self._failed_unreported:
             err, self._first_error = self._first_error, None
+            failed, self._failed_unreported = self._failed_unreported, 0
             raise DeliveryError(
                 f"Kafka did not confirm {remaining} record(s) in {timeout:.0f}s and rejected "
-                f"{self.stats.failed}: {err or 'timeout'}"
+                f"{failed}: {err or 'timeout'}"
             )
+
+    async def confirm(self, tracker: DeliveryTracker, timeout: float = 120.0) -> None:
+        """Wait (off the event loop) until Kafka confirmed every record of ``tracker``.
+
+        Raises ``DeliveryError`` when some were rejected or are still unconfirmed after ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        while tracker.pending > 0 and time.monotonic() < deadline:
+            # flush() also sends lingering batches at once; it serves every tracker's callbacks.
+            await asyncio.to_thread(self._producer.flush, min(1.0, max(0.0, deadline - time.monotonic())))
+        if tracker.pending or tracker.failed:
+            raise DeliveryError(
+                f"Kafka did not confirm {tracker.pending} record(s) in {timeout:.0f}s and rejected "
+                f"{tracker.failed}: {tracker.first_error or 'timeout'}"
+            )
+
+    def connected(self, timeout: float = 2.0) -> bool:
+        """True when a broker answered a metadata request within ``timeout``."""
+        try:
+            metadata = self._producer.list_topics(timeout=timeout)
+        except KafkaException:
+            return False
+        return bool(metadata.brokers)
 
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 30.0) -> bool:

@@ -12,7 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
+from restlake.jobs.spark.session import build_spark
+from restlake.stack.jars import spark_jars as resolve_spark_jars
 from restlake.stack.manager import PG_DSN_ENV, LocalStack, StackEndpoints
 from restlake.stack.state import jars_dir_for
 
@@ -44,3 +47,19 @@ def stack(local_stack: LocalStack) -> StackEndpoints:
     endpoints = local_stack.endpoints()
     assert endpoints is not None
     return endpoints
+
+
+@pytest.fixture(scope="session")
+def spark_jars() -> list[Path]:
+    """The Kafka connector, Delta and JDBC jars from the project's cache (``make jars``)."""
+    return resolve_spark_jars(jars_dir=project_jars_dir())
+
+
+@pytest.fixture(scope="session")
+def spark(spark_jars: list[Path]) -> Iterator[SparkSession]:
+    """One SparkSession for the whole test session: starting one costs 10-20 s on 2 cores."""
+    session = build_spark("restlake-it", jars=spark_jars)
+    try:
+        yield session
+    finally:
+        session.stop()

@@ -7,10 +7,8 @@ Spark session and raw.api_events without seeing each other's rows.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,9 +21,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from restlake.contracts.envelope import Envelope, RequestInfo
-from restlake.jobs.spark.session import build_spark
 from restlake.jobs.spark.stream import StreamJobConfig, StreamSummary, run_until_caught_up
-from restlake.stack.jars import spark_jars
 from restlake.stack.manager import StackEndpoints
 
 pytestmark = pytest.mark.integration
@@ -38,17 +34,6 @@ SCHEMA = {
     "properties": {"id": {"type": "integer"}, "name": {"type": "string"}},
 }
 REQUEST = RequestInfo(url="http://127.0.0.1:1/items?page=1", status=200, etag='W/"e1"')
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
-    """One SparkSession for the test session (starting one costs 10-20 s on 2 cores).
-
-    Not stopped here: getOrCreate hands every caller the same session, and a conftest-level
-    fixture may share it.
-    """
-    state_dir = Path(os.environ.get("RESTLAKE_STATE_DIR") or REPO_ROOT / ".restlake")
-    yield build_spark("restlake-it-stream", jars=spark_jars(state_dir))
 
 
 class Job:

@@ -20,6 +20,7 @@ from psycopg import sql
 from restlake.errors import ConfigError
 from restlake.fetcher.poller import PassStats, SourceFetcher
 from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
+from restlake.fetcher.state import PostgresStateStore
 from restlake.postgres import migrations
 from restlake.postgres.identifiers import TableName
 from restlake.settings import KafkaSettings, StackSettings
@@ -91,6 +92,7 @@ class RunSummary:
             "requests": self.fetch.requests,
             "not_modified": self.fetch.not_modified,
             "bad_pages": self.fetch.bad_pages,
+            "dead_letters": self.fetch.dead_letters,
             "fetch_complete": self.fetch.complete,
             "fetch_error": self.fetch.error,
             "stream": self.stream,
@@ -112,8 +114,12 @@ class LocalRunner:
         jars: list[Path],
         master: str = "local[2]",
         spark: Any = None,
+        remember_fetch_state: bool = False,
     ):
         self.source = source
+        # On: validators and watermark persist in raw.fetch_state, so a re-run sends conditional
+        # requests and fetches only what changed. Off: every pass refetches everything (same keys).
+        self.remember_fetch_state = remember_fetch_state
         self.endpoints = endpoints
         self.layout = SourceLayout.of(source, endpoints)
         self.jars = jars
@@ -160,9 +166,14 @@ class LocalRunner:
         producer = EnvelopeProducer(
             self.endpoints.kafka_bootstrap, client_id=f"restlake-fetcher-{self.layout.name}"
         )
-        fetcher = SourceFetcher(self.source, producer, self.layout.topic)
-        async with aiohttp.ClientSession() as session:
-            return await fetcher.fetch_pass(session)
+        store = PostgresStateStore(self.endpoints.pg_dsn) if self.remember_fetch_state else None
+        fetcher = SourceFetcher(self.source, producer, self.layout.topic, state_store=store)
+        try:
+            async with aiohttp.ClientSession() as session:
+                return await fetcher.fetch_pass(session)
+        finally:
+            if store is not None:
+                await store.close()
 
     def fetch_once(self) -> PassStats:
         return asyncio.run(self._fetch_pass())

@@ -1,0 +1,123 @@
+{{/*
+Names, labels and shared snippets. Object names are truncated to 63 characters because
+Kubernetes uses them as DNS labels (Services) and label values.
+*/}}
+
+{{- define "restlake.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "restlake.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "restlake.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "restlake.labels" -}}
+helm.sh/chart: {{ include "restlake.chart" . }}
+app.kubernetes.io/name: {{ include "restlake.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: restlake
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component; call with (dict "ctx" $ "component" "operator"). */}}
+{{- define "restlake.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "restlake.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Full labels of one component's objects. */}}
+{{- define "restlake.componentLabels" -}}
+{{ include "restlake.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "restlake.operator.fullname" -}}
+{{- printf "%s-operator" (include "restlake.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "restlake.spark.masterName" -}}
+{{- printf "%s-spark-master" (include "restlake.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "restlake.spark.workerName" -}}
+{{- printf "%s-spark-worker" (include "restlake.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "restlake.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "restlake.operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* "repository:tag" of a component image; call with (dict "ctx" $ "image" .Values.x.image). */}}
+{{- define "restlake.image" -}}
+{{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag) }}
+{{- end }}
+
+{{/* The master URL drivers and workers use. The operator derives the same URL from
+     RESTLAKE_OPERATOR_RELEASE (<release>-spark-master), so that is set to the full name. */}}
+{{- define "restlake.spark.masterUrl" -}}
+{{- printf "spark://%s:%d" (include "restlake.spark.masterName" .) (int .Values.spark.master.port) }}
+{{- end }}
+
+{{/*
+The operator's permissions, shared by the namespaced Role and the ClusterRole so the two
+modes can never drift apart. Every rule is one the operator exercises:
+- its own resource, status (written by the operator, not kopf) and finalizers (owner
+  references with blockOwnerDeletion need `update` on them where
+  OwnerReferencesPermissionEnforcement is on);
+- what it renders per source: ConfigMap, Deployments, Service, KafkaTopic, ServiceMonitor
+  (server-side apply = patch; get/list/watch to observe; delete when a sink is removed);
+- Events it posts;
+- kopf peering, so several replicas never reconcile the same object at once.
+*/}}
+{{- define "restlake.operator.rules" -}}
+- apiGroups: [restlake.io]
+  resources: [ingestionsources]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [restlake.io]
+  resources: [ingestionsources/status]
+  verbs: [get, patch, update]
+- apiGroups: [restlake.io]
+  resources: [ingestionsources/finalizers]
+  verbs: [update]
+- apiGroups: [""]
+  resources: [configmaps, services]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [kafka.strimzi.io]
+  resources: [kafkatopics]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [monitoring.coreos.com]
+  resources: [servicemonitors]
+  verbs: [get, list, watch, create, update, patch, delete]
+{{- end }}

@@ -1,0 +1,54 @@
+"""Dead-letter events: one JSON message per page that could not be used, on ``<topic>.dlq``.
+
+The event references the raw body (its sha256 and size) and carries a bounded excerpt, enough to
+see what the server sent without turning the DLQ into a copy of a runaway response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DLQ_SUFFIX = ".dlq"
+# Bytes of the raw body kept in an event; the digest covers all of it.
+EXCERPT_BYTES = 512
+
+
+def dlq_topic(topic: str) -> str:
+    return topic + DLQ_SUFFIX
+
+
+class DeadLetter(BaseModel):
+    """A page the fetcher gave up on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description="IngestionSource name.")
+    url: str = Field(description="The page URL, secrets redacted.")
+    status: int | None = Field(None, description="HTTP status of the last attempt; None if none came.")
+    error_class: str = Field(description="restlake error type, e.g. BadPageError, HttpStatusError.")
+    reason: str = Field(description="Bounded reason code, the same as the bad-pages metric label.")
+    message: str = Field(description="What went wrong, secrets redacted.")
+    attempts: int = Field(description="Requests made for this page before giving up.")
+    body_sha256: str | None = Field(None, description="sha256 of the raw body received, if any.")
+    body_bytes: int | None = Field(None, description="Size of the raw body received (up to the cap).")
+    body_excerpt: str | None = Field(
+        None, description=f"First {EXCERPT_BYTES} bytes of the body, undecodable bytes escaped."
+    )
+    failed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    def kafka_key(self) -> bytes:
+        return f"{self.source}/{hashlib.sha256(self.url.encode()).hexdigest()[:16]}".encode()
+
+    def kafka_value(self) -> bytes:
+        return self.model_dump_json().encode("utf-8")
+
+
+def body_reference(raw: bytes | None) -> tuple[str | None, int | None, str | None]:
+    """``(sha256, size, excerpt)`` of a raw body; all None when there was none."""
+    if raw is None:
+        return None, None, None
+    excerpt = raw[:EXCERPT_BYTES].decode("utf-8", errors="backslashreplace")
+    return hashlib.sha256(raw).hexdigest(), len(raw), excerpt

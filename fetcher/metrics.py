@@ -1,0 +1,96 @@
+"""Prometheus metrics of the fetcher. Labels are bounded: source names and fixed reason codes, no URLs."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Bad-page reasons: the closed set used as the ``reason`` label (and in dead-letter events).
+BAD_PAGE_REASONS = (
+    "malformed_json",
+    "wrong_content_type",
+    "oversized_body",
+    "bad_encoding",
+    "no_record_list",
+    "http_5xx",
+    "http_4xx",
+    "timeout",
+    "connection",
+    "circuit_open",
+    "rate_limited",
+    "unexpected_304",
+    "other",
+)
+
+
+def status_class(status: int | None) -> str:
+    """``2xx`` … ``5xx``, or ``error`` when no response came back."""
+    if status is None:
+        return "error"
+    return f"{status // 100}xx"
+
+
+class FetcherMetrics:
+    """Every metric of the fetcher, in one registry (its own by default, so tests do not collide)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "restlake_fetcher_requests_total",
+            "HTTP requests sent, by status class (error: no response).",
+            ["source", "status_class"],
+            registry=r,
+        )
+        self.not_modified = Counter(
+            "restlake_fetcher_not_modified_total", "304 Not Modified answers.", ["source"], registry=r
+        )
+        self.rate_limit_wait = Counter(
+            "restlake_fetcher_rate_limit_wait_seconds_total",
+            "Seconds spent waiting for the client-side or server-advertised budget.",
+            ["source"],
+            registry=r,
+        )
+        self.retries = Counter("restlake_fetcher_retries_total", "Requests retried.", ["source"], registry=r)
+        self.records_produced = Counter(
+            "restlake_fetcher_records_produced_total",
+            "Records confirmed by Kafka.",
+            ["source"],
+            registry=r,
+        )
+        self.delivery_errors = Counter(
+            "restlake_fetcher_delivery_errors_total",
+            "Records Kafka did not confirm (the pass did not advance state).",
+            ["source"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "restlake_fetcher_last_success_timestamp_seconds",
+            "Unix time the last complete pass finished.",
+            ["source"],
+            registry=r,
+        )
+        self.bad_pages = Counter(
+            "restlake_fetcher_bad_pages_total",
+            "Pages given up on after retries, by reason.",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "restlake_fetcher_dead_letters_total", "Dead-letter events published.", ["source"], registry=r
+        )
+        self.passes = Counter(
+            "restlake_fetcher_passes_total", "Fetch passes, by outcome.", ["source", "outcome"], registry=r
+        )
+        self.pass_seconds = Histogram(
+            "restlake_fetcher_pass_duration_seconds",
+            "Duration of one fetch pass.",
+            ["source"],
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+            registry=r,
+        )
+        self.circuit_open = Counter(
+            "restlake_fetcher_circuit_open_total",
+            "Requests refused locally because the endpoint's circuit was open.",
+            ["source"],
+            registry=r,
+        )

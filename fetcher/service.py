@@ -1,0 +1,154 @@
+"""Many sources in one process: each on its own schedule, sharing a session, a producer and state store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+from restlake.errors import ConfigError, RestlakeError
+from restlake.fetcher.breaker import BreakerRegistry
+from restlake.fetcher.metrics import FetcherMetrics
+from restlake.fetcher.ops import OpsServer
+from restlake.fetcher.poller import PassStats, SourceFetcher
+from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
+from restlake.fetcher.settings import FetcherSettings
+from restlake.fetcher.state import StateStore
+
+log = logging.getLogger(__name__)
+
+
+def next_delay(interval: float, jitter: float, rng: random.Random | None = None) -> float:
+    """Seconds from one poll's start to the next: the interval plus up to ``jitter`` of it, at random."""
+    draw = (rng or random).uniform(0.0, jitter)
+    return interval * (1.0 + draw)
+
+
+class FetcherService:
+    """Runs the fetch loop of every source until stopped; serves the ops endpoints meanwhile.
+
+    Shutdown (``request_stop``, wired to SIGTERM by the CLI) lets each source finish the page it is
+    on, confirm delivery and commit its state, then flushes the producer and closes the state store.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Any],
+        *,
+        producer: EnvelopeProducer,
+        state_store: StateStore,
+        settings: FetcherSettings | None = None,
+        metrics: FetcherMetrics | None = None,
+        topic_prefix: str = "restlake.",
+        kafka_bootstrap: str | None = None,
+        create_topics: bool = False,
+        topic_partitions: int = 3,
+    ) -> None:
+        names = [s.name for s in sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(
+                f"source names must be unique in one fetcher; repeated: {', '.join(duplicates)}"
+            )
+        self.settings = settings or FetcherSettings()
+        self.metrics = metrics or FetcherMetrics()
+        self.producer = producer
+        self.state_store = state_store
+        self.kafka_bootstrap = kafka_bootstrap
+        self.create_topics = create_topics
+        self.topic_partitions = topic_partitions
+        self.breakers = BreakerRegistry(
+            failure_threshold=self.settings.breaker_failures, cooldown=self.settings.breaker_cooldown
+        )
+        self.fetchers = [
+            SourceFetcher(
+                source,
+                producer,
+                source.topic(topic_prefix),
+                policy=self.settings.retry_policy(),
+                state_store=state_store,
+                metrics=self.metrics,
+                breakers=self.breakers,
+                max_body_bytes=self.settings.max_body_bytes,
+                checkpoint_pages=self.settings.checkpoint_pages,
+                delivery_timeout=self.settings.delivery_timeout,
+            )
+            for source in sources
+        ]
+        self.results: dict[str, list[PassStats]] = {f.name: [] for f in self.fetchers}
+        self._stop = asyncio.Event()
+        self.ops: OpsServer | None = None
+
+    def request_stop(self) -> None:
+        log.info("shutdown requested: finishing current pages, flushing, saving state")
+        self._stop.set()
+
+    async def readiness(self) -> dict[str, bool]:
+        """Ready = a Kafka broker answers and the state store is reachable."""
+        kafka = await asyncio.to_thread(self.producer.connected, 2.0)
+        try:
+            await asyncio.wait_for(self.state_store.ping(), timeout=3.0)
+            state = True
+        except (RestlakeError, TimeoutError):
+            state = False
+        return {"kafka": kafka, "state_store": state}
+
+    def _provision_topics(self) -> None:
+        if not (self.create_topics and self.kafka_bootstrap):
+            return
+        for fetcher in self.fetchers:
+            for topic in (fetcher.topic, fetcher.dead_letter_topic):
+                ensure_topic(self.kafka_bootstrap, topic, self.topic_partitions)
+
+    async def _source_loop(self, fetcher: SourceFetcher, session: aiohttp.ClientSession, once: bool) -> None:
+        poll = fetcher.spec.poll
+        interval = poll.interval.total_seconds()
+        if not once:
+            # Spread the first polls too, so a restart does not fire every source at the same instant.
+            await self._sleep(random.uniform(0.0, poll.jitter) * interval)
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                stats = await fetcher.fetch_pass(session, self._stop)
+            except Exception:  # one source's bug must not stop the others; the pass is retried next time
+                log.exception("fetch pass crashed", extra={"source": fetcher.name})
+                stats = PassStats(error="fetch pass crashed; see the log")
+            self.results[fetcher.name].append(stats)
+            if once:
+                return
+            await self._sleep(next_delay(interval, poll.jitter) - (time.monotonic() - started))
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    async def run(self, *, once: bool = False) -> dict[str, list[PassStats]]:
+        """Poll until ``request_stop`` (with ``once``: one pass per source); returns each pass's stats."""
+        await asyncio.to_thread(self._provision_topics)
+        if self.settings.ops_port is not None:
+            settings = self.settings
+            self.ops = OpsServer(
+                self.metrics.registry, self.readiness, host=settings.ops_host, port=settings.ops_port
+            )
+            await self.ops.start()
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.settings.per_host_limit)
+        try:
+            async with aiohttp.ClientSession(connector=connector) as session:
+                await asyncio.gather(*(self._source_loop(f, session, once) for f in self.fetchers))
+        finally:
+            try:
+                await asyncio.to_thread(self.producer.flush, self.settings.delivery_timeout)
+            except RestlakeError as exc:
+                log.error("producer flush at shutdown failed: %s", exc)
+            await self.state_store.close()
+            if self.ops is not None:
+                await self.ops.stop()
+        return self.results

@@ -1,0 +1,90 @@
+"""What the operator needs to know about its installation, read from ``RESTLAKE_OPERATOR_*`` variables.
+
+The Helm chart sets these on the operator Deployment; every rendered object derives from a source's
+spec plus these values, so two installs in one cluster differ only here.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+FIELD_MANAGER = "restlake-operator"
+
+
+class OperatorSettings(BaseSettings):
+    """Installation-wide settings of the operator and of the pods it renders."""
+
+    model_config = SettingsConfigDict(env_prefix="RESTLAKE_OPERATOR_", frozen=True)
+
+    release: str = Field(
+        "restlake",
+        description="Helm release name; the Spark master Service is <release>-spark-master.",
+    )
+    namespaces: list[str] = Field(
+        default_factory=list,
+        description="Namespaces to watch (JSON list in the env var); empty watches the whole cluster.",
+    )
+    peering: str = Field(
+        "restlake",
+        description="kopf peering object shared by the operator's replicas, so only one reconciles.",
+    )
+    peering_mandatory: bool = Field(
+        False,
+        description="Refuse to start without the kopf peering CRDs; the chart sets it when it ships them, "
+        "so a second replica can never run unpaired.",
+    )
+    fetcher_image: str = Field("restlake/fetcher:0.1.0", description="Image of the fetcher container.")
+    spark_image: str = Field("restlake/spark-job:0.1.0", description="Image of the Spark driver container.")
+    image_pull_policy: str = Field("IfNotPresent", description="imagePullPolicy of rendered containers.")
+    service_account: str | None = Field(
+        None, description="ServiceAccount of the fetcher and driver pods; absent uses the namespace default."
+    )
+    fetcher_command: list[str] = Field(
+        default_factory=lambda: ["restlake", "fetcher", "serve"],
+        description="Fetcher entry point; `--source <file> --port <port>` are appended.",
+    )
+    http_port: int = Field(
+        8080, ge=1, le=65535, description="Fetcher port serving /healthz, /readyz and /metrics."
+    )
+    spark_master_port: int = Field(7077, ge=1, le=65535, description="Port of the standalone master.")
+    kafka_bootstrap: str = Field(
+        "restlake-kafka-kafka-bootstrap:9092", description="Bootstrap servers as seen from the pods."
+    )
+    kafka_cluster: str = Field(
+        "restlake-kafka", description="Strimzi Kafka cluster name (the strimzi.io/cluster label)."
+    )
+    topic_prefix: str = Field("restlake.", description="Topic of a source is <prefix><name>.")
+    topic_replicas: int = Field(
+        1, ge=1, description="Replication factor of created topics; 1 suits a one-broker kind cluster."
+    )
+    default_partitions: int = Field(3, ge=1, description="Partitions when spec.kafka.partitions is absent.")
+    lake_root: str = Field("s3a://restlake/lake", description="Lake root URI as seen from the pods.")
+    lake_secret: str | None = Field(
+        None,
+        description="Secret loaded with envFrom into fetcher and driver (e.g. AWS_ACCESS_KEY_ID for s3a).",
+    )
+    pg_dsn_secret: str = Field(
+        "restlake-postgres", description="Secret holding the Postgres DSN the stream job writes with."
+    )
+    pg_dsn_key: str = Field("dsn", description="Key of the DSN in pg_dsn_secret.")
+    status_interval: float = Field(
+        30.0, gt=0, description="Seconds between status refreshes (Deployment status, metrics)."
+    )
+    metrics_timeout: float = Field(
+        2.0, gt=0, description="Seconds to wait for a fetcher's /metrics; a slow pod must not stall status."
+    )
+    metrics_url: str = Field(
+        "http://{service}.{namespace}.svc:{port}/metrics",
+        description="Where the status timer reads a fetcher's metrics; {service}, {namespace} and {port} "
+        "are filled in. Empty disables scraping.",
+    )
+    topic_admin: bool = Field(
+        True,
+        description="Without Strimzi, create the topic through the Kafka admin API at kafka_bootstrap "
+        "(the operator must reach the brokers).",
+    )
+
+    @property
+    def spark_master_url(self) -> str:
+        return f"spark://{self.release}-spark-master:{self.spark_master_port}"

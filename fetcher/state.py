@@ -44,13 +44,15 @@ def page_key(url: str) -> str:
 def request_to_json(request: PageRequest | None) -> dict[str, Any] | None:
     if request is None:
         return None
-    return {"url": str(request.url), "params": dict(request.params), "cursor": request.cursor}
+    # Pairs, not an object: jsonb reorders object keys, and the query order is part of the page URL.
+    return {"url": str(request.url), "params": list(request.params.items()), "cursor": request.cursor}
 
 
 def request_from_json(value: dict[str, Any] | None) -> PageRequest | None:
     if not value:
         return None
-    params = dict(value.get("params") or {})
+    raw = value.get("params") or []
+    params = {str(k): str(v) for k, v in (raw.items() if isinstance(raw, dict) else raw)}
     return PageRequest(url=URL(value["url"]), params=params, cursor=value.get("cursor"))
 
 

@@ -11,7 +11,8 @@ The modes mean what they mean in schema registries:
 Only the structural keywords a record schema is made of are compared (``type``, ``properties``,
 ``required``, ``additionalProperties``, ``items``, ``enum``/``const`` and the numeric and length
 bounds, ``pattern``, ``format``). A change the checker cannot prove harmless is reported, since a false
-refusal costs one edit and a false acceptance costs a quarantine full of good records.
+refusal costs one edit and a false acceptance costs a quarantine full of good records. One deliberate
+exception: declaring a property the old schema did not describe is allowed (see ``_properties``).
 """
 
 from __future__ import annotations
@@ -121,9 +122,12 @@ def _properties(wide: dict[str, Any], narrow: dict[str, Any], path: str, prefix:
     wide_extra = wide.get("additionalProperties", True)
     narrow_extra = narrow.get("additionalProperties", True)
     for name, schema in narrow_props.items():
-        before = wide_props.get(name, wide_extra if isinstance(wide_extra, dict) else {})
-        if before is False:
-            continue  # the field could not occur before, so nothing old can violate it
+        if name not in wide_props and not isinstance(wide_extra, dict):
+            # Declaring a field the old schema did not describe is how schemas grow; strictly, an
+            # old record might carry that name with another type, but refusing every new optional
+            # field (as Confluent's open-content-model rule does) would make BACKWARD unusable.
+            continue
+        before = wide_props.get(name, wide_extra)
         found += _widens(before, schema, f"{path}.properties.{name}", prefix)
     if narrow_extra is False:
         for name in sorted(set(wide_props) - set(narrow_props)):

@@ -60,13 +60,17 @@ def build_spark(
         # pyspark's default is whatever `python3` is first on PATH. The context reads the
         # environment variable, not spark.pyspark.python, when not launched by spark-submit.
         os.environ["PYSPARK_PYTHON"] = sys.executable
+    if master.startswith("local"):
+        # Locally everything talks over loopback; without this Spark binds the driver to whatever
+        # interface the hostname resolves to and warns about it on every start.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     conf.update(extra_conf or {})
 
     builder = SparkSession.builder.appName(app_name).master(master)
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    spark.sparkContext.setLogLevel(os.environ.get("RESTLAKE_SPARK_LOG_LEVEL", "WARN"))
     log.info(
         "spark session ready app=%s master=%s version=%s jars=%s", app_name, master, spark.version, len(jars)
     )

@@ -102,6 +102,26 @@ TOFU = GoTool(
 )
 
 
+# Terraform providers for `tofu validate`, keyed by their source address in versions.tf; the
+# versions are the ones versions.tf pins (a test checks they agree). The binary name is what
+# tofu's dev_overrides look for in the override directory.
+PROVIDERS: dict[str, GoTool] = {
+    "tehcyx/kind": GoTool(
+        name="terraform-provider-kind", module="github.com/tehcyx/terraform-provider-kind", version="v0.9.0"
+    ),
+    "hashicorp/helm": GoTool(
+        name="terraform-provider-helm",
+        module="github.com/hashicorp/terraform-provider-helm",
+        version="v2.17.0",
+    ),
+    "hashicorp/kubernetes": GoTool(
+        name="terraform-provider-kubernetes",
+        module="github.com/hashicorp/terraform-provider-kubernetes",
+        version="v2.38.0",
+    ),
+}
+
+
 def go_env() -> dict[str, str]:
     """Environment for `go`: no toolchain download, no VCS stamping (sources come from the proxy)."""
     env = dict(os.environ)
@@ -183,6 +203,14 @@ def build(tool: GoTool) -> Path:
         )
         log.info("built %s in %.0fs", tool.binary, finished - started)
         return tool.binary
+
+
+def try_build(tool: GoTool) -> tuple[Path | None, str]:
+    """Build ``tool`` or explain why not: ``(binary, "")`` or ``(None, the exact error)``."""
+    try:
+        return build(tool), ""
+    except ToolBuildError as error:
+        return None, str(error)
 
 
 if __name__ == "__main__":  # `python tests/k8s/gotools.py` pre-builds everything

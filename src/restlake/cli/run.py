@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import typer
@@ -65,6 +66,10 @@ def demo() -> None:
     """Run the demo source against the bundled demo API, end to end, and check the counts match."""
     from restlake.runtime.demo import run_demo
 
+    if logging.getLogger().level > logging.DEBUG:
+        # The demo prints its own narrative; per-batch INFO lines would bury it (use -v to see them).
+        logging.getLogger().setLevel(logging.WARNING)
+        os.environ.setdefault("RESTLAKE_SPARK_LOG_LEVEL", "ERROR")
     try:
         ok = run_demo(echo=typer.echo)
     except RestlakeError as exc:

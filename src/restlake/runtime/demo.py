@@ -69,7 +69,10 @@ def run_demo(
     ok = True
     with running_demo_api(config) as api:
         source = retarget(load_source(source_file), api.base_url)
-        echo(f"  demo API at {api.base_url} serving {api.state()['total']} records; source {source.name!r}")
+        echo(
+            f"  demo API at {api.base_url} serving {api.state()['total_records']} records; "
+            f"source {source.name!r}"
+        )
         runner = LocalRunner(source, endpoints, jars=spark_jars(StackSettings().state_dir))
         try:
             ticks = [api.state()["tick"]]
@@ -101,5 +104,5 @@ def run_demo(
         ok &= got == want
         echo(f"  [{mark}] {label}: {got} (expected {want})")
     echo(f"restlake demo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
-    echo('  explore: eval "$(.venv/bin/restlake stack env)"; the lake is under .restlake/lake')
+    echo('  the stack keeps running: eval "$(.venv/bin/restlake stack env)"; make stack-down stops it')
     return ok

@@ -1,0 +1,116 @@
+"""kopf handlers: thin adapters from kopf's callbacks to ``reconcile``; importing registers them.
+
+Sync handlers on purpose: the ``kubernetes`` client and the Kafka admin client block, and kopf runs
+sync handlers in its thread pool, so one slow API call never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from restlake.contracts.spec import API_GROUP
+from restlake.errors import PermanentError, SpecError, TransientError
+from restlake.operator import conditions, reconcile
+from restlake.operator.kube import Kube
+from restlake.operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+VERSION = "v1alpha1"
+PLURAL = "ingestionsources"
+# kopf's own bookkeeping goes into annotations under this prefix: the CRD's status schema would
+# prune kopf's default status.kopf field, and the status belongs to the source's users.
+KOPF_PREFIX = "kopf.restlake.io"
+
+_STATE: dict[str, Any] = {}
+
+
+def _settings() -> OperatorSettings:
+    if "settings" not in _STATE:
+        _STATE["settings"] = OperatorSettings()
+    return _STATE["settings"]
+
+
+def _cluster() -> Kube:
+    if "kube" not in _STATE:
+        _STATE["kube"] = Kube.from_environment()
+    return _STATE["kube"]
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Peering (one active replica), kopf's storage in annotations, Events at INFO and above."""
+    ours = _settings()
+    settings.peering.name = ours.peering
+    settings.peering.mandatory = ours.peering_mandatory
+    settings.peering.clusterwide = not ours.namespaces
+    settings.posting.level = logging.INFO
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
+    )
+    _cluster()
+    log.info("operator configured peering=%s namespaces=%s", ours.peering, ours.namespaces or "all")
+
+
+def _raise_for_kopf(exc: Exception) -> None:
+    if isinstance(exc, TransientError):
+        raise kopf.TemporaryError(str(exc), delay=exc.retry_after or 10) from exc
+    if isinstance(exc, PermanentError):
+        raise kopf.PermanentError(str(exc)) from exc
+    raise exc
+
+
+@kopf.on.create(API_GROUP, VERSION, PLURAL)
+@kopf.on.update(API_GROUP, VERSION, PLURAL)
+@kopf.on.resume(API_GROUP, VERSION, PLURAL)
+def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Create or update everything the source needs; write status; post what changed as Events."""
+    try:
+        outcome = reconcile.reconcile(
+            _cluster(), body, _settings(), now=conditions.now_rfc3339()
+        )
+    except SpecError as exc:
+        # The API server validated the schema; the model's cross-field rules are a superset.
+        kopf.warn(body, reason="InvalidSpec", message=str(exc))
+        patch.status["phase"] = "Failed"
+        patch.status["observedGeneration"] = body["metadata"].get("generation")
+        raise kopf.PermanentError(str(exc)) from exc
+    except (TransientError, PermanentError) as exc:
+        kopf.warn(body, reason="ReconcileFailed", message=str(exc))
+        _raise_for_kopf(exc)
+        return
+    patch.status.update(outcome.status)
+    if outcome.refused:
+        kopf.warn(
+            body,
+            reason="SchemaIncompatible",
+            message="schema change refused, previous schema kept: "
+            + "; ".join(str(p) for p in outcome.refused),
+        )
+    if outcome.topic_error:
+        kopf.warn(body, reason="TopicNotCreated", message=outcome.topic_error)
+    kopf.info(
+        body,
+        reason="Reconciled",
+        message=f"applied {', '.join(outcome.applied)}; phase {outcome.status['phase']}",
+    )
+
+
+@kopf.timer(API_GROUP, VERSION, PLURAL, interval=_settings().status_interval, initial_delay=1.0)
+def refresh_status(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Re-read Deployment and topic readiness and the fetcher's metrics into the status."""
+    try:
+        changes = reconcile.refresh(_cluster(), body, _settings(), now=conditions.now_rfc3339())
+    except (TransientError, PermanentError) as exc:
+        log.warning("status refresh failed source=%s error=%s", body["metadata"]["name"], exc)
+        return
+    before = body.get("status") or {}
+    changed = {k: v for k, v in changes.items() if before.get(k) != v}
+    if changed:
+        patch.status.update(changed)
+        if "phase" in changed:
+            kopf.info(body, reason="PhaseChanged", message=f"{before.get('phase')} -> {changed['phase']}")

@@ -1,0 +1,250 @@
+"""Reconciliation and status against a fake cluster: conditions, phase, refusal, pause, topics."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from restlake.errors import TransientError
+from restlake.operator import conditions, reconcile, render, scrape
+from restlake.operator.settings import OperatorSettings
+
+REPO = Path(__file__).resolve().parents[3]
+SETTINGS = OperatorSettings(metrics_url="http://metrics/{namespace}/{service}:{port}")
+NOW = "2030-01-01T00:00:00Z"
+
+
+class FakeCluster:
+    """Stores applied objects by (kind, name); serves the kinds it is told to."""
+
+    def __init__(self, *, strimzi: bool = True, prometheus: bool = True) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.kinds = {"ConfigMap", "Service", "Deployment"}
+        self.kinds |= {"KafkaTopic"} if strimzi else set()
+        self.kinds |= {"ServiceMonitor"} if prometheus else set()
+        self.applies = 0
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.applies += 1
+        live = self.objects.setdefault((obj["kind"], obj["metadata"]["name"]), {})
+        status = live.get("status")
+        live.clear()
+        live.update(copy.deepcopy(obj))
+        if status is not None:
+            live["status"] = status
+        return live
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
+        return copy.deepcopy(self.objects.get((kind, name)))
+
+    def served(self, api_version: str, kind: str) -> bool:
+        return kind in self.kinds
+
+    def set_status(self, kind: str, name: str, status: dict[str, Any], generation: int = 1) -> None:
+        self.objects[(kind, name)]["status"] = status
+        self.objects[(kind, name)]["metadata"]["generation"] = generation
+
+
+def body(generation: int = 1, **changes: Any) -> dict[str, Any]:
+    doc = yaml.safe_load((REPO / "examples" / "github-issues.yaml").read_text())
+    doc["metadata"].update(namespace="ns", uid="uid-1", generation=generation)
+    doc["metadata"].update(changes.pop("metadata", {}))
+    doc["spec"].update(changes)
+    return doc
+
+
+def cond(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+def no_topic(*_: Any, **__: Any) -> bool:
+    raise AssertionError("the admin API must not be used when Strimzi is installed")
+
+
+def test_first_reconcile_applies_everything_and_reports_honest_unknowns() -> None:
+    cluster = FakeCluster()
+    out = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    assert out.applied == [
+        "ConfigMap/github-issues-config",
+        "Service/github-issues-fetcher",
+        "Deployment/github-issues-fetcher",
+        "Deployment/github-issues-stream",
+        "KafkaTopic/github-issues-topic",
+        "ServiceMonitor/github-issues-fetcher",
+    ]
+    status = out.status
+    assert status["observedGeneration"] == 1
+    assert status["phase"] == "Provisioning"
+    assert [c["type"] for c in status["conditions"]] == [
+        "Ready", "FetcherReady", "StreamReady", "TopicReady", "SchemaCompatible", "QualityPassing",
+        "ReconciliationPaused",
+    ]
+    assert cond(status, "FetcherReady")["status"] == "Unknown"
+    assert cond(status, "FetcherReady")["reason"] == "RolloutPending"
+    assert cond(status, "TopicReady")["reason"] == "WaitingForTopicOperator"
+    assert cond(status, "QualityPassing") == {
+        "type": "QualityPassing", "status": "Unknown", "reason": "NotEvaluated",
+        "message": "no quality results reported yet", "lastTransitionTime": NOW, "observedGeneration": 1,
+    }
+    assert cond(status, "Ready")["status"] == "Unknown"
+    assert all(c["observedGeneration"] == 1 for c in status["conditions"])
+
+
+def available(replicas: int = 1) -> dict[str, Any]:
+    return {
+        "observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas,
+        "availableReplicas": replicas, "readyReplicas": replicas,
+        "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}],
+    }
+
+
+def test_status_follows_deployments_and_topic_to_running() -> None:
+    cluster = FakeCluster()
+    first = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    cluster.set_status("Deployment", "github-issues-fetcher", available())
+    cluster.set_status(
+        "Deployment", "github-issues-stream",
+        {"observedGeneration": 1, "replicas": 1, "unavailableReplicas": 1, "conditions": [
+            {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+             "message": "Deployment does not have minimum availability."}]},
+    )
+    live = body()
+    live["status"] = first.status
+    seen: list[str] = []
+
+    def scraper(url: str, source: str, *, timeout: float) -> scrape.Figures:
+        seen.append(url)
+        return scrape.Figures(events_produced=42, last_fetch_time="2030-01-01T00:00:05Z")
+
+    patch = reconcile.refresh(cluster, live, SETTINGS, now="2030-01-01T00:01:00Z", scraper=scraper,
+                              create_topic=no_topic)
+    assert seen == ["http://metrics/ns/github-issues-fetcher:8080"]
+    assert patch["eventsProduced"] == 42 and patch["lastFetchTime"] == "2030-01-01T00:00:05Z"
+    assert "consumerLag" not in patch  # not measured: the old value stays
+    assert cond(patch, "FetcherReady")["status"] == "True"
+    stream = cond(patch, "StreamReady")
+    assert (stream["status"], stream["reason"]) == ("False", "MinimumReplicasUnavailable")
+    assert stream["message"] == "0/1 replicas available, 0 updated: Deployment does not have minimum availability."
+    assert stream["lastTransitionTime"] == "2030-01-01T00:01:00Z"  # Unknown → False is a transition
+    assert cond(patch, "SchemaCompatible")["lastTransitionTime"] == NOW  # unchanged status keeps its time
+    assert cond(patch, "Ready")["status"] == "False"
+
+    cluster.set_status("Deployment", "github-issues-stream", available())
+    cluster.set_status("KafkaTopic", "github-issues-topic", {"conditions": [{"type": "Ready", "status": "True"}]})
+    live["status"] = {**first.status, **patch}
+    final = reconcile.refresh(cluster, live, SETTINGS, now=NOW, scraper=scraper, create_topic=no_topic)
+    assert final["phase"] == "Running"
+    assert cond(final, "Ready") | {"lastTransitionTime": "-"} == {
+        "type": "Ready", "status": "True", "reason": "Running", "message": "fetcher and stream job are available",
+        "lastTransitionTime": "-", "observedGeneration": 1,
+    }
+
+
+def test_pause_scales_to_zero_and_says_so() -> None:
+    cluster = FakeCluster()
+    out = reconcile.reconcile(
+        cluster, body(metadata={"annotations": {render.PAUSE_ANNOTATION: "true"}}), SETTINGS, now=NOW,
+        create_topic=no_topic,
+    )
+    assert cluster.objects[("Deployment", "github-issues-fetcher")]["spec"]["replicas"] == 0
+    assert cluster.objects[("Deployment", "github-issues-stream")]["spec"]["replicas"] == 0
+    assert out.status["phase"] == "Paused"
+    assert cond(out.status, "ReconciliationPaused")["status"] == "True"
+    assert cond(out.status, "Ready")["reason"] == "ReconciliationPaused"
+
+
+def test_breaking_schema_change_is_refused_and_the_old_schema_kept() -> None:
+    cluster = FakeCluster()
+    reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    old_schema = json.loads(cluster.objects[("ConfigMap", "github-issues-config")]["data"]["stream.json"])[
+        "json_schema"
+    ]
+    breaking = body(generation=2)
+    breaking["spec"]["schema"]["jsonSchema"]["required"].append("body")
+    breaking["spec"]["poll"]["interval"] = "120s"
+    out = reconcile.reconcile(cluster, breaking, SETTINGS, now=NOW, create_topic=no_topic)
+    assert [str(p) for p in out.refused] == [
+        "spec.schema.jsonSchema.required: new required field 'body': records without it would be rejected"
+    ]
+    schema = cond(out.status, "SchemaCompatible")
+    assert (schema["status"], schema["reason"]) == ("False", "IncompatibleSchemaChange")
+    assert out.status["phase"] == "Degraded"
+    data = cluster.objects[("ConfigMap", "github-issues-config")]["data"]
+    assert json.loads(data["stream.json"])["json_schema"] == old_schema
+    assert "interval: 120s" in data["source.yaml"]  # the rest of the update went through
+
+    fixed = body(generation=3)
+    fixed["spec"]["schema"]["jsonSchema"]["properties"]["body"] = {"type": "string"}
+    out = reconcile.reconcile(cluster, fixed, SETTINGS, now=NOW, create_topic=no_topic)
+    assert out.refused == []
+    assert cond(out.status, "SchemaCompatible")["status"] == "True"
+
+
+def test_without_strimzi_the_topic_goes_through_the_admin_api() -> None:
+    cluster = FakeCluster(strimzi=False, prometheus=False)
+    calls: list[tuple[Any, ...]] = []
+
+    def create(bootstrap: str, topic: str, **kw: Any) -> bool:
+        calls.append((bootstrap, topic, kw["partitions"], kw["replicas"]))
+        return True
+
+    out = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=create)
+    assert calls == [("restlake-kafka-kafka-bootstrap:9092", "restlake.github-issues", 3, 1)]
+    assert [k for k, _ in cluster.objects] == ["ConfigMap", "Service", "Deployment", "Deployment"]
+    assert cond(out.status, "TopicReady")["reason"] == "TopicCreated"
+
+
+def test_unreachable_kafka_is_a_condition_not_a_crash() -> None:
+    def down(*_: Any, **__: Any) -> bool:
+        raise TransientError("could not create Kafka topic 'restlake.github-issues' via k:9092: timed out")
+
+    out = reconcile.reconcile(FakeCluster(strimzi=False), body(), SETTINGS, now=NOW, create_topic=down)
+    topic = cond(out.status, "TopicReady")
+    assert (topic["status"], topic["reason"]) == ("False", "KafkaUnreachable")
+    assert out.topic_error is not None and "timed out" in out.topic_error
+
+
+def test_reconcile_is_idempotent() -> None:
+    cluster = FakeCluster()
+    reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    snapshot = copy.deepcopy(cluster.objects)
+    reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    assert cluster.objects == snapshot
+
+
+@pytest.mark.parametrize(
+    ("deployment", "expected"),
+    [
+        (None, ("False", "DeploymentMissing")),
+        ({"metadata": {"name": "d", "generation": 2}, "status": {"observedGeneration": 1}},
+         ("Unknown", "RolloutPending")),
+        ({"metadata": {"name": "d", "generation": 1}, "spec": {"replicas": 1},
+          "status": {"observedGeneration": 1, "conditions": [
+              {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "m"}]}},
+         ("False", "ProgressDeadlineExceeded")),
+    ],
+)
+def test_deployment_condition(deployment: dict[str, Any] | None, expected: tuple[str, str]) -> None:
+    got = conditions.deployment_condition("FetcherReady", deployment, paused=False)
+    assert (got.status, got.reason) == expected
+
+
+def test_metrics_parsing_sums_this_source_only() -> None:
+    text = (
+        "# TYPE restlake_fetcher_records_produced counter\n"
+        'restlake_fetcher_records_produced_total{source="a"} 10\n'
+        'restlake_fetcher_records_produced_total{source="b"} 99\n'
+        "# TYPE restlake_fetcher_last_success_timestamp_seconds gauge\n"
+        'restlake_fetcher_last_success_timestamp_seconds{source="a"} 1.893456e+09\n'
+        "# TYPE restlake_consumer_lag gauge\n"
+        'restlake_consumer_lag{source="a",partition="0"} 3\n'
+        'restlake_consumer_lag{source="a",partition="1"} 4\n'
+    )
+    figures = scrape.parse(text, "a")
+    assert figures == scrape.Figures(events_produced=10, last_fetch_time="2030-01-01T00:00:00Z", consumer_lag=7)
+    assert scrape.parse("", "a").status() == {}

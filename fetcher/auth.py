@@ -87,9 +87,11 @@ class OAuth2ClientCredentials(Authenticator):
         form = {"grant_type": "client_credentials"}
         if self.scopes:
             form["scope"] = " ".join(self.scopes)
-        auth = aiohttp.BasicAuth(self.client_id, self._client_secret.get_secret_value())
+        # RFC 6749 §2.3.1 client authentication, built by hand: aiohttp's BasicAuth is deprecated.
+        pair = f"{self.client_id}:{self._client_secret.get_secret_value()}".encode()
+        headers = {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
         try:
-            async with session.post(self.token_url, data=form, auth=auth) as resp:
+            async with session.post(self.token_url, data=form, headers=headers) as resp:
                 if resp.status >= 500 or resp.status == 429:
                     raise TransientError(f"token endpoint {self.token_url} answered HTTP {resp.status}")
                 if resp.status >= 400:

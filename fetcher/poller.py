@@ -147,11 +147,16 @@ class SourceFetcher:
 
     # -- requests ---------------------------------------------------------------------------------
     def _strip_secrets(self, request: PageRequest | None) -> PageRequest | None:
-        """Drop credential parameters a next link may echo back; auth adds them again on send."""
-        if request is None or not self.auth.secret_params:
+        """Drop credential parameters a next link may echo back (auth adds them again on send).
+
+        The cursor is scrubbed too: for link pagination it is the next URL, which lands in envelopes
+        and in the stored continuation.
+        """
+        if request is None:
             return request
         params = {k: v for k, v in request.params.items() if k not in self.auth.secret_params}
-        return PageRequest(url=request.url, params=params, cursor=request.cursor)
+        cursor = self.redactor.text(request.cursor) if request.cursor is not None else None
+        return PageRequest(url=request.url, params=params, cursor=cursor)
 
     def _first_request(self, watermark: str | None) -> PageRequest:
         url = URL(self.spec.request.url)

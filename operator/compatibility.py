@@ -74,8 +74,11 @@ def _widens(wide: dict[str, Any], narrow: dict[str, Any], path: str, prefix: str
 
     lost = sorted(_types(wide) - _types(narrow))
     if lost:
-        add(f"{path}.type", f"no longer accepts {', '.join(lost)} (was {wide.get('type', 'any')!r}, "
-            f"now {narrow.get('type', 'any')!r})")
+        add(
+            f"{path}.type",
+            f"no longer accepts {', '.join(lost)} (was {wide.get('type', 'any')!r}, "
+            f"now {narrow.get('type', 'any')!r})",
+        )
 
     wide_enum = _enum(wide)
     narrow_enum = _enum(narrow)
@@ -104,8 +107,9 @@ def _widens(wide: dict[str, Any], narrow: dict[str, Any], path: str, prefix: str
     found += _properties(wide, narrow, path, prefix)
     wide_items, narrow_items = wide.get("items"), narrow.get("items")
     if isinstance(narrow_items, dict):
-        found += _widens(wide_items if isinstance(wide_items, dict) else {}, narrow_items, f"{path}.items",
-                         prefix)
+        found += _widens(
+            wide_items if isinstance(wide_items, dict) else {}, narrow_items, f"{path}.items", prefix
+        )
     return found
 
 
@@ -115,7 +119,9 @@ def _enum(schema: dict[str, Any]) -> list[Any] | None:
     return list(schema["enum"]) if "enum" in schema else None
 
 
-def _properties(wide: dict[str, Any], narrow: dict[str, Any], path: str, prefix: str) -> list[Incompatibility]:
+def _properties(
+    wide: dict[str, Any], narrow: dict[str, Any], path: str, prefix: str
+) -> list[Incompatibility]:
     found: list[Incompatibility] = []
     wide_props: dict[str, Any] = wide.get("properties", {})
     narrow_props: dict[str, Any] = narrow.get("properties", {})
@@ -131,18 +137,27 @@ def _properties(wide: dict[str, Any], narrow: dict[str, Any], path: str, prefix:
         found += _widens(before, schema, f"{path}.properties.{name}", prefix)
     if narrow_extra is False:
         for name in sorted(set(wide_props) - set(narrow_props)):
-            found.append(Incompatibility(
-                f"{path}.properties.{name}",
-                f"{prefix}removed while additionalProperties is false: records carrying it would be rejected",
-            ))
+            found.append(
+                Incompatibility(
+                    f"{path}.properties.{name}",
+                    f"{prefix}removed while additionalProperties is false: "
+                    "records carrying it would be rejected",
+                )
+            )
         if wide_extra is not False:
-            found.append(Incompatibility(
-                f"{path}.additionalProperties",
-                f"{prefix}set to false: records with fields not listed would be rejected",
-            ))
+            found.append(
+                Incompatibility(
+                    f"{path}.additionalProperties",
+                    f"{prefix}set to false: records with fields not listed would be rejected",
+                )
+            )
     elif isinstance(narrow_extra, dict):
-        found += _widens(wide_extra if isinstance(wide_extra, dict) else {}, narrow_extra,
-                         f"{path}.additionalProperties", prefix)
+        found += _widens(
+            wide_extra if isinstance(wide_extra, dict) else {},
+            narrow_extra,
+            f"{path}.additionalProperties",
+            prefix,
+        )
         # Fields that were declared before and are now governed by additionalProperties.
         for name in sorted(set(wide_props) - set(narrow_props)):
             found += _widens(wide_props[name], narrow_extra, f"{path}.properties.{name}", prefix)

@@ -108,12 +108,16 @@ def summarise(
         PAUSED,
         "True" if paused else "False",
         "PauseAnnotationSet" if paused else "NotPaused",
-        "restlake.io/pause-reconciliation is \"true\"" if paused else "",
+        'restlake.io/pause-reconciliation is "true"' if paused else "",
     )
     blocking = [c for c in parts if c.status != "True"]
     if paused:
-        ready = Condition(READY, "False", "ReconciliationPaused", "the source is paused; remove the "
-                          "restlake.io/pause-reconciliation annotation to resume")
+        ready = Condition(
+            READY,
+            "False",
+            "ReconciliationPaused",
+            "the source is paused; remove the restlake.io/pause-reconciliation annotation to resume",
+        )
         phase = "Paused"
     elif not blocking:
         ready = Condition(READY, "True", "Running", "fetcher and stream job are available")
@@ -122,12 +126,9 @@ def summarise(
         first = blocking[0]
         status: Status = "False" if any(c.status == "False" for c in blocking) else "Unknown"
         ready = Condition(READY, status, first.reason, f"{first.type}: {first.message}")
-        if schema is not None and schema.status == "False":
-            phase = "Degraded"
-        elif any(c.reason == "ProgressDeadlineExceeded" for c in blocking):
-            phase = "Degraded"
-        else:
-            phase = "Provisioning"
+        refused = schema is not None and schema.status == "False"
+        stuck = any(c.reason == "ProgressDeadlineExceeded" for c in blocking)
+        phase = "Degraded" if refused or stuck else "Provisioning"
     return phase, [ready, *parts, paused_condition]
 
 

@@ -70,9 +70,7 @@ def _raise_for_kopf(exc: Exception) -> None:
 def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Create or update everything the source needs; write status; post what changed as Events."""
     try:
-        outcome = reconcile.reconcile(
-            _cluster(), body, _settings(), now=conditions.now_rfc3339()
-        )
+        outcome = reconcile.reconcile(_cluster(), body, _settings(), now=conditions.now_rfc3339())
     except SpecError as exc:
         # The API server validated the schema; the model's cross-field rules are a superset.
         kopf.warn(body, reason="InvalidSpec", message=str(exc))

@@ -84,8 +84,16 @@ class Kube:
             config.load_kube_config(client_configuration=configuration)
         return cls(client.ApiClient(configuration))
 
-    def _call(self, method: str, path: str, *, what: str, body: Any = None,
-              query: list[tuple[str, Any]] | None = None, content_type: str | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        body: Any = None,
+        query: list[tuple[str, Any]] | None = None,
+        content_type: str | None = None,
+    ) -> Any:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type

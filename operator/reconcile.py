@@ -26,9 +26,7 @@ class Cluster(Protocol):
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
 
-    def get(
-        self, api_version: str, kind: str, name: str, namespace: str | None
-    ) -> dict[str, Any] | None: ...
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None: ...
 
     def served(self, api_version: str, kind: str) -> bool: ...
 
@@ -86,7 +84,9 @@ def _strimzi_topic_condition(cluster: Cluster, owner: render.Owner) -> Condition
     ready = found.get("Ready")
     if ready is None:
         return Condition(
-            conditions.TOPIC_READY, "Unknown", "WaitingForTopicOperator",
+            conditions.TOPIC_READY,
+            "Unknown",
+            "WaitingForTopicOperator",
             "KafkaTopic created; the Strimzi topic operator has not reported on it yet",
         )
     status = ready.get("status", "Unknown")
@@ -189,7 +189,12 @@ def reconcile(
     }
     log.info(
         "reconciled source=%s namespace=%s generation=%s phase=%s applied=%d refused=%d",
-        owner.name, owner.namespace, generation, phase, len(applied), len(refused),
+        owner.name,
+        owner.namespace,
+        generation,
+        phase,
+        len(applied),
+        len(refused),
     )
     return Outcome(status=status, applied=applied, refused=refused, topic_error=topic_error)
 
@@ -197,8 +202,12 @@ def reconcile(
 def _previous(status: Mapping[str, Any], kind: str) -> Condition | None:
     for entry in status.get("conditions", []):
         if entry.get("type") == kind:
-            return Condition(kind, entry.get("status", "Unknown"), entry.get("reason") or "Unknown",
-                             entry.get("message") or "")
+            return Condition(
+                kind,
+                entry.get("status", "Unknown"),
+                entry.get("reason") or "Unknown",
+                entry.get("message") or "",
+            )
     return None
 
 

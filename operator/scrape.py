@@ -63,7 +63,7 @@ def parse(text: str, source: str) -> Figures:
 def scrape(url: str, source: str, *, timeout: float) -> Figures:
     """GET ``url`` and parse it; an unreachable fetcher (scaled to zero, starting) yields no figures."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - URL from settings
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             text = response.read().decode("utf-8", "replace")
     except (urllib.error.URLError, OSError, ValueError) as exc:
         log.debug("metrics unavailable source=%s url=%s error=%s", source, url, exc)

@@ -22,9 +22,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from restlake.errors import TransientError
-from restlake.jobs.spark import bronze
+from restlake.jobs.spark import bronze, faults, quality
+from restlake.jobs.spark import metrics as prom
 from restlake.jobs.spark.config import StreamJobConfig
-from restlake.jobs.spark.validation import REASON, validate
+from restlake.jobs.spark.typed_columns import typed_columns
+from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, validate
 from restlake.postgres.merge import MergeResult, MergeRow, merge_batch
 
 log = logging.getLogger(__name__)
@@ -53,11 +55,13 @@ class StreamMetrics:
     batches: int = 0
     rows_read: int = 0
     quarantined: int = 0
+    dropped: int = 0
     bronze_written: int = 0
     pg_inserted: int = 0
     pg_updated: int = 0
     pg_replayed_batches: int = 0
     last_batch_id: int | None = None
+    violations: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, batch: BatchCounts) -> None:
@@ -65,6 +69,9 @@ class StreamMetrics:
             self.batches += 1
             self.rows_read += batch.rows_read
             self.quarantined += batch.quarantined
+            self.dropped += batch.dropped
+            for name, n in batch.violations.items():
+                self.violations[name] = self.violations.get(name, 0) + n
             self.bronze_written += batch.bronze_written
             self.pg_inserted += batch.pg_inserted
             self.pg_updated += batch.pg_updated
@@ -72,8 +79,13 @@ class StreamMetrics:
             self.last_batch_id = batch.batch_id
 
     def snapshot(self) -> dict[str, int | None]:
+        """The scalar counts; ``violations`` (per expectation) is read from the attribute."""
         with self._lock:
-            return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+            return {
+                f.name: getattr(self, f.name)
+                for f in fields(self)
+                if not f.name.startswith("_") and f.name != "violations"
+            }
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,22 @@ class BatchCounts:
     pg_updated: int
     pg_replayed: bool
     duration_s: float
+    dropped: int = 0
+    violations: dict[str, int] = field(default_factory=dict)
+
+    def export(self, source: str) -> None:
+        """Add this batch to the Prometheus counters of ``source``."""
+        prom.BATCHES.labels(source).inc()
+        prom.ROWS_READ.labels(source).inc(self.rows_read)
+        prom.ROWS_QUARANTINED.labels(source).inc(self.quarantined)
+        prom.BRONZE_ROWS.labels(source).inc(self.bronze_written)
+        prom.ROWS_MERGED.labels(source, "inserted").inc(self.pg_inserted)
+        prom.ROWS_MERGED.labels(source, "updated").inc(self.pg_updated)
+        if self.pg_replayed:
+            prom.REPLAYED_BATCHES.labels(source).inc()
+        for name, n in self.violations.items():
+            prom.EXPECTATION_VIOLATIONS.labels(source, name).inc(n)
+        prom.LAST_COMMITTED_BATCH.labels(source).set(self.batch_id)
 
 
 def checkpoint_query_id(spark: SparkSession, checkpoint_path: str) -> str:
@@ -107,6 +135,7 @@ class BatchProcessor:
         self.metrics = metrics if metrics is not None else StreamMetrics()
         self.failure: BaseException | None = None
         self._query_id: str | None = None
+        self.typed = typed_columns(config.json_schema)
 
     def query_id(self, spark: SparkSession) -> str:
         if self._query_id is None:
@@ -126,6 +155,7 @@ class BatchProcessor:
             log.exception("batch failed source=%s batch_id=%s", self.config.source, batch_id)
             raise
         self.metrics.add(counts)
+        counts.export(self.config.source)
 
     def process(self, batch_df: DataFrame, batch_id: int) -> BatchCounts:
         started = time.monotonic()
@@ -142,31 +172,77 @@ class BatchProcessor:
             steps[name] = now - mark
             mark = now
 
-        validated = validate(batch_df, source=cfg.source, json_schema=cfg.json_schema)
+        validated = validate(
+            batch_df,
+            source=cfg.source,
+            json_schema=cfg.json_schema,
+            max_message_bytes=cfg.max_message_bytes,
+        )
         validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
         cached: list[DataFrame] = [validated]
         try:
             rows_read = validated.count()
             step("validate")
-            rejected = bronze.quarantine_rows(
-                validated.where(F.col(REASON).isNotNull()), source=cfg.source, batch_id=batch_id
-            )
-            quarantined = rejected.count()
-            if quarantined:
-                bronze.append(rejected, path=cfg.quarantine_path, app_id=app_id, batch_id=batch_id)
-            step("quarantine")
-
             valid = bronze.dedupe_by_key(validated.where(F.col(REASON).isNull()))
             valid = valid.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(valid)
+            rejected = validated.where(F.col(REASON).isNotNull())
+
+            # The gate runs before any write, so a failing batch leaves every sink untouched.
+            violations: dict[str, int] = {}
+            dropped = 0
+            gate_rules = cfg.quality
+            if gate_rules is not None and gate_rules.expectations:
+                gate = quality.check(valid, gate_rules, payload_variant=PAYLOAD_VARIANT)
+                cached.append(gate.cached)
+                violations = gate.violations
+                if violations:
+                    log.warning(
+                        "expectations violated source=%s batch_id=%s on_violation=%s violations=%s",
+                        cfg.source,
+                        batch_id,
+                        gate_rules.on_violation,
+                        violations,
+                    )
+                if violations and gate_rules.on_violation == "fail":
+                    raise quality.ExpectationFailed(cfg.source, batch_id, violations, gate.rows)
+                checked = gate.checked
+                if gate_rules.on_violation == "drop":
+                    violating = checked.where(F.col(quality.EXPECTATION).isNotNull())
+                    dropped_by = violating.groupBy(quality.EXPECTATION).count().collect()
+                    for row in dropped_by:
+                        prom.ROWS_DROPPED.labels(cfg.source, row[0]).inc(row[1])
+                    dropped = sum(int(row[1]) for row in dropped_by)
+                    rejected = rejected.unionByName(
+                        violating.withColumn(
+                            REASON, F.concat(F.lit(quality.REASON_PREFIX), F.col(quality.EXPECTATION))
+                        ).drop(quality.EXPECTATION)
+                    )
+                    checked = checked.where(F.col(quality.EXPECTATION).isNull())
+                valid = checked.drop(quality.EXPECTATION)
+            step("quality")
+
+            rejected_rows = bronze.quarantine_rows(rejected, source=cfg.source, batch_id=batch_id)
+            quarantined = rejected_rows.count()
+            if quarantined:
+                bronze.append(rejected_rows, path=cfg.quarantine_path, app_id=app_id, batch_id=batch_id)
+            step("quarantine")
+
             fresh = bronze.not_in_bronze(spark, valid, path=cfg.bronze_path, source=cfg.source)
-            fresh = bronze.bronze_rows(fresh, batch_id).persist(StorageLevel.MEMORY_AND_DISK)
+            fresh = bronze.bronze_rows(fresh, batch_id, self.typed).persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(fresh)
             bronze_written = fresh.count()
             step("dedupe")
             if bronze_written:
-                bronze.append(fresh, path=cfg.bronze_path, app_id=app_id, batch_id=batch_id)
+                bronze.append(
+                    fresh,
+                    path=cfg.bronze_path,
+                    app_id=app_id,
+                    batch_id=batch_id,
+                    merge_schema=bool(self.typed),
+                )
             step("bronze")
+            faults.after_bronze_write(batch_id)
 
             merged = self._merge(valid, batch_id, self.query_id(spark))
             step("postgres")
@@ -183,14 +259,17 @@ class BatchProcessor:
             pg_updated=merged.updated,
             pg_replayed=merged.replayed,
             duration_s=time.monotonic() - started,
+            dropped=dropped,
+            violations=violations,
         )
         log.info(
-            "batch done source=%s batch_id=%s rows_read=%s quarantined=%s bronze_written=%s "
+            "batch done source=%s batch_id=%s rows_read=%s quarantined=%s dropped=%s bronze_written=%s "
             "pg_inserted=%s pg_updated=%s pg_replayed=%s duration_s=%.2f steps=%s",
             cfg.source,
             batch_id,
             counts.rows_read,
             counts.quarantined,
+            counts.dropped,
             counts.bronze_written,
             counts.pg_inserted,
             counts.pg_updated,

@@ -22,6 +22,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from restlake.jobs.spark.envelope_schema import REQUEST_SCHEMA
+from restlake.jobs.spark.typed_columns import TypedColumn, schema_fields
+from restlake.jobs.spark.validation import PAYLOAD_VARIANT
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +87,13 @@ def dedupe_by_key(valid: DataFrame) -> DataFrame:
     return valid.withColumn("_rn", F.row_number().over(first)).where(F.col("_rn") == 1).drop("_rn")
 
 
-def bronze_rows(valid: DataFrame, batch_id: int) -> DataFrame:
-    """Valid, deduplicated envelopes → bronze columns, in the table's order."""
+def bronze_schema(typed: list[TypedColumn]) -> T.StructType:
+    """BRONZE_SCHEMA followed by the source's typed payload columns."""
+    return T.StructType([*BRONZE_SCHEMA.fields, *schema_fields(typed)])
+
+
+def bronze_rows(valid: DataFrame, batch_id: int, typed: list[TypedColumn] | None = None) -> DataFrame:
+    """Valid, deduplicated envelopes → bronze columns, in the table's order, then the typed ones."""
     now = F.current_timestamp()
     return valid.select(
         *[
@@ -97,6 +104,7 @@ def bronze_rows(valid: DataFrame, batch_id: int) -> DataFrame:
         now.alias("ingested_at"),
         F.lit(batch_id).cast("long").alias("batch_id"),
         F.to_date(now).alias("ingest_date"),
+        *[c.extract(F.col(PAYLOAD_VARIANT)) for c in typed or []],
     )
 
 
@@ -132,12 +140,15 @@ def not_in_bronze(spark: SparkSession, rows: DataFrame, *, path: str, source: st
     return rows.join(existing, on="idempotency_key", how="left_anti")
 
 
-def append(rows: DataFrame, *, path: str, app_id: str, batch_id: int) -> None:
-    """Append with Delta's idempotent-write options: a second write of ``batch_id`` is skipped."""
-    (
-        rows.write.format("delta")
-        .mode("append")
-        .option("txnAppId", app_id)
-        .option("txnVersion", batch_id)
-        .save(path)
+def append(rows: DataFrame, *, path: str, app_id: str, batch_id: int, merge_schema: bool = False) -> None:
+    """Append with Delta's idempotent-write options: a second write of ``batch_id`` is skipped.
+
+    ``merge_schema`` lets a new typed column (a property added to the source's schema) extend
+    the table; a changed type still fails the write, as a breaking schema change should.
+    """
+    writer = (
+        rows.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id)
     )
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
+    writer.save(path)

@@ -3,22 +3,48 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from restlake.contracts.spec import Quality
+from restlake.errors import ConfigError
 from restlake.postgres.identifiers import TableName
 from restlake.settings import PostgresSettings
 
+PG_DSN_ENV = "RESTLAKE_PG_DSN"
+# Kafka's own default cap on a record (message.max.bytes, 1 MiB): a bigger value means a topic
+# someone reconfigured on purpose or a runaway API response; either way it should not reach
+# Postgres as one jsonb row or be held in the driver while merging.
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+
 
 class StreamJobConfig(BaseModel):
-    """One source's stream: Kafka topic in; bronze, quarantine and Postgres out."""
+    """One source's stream: Kafka topic (or topic pattern) in; bronze, quarantine and Postgres out."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     source: str = Field(min_length=1, description="IngestionSource name; every record must carry it.")
-    topic: str = Field(min_length=1, description="Kafka topic the fetcher publishes the source to.")
+    topic: str | None = Field(
+        None, min_length=1, description="Kafka topic the fetcher publishes the source to (or topic_pattern)."
+    )
+    topic_pattern: str | None = Field(
+        None,
+        min_length=1,
+        description="Java regex of topics to read (Kafka subscribePattern) instead of one topic; topics "
+        "created later that match are picked up at the consumer's next metadata refresh.",
+    )
     kafka_bootstrap: str = Field(min_length=1, description="Comma-separated host:port list of brokers.")
     bronze_path: str = Field(description="Delta table (local path or s3a:// URI) of every record version.")
     quarantine_path: str = Field(description="Delta table of records that failed validation, with a reason.")
@@ -31,7 +57,12 @@ class StreamJobConfig(BaseModel):
     )
     pg_table: str = Field("raw.api_events", description="schema.table the records are upserted into.")
     json_schema: dict[str, Any] | None = Field(
-        None, description="JSON Schema every payload must satisfy; None checks only the envelope."
+        None,
+        description="JSON Schema every payload must satisfy; None checks only the envelope. Its top-level "
+        "scalar properties also become typed bronze columns p_<name>.",
+    )
+    quality: Quality | None = Field(
+        None, description="The spec's quality block: expectations checked on every micro-batch."
     )
     max_offsets_per_trigger: int | None = Field(
         None, ge=1, description="Upper bound of records per micro-batch; None reads all that is available."
@@ -39,16 +70,42 @@ class StreamJobConfig(BaseModel):
     starting_offsets: str = Field(
         "earliest", description="Where a new checkpoint starts: earliest, latest or a Kafka offsets JSON."
     )
+    fail_on_data_loss: bool = Field(
+        True,
+        description="Stop the query when offsets it has not read yet are gone (retention, a recreated "
+        "topic) instead of skipping them: skipped records would be lost without a trace.",
+    )
+    max_message_bytes: int = Field(
+        DEFAULT_MAX_MESSAGE_BYTES,
+        ge=1024,
+        description="Kafka values larger than this many bytes are quarantined as too_large (raw value "
+        "truncated to this size) instead of parsed; default 1 MiB, Kafka's own default record cap.",
+    )
     available_now: bool = Field(
         False, description="Process what is in the topic now (in batches) and stop, instead of running on."
     )
     processing_time: str = Field("10 seconds", description="Trigger interval when not available_now.")
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics on this port (0: any free port); None serves none.",
+    )
+    metrics_address: str = Field(
+        "127.0.0.1", description="Address the metrics server binds; 0.0.0.0 in a pod so it can be scraped."
+    )
 
     @field_validator("pg_table")
     @classmethod
     def _table_name(cls, value: str) -> str:
         TableName.parse(value, field="pg_table")
         return value
+
+    @model_validator(mode="after")
+    def _one_subscription(self) -> StreamJobConfig:
+        if (self.topic is None) == (self.topic_pattern is None):
+            raise ValueError("set exactly one of topic and topic_pattern")
+        return self
 
     @model_validator(mode="after")
     def _schema_is_valid(self) -> StreamJobConfig:
@@ -66,6 +123,36 @@ class StreamJobConfig(BaseModel):
     def table(self) -> TableName:
         return TableName.parse(self.pg_table, field="pg_table")
 
+    @property
+    def subscription(self) -> str:
+        """The topic, or the pattern, for log lines."""
+        return self.topic or f"pattern:{self.topic_pattern}"
+
     @classmethod
-    def from_file(cls, path: Path) -> StreamJobConfig:
-        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+    def from_file(cls, path: Path, env: Mapping[str, str] | None = None) -> StreamJobConfig:
+        """Read a JSON config; every problem is a ConfigError that names the setting and the file."""
+        env = os.environ if env is None else env
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"stream job config {path}: cannot read it ({exc.strerror})") from None
+        except ValueError as exc:
+            raise ConfigError(f"stream job config {path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"stream job config {path}: expected a JSON object, got {type(data).__name__}")
+        if not data.get("pg_dsn"):
+            # PostgresSettings has a loopback default for local runs; a deployed job silently
+            # writing to whatever listens on 127.0.0.1:5432 is worse than refusing to start.
+            if not env.get(PG_DSN_ENV):
+                raise ConfigError(
+                    f"no Postgres DSN: pg_dsn is not set in {path} and {PG_DSN_ENV} is not set in the "
+                    "environment; set one of them to a libpq URI"
+                )
+            data["pg_dsn"] = env[PG_DSN_ENV]
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"stream job config {path}: {problems}") from None

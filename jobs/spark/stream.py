@@ -1,7 +1,19 @@
 """The stream job: one source's Kafka topic → quarantine, bronze Delta and Postgres, exactly once.
 
 Run on a cluster as ``python -m restlake.jobs.spark.stream --config job.json``; the JSON holds a
-``StreamJobConfig`` (``pg_dsn`` may be left out and read from RESTLAKE_PG_DSN).
+``StreamJobConfig`` (``pg_dsn`` may be left out and read from RESTLAKE_PG_DSN). Exit codes: 0 after
+catching up (availableNow) or a graceful stop on SIGTERM/SIGINT, 1 when the query failed, 2 when a
+setting is missing or bad (the message names it).
+
+Faults, and what the job does about them:
+
+- Postgres down or restarting: the merge retries with backoff (1+2+4+8 s); longer than that, the
+  batch fails, the query stops, and a restart replays it from the checkpoint (ledger: no doubles).
+- Broker down or restarting: the Kafka consumer and the driver's offset fetches wait and retry
+  (Kafka client reconnects; Spark retries offset requests), so a broker back within the client
+  timeouts is invisible; a longer outage fails the query and a restart resumes from the checkpoint.
+- Offsets lost before they were read (retention, a recreated topic): ``fail_on_data_loss`` (on by
+  default) stops the query rather than skipping records silently.
 """
 
 from __future__ import annotations
@@ -20,10 +32,13 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from restlake.errors import ConfigError
 from restlake.jobs.spark import bronze
+from restlake.jobs.spark import metrics as prom
 from restlake.jobs.spark.batch import BatchProcessor, StreamMetrics
 from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.session import build_spark
+from restlake.jobs.spark.typed_columns import typed_columns
 from restlake.postgres import migrations
 
 log = logging.getLogger(__name__)
@@ -39,6 +54,7 @@ class StreamSummary:
     rows_read: int
     bronze_written: int
     quarantined: int
+    dropped: int
     merged: int
     pg_inserted: int
     pg_updated: int
@@ -50,11 +66,18 @@ def read_kafka(spark: SparkSession, config: StreamJobConfig) -> DataFrame:
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", config.kafka_bootstrap)
-        .option("subscribe", config.topic)
         .option("startingOffsets", config.starting_offsets)
         # Offsets deleted by retention before we read them are data loss: stop, don't skip.
-        .option("failOnDataLoss", "true")
+        .option("failOnDataLoss", str(config.fail_on_data_loss).lower())
     )
+    if config.topic_pattern is not None:
+        reader = reader.option("subscribePattern", config.topic_pattern)
+    else:
+        reader = reader.option("subscribe", config.topic)
+    if config.max_message_bytes > 1024 * 1024:
+        # The consumer returns a record larger than its fetch size alone, but sizes its
+        # requests by it; raise it with the cap so big records do not cost a fetch each.
+        reader = reader.option("kafka.max.partition.fetch.bytes", str(config.max_message_bytes + 65536))
     if config.max_offsets_per_trigger is not None:
         reader = reader.option("maxOffsetsPerTrigger", str(config.max_offsets_per_trigger))
     return reader.load()
@@ -64,7 +87,7 @@ def prepare(spark: SparkSession, config: StreamJobConfig) -> None:
     """Create what the job writes to, idempotently: Postgres migrations and table, Delta tables."""
     migrations.apply(config.pg_dsn)
     migrations.ensure_table(config.pg_dsn, config.table)
-    bronze.ensure_table(spark, config.bronze_path, bronze.BRONZE_SCHEMA)
+    bronze.ensure_table(spark, config.bronze_path, bronze.bronze_schema(typed_columns(config.json_schema)))
     bronze.ensure_table(spark, config.quarantine_path, bronze.QUARANTINE_SCHEMA)
 
 
@@ -73,6 +96,7 @@ def _start(
 ) -> tuple[StreamingQuery, BatchProcessor]:
     prepare(spark, config)
     processor = BatchProcessor(config, metrics)
+    listener = _listener(spark, config.source)
     writer = (
         read_kafka(spark, config)
         .writeStream.queryName(f"restlake-{config.source}")
@@ -84,15 +108,29 @@ def _start(
     else:
         writer = writer.trigger(processingTime=config.processing_time)
     query = writer.start()
+    listener.query_id = str(query.id)
     log.info(
         "stream started source=%s topic=%s query_id=%s run_id=%s available_now=%s",
         config.source,
-        config.topic,
+        config.subscription,
         query.id,
         query.runId,
         config.available_now,
     )
     return query, processor
+
+
+_LISTENERS: dict[tuple[int, str], prom.ProgressMetrics] = {}
+
+
+def _listener(spark: SparkSession, source: str) -> prom.ProgressMetrics:
+    """The session's progress listener for ``source``: one per source, so restarts do not stack them."""
+    listener = _LISTENERS.get((id(spark), source))
+    if listener is None:
+        listener = prom.ProgressMetrics(source)
+        spark.streams.addListener(listener)
+        _LISTENERS[(id(spark), source)] = listener
+    return listener
 
 
 def run_stream(
@@ -124,6 +162,7 @@ def run_until_caught_up(spark: SparkSession, config: StreamJobConfig) -> StreamS
         rows_read=int(m["rows_read"] or 0),
         bronze_written=int(m["bronze_written"] or 0),
         quarantined=int(m["quarantined"] or 0),
+        dropped=int(m["dropped"] or 0),
         merged=int(m["pg_inserted"] or 0) + int(m["pg_updated"] or 0),
         pg_inserted=int(m["pg_inserted"] or 0),
         pg_updated=int(m["pg_updated"] or 0),
@@ -157,9 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    config = StreamJobConfig.from_file(args.config)
-    jars = [Path(p) for p in args.jars.split(os.pathsep) if p]
-    spark = build_spark(f"restlake-stream-{config.source}", jars=jars, master=args.master)
+    try:
+        config = StreamJobConfig.from_file(args.config)
+        jars = [Path(p) for p in args.jars.split(os.pathsep) if p]
+        spark = build_spark(f"restlake-stream-{config.source}", jars=jars, master=args.master)
+    except ConfigError as exc:
+        log.error("bad configuration: %s", exc)
+        return 2
+    if config.metrics_port is not None:
+        prom.serve(config.metrics_port, config.metrics_address)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -1,8 +1,16 @@
 """Split a micro-batch of Kafka records into valid envelopes and quarantined ones, with a reason.
 
-Reasons are stable codes a dashboard can group by: ``empty_value``, ``malformed_envelope`` (not a
-JSON object, or a field of the wrong type), ``unsupported_envelope_version``,
-``missing_field:<name>``, ``source_mismatch``, and ``schema_violation: <json path>: <message>``.
+Reasons are stable codes a dashboard can group by: ``empty_value``, ``too_large`` (the Kafka value
+exceeds ``max_message_bytes``; it is not parsed, and its raw value is kept truncated to the cap),
+``malformed_envelope`` (not a JSON object, or a field of the wrong type),
+``unsupported_envelope_version``, ``missing_field:<name>``, ``source_mismatch``,
+``nul_character`` and ``schema_violation: <json path>: <message>``.
+
+``nul_character``: Postgres can store U+0000 neither in ``text`` nor in ``jsonb`` (``\u0000`` is
+rejected), so one such record would fail the whole batch's COPY. Stripping it would change the
+record under its content hash and idempotency key, so the record is quarantined as it came, with
+the Kafka coordinates, rather than silently altered. It applies to the payload (any string or key)
+and to the envelope's text fields.
 """
 
 from __future__ import annotations
@@ -27,6 +35,11 @@ from restlake.jobs.spark.envelope_schema import (
 REASON = "reason"
 # A schema violation message is for people; cap it so one huge payload cannot bloat quarantine.
 _MAX_REASON_CHARS = 500
+# The payload as VARIANT, kept next to its JSON text for typed columns and expectations; internal.
+PAYLOAD_VARIANT = "_payload_v"
+# An escaped NUL in JSON text: "\u0000" preceded by an even number of backslashes (Java regex).
+_ESCAPED_NUL = r"(?<!\\)(?:\\\\)*\\u0000"
+_TEXT_FIELDS = ("source", "external_id", "idempotency_key", "content_hash", "version")
 
 
 def payload_checker(json_schema: dict[str, Any]) -> Callable[[Column], Column]:
@@ -64,12 +77,20 @@ def payload_checker(json_schema: dict[str, Any]) -> Callable[[Column], Column]:
     return check
 
 
-def parse(kafka_df: DataFrame) -> DataFrame:
-    """Kafka rows → envelope columns plus the Kafka coordinates, payload as JSON text."""
-    env = F.from_json(F.col("value").cast("string"), ENVELOPE_SCHEMA, FROM_JSON_OPTIONS)
+def parse(kafka_df: DataFrame, *, max_message_bytes: int) -> DataFrame:
+    """Kafka rows → envelope columns plus the Kafka coordinates, payload as JSON text.
+
+    A value over ``max_message_bytes`` is not parsed (its envelope columns are NULL,
+    ``too_large`` is true) and its ``raw_value`` is cut to the cap.
+    """
+    too_large = F.coalesce(F.length("value") > F.lit(max_message_bytes), F.lit(False))
+    env = F.from_json(F.when(~too_large, F.col("value").cast("string")), ENVELOPE_SCHEMA, FROM_JSON_OPTIONS)
     parsed = kafka_df.select(
         F.col("key").cast("string").alias("kafka_key"),
-        F.col("value").alias("raw_value"),
+        F.when(too_large, F.substring("value", 1, max_message_bytes))
+        .otherwise(F.col("value"))
+        .alias("raw_value"),
+        too_large.alias("_too_large"),
         F.col("topic").alias("kafka_topic"),
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
@@ -81,14 +102,23 @@ def parse(kafka_df: DataFrame) -> DataFrame:
         *[F.col(f"env.{f.name}").alias(f.name) for f in ENVELOPE_SCHEMA.fields if f.name != "payload"],
         # to_json of the VARIANT keeps bare strings quoted; an explicit JSON null stays "null".
         F.to_json(F.col("env.payload")).alias("payload"),
+        F.col("env.payload").alias(PAYLOAD_VARIANT),
     ).drop("env")
 
 
-def validate(kafka_df: DataFrame, *, source: str, json_schema: dict[str, Any] | None) -> DataFrame:
+def validate(
+    kafka_df: DataFrame,
+    *,
+    source: str,
+    json_schema: dict[str, Any] | None,
+    max_message_bytes: int = 1024 * 1024,
+) -> DataFrame:
     """``parse`` plus a ``reason`` column: NULL for a valid record, else why it is quarantined."""
-    parsed = parse(kafka_df)
-    reason: Any = F.when(F.col("raw_value").isNull(), F.lit("empty_value")).when(
-        F.col(CORRUPT_COLUMN).isNotNull(), F.lit("malformed_envelope")
+    parsed = parse(kafka_df, max_message_bytes=max_message_bytes)
+    reason: Any = (
+        F.when(F.col("raw_value").isNull(), F.lit("empty_value"))
+        .when(F.col("_too_large"), F.lit("too_large"))
+        .when(F.col(CORRUPT_COLUMN).isNotNull(), F.lit("malformed_envelope"))
     )
     reason = reason.when(F.col("envelope_version") > ENVELOPE_VERSION, F.lit("unsupported_envelope_version"))
     for name in REQUIRED_FIELDS:
@@ -96,7 +126,11 @@ def validate(kafka_df: DataFrame, *, source: str, json_schema: dict[str, Any] | 
         missing = column.isNull() if name == "fetched_at" else column.isNull() | (F.trim(column) == "")
         reason = reason.when(missing, F.lit(f"missing_field:{name}"))
     reason = reason.when(F.col("source") != F.lit(source), F.lit("source_mismatch"))
-    with_reason = parsed.withColumn(REASON, reason)
+    has_nul = F.col("payload").rlike(_ESCAPED_NUL)
+    for name in _TEXT_FIELDS:
+        has_nul = has_nul | F.coalesce(F.col(name).contains(F.lit("\x00")), F.lit(False))
+    reason = reason.when(has_nul, F.lit("nul_character"))
+    with_reason = parsed.withColumn(REASON, reason).drop("_too_large")
     if json_schema is None:
         return with_reason
     check = payload_checker(json_schema)

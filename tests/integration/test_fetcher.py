@@ -118,3 +118,117 @@ def test_bearer_token_is_sent_and_never_logged(stack, monkeypatch, caplog) -> No
     assert accepted.complete and accepted.records == 10
     assert token not in caplog.text
     assert token not in repr(source) and token not in (refused.error or "")
+
+
+def _with_auth(source: IngestionSource, auth: dict) -> IngestionSource:
+    request = source.spec.request.model_validate(
+        {**source.spec.request.model_dump(by_alias=True), "auth": auth}
+    )
+    return source.model_copy(update={"spec": source.spec.model_copy(update={"request": request})})
+
+
+def _values(bootstrap: str, topic: str) -> list[bytes]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        }
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        values: list[bytes] = []
+        remaining = {p for p, end in ends.items() if end > 0}
+        while remaining:
+            msg = consumer.poll(10)
+            assert msg is not None and msg.error() is None
+            values.append(msg.value())
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                remaining.discard(msg.partition())
+        return values
+    finally:
+        consumer.close()
+
+
+SECRET_CASES = {
+    # kind: (demo-api auth config fields, spec auth, env secrets) with SECRET where the secret goes
+    "bearer": ({"bearer_token": "SECRET"}, {"type": "bearer", "secretRef": {"name": "s", "key": "token"}}),
+    "apiKeyQuery": (
+        {"api_key_name": "api_key", "api_key_value": "SECRET"},
+        {"type": "apiKey", "in": "query", "name": "api_key", "secretRef": {"name": "s", "key": "token"}},
+    ),
+    "oauth2": (
+        {"oauth_client_id": "restlake", "oauth_client_secret": "SECRET"},
+        {
+            "type": "oauth2ClientCredentials",
+            "tokenUrl": "http://127.0.0.1:1/oauth/token",
+            "clientId": "restlake",
+            "clientSecretRef": {"name": "s", "key": "token"},
+        },
+    ),
+    # The demo API has no basic auth: the request is refused, and the refusal must not leak either.
+    "basic": (
+        {"bearer_token": "unrelated-token"},
+        {
+            "type": "basic",
+            "username": "ingest",
+            "passwordSecretRef": {"name": "s", "key": "token"},
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(SECRET_CASES))
+def test_no_secret_reaches_logs_errors_events_or_metrics(stack, monkeypatch, caplog, kind) -> None:
+    from prometheus_client import generate_latest
+
+    from restlake.fetcher.metrics import FetcherMetrics
+
+    secret = f"sek-{uuid.uuid4().hex}"
+    server_auth, spec_auth = SECRET_CASES[kind]
+    config = DemoApiConfig(
+        dataset=DatasetConfig(seed=1, initial_records=60, growth_per_tick=0, update_fraction=1.0),
+        auth=AuthConfig(**{k: (secret if v == "SECRET" else v) for k, v in server_auth.items()}),
+    )
+    monkeypatch.setenv("RESTLAKE_SECRET_S_TOKEN", secret)
+    caplog.set_level(logging.DEBUG)
+    metrics = FetcherMetrics()
+    with running_demo_api(config) as api:
+        if kind == "oauth2":
+            spec_auth = {**spec_auth, "tokenUrl": f"{api.base_url}/oauth/token"}
+        source = _with_auth(retarget(load_source(EXAMPLES / "demo-link.yaml"), api.base_url), spec_auth)
+        topic = f"it.fetch.secret.{kind.lower()}.{uuid.uuid4().hex[:8]}"
+        ensure_topic(stack.kafka_bootstrap, topic, partitions=1)
+        ensure_topic(stack.kafka_bootstrap, topic + ".dlq", partitions=1)
+        producer = EnvelopeProducer(stack.kafka_bootstrap)
+        fetcher = SourceFetcher(source, producer, topic, policy=FAST_RETRIES, metrics=metrics)
+
+        async def one_pass() -> PassStats:
+            async with aiohttp.ClientSession() as session:
+                return await fetcher.fetch_pass(session)
+
+        api.set_faults(fail_next=1)  # a retry, logged
+        first = asyncio.run(one_pass())
+        api.tick(1)
+        api.set_faults(truncate_rate=1.0)  # a bad page: error, log line and dead-letter event
+        second = asyncio.run(one_pass())
+    if kind == "basic":
+        assert first.error is not None and "HTTP 401" in first.error
+    else:
+        assert first.complete and first.records == 60
+        assert second.dead_letters == 1 and "malformed JSON" in (second.error or "")
+    texts = [
+        caplog.text,
+        repr(source),
+        repr(fetcher),
+        str(first.as_dict()),
+        str(second.as_dict()),
+        generate_latest(metrics.registry).decode(),
+        *(v.decode() for v in _values(stack.kafka_bootstrap, topic + ".dlq")),
+    ]
+    if first.records:
+        texts += [v.decode() for v in _values(stack.kafka_bootstrap, topic)]
+    for text in texts:
+        assert secret not in text
+    if kind == "apiKeyQuery":
+        assert "api_key=***" in caplog.text or "api_key" not in caplog.text

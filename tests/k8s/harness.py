@@ -71,7 +71,9 @@ class Binaries:
 
 def kubernetes_version() -> str:
     """The ``k8s.io/kubernetes`` version pinned in tools/go.mod."""
-    found = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes\s+(v\S+)", (TOOLS_MODULE / "go.mod").read_text(), re.M)
+    found = re.search(
+        r"^\s*(?:require\s+)?k8s\.io/kubernetes\s+(v\S+)", (TOOLS_MODULE / "go.mod").read_text(), re.M
+    )
     if found is None:
         raise HarnessUnavailable("tests/k8s/tools/go.mod does not require k8s.io/kubernetes")
     return found.group(1)
@@ -117,7 +119,9 @@ def ensure_binaries() -> Binaries:
         return Binaries(home, version, json.loads(record.read_text()))
     go = shutil.which("go")
     if go is None:
-        raise HarnessUnavailable("no `go` on PATH: the Kubernetes binaries are built from the Go module proxy")
+        raise HarnessUnavailable(
+            "no `go` on PATH: the Kubernetes binaries are built from the Go module proxy"
+        )
     with _lock(BIN_ROOT / f".{home.name}.lock"):
         if record.exists():  # built by another session while we waited
             return Binaries(home, version, json.loads(record.read_text()))
@@ -130,7 +134,9 @@ def ensure_binaries() -> Binaries:
             [go, "mod", "download"], cwd=TOOLS_MODULE, env=env, capture_output=True, text=True, check=False
         )
         if download.returncode != 0:
-            raise HarnessUnavailable(f"`go mod download` for {TOOLS_MODULE} failed:\n{download.stderr[-3000:]}")
+            raise HarnessUnavailable(
+                f"`go mod download` for {TOOLS_MODULE} failed:\n{download.stderr[-3000:]}"
+            )
         downloaded = time.monotonic()
         cmd = [go, "build", "-p", "2", "-ldflags=-s -w", "-o", f"{staging}/", *PACKAGES.values()]
         log.info("building Kubernetes %s control plane (a few minutes, once): %s", version, " ".join(cmd))
@@ -303,7 +309,9 @@ class ControlPlane:
         last = ""
         while time.monotonic() < deadline:
             if process.popen.poll() is not None:
-                raise HarnessUnavailable(f"{process.name} exited {process.popen.returncode}:\n{process.tail()}")
+                raise HarnessUnavailable(
+                    f"{process.name} exited {process.popen.returncode}:\n{process.tail()}"
+                )
             try:
                 with urllib.request.urlopen(request, timeout=5, context=context) as response:
                     if response.status == 200:
@@ -311,7 +319,9 @@ class ControlPlane:
             except (urllib.error.URLError, OSError) as exc:
                 last = str(exc)
             time.sleep(0.5)
-        raise HarnessUnavailable(f"{process.name} not ready at {url} after {timeout}s ({last}):\n{process.tail()}")
+        raise HarnessUnavailable(
+            f"{process.name} not ready at {url} after {timeout}s ({last}):\n{process.tail()}"
+        )
 
     def _write_kubeconfig(self) -> None:
         import base64
@@ -320,14 +330,18 @@ class ControlPlane:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "restlake-test", "cluster": {"server": self.url, "certificate-authority-data": ca}}],
+            "clusters": [
+                {"name": "restlake-test", "cluster": {"server": self.url, "certificate-authority-data": ca}}
+            ],
             "users": [{"name": "admin", "user": {"token": ADMIN_TOKEN}}],
             "contexts": [{"name": "restlake-test", "context": {"cluster": "restlake-test", "user": "admin"}}],
             "current-context": "restlake-test",
         }
         self.kubeconfig.write_text(json.dumps(config, indent=2))
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this control plane."""
         proc = subprocess.run(
             [str(self.binaries["kubectl"]), f"--kubeconfig={self.kubeconfig}", *args],

@@ -83,41 +83,41 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/*
 The operator's permissions, shared by the namespaced Role and the ClusterRole so the two
-modes can never drift apart. Every rule is one the operator exercises:
-- its own resource, status (written by the operator, not kopf) and finalizers (owner
-  references with blockOwnerDeletion need `update` on them where
-  OwnerReferencesPermissionEnforcement is on);
-- what it renders per source: ConfigMap, Deployments, Service, KafkaTopic, ServiceMonitor
-  (server-side apply = patch; get/list/watch to observe; delete when a sink is removed);
-- Events it posts;
-- kopf peering, so several replicas never reconcile the same object at once.
+modes can never drift apart. Each verb is one restlake.operator or kopf exercises:
+- IngestionSources: kopf lists and watches them and patches its progress annotations and
+  finalizers; status is patched through the subresource; `update` on finalizers is what
+  owner references with blockOwnerDeletion require (OwnerReferencesPermissionEnforcement).
+- What it renders per source (ConfigMap, fetcher Service, Deployments, KafkaTopic,
+  ServiceMonitor): server-side apply is a PATCH, and a PATCH that creates an object is also
+  authorised as `create`; the status refresh reads them back with `get`. Nothing is listed,
+  watched or deleted: owner references let the garbage collector delete them.
+- Events (core/v1, as kopf posts them).
+Optional APIs (Strimzi, Prometheus Operator) are detected through discovery, which needs no
+rule. Peering rules are added by operator-rbac.yaml, per scope.
 */}}
 {{- define "restlake.operator.rules" -}}
 - apiGroups: [restlake.io]
   resources: [ingestionsources]
-  verbs: [get, list, watch, patch, update]
+  verbs: [get, list, watch, patch]
 - apiGroups: [restlake.io]
   resources: [ingestionsources/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
 - apiGroups: [restlake.io]
   resources: [ingestionsources/finalizers]
   verbs: [update]
 - apiGroups: [""]
   resources: [configmaps, services]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [get, create, patch]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [get, create, patch]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 - apiGroups: [kafka.strimzi.io]
   resources: [kafkatopics]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [get, create, patch]
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [get, create, patch]
 {{- end }}

@@ -818,8 +818,9 @@ class Condition(_Model):
 class IngestionSourceStatus(_Model):
     """What the operator observed; written only by the operator."""
 
-    phase: Literal["Pending", "Provisioning", "Running", "Degraded", "Failed"] | None = Field(
-        None, description="Summary of the conditions."
+    phase: Literal["Pending", "Provisioning", "Running", "Degraded", "Paused", "Failed"] | None = Field(
+        None,
+        description='Summary of the conditions; Paused while restlake.io/pause-reconciliation is "true".',
     )
     observed_generation: int | None = Field(None, ge=0, description="metadata.generation last reconciled.")
     conditions: list[Condition] = Field(

@@ -32,27 +32,57 @@ def messages(old: dict[str, Any], new: dict[str, Any], mode: str = "BACKWARD") -
 @pytest.mark.parametrize(
     ("new", "expected"),
     [
-        ({**BASE, "required": ["id", "title"]},
-         "spec.schema.jsonSchema.required: new required field 'title': records without it would be rejected"),
-        (changed(amount={"type": "integer", "minimum": 0}),
-         "spec.schema.jsonSchema.properties.amount.type: no longer accepts number (was 'number', now 'integer')"),
-        (changed(state={"type": "string", "enum": ["open"]}),
-         "spec.schema.jsonSchema.properties.state.enum: no longer allows ['closed']"),
-        (changed(title={"type": "string", "maxLength": 100}),
-         "spec.schema.jsonSchema.properties.title.maxLength: lowered from 200 to 100"),
-        (changed(amount={"type": "number", "minimum": 1}),
-         "spec.schema.jsonSchema.properties.amount.minimum: raised from 0 to 1"),
-        (changed(tags={"type": "array", "items": {"type": "integer"}}),
-         "spec.schema.jsonSchema.properties.tags.items.type: no longer accepts string (was 'string', now 'integer')"),
-        (changed(title={"type": "string", "maxLength": 200, "pattern": "^[A-Z]"}),
-         "spec.schema.jsonSchema.properties.title.pattern: changed from 'none' to '^[A-Z]'"),
-        ({**BASE, "additionalProperties": False, "properties": {k: v for k, v in BASE["properties"].items()
-                                                                if k != "tags"}},
-         "spec.schema.jsonSchema.properties.tags: removed while additionalProperties is false: records "
-         "carrying it would be rejected"),
+        (
+            {**BASE, "required": ["id", "title"]},
+            "spec.schema.jsonSchema.required: new required field 'title': "
+            "records without it would be rejected",
+        ),
+        (
+            changed(amount={"type": "integer", "minimum": 0}),
+            "spec.schema.jsonSchema.properties.amount.type: "
+            "no longer accepts number (was 'number', now 'integer')",
+        ),
+        (
+            changed(state={"type": "string", "enum": ["open"]}),
+            "spec.schema.jsonSchema.properties.state.enum: no longer allows ['closed']",
+        ),
+        (
+            changed(title={"type": "string", "maxLength": 100}),
+            "spec.schema.jsonSchema.properties.title.maxLength: lowered from 200 to 100",
+        ),
+        (
+            changed(amount={"type": "number", "minimum": 1}),
+            "spec.schema.jsonSchema.properties.amount.minimum: raised from 0 to 1",
+        ),
+        (
+            changed(tags={"type": "array", "items": {"type": "integer"}}),
+            "spec.schema.jsonSchema.properties.tags.items.type: "
+            "no longer accepts string (was 'string', now 'integer')",
+        ),
+        (
+            changed(title={"type": "string", "maxLength": 200, "pattern": "^[A-Z]"}),
+            "spec.schema.jsonSchema.properties.title.pattern: changed from 'none' to '^[A-Z]'",
+        ),
+        (
+            {
+                **BASE,
+                "additionalProperties": False,
+                "properties": {k: v for k, v in BASE["properties"].items() if k != "tags"},
+            },
+            "spec.schema.jsonSchema.properties.tags: removed while additionalProperties is false: records "
+            "carrying it would be rejected",
+        ),
     ],
-    ids=["new-required", "type-narrowed", "enum-shrunk", "max-lowered", "min-raised", "items", "pattern",
-         "closed-removal"],
+    ids=[
+        "new-required",
+        "type-narrowed",
+        "enum-shrunk",
+        "max-lowered",
+        "min-raised",
+        "items",
+        "pattern",
+        "closed-removal",
+    ],
 )
 def test_backward_refuses_narrowing(new: dict[str, Any], expected: str) -> None:
     assert expected in messages(BASE, new)
@@ -71,8 +101,17 @@ def test_backward_refuses_narrowing(new: dict[str, Any], expected: str) -> None:
         changed(title={"type": "string"}),  # bound dropped
         {k: v for k, v in BASE.items() if k != "properties"},  # fields no longer described
     ],
-    ids=["same", "new-optional", "optional", "int-to-number", "type-union", "enum-grown", "enum-dropped",
-         "bound-dropped", "properties-dropped"],
+    ids=[
+        "same",
+        "new-optional",
+        "optional",
+        "int-to-number",
+        "type-union",
+        "enum-grown",
+        "enum-dropped",
+        "bound-dropped",
+        "properties-dropped",
+    ],
 )
 def test_backward_allows_widening(new: dict[str, Any]) -> None:
     assert messages(BASE, new) == []

@@ -81,15 +81,24 @@ def test_first_reconcile_applies_everything_and_reports_honest_unknowns() -> Non
     assert status["observedGeneration"] == 1
     assert status["phase"] == "Provisioning"
     assert [c["type"] for c in status["conditions"]] == [
-        "Ready", "FetcherReady", "StreamReady", "TopicReady", "SchemaCompatible", "QualityPassing",
+        "Ready",
+        "FetcherReady",
+        "StreamReady",
+        "TopicReady",
+        "SchemaCompatible",
+        "QualityPassing",
         "ReconciliationPaused",
     ]
     assert cond(status, "FetcherReady")["status"] == "Unknown"
     assert cond(status, "FetcherReady")["reason"] == "RolloutPending"
     assert cond(status, "TopicReady")["reason"] == "WaitingForTopicOperator"
     assert cond(status, "QualityPassing") == {
-        "type": "QualityPassing", "status": "Unknown", "reason": "NotEvaluated",
-        "message": "no quality results reported yet", "lastTransitionTime": NOW, "observedGeneration": 1,
+        "type": "QualityPassing",
+        "status": "Unknown",
+        "reason": "NotEvaluated",
+        "message": "no quality results reported yet",
+        "lastTransitionTime": NOW,
+        "observedGeneration": 1,
     }
     assert cond(status, "Ready")["status"] == "Unknown"
     assert all(c["observedGeneration"] == 1 for c in status["conditions"])
@@ -97,8 +106,11 @@ def test_first_reconcile_applies_everything_and_reports_honest_unknowns() -> Non
 
 def available(replicas: int = 1) -> dict[str, Any]:
     return {
-        "observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas,
-        "availableReplicas": replicas, "readyReplicas": replicas,
+        "observedGeneration": 1,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "availableReplicas": replicas,
+        "readyReplicas": replicas,
         "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}],
     }
 
@@ -108,10 +120,21 @@ def test_status_follows_deployments_and_topic_to_running() -> None:
     first = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
     cluster.set_status("Deployment", "github-issues-fetcher", available())
     cluster.set_status(
-        "Deployment", "github-issues-stream",
-        {"observedGeneration": 1, "replicas": 1, "unavailableReplicas": 1, "conditions": [
-            {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
-             "message": "Deployment does not have minimum availability."}]},
+        "Deployment",
+        "github-issues-stream",
+        {
+            "observedGeneration": 1,
+            "replicas": 1,
+            "unavailableReplicas": 1,
+            "conditions": [
+                {
+                    "type": "Available",
+                    "status": "False",
+                    "reason": "MinimumReplicasUnavailable",
+                    "message": "Deployment does not have minimum availability.",
+                }
+            ],
+        },
     )
     live = body()
     live["status"] = first.status
@@ -121,34 +144,47 @@ def test_status_follows_deployments_and_topic_to_running() -> None:
         seen.append(url)
         return scrape.Figures(events_produced=42, last_fetch_time="2030-01-01T00:00:05Z")
 
-    patch = reconcile.refresh(cluster, live, SETTINGS, now="2030-01-01T00:01:00Z", scraper=scraper,
-                              create_topic=no_topic)
+    patch = reconcile.refresh(
+        cluster, live, SETTINGS, now="2030-01-01T00:01:00Z", scraper=scraper, create_topic=no_topic
+    )
     assert seen == ["http://metrics/ns/github-issues-fetcher:8080"]
     assert patch["eventsProduced"] == 42 and patch["lastFetchTime"] == "2030-01-01T00:00:05Z"
     assert "consumerLag" not in patch  # not measured: the old value stays
     assert cond(patch, "FetcherReady")["status"] == "True"
     stream = cond(patch, "StreamReady")
     assert (stream["status"], stream["reason"]) == ("False", "MinimumReplicasUnavailable")
-    assert stream["message"] == "0/1 replicas available, 0 updated: Deployment does not have minimum availability."
+    assert (
+        stream["message"]
+        == "0/1 replicas available, 0 updated: Deployment does not have minimum availability."
+    )
     assert stream["lastTransitionTime"] == "2030-01-01T00:01:00Z"  # Unknown → False is a transition
     assert cond(patch, "SchemaCompatible")["lastTransitionTime"] == NOW  # unchanged status keeps its time
     assert cond(patch, "Ready")["status"] == "False"
 
     cluster.set_status("Deployment", "github-issues-stream", available())
-    cluster.set_status("KafkaTopic", "github-issues-topic", {"conditions": [{"type": "Ready", "status": "True"}]})
+    cluster.set_status(
+        "KafkaTopic", "github-issues-topic", {"conditions": [{"type": "Ready", "status": "True"}]}
+    )
     live["status"] = {**first.status, **patch}
     final = reconcile.refresh(cluster, live, SETTINGS, now=NOW, scraper=scraper, create_topic=no_topic)
     assert final["phase"] == "Running"
     assert cond(final, "Ready") | {"lastTransitionTime": "-"} == {
-        "type": "Ready", "status": "True", "reason": "Running", "message": "fetcher and stream job are available",
-        "lastTransitionTime": "-", "observedGeneration": 1,
+        "type": "Ready",
+        "status": "True",
+        "reason": "Running",
+        "message": "fetcher and stream job are available",
+        "lastTransitionTime": "-",
+        "observedGeneration": 1,
     }
 
 
 def test_pause_scales_to_zero_and_says_so() -> None:
     cluster = FakeCluster()
     out = reconcile.reconcile(
-        cluster, body(metadata={"annotations": {render.PAUSE_ANNOTATION: "true"}}), SETTINGS, now=NOW,
+        cluster,
+        body(metadata={"annotations": {render.PAUSE_ANNOTATION: "true"}}),
+        SETTINGS,
+        now=NOW,
         create_topic=no_topic,
     )
     assert cluster.objects[("Deployment", "github-issues-fetcher")]["spec"]["replicas"] == 0
@@ -221,12 +257,28 @@ def test_reconcile_is_idempotent() -> None:
     ("deployment", "expected"),
     [
         (None, ("False", "DeploymentMissing")),
-        ({"metadata": {"name": "d", "generation": 2}, "status": {"observedGeneration": 1}},
-         ("Unknown", "RolloutPending")),
-        ({"metadata": {"name": "d", "generation": 1}, "spec": {"replicas": 1},
-          "status": {"observedGeneration": 1, "conditions": [
-              {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "m"}]}},
-         ("False", "ProgressDeadlineExceeded")),
+        (
+            {"metadata": {"name": "d", "generation": 2}, "status": {"observedGeneration": 1}},
+            ("Unknown", "RolloutPending"),
+        ),
+        (
+            {
+                "metadata": {"name": "d", "generation": 1},
+                "spec": {"replicas": 1},
+                "status": {
+                    "observedGeneration": 1,
+                    "conditions": [
+                        {
+                            "type": "Progressing",
+                            "status": "False",
+                            "reason": "ProgressDeadlineExceeded",
+                            "message": "m",
+                        }
+                    ],
+                },
+            },
+            ("False", "ProgressDeadlineExceeded"),
+        ),
     ],
 )
 def test_deployment_condition(deployment: dict[str, Any] | None, expected: tuple[str, str]) -> None:
@@ -246,5 +298,7 @@ def test_metrics_parsing_sums_this_source_only() -> None:
         'restlake_consumer_lag{source="a",partition="1"} 4\n'
     )
     figures = scrape.parse(text, "a")
-    assert figures == scrape.Figures(events_produced=10, last_fetch_time="2030-01-01T00:00:00Z", consumer_lag=7)
+    assert figures == scrape.Figures(
+        events_produced=10, last_fetch_time="2030-01-01T00:00:00Z", consumer_lag=7
+    )
     assert scrape.parse("", "a").status() == {}

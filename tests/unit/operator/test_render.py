@@ -60,7 +60,9 @@ def test_optional_integrations_are_left_out_when_their_crds_are_absent() -> None
     source = github()
     kinds = [
         o["kind"]
-        for o in render.render_all(source, owner("g"), SETTINGS, paused=False, strimzi=False, prometheus=False)
+        for o in render.render_all(
+            source, owner("g"), SETTINGS, paused=False, strimzi=False, prometheus=False
+        )
     ]
     assert kinds == ["ConfigMap", "Service", "Deployment", "Deployment"]
 
@@ -95,7 +97,10 @@ def test_fetcher_deployment_security_probes_resources_and_secret_env() -> None:
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
-    assert container["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "256Mi"},
+    }
     env = {e["name"]: e for e in container["env"]}
     assert env["RESTLAKE_SECRET_GITHUB_TOKEN_TOKEN"]["valueFrom"] == {
         "secretKeyRef": {"name": "github-token", "key": "token"}
@@ -128,9 +133,13 @@ def test_stream_deployment_is_one_recreated_driver_in_client_mode() -> None:
     assert dep["spec"]["replicas"] == 1
     assert dep["spec"]["strategy"] == {"type": "Recreate"}
     assert container["args"] == [
-        "python", "-m", "restlake.jobs.spark.stream",
-        "--config", "/etc/restlake/stream.json",
-        "--master", "spark://rl-spark-master:7077",
+        "python",
+        "-m",
+        "restlake.jobs.spark.stream",
+        "--config",
+        "/etc/restlake/stream.json",
+        "--master",
+        "spark://rl-spark-master:7077",
     ]
     assert container["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
     env = {e["name"]: e for e in container["env"]}
@@ -143,7 +152,11 @@ def test_a_spec_change_changes_the_hash_of_the_component_it_concerns_only() -> N
     fetcher_before = render.fetcher_deployment(source, o, SETTINGS, paused=False)
     stream_before = render.stream_deployment(source, o, SETTINGS, paused=False)
     faster = source.model_copy(
-        update={"spec": source.spec.model_copy(update={"poll": source.spec.poll.model_copy(update={"jitter": 0.5})})}
+        update={
+            "spec": source.spec.model_copy(
+                update={"poll": source.spec.poll.model_copy(update={"jitter": 0.5})}
+            )
+        }
     )
     fetcher_after = render.fetcher_deployment(faster, o, SETTINGS, paused=False)
     stream_after = render.stream_deployment(faster, o, SETTINGS, paused=False)
@@ -167,8 +180,13 @@ def test_pause_scales_to_zero_without_touching_the_hash() -> None:
 
 @pytest.mark.parametrize(
     ("annotations", "paused"),
-    [(None, False), ({}, False), ({render.PAUSE_ANNOTATION: "true"}, True),
-     ({render.PAUSE_ANNOTATION: "True "}, True), ({render.PAUSE_ANNOTATION: "false"}, False)],
+    [
+        (None, False),
+        ({}, False),
+        ({render.PAUSE_ANNOTATION: "true"}, True),
+        ({render.PAUSE_ANNOTATION: "True "}, True),
+        ({render.PAUSE_ANNOTATION: "false"}, False),
+    ],
 )
 def test_pause_annotation(annotations: dict[str, str] | None, paused: bool) -> None:
     assert render.is_paused(annotations) is paused

@@ -1,0 +1,146 @@
+"""Prometheus metrics of the stream job, served from the driver.
+
+Counters come from the batch function (what was merged, quarantined, dropped); rates, batch
+duration and Kafka lag from Spark's query progress, through a ``StreamingQueryListener``. Every
+series carries ``source``; lag adds ``topic`` and ``partition``, expectation counters the
+expectation's name: all bounded by the spec (topics and partitions it reads, ≤ 100 expectations).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from pyspark.sql.streaming import StreamingQueryListener
+
+log = logging.getLogger(__name__)
+
+INPUT_ROWS_PER_SECOND = Gauge(
+    "restlake_stream_input_rows_per_second",
+    "Rate at which records arrived from Kafka in the last micro-batch (Spark's inputRowsPerSecond).",
+    ["source"],
+)
+PROCESSED_ROWS_PER_SECOND = Gauge(
+    "restlake_stream_processed_rows_per_second",
+    "Rate at which the last micro-batch processed records (Spark's processedRowsPerSecond).",
+    ["source"],
+)
+BATCH_DURATION = Histogram(
+    "restlake_stream_batch_duration_seconds",
+    "Wall time of a micro-batch trigger, from Spark's triggerExecution duration.",
+    ["source"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+)
+KAFKA_LAG = Gauge(
+    "restlake_stream_kafka_lag_records",
+    "Records in the partition beyond what the last micro-batch read (latest offset minus end offset).",
+    ["source", "topic", "partition"],
+)
+ROWS_READ = Counter("restlake_stream_rows_read_total", "Kafka records read by micro-batches.", ["source"])
+ROWS_MERGED = Counter(
+    "restlake_stream_rows_merged_total",
+    "Rows inserted or updated in Postgres by the merge (replayed batches add none).",
+    ["source", "op"],
+)
+ROWS_QUARANTINED = Counter(
+    "restlake_stream_rows_quarantined_total",
+    "Records written to the quarantine table (validation failures and dropped expectation violations).",
+    ["source"],
+)
+ROWS_DROPPED = Counter(
+    "restlake_stream_rows_dropped_total",
+    "Records kept out of bronze and Postgres by an expectation with onViolation drop.",
+    ["source", "expectation"],
+)
+EXPECTATION_VIOLATIONS = Counter(
+    "restlake_stream_expectation_violations_total",
+    "Records violating an expectation, whatever onViolation does about it.",
+    ["source", "expectation"],
+)
+BRONZE_ROWS = Counter(
+    "restlake_stream_bronze_rows_written_total", "Record versions appended to bronze.", ["source"]
+)
+BATCHES = Counter(
+    "restlake_stream_batches_total", "Micro-batches completed by the batch function.", ["source"]
+)
+REPLAYED_BATCHES = Counter(
+    "restlake_stream_replayed_batches_total",
+    "Micro-batches whose Postgres merge was already in the ledger (a replay after a crash).",
+    ["source"],
+)
+LAST_COMMITTED_BATCH = Gauge(
+    "restlake_stream_last_committed_batch_id",
+    "Id of the last micro-batch whose sinks all committed (bronze, quarantine, Postgres ledger).",
+    ["source"],
+)
+
+
+def serve(port: int, address: str) -> int:
+    """Start the metrics HTTP server on a daemon thread; return the port it listens on."""
+    server, _thread = start_http_server(port, addr=address)
+    bound = int(server.server_address[1])
+    log.info("metrics served address=%s port=%s", address, bound)
+    return bound
+
+
+def _offsets(raw: Any) -> dict[str, dict[str, int]]:
+    if raw is None:
+        return {}
+    data = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(topic): {str(p): int(o) for p, o in parts.items()}
+        for topic, parts in data.items()
+        if isinstance(parts, dict)
+    }
+
+
+def kafka_lag(end_offset: Any, latest_offset: Any) -> dict[tuple[str, str], int]:
+    """(topic, partition) → latest minus end offset, from a Kafka source progress' offsets JSON."""
+    end, latest = _offsets(end_offset), _offsets(latest_offset)
+    return {
+        (topic, partition): max(0, latest_at - end.get(topic, {}).get(partition, 0))
+        for topic, parts in latest.items()
+        for partition, latest_at in parts.items()
+    }
+
+
+class ProgressMetrics(StreamingQueryListener):
+    """Copies one query's progress into the gauges; other queries of the session are ignored."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.query_id: str | None = None
+
+    def onQueryStarted(self, event: Any) -> None:
+        pass
+
+    def onQueryProgress(self, event: Any) -> None:
+        progress = event.progress
+        if self.query_id is not None and str(progress.id) != self.query_id:
+            return
+        try:
+            self.record(progress)
+        except Exception:
+            # A listener that raises is dropped by Spark's bus; a bad progress must not cost the rest.
+            log.exception("could not record progress source=%s", self.source)
+
+    def record(self, progress: Any) -> None:
+        source = self.source
+        INPUT_ROWS_PER_SECOND.labels(source).set(float(progress.inputRowsPerSecond or 0.0))
+        PROCESSED_ROWS_PER_SECOND.labels(source).set(float(progress.processedRowsPerSecond or 0.0))
+        duration_ms = (progress.durationMs or {}).get("triggerExecution")
+        if duration_ms is not None:
+            BATCH_DURATION.labels(source).observe(duration_ms / 1000.0)
+        for src in progress.sources or []:
+            for (topic, partition), lag in kafka_lag(src.endOffset, src.latestOffset).items():
+                KAFKA_LAG.labels(source, topic, partition).set(lag)
+
+    def onQueryIdle(self, event: Any) -> None:
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:
+        pass

@@ -1,0 +1,379 @@
+"""The Helm chart: lint, render (exact objects, exact RBAC, manifest shape), install and upgrade.
+
+helm is built from the Go module proxy on first use (tests/k8s/gotools.py). Install and upgrade
+run against the real API server of tests/k8s/harness.py: there is no kubelet, so pods never
+start; `helm install` runs without --wait and the tests check the API objects themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from restlake.operator.settings import OperatorSettings
+
+from .gotools import HELM, REPO_ROOT, build
+
+pytestmark = pytest.mark.k8s
+
+CHART = REPO_ROOT / "charts" / "restlake"
+RELEASE = "rl"
+NAMESPACE = "lake"
+# Rendering needs a Kubernetes version for Chart.yaml's kubeVersion check; any supported one.
+KUBE_VERSION = "1.34.0"
+
+# What the operator may do, rule by rule: the contract of templates/_helpers.tpl.
+OPERATOR_RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": ["restlake.io"],
+        "resources": ["ingestionsources"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
+    {"apiGroups": ["restlake.io"], "resources": ["ingestionsources/status"], "verbs": ["patch"]},
+    {"apiGroups": ["restlake.io"], "resources": ["ingestionsources/finalizers"], "verbs": ["update"]},
+    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    {"apiGroups": ["kafka.strimzi.io"], "resources": ["kafkatopics"], "verbs": ["get", "create", "patch"]},
+    {
+        "apiGroups": ["monitoring.coreos.com"],
+        "resources": ["servicemonitors"],
+        "verbs": ["get", "create", "patch"],
+    },
+]
+
+
+def _peering_rule(resource: str) -> dict[str, Any]:
+    return {"apiGroups": ["kopf.dev"], "resources": [resource], "verbs": ["get", "list", "watch", "patch"]}
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    return build(HELM)
+
+
+def run_helm(helm: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        [str(helm), *args], capture_output=True, text=True, check=False, env=env, timeout=300
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}")
+    return proc.stdout + proc.stderr
+
+
+def render(helm: Path, *sets: str) -> list[dict[str, Any]]:
+    args = ["template", RELEASE, str(CHART), "-n", NAMESPACE, "--kube-version", KUBE_VERSION]
+    for item in sets:
+        args += ["--set", item]
+    return [doc for doc in yaml.safe_load_all(run_helm(helm, *args)) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(doc["kind"], doc["metadata"]["name"]): doc for doc in docs}
+
+
+def container(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [c for c in doc["spec"]["template"]["spec"]["containers"] if c["name"] == name]
+    return found
+
+
+def env_of(c: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
+
+
+# ---------------------------------------------------------------------------------------------
+# lint and render
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scope", ["operator.watchAllNamespaces=false", "operator.watchAllNamespaces=true"])
+def test_lint_strict(helm: Path, scope: str) -> None:
+    out = run_helm(helm, "lint", "--strict", str(CHART), "--set", scope)
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+def test_default_render_has_exactly_the_expected_objects(helm: Path) -> None:
+    objects = sorted(by_kind(render(helm)))
+    assert objects == sorted(
+        [
+            ("ServiceAccount", "rl-restlake-operator"),
+            ("Role", "rl-restlake-operator"),
+            ("RoleBinding", "rl-restlake-operator"),
+            ("KopfPeering", "rl-restlake-operator"),
+            ("Deployment", "rl-restlake-operator"),
+            ("Service", "rl-restlake-operator"),
+            ("Deployment", "rl-restlake-spark-master"),
+            ("Service", "rl-restlake-spark-master"),
+            ("Deployment", "rl-restlake-spark-worker"),
+            ("Pod", "rl-restlake-operator-test"),
+        ]
+    )
+
+
+def test_namespaced_rbac_is_exact(helm: Path) -> None:
+    docs = by_kind(render(helm))
+    role = docs["Role", "rl-restlake-operator"]
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [*OPERATOR_RULES, _peering_rule("kopfpeerings")]
+    binding = docs["RoleBinding", "rl-restlake-operator"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rl-restlake-operator", "namespace": NAMESPACE}
+    ]
+    assert not [key for key in docs if key[0].startswith("Cluster")]
+
+
+def test_watch_all_namespaces_switches_to_cluster_scope(helm: Path) -> None:
+    docs = by_kind(render(helm, "operator.watchAllNamespaces=true"))
+    assert ("Role", "rl-restlake-operator") not in docs
+    assert ("RoleBinding", "rl-restlake-operator") not in docs
+    assert ("KopfPeering", "rl-restlake-operator") not in docs
+    role = docs["ClusterRole", "rl-restlake-operator"]
+    assert "namespace" not in role["metadata"]
+    assert role["rules"] == [*OPERATOR_RULES, _peering_rule("clusterkopfpeerings")]
+    binding = docs["ClusterRoleBinding", "rl-restlake-operator"]
+    assert binding["roleRef"]["kind"] == "ClusterRole"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rl-restlake-operator", "namespace": NAMESPACE}
+    ]
+    assert ("ClusterKopfPeering", "rl-restlake-operator") in docs
+    env = env_of(container(docs["Deployment", "rl-restlake-operator"], "operator"))
+    assert env["RESTLAKE_OPERATOR_NAMESPACES"] == "[]"
+
+
+def test_operator_env_is_what_the_operator_settings_read(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = by_kind(render(helm, "config.kafka.topicReplicas=3", "operator.image.tag=dev"))
+    deployment = docs["Deployment", "rl-restlake-operator"]
+    operator = container(deployment, "operator")
+    assert operator["image"] == "restlake/operator:dev"
+    assert operator["command"] == ["restlake", "operator", "run"]
+    assert operator["args"] == ["--liveness=http://0.0.0.0:8080/healthz"]
+    env = {k: v for k, v in env_of(operator).items() if isinstance(v, str)}
+    known = {f"RESTLAKE_OPERATOR_{name.upper()}" for name in OperatorSettings.model_fields}
+    ours = {k for k in env if k.startswith("RESTLAKE_OPERATOR_")}
+    assert ours <= known, f"variables OperatorSettings does not read: {sorted(ours - known)}"
+    for key in list(OperatorSettings.model_fields):
+        monkeypatch.delenv(f"RESTLAKE_OPERATOR_{key.upper()}", raising=False)
+    for key in ours:
+        monkeypatch.setenv(key, env[key])
+    settings = OperatorSettings()
+    assert settings.namespaces == [NAMESPACE]
+    assert settings.peering == "rl-restlake-operator"
+    assert settings.peering_mandatory is True
+    assert settings.fetcher_image == "restlake/fetcher:0.1.0"
+    assert settings.spark_image == "restlake/spark:0.1.0"
+    assert settings.topic_replicas == 3
+    assert settings.kafka_bootstrap == "restlake-kafka-kafka-bootstrap:9092"
+    assert settings.lake_secret == "restlake-lake"
+    assert (settings.pg_dsn_secret, settings.pg_dsn_key) == ("restlake-postgres", "dsn")
+    # The drivers the operator renders must reach the master Service this chart renders.
+    master = docs["Service", "rl-restlake-spark-master"]
+    rpc = next(p["port"] for p in master["spec"]["ports"] if p["name"] == "rpc")
+    assert settings.spark_master_url == f"spark://{master['metadata']['name']}:{rpc}"
+
+
+def test_spark_workers_follow_the_values(helm: Path) -> None:
+    docs = by_kind(render(helm, "spark.worker.replicas=3", "spark.worker.cores=2", "spark.worker.memory=3g"))
+    workers = docs["Deployment", "rl-restlake-spark-worker"]
+    assert workers["spec"]["replicas"] == 3
+    args = container(workers, "worker")["args"]
+    assert args[:5] == ["org.apache.spark.deploy.worker.Worker", "--cores", "2", "--memory", "3g"]
+    assert args[-1] == "spark://rl-restlake-spark-master:7077"
+    master = docs["Service", "rl-restlake-spark-master"]
+    assert {(p["name"], p["port"]) for p in master["spec"]["ports"]} == {("rpc", 7077), ("webui", 8080)}
+
+
+def test_rendered_manifests_are_well_formed(helm: Path) -> None:
+    docs = render(helm)
+    pods: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        meta = doc["metadata"]
+        assert doc["apiVersion"] and doc["kind"] and meta["name"]
+        assert len(meta["name"]) <= 63
+        assert meta["labels"]["app.kubernetes.io/instance"] == RELEASE
+        if not doc["kind"].startswith("Cluster"):
+            assert meta["namespace"] == NAMESPACE, f"{doc['kind']}/{meta['name']} has no namespace"
+        if doc["kind"] == "Deployment":
+            spec = doc["spec"]
+            selector = spec["selector"]["matchLabels"]
+            labels = spec["template"]["metadata"]["labels"]
+            assert selector.items() <= labels.items(), f"{meta['name']}: selector does not match its pods"
+            pods[meta["name"]] = spec["template"]
+        if doc["kind"] == "Pod":
+            pods[meta["name"]] = doc
+    for name, pod in pods.items():
+        pod_spec = pod["spec"]
+        assert pod_spec["securityContext"]["runAsNonRoot"] is True, name
+        for c in pod_spec["containers"]:
+            security = c["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"] == {"drop": ["ALL"]}, name
+            assert c["resources"]["requests"] and c["resources"]["limits"]["memory"], name
+            assert c["image"].startswith("restlake/") and c["image"].endswith(":0.1.0"), name
+    # Every Service selects the pods of exactly one Deployment and targets named ports they have.
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    for service in (d for d in docs if d["kind"] == "Service"):
+        selector = service["spec"]["selector"]
+        (target,) = [
+            d for d in deployments if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        ports = {
+            p["name"] for c in target["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])
+        }
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in ports, f"{service['metadata']['name']}: no port {port['targetPort']}"
+
+
+def test_helm_test_pod_probes_the_operator_service(helm: Path) -> None:
+    pod = by_kind(render(helm))["Pod", "rl-restlake-operator-test"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    script = pod["spec"]["containers"][0]["args"][0]
+    assert 'url = "http://rl-restlake-operator:8080/healthz"' in script
+
+
+def test_values_schema_rejects_a_bad_value(helm: Path) -> None:
+    proc = subprocess.run(
+        [
+            str(helm),
+            "template",
+            RELEASE,
+            str(CHART),
+            "--kube-version",
+            KUBE_VERSION,
+            "--set",
+            "spark.worker.memory=2",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "spark/worker/memory" in proc.stderr and "want string" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# install and upgrade against the real API server
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest) -> Any:
+    """The session's control plane from tests/k8s/conftest.py (harness.ControlPlane)."""
+    try:
+        return request.getfixturevalue("control_plane")
+    except pytest.FixtureLookupError:
+        pytest.skip("tests/k8s/conftest.py provides no `control_plane` fixture (the API-server harness)")
+
+
+@pytest.fixture(scope="module")
+def installed(helm: Path, cluster: Any) -> Iterator[dict[str, str]]:
+    """`helm install` of the chart into a fresh namespace; uninstalled afterwards."""
+    namespace = f"helm-{uuid.uuid4().hex[:6]}"
+    release = "restlake"
+    base = ["--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
+    out = run_helm(
+        helm, "install", release, str(CHART), *base, "--create-namespace", "--wait=false", "--timeout", "2m"
+    )
+    assert "STATUS: deployed" in out
+    yield {"namespace": namespace, "release": release}
+    run_helm(helm, "uninstall", release, *base, "--wait=false", check=False)
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def _get(cluster: Any, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    return json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)
+
+
+def test_install_creates_the_objects(helm: Path, cluster: Any, installed: dict[str, str]) -> None:
+    ns, release = installed["namespace"], installed["release"]
+    # release name "restlake" contains the chart name, so the prefix is just "restlake".
+    for kind, name in [
+        ("serviceaccount", "restlake-operator"),
+        ("role", "restlake-operator"),
+        ("rolebinding", "restlake-operator"),
+        ("kopfpeerings.kopf.dev", "restlake-operator"),
+        ("deployment", "restlake-operator"),
+        ("service", "restlake-operator"),
+        ("deployment", "restlake-spark-master"),
+        ("service", "restlake-spark-master"),
+        ("deployment", "restlake-spark-worker"),
+    ]:
+        assert _get(cluster, ns, kind, name)["metadata"]["labels"]["app.kubernetes.io/instance"] == release
+    crd = json.loads(cluster.kubectl("get", "crd", "ingestionsources.restlake.io", "-o", "json").stdout)
+    assert crd["spec"]["names"]["shortNames"] == ["isrc"]
+    status = json.loads(
+        run_helm(helm, "status", release, "-n", ns, "--kubeconfig", str(cluster.kubeconfig), "-o", "json")
+    )
+    assert status["info"]["status"] == "deployed" and status["version"] == 1
+
+
+def test_installed_rbac_grants_exactly_the_operator_verbs(cluster: Any, installed: dict[str, str]) -> None:
+    ns = installed["namespace"]
+    who = f"system:serviceaccount:{ns}:restlake-operator"
+
+    def can(verb: str, resource: str, namespace: str = ns) -> bool:
+        proc = cluster.kubectl("auth", "can-i", verb, resource, "-n", namespace, f"--as={who}", check=False)
+        return proc.stdout.strip() == "yes"
+
+    assert can("watch", "ingestionsources.restlake.io")
+    assert can("patch", "ingestionsources.restlake.io") and can(
+        "patch", "ingestionsources.restlake.io/status"
+    )
+    assert can("patch", "deployments.apps") and can("create", "configmaps")
+    assert can("create", "kafkatopics.kafka.strimzi.io") and can(
+        "patch", "servicemonitors.monitoring.coreos.com"
+    )
+    assert can("patch", "kopfpeerings.kopf.dev")
+    assert not can("delete", "deployments.apps"), "the garbage collector deletes children, not the operator"
+    assert not can("get", "secrets"), "secrets reach pods by reference; the operator never reads them"
+    assert not can("watch", "ingestionsources.restlake.io", "default"), "the default Role is namespaced"
+
+
+def test_upgrade_changes_what_it_should(helm: Path, cluster: Any, installed: dict[str, str]) -> None:
+    ns, release = installed["namespace"], installed["release"]
+    before = _get(cluster, ns, "deployment", "restlake-spark-worker")
+    assert before["spec"]["replicas"] == 2
+    operator_before = _get(cluster, ns, "deployment", "restlake-operator")
+    master_uid = _get(cluster, ns, "service", "restlake-spark-master")["metadata"]["uid"]
+    run_helm(
+        helm,
+        "upgrade",
+        release,
+        str(CHART),
+        "-n",
+        ns,
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        "--reuse-values",
+        "--set",
+        "spark.worker.replicas=3",
+        "--set",
+        "spark.worker.memory=2g",
+        "--set",
+        "operator.image.tag=0.1.1",
+        "--wait=false",
+    )
+    after = _get(cluster, ns, "deployment", "restlake-spark-worker")
+    assert after["spec"]["replicas"] == 3
+    assert "2g" in container(after, "worker")["args"]
+    operator_after = _get(cluster, ns, "deployment", "restlake-operator")
+    assert container(operator_after, "operator")["image"] == "restlake/operator:0.1.1"
+    assert operator_after["metadata"]["generation"] == operator_before["metadata"]["generation"] + 1
+    history = json.loads(
+        run_helm(helm, "history", release, "-n", ns, "--kubeconfig", str(cluster.kubeconfig), "-o", "json")
+    )
+    assert [h["revision"] for h in history] == [1, 2] and history[-1]["status"] == "deployed"
+    # Untouched objects keep their identity: an upgrade patches, it does not recreate.
+    assert _get(cluster, ns, "service", "restlake-spark-master")["metadata"]["uid"] == master_uid

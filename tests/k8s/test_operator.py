@@ -1,0 +1,300 @@
+"""The operator against a real API server (+ controller manager): objects, rollouts, pause, deletion, status.
+
+There is no kubelet, so pods never run: the tests assert that status says so honestly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPO, eventually
+
+pytestmark = pytest.mark.k8s
+
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+SOURCE_LABEL = "restlake.io/source"
+HASH = "restlake.io/config-hash"
+
+
+class Cluster:
+    """Reads for assertions, on the kubernetes client's typed APIs."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        from kubernetes import client
+
+        self.api = api
+        self.ns = namespace
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    def _dicts(self, items: Any) -> list[dict[str, Any]]:
+        return [self.api.sanitize_for_serialization(i) for i in items]
+
+    def source(self, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(
+            "restlake.io", "v1alpha1", self.ns, "ingestionsources", name
+        )
+
+    def owned(self, source: str) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every object in the namespace labelled as belonging to ``source``, by (kind, name)."""
+        selector = f"{SOURCE_LABEL}={source}"
+        found: list[tuple[str, dict[str, Any]]] = []
+        found += [
+            ("ConfigMap", o)
+            for o in self._dicts(self.core.list_namespaced_config_map(self.ns, label_selector=selector).items)
+        ]
+        found += [
+            ("Service", o)
+            for o in self._dicts(self.core.list_namespaced_service(self.ns, label_selector=selector).items)
+        ]
+        found += [
+            ("Deployment", o)
+            for o in self._dicts(self.apps.list_namespaced_deployment(self.ns, label_selector=selector).items)
+        ]
+        for group, version, plural, kind in (
+            ("kafka.strimzi.io", "v1", "kafkatopics", "KafkaTopic"),
+            ("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor"),
+        ):
+            listing = self.custom.list_namespaced_custom_object(
+                group, version, self.ns, plural, label_selector=selector
+            )
+            found += [(kind, o) for o in listing["items"]]
+        return {(kind, o["metadata"]["name"]): o for kind, o in found}
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        return self.api.sanitize_for_serialization(self.apps.read_namespaced_deployment(name, self.ns))
+
+    def replica_sets(self, source: str, component: str) -> list[dict[str, Any]]:
+        selector = f"app.kubernetes.io/instance={source},app.kubernetes.io/component={component}"
+        return self._dicts(self.apps.list_namespaced_replica_set(self.ns, label_selector=selector).items)
+
+    def events(self, source: str) -> list[dict[str, Any]]:
+        selector = f"involvedObject.name={source}"
+        return self._dicts(self.core.list_namespaced_event(self.ns, field_selector=selector).items)
+
+
+def condition(source: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    return next((c for c in (source.get("status") or {}).get("conditions", []) if c["type"] == kind), None)
+
+
+def apply(control_plane: Any, namespace: str, document: dict[str, Any] | Path) -> None:
+    text = document.read_text() if isinstance(document, Path) else yaml.safe_dump(document)
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=text)
+
+
+def expected_objects(name: str) -> set[tuple[str, str]]:
+    return {
+        ("ConfigMap", f"{name}-config"),
+        ("Service", f"{name}-fetcher"),
+        ("Deployment", f"{name}-fetcher"),
+        ("Deployment", f"{name}-stream"),
+        ("KafkaTopic", f"{name}-topic"),
+        ("ServiceMonitor", f"{name}-fetcher"),
+    }
+
+
+def reconciled(cluster: Cluster, name: str, generation: int) -> dict[str, Any] | None:
+    source = cluster.source(name)
+    status = source.get("status") or {}
+    return source if status.get("observedGeneration") == generation else None
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_example_creates_exactly_the_expected_objects(
+    example: Path, operator: Any, control_plane: Any, api: Any, namespace: str
+) -> None:
+    name = example.stem
+    apply(control_plane, namespace, example)
+    cluster = Cluster(api, namespace)
+    eventually(lambda: set(cluster.owned(name)) == expected_objects(name), what=f"the objects of {name}")
+    source = eventually(lambda: reconciled(cluster, name, 1), what="status.observedGeneration 1")
+    uid = source["metadata"]["uid"]
+    for (kind, obj_name), obj in cluster.owned(name).items():
+        refs = obj["metadata"].get("ownerReferences") or []
+        assert [(r["kind"], r["name"], r["uid"], r.get("controller")) for r in refs] == [
+            ("IngestionSource", name, uid, True)
+        ], f"{kind}/{obj_name}"
+        managers = {
+            m["manager"] for m in obj["metadata"].get("managedFields", []) if m["operation"] == "Apply"
+        }
+        assert managers == {"restlake-operator"}, f"{kind}/{obj_name} applied by {managers}"
+
+    topic = cluster.owned(name)[("KafkaTopic", f"{name}-topic")]
+    assert topic["spec"]["topicName"] == f"restlake.{name}"
+    assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "restlake-kafka"
+    monitor = cluster.owned(name)[("ServiceMonitor", f"{name}-fetcher")]
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+
+    status = source["status"]
+    assert status["phase"] == "Provisioning"
+    ready = condition(source, "Ready")
+    assert ready is not None and ready["status"] in ("False", "Unknown")
+    assert condition(source, "QualityPassing")["status"] == "Unknown"  # type: ignore[index]
+    assert condition(source, "SchemaCompatible")["status"] == "True"  # type: ignore[index]
+    # Nothing runs pods here: the topic operator never answers, and the deployment controller sees
+    # pods that no kubelet will start. Status must say exactly that.
+    topic_ready = condition(source, "TopicReady")
+    assert (topic_ready["status"], topic_ready["reason"]) == ("Unknown", "WaitingForTopicOperator")  # type: ignore[index]
+
+    def fetcher_not_available() -> dict[str, Any] | None:
+        found = condition(cluster.source(name), "FetcherReady")
+        return found if found and found["reason"] == "MinimumReplicasUnavailable" else None
+
+    fetcher = eventually(fetcher_not_available, what="FetcherReady from the observed Deployment status")
+    assert fetcher["status"] == "False"
+    assert fetcher["message"].startswith("0/1 replicas available")
+    assert [e["reason"] for e in cluster.events(name) if e["reason"] == "Reconciled"]
+
+
+def _spec_patch(control_plane: Any, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    control_plane.kubectl("patch", "isrc", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+
+
+def test_spec_update_rolls_the_fetcher_only(
+    operator: Any, control_plane: Any, api: Any, namespace: str
+) -> None:
+    apply(control_plane, namespace, REPO / "examples" / "demo-cursor.yaml")
+    cluster = Cluster(api, namespace)
+    eventually(lambda: reconciled(cluster, "demo-cursor", 1), what="first reconcile")
+    eventually(lambda: cluster.replica_sets("demo-cursor", "fetcher"), what="the first fetcher ReplicaSet")
+    before = {c: cluster.deployment(f"demo-cursor-{c}") for c in ("fetcher", "stream")}
+
+    _spec_patch(control_plane, namespace, "demo-cursor", {"spec": {"poll": {"interval": "30s"}}})
+    eventually(lambda: reconciled(cluster, "demo-cursor", 2), what="status.observedGeneration 2")
+    after = {c: cluster.deployment(f"demo-cursor-{c}") for c in ("fetcher", "stream")}
+
+    def template_hash(dep: dict[str, Any]) -> str:
+        return dep["spec"]["template"]["metadata"]["annotations"][HASH]
+
+    assert template_hash(after["fetcher"]) != template_hash(before["fetcher"])
+    assert after["fetcher"]["metadata"]["generation"] == before["fetcher"]["metadata"]["generation"] + 1
+    assert template_hash(after["stream"]) == template_hash(before["stream"])
+    assert after["stream"]["metadata"]["generation"] == before["stream"]["metadata"]["generation"]
+    config = cluster.core.read_namespaced_config_map("demo-cursor-config", namespace)
+    assert "interval: 30s" in config.data["source.yaml"]
+    # The deployment controller rolls it: a second ReplicaSet for the new template.
+    eventually(
+        lambda: len(cluster.replica_sets("demo-cursor", "fetcher")) == 2, what="a new fetcher ReplicaSet"
+    )
+
+
+def test_pause_scales_to_zero_and_resume_restores(
+    operator: Any, control_plane: Any, api: Any, namespace: str
+) -> None:
+    apply(control_plane, namespace, REPO / "examples" / "demo-pages.yaml")
+    cluster = Cluster(api, namespace)
+    eventually(lambda: reconciled(cluster, "demo-pages", 1), what="first reconcile")
+
+    control_plane.kubectl(
+        "annotate", "isrc", "demo-pages", "-n", namespace, "restlake.io/pause-reconciliation=true"
+    )
+
+    def replicas() -> tuple[int, int]:
+        return tuple(cluster.deployment(f"demo-pages-{c}")["spec"]["replicas"] for c in ("fetcher", "stream"))
+
+    eventually(lambda: replicas() == (0, 0), what="both Deployments scaled to zero")
+    paused = eventually(
+        lambda: (s := cluster.source("demo-pages"))["status"].get("phase") == "Paused" and s,
+        what="phase Paused",
+    )
+    assert condition(paused, "ReconciliationPaused")["status"] == "True"  # type: ignore[index]
+    assert condition(paused, "Ready")["reason"] == "ReconciliationPaused"  # type: ignore[index]
+
+    control_plane.kubectl(
+        "annotate", "isrc", "demo-pages", "-n", namespace, "restlake.io/pause-reconciliation-"
+    )
+    eventually(lambda: replicas() == (1, 1), what="both Deployments back to one replica")
+    resumed = eventually(
+        lambda: (s := cluster.source("demo-pages"))["status"].get("phase") != "Paused" and s,
+        what="phase no longer Paused",
+    )
+    assert condition(resumed, "ReconciliationPaused")["status"] == "False"  # type: ignore[index]
+
+
+def test_deletion_garbage_collects_everything(
+    operator: Any, control_plane: Any, api: Any, namespace: str
+) -> None:
+    apply(control_plane, namespace, REPO / "examples" / "demo-offset.yaml")
+    cluster = Cluster(api, namespace)
+    eventually(lambda: set(cluster.owned("demo-offset")) == expected_objects("demo-offset"), what="objects")
+    eventually(lambda: cluster.replica_sets("demo-offset", "fetcher"), what="a ReplicaSet")
+    control_plane.kubectl("delete", "isrc", "demo-offset", "-n", namespace, "--wait=true", "--timeout=60s")
+    # kube-controller-manager's garbage collector follows the ownerReferences, down to ReplicaSets.
+    eventually(lambda: cluster.owned("demo-offset") == {}, timeout=60, what="every owned object deleted")
+    eventually(
+        lambda: cluster.replica_sets("demo-offset", "fetcher") == [], timeout=60, what="ReplicaSets gone"
+    )
+
+
+def test_breaking_schema_change_is_refused_with_condition_and_event(
+    operator: Any, control_plane: Any, api: Any, namespace: str
+) -> None:
+    apply(control_plane, namespace, REPO / "examples" / "demo-link.yaml")
+    cluster = Cluster(api, namespace)
+    eventually(lambda: reconciled(cluster, "demo-link", 1), what="first reconcile")
+    old = json.loads(
+        cluster.core.read_namespaced_config_map("demo-link-config", namespace).data["stream.json"]
+    )
+
+    required = [*cluster.source("demo-link")["spec"]["schema"]["jsonSchema"]["required"], "name"]
+    _spec_patch(
+        control_plane, namespace, "demo-link", {"spec": {"schema": {"jsonSchema": {"required": required}}}}
+    )
+    source = eventually(lambda: reconciled(cluster, "demo-link", 2), what="observedGeneration 2")
+    schema = condition(source, "SchemaCompatible")
+    assert (schema["status"], schema["reason"]) == ("False", "IncompatibleSchemaChange")  # type: ignore[index]
+    assert "new required field 'name'" in schema["message"]  # type: ignore[index]
+    assert source["status"]["phase"] == "Degraded"
+    kept = json.loads(
+        cluster.core.read_namespaced_config_map("demo-link-config", namespace).data["stream.json"]
+    )
+    assert kept["json_schema"] == old["json_schema"]
+    warning = eventually(
+        lambda: [e for e in cluster.events("demo-link") if e["reason"] == "SchemaIncompatible"],
+        what="the Event",
+    )
+    assert warning[0]["type"] == "Warning"
+    assert "spec.schema.jsonSchema.required" in warning[0]["message"]
+
+
+def test_kubectl_get_isrc_shows_the_printer_columns(
+    operator: Any, control_plane: Any, api: Any, namespace: str, metrics_stub: Any
+) -> None:
+    metrics_stub.set(
+        namespace,
+        "github-issues-fetcher",
+        "# TYPE restlake_fetcher_records_produced counter\n"
+        'restlake_fetcher_records_produced_total{source="github-issues"} 1234\n'
+        "# TYPE restlake_consumer_lag gauge\n"
+        'restlake_consumer_lag{source="github-issues"} 7\n'
+        "# TYPE restlake_fetcher_last_success_timestamp_seconds gauge\n"
+        'restlake_fetcher_last_success_timestamp_seconds{source="github-issues"} 1.7e9\n',
+    )
+    apply(control_plane, namespace, REPO / "examples" / "github-issues.yaml")
+    cluster = Cluster(api, namespace)
+    eventually(
+        lambda: (cluster.source("github-issues").get("status") or {}).get("eventsProduced") == 1234,
+        what="status.eventsProduced from the fetcher's metrics",
+    )
+    out = control_plane.kubectl("get", "isrc", "-n", namespace).stdout.splitlines()
+    header = out[0].split()
+    assert header == ["NAME", "PHASE", "READY", "EVENTS", "LAG", "LAST", "FETCH", "AGE"]
+    row = out[1].split()
+    assert row[:5] == ["github-issues", "Provisioning", "False", "1234", "7"]
+    assert row[5].endswith(("d", "y"))  # 1.7e9 is in 2023: a relative age in days or years
+    short = control_plane.kubectl("get", "restlake", "-n", namespace).stdout  # the category
+    assert "ingestionsource.restlake.io/github-issues" in short
+
+
+def test_replicas_register_in_the_kopf_peering(operator: Any, control_plane: Any) -> None:
+    peering = json.loads(
+        control_plane.kubectl("get", "clusterkopfpeering", "restlake-test", "-o", "json").stdout
+    )
+    peers = peering.get("status") or {}
+    assert peers, "the operator did not register in ClusterKopfPeering restlake-test"
+    assert all("lifetime" in p for p in peers.values())

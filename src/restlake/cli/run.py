@@ -23,6 +23,11 @@ def run(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as one JSON object."),
     master: str = typer.Option("local[2]", help="Spark master: local[N] or spark://host:port."),
+    refetch: bool = typer.Option(
+        False,
+        "--refetch",
+        help="Ignore stored ETags and watermarks and fetch everything again (same keys: nothing is doubled).",
+    ),
 ) -> None:
     """Run one source on this machine, starting the local stack if it is not up."""
     from restlake.contracts.spec import load_source
@@ -33,7 +38,13 @@ def run(
     try:
         source = load_source(file)
         endpoints = resolve_endpoints()
-        runner = LocalRunner(source, endpoints, jars=spark_jars(StackSettings().state_dir), master=master)
+        runner = LocalRunner(
+            source,
+            endpoints,
+            jars=spark_jars(StackSettings().state_dir),
+            master=master,
+            remember_fetch_state=not refetch,
+        )
         try:
             if not until_caught_up:
                 runner.run_forever()

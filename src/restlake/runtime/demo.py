@@ -88,7 +88,8 @@ def run_demo(
     for title, summary in rounds:
         s = summary.as_dict()
         echo(
-            f"- {title}: fetched {s['records_fetched']} records in {s['pages']} pages → "
+            f"- {title}: {s['requests']} requests ({s['not_modified']} answered 304 Not Modified), "
+            f"fetched {s['records_fetched']} records → "
             f"bronze {s['bronze_rows']} rows, postgres {s['postgres_rows']} rows, "
             f"quarantined {s['quarantined']} ({s['seconds']:.1f}s)"
         )

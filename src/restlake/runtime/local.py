@@ -114,7 +114,7 @@ class LocalRunner:
         jars: list[Path],
         master: str = "local[2]",
         spark: Any = None,
-        remember_fetch_state: bool = False,
+        remember_fetch_state: bool = True,
     ):
         self.source = source
         # On: validators and watermark persist in raw.fetch_state, so a re-run sends conditional

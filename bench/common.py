@@ -41,6 +41,7 @@ class Context:
     lake_root: str
     jars: list[Path]
     work_dir: Path
+    jars_dir: Path | None = None
     _spark: Any = None
     notes: list[str] = field(default_factory=list)
 
@@ -67,6 +68,7 @@ class Context:
             "RESTLAKE_LAKE_ROOT": self.lake_root,
             "RESTLAKE_SPARK_JARS": os.pathsep.join(str(j) for j in self.jars),
             "RESTLAKE_SPARK_LOG_LEVEL": "ERROR",
+            **({"RESTLAKE_JARS_DIR": str(self.jars_dir)} if self.jars_dir is not None else {}),
             "SPARK_LOCAL_IP": "127.0.0.1",
             "PYSPARK_PYTHON": sys.executable,
         }
@@ -233,7 +235,7 @@ def write_result(case: str, ctx: Context, payload: dict[str, Any]) -> Path:
 
 def fmt(value: Any, digits: int = 3) -> str:
     if value is None:
-        return "–"
+        return "-"
     if isinstance(value, float):
         if abs(value) >= 1000:
             return f"{value:,.0f}"
@@ -244,9 +246,9 @@ def fmt(value: Any, digits: int = 3) -> str:
 
 
 def spread(stat: dict[str, Any]) -> str:
-    """``median (min–max)`` of a summary, the way every table cell shows a measurement."""
+    """``median (min..max)`` of a summary, the way every table cell shows a measurement."""
     if not stat or stat.get("median") is None:
-        return "–"
+        return "-"
     if stat.get("n", 0) <= 1:
         return fmt(stat["median"])
-    return f"{fmt(stat['median'])} ({fmt(stat['min'])}–{fmt(stat['max'])})"
+    return f"{fmt(stat['median'])} ({fmt(stat['min'])}..{fmt(stat['max'])})"

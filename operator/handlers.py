@@ -7,6 +7,7 @@ sync handlers in its thread pool, so one slow API call never stalls the event lo
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 import kopf
@@ -42,18 +43,32 @@ def _cluster() -> Kube:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Peering (one active replica), kopf's storage in annotations, Events at INFO and above."""
+    """Peering (one active replica), kopf's storage in annotations, Events from the handlers only."""
     ours = _settings()
     settings.peering.name = ours.peering
     settings.peering.mandatory = ours.peering_mandatory
     settings.peering.clusterwide = not ours.namespaces
+    # kopf peering is not leader election: replicas of equal priority all freeze. Distinct random
+    # priorities make the highest live replica the active one, and the next takes over when its
+    # heartbeat expires (peering.lifetime).
+    settings.peering.priority = (
+        ours.priority if ours.priority is not None else secrets.randbelow(1_000_000) + 1
+    )
+    # Events from kopf.info/warn at INFO and above; kopf's own log lines ("Timer succeeded", every
+    # tick) stay out of Events (posting.loggers is off), the handlers post the ones worth reading.
     settings.posting.level = logging.INFO
+    settings.posting.loggers = False
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
     _cluster()
-    log.info("operator configured peering=%s namespaces=%s", ours.peering, ours.namespaces or "all")
+    log.info(
+        "operator configured peering=%s priority=%s namespaces=%s",
+        ours.peering,
+        settings.peering.priority,
+        ours.namespaces or "all",
+    )
 
 
 def _raise_for_kopf(exc: Exception) -> None:
@@ -99,16 +114,22 @@ def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 
 
 @kopf.timer(API_GROUP, VERSION, PLURAL, interval=_settings().status_interval, initial_delay=1.0)
-def refresh_status(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+def refresh_status(body: kopf.Body, **_: Any) -> None:
     """Re-read Deployment and topic readiness and the fetcher's metrics into the status."""
+    name = body["metadata"]["name"]
     try:
         changes = reconcile.refresh(_cluster(), body, _settings(), now=conditions.now_rfc3339())
-    except (TransientError, PermanentError) as exc:
-        log.warning("status refresh failed source=%s error=%s", body["metadata"]["name"], exc)
+        before = body.get("status") or {}
+        changed = {k: v for k, v in changes.items() if before.get(k) != v}
+        if changed:
+            # Not kopf's patch: that one is unconditional, and this status was computed from a
+            # read that a concurrent reconcile may already have superseded.
+            _cluster().patch_status(dict(body), changed)
+    except TransientError as exc:
+        log.info("status refresh skipped source=%s reason=%s", name, exc)
         return
-    before = body.get("status") or {}
-    changed = {k: v for k, v in changes.items() if before.get(k) != v}
-    if changed:
-        patch.status.update(changed)
-        if "phase" in changed:
-            kopf.info(body, reason="PhaseChanged", message=f"{before.get('phase')} -> {changed['phase']}")
+    except PermanentError as exc:
+        log.warning("status refresh failed source=%s error=%s", name, exc)
+        return
+    if "phase" in changed:
+        kopf.info(body, reason="PhaseChanged", message=f"{before.get('phase')} -> {changed['phase']}")

@@ -49,19 +49,17 @@ class Kind:
         return f"{base}/{self.plural}/{name}"
 
 
-def _error(exc: ApiException | HTTPError, what: str) -> RestlakeError:
-    if isinstance(exc, ApiException):
-        try:
-            detail = json.loads(exc.body or "{}").get("message") or exc.reason
-        except (ValueError, AttributeError):
-            detail = exc.reason
-        message = f"{what}: HTTP {exc.status}: {detail}"
-        if exc.status in _TRANSIENT:
-            return TransientError(message)
-        if exc.status == 404:
-            return NotFoundError(message)
-        return PermanentError(message)
-    return TransientError(f"{what}: {exc}")
+def _error(status: int, body: bytes | None, reason: str | None, what: str) -> RestlakeError:
+    try:
+        detail = json.loads(body or b"{}").get("message") or reason
+    except (ValueError, AttributeError):
+        detail = reason
+    message = f"{what}: HTTP {status}: {detail}"
+    if status in _TRANSIENT:
+        return TransientError(message)
+    if status == 404:
+        return NotFoundError(message)
+    return PermanentError(message)
 
 
 class Kube:
@@ -98,20 +96,25 @@ class Kube:
         if content_type:
             headers["Content-Type"] = content_type
         try:
-            response = self.api.call_api(
-                path,
-                method,
+            # The generated client's own request path (auth headers, token refresh, TLS), without its
+            # typed models: the operator handles kinds the client was not generated for.
+            method, url, headers, payload, _ = self.api.param_serialize(
+                method=method,
+                resource_path=path,
                 query_params=query or [],
                 header_params=headers,
                 body=body,
                 auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-                _request_timeout=30,
             )
+            response = self.api.call_api(
+                method, url, header_params=headers, body=payload, _request_timeout=30
+            )
+            data = response.read()
         except (ApiException, HTTPError) as exc:
-            raise _error(exc, what) from None
-        return json.loads(response.data or b"null")
+            raise TransientError(f"{what}: {exc}") from None
+        if not 200 <= response.status < 300:
+            raise _error(response.status, data, response.reason, what)
+        return json.loads(data or b"null")
 
     def kinds(self, api_version: str) -> dict[str, Kind]:
         """Kinds served under ``api_version`` (empty when the group/version is not served)."""
@@ -158,6 +161,23 @@ class Kube:
             body=obj,
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
+        )
+
+    def patch_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``status`` into ``body``'s status subresource, only if ``body`` is still current.
+
+        The object's ``resourceVersion`` goes with the patch, so a status computed from a stale
+        read (a reconcile wrote in between) fails with 409, a ``TransientError``, instead of
+        overwriting newer conditions.
+        """
+        meta = body["metadata"]
+        kind = self._kind(body["apiVersion"], body["kind"])
+        return self._call(
+            "PATCH",
+            kind.path(meta["name"], meta.get("namespace")) + "/status",
+            what=f"patch status of {body['kind']} {meta.get('namespace')}/{meta['name']}",
+            body={"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status},
+            content_type="application/merge-patch+json",
         )
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:

@@ -227,8 +227,8 @@ def refresh(
     """
     owner = render.Owner.of(body)
     status = body.get("status") or {}
-    if status.get("observedGeneration") is None:
-        return {}  # not reconciled yet; the create handler writes the first status
+    if status.get("observedGeneration") != body["metadata"].get("generation"):
+        return {}  # a reconcile of a newer spec is due; it writes the status
     paused = render.is_paused(body["metadata"].get("annotations"))
     fetcher, stream = _component_conditions(cluster, owner, paused=paused)
     topic_condition = _previous(status, conditions.TOPIC_READY)

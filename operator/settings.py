@@ -34,6 +34,12 @@ class OperatorSettings(BaseSettings):
         description="Refuse to start without the kopf peering CRDs; the chart sets it when it ships them, "
         "so a second replica can never run unpaired.",
     )
+    priority: int | None = Field(
+        None,
+        ge=0,
+        description="kopf peering priority; the highest live replica reconciles, the others wait. "
+        "Absent draws a random one at start: equal priorities make kopf freeze every replica.",
+    )
     fetcher_image: str = Field("restlake/fetcher:0.1.0", description="Image of the fetcher container.")
     spark_image: str = Field("restlake/spark-job:0.1.0", description="Image of the Spark driver container.")
     image_pull_policy: str = Field("IfNotPresent", description="imagePullPolicy of rendered containers.")
@@ -41,11 +47,12 @@ class OperatorSettings(BaseSettings):
         None, description="ServiceAccount of the fetcher and driver pods; absent uses the namespace default."
     )
     fetcher_command: list[str] = Field(
-        default_factory=lambda: ["restlake", "fetcher", "serve"],
-        description="Fetcher entry point; `--source <file> --port <port>` are appended.",
+        default_factory=lambda: ["restlake", "fetcher", "run"],
+        description="Fetcher entry point; `-f <source file> --ops-port <port> --no-create-topics "
+        "--json-logs` are appended (the operator owns topics).",
     )
     http_port: int = Field(
-        8080, ge=1, le=65535, description="Fetcher port serving /healthz, /readyz and /metrics."
+        9108, ge=1, le=65535, description="Fetcher port serving /healthz, /readyz and /metrics."
     )
     spark_master_port: int = Field(7077, ge=1, le=65535, description="Port of the standalone master.")
     kafka_bootstrap: str = Field(

@@ -44,8 +44,10 @@ _MERGE_COLUMNS = (
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Retries of a merge that failed transiently (Postgres restarting, a serialization failure);
-# safe because the ledger makes a merge that did commit a no-op. Delays in seconds.
-_MERGE_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
+# safe because the ledger makes a merge that did commit a no-op. Delays in seconds: 30 s in all,
+# enough for a Postgres restart or a managed failover; beyond that the batch fails and the query
+# stops, and its restart replays the batch from the checkpoint.
+_MERGE_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 @dataclass

@@ -7,7 +7,7 @@ setting is missing or bad (the message names it).
 
 Faults, and what the job does about them:
 
-- Postgres down or restarting: the merge retries with backoff (1+2+4+8 s); longer than that, the
+- Postgres down or restarting: the merge retries with backoff (1+2+4+8+15 s); longer than that, the
   batch fails, the query stops, and a restart replays it from the checkpoint (ledger: no doubles).
 - Broker down or restarting: the Kafka consumer and the driver's offset fetches wait and retry
   (Kafka client reconnects; Spark retries offset requests), so a broker back within the client
@@ -183,6 +183,22 @@ def _wait(query: StreamingQuery, stop: threading.Event) -> None:
         query.stop()
 
 
+def spark_conf_for(config: StreamJobConfig, pairs: list[str]) -> dict[str, str]:
+    """``--conf`` pairs, plus the s3a settings (RESTLAKE_S3_*) when a path of the job is ``s3a://``."""
+    conf: dict[str, str] = {}
+    paths = (config.bronze_path, config.quarantine_path, config.checkpoint_path)
+    if any(path.startswith("s3a://") for path in paths):
+        from restlake.settings import S3Settings
+
+        conf.update(S3Settings().spark_conf())
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--conf {pair!r}: expected KEY=VALUE")
+        conf[key.strip()] = value
+    return conf
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m restlake.jobs.spark.stream", description=__doc__)
     parser.add_argument("--config", type=Path, required=True, help="JSON file holding a StreamJobConfig.")
@@ -193,13 +209,23 @@ def main(argv: list[str] | None = None) -> int:
         "or the image provides them.",
     )
     parser.add_argument("--master", default=os.environ.get("RESTLAKE_SPARK_MASTER", "local[2]"))
+    parser.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Extra Spark setting, as spark-submit's --conf (e.g. spark.executor.memory=1g); repeatable.",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     try:
         config = StreamJobConfig.from_file(args.config)
         jars = [Path(p) for p in args.jars.split(os.pathsep) if p]
-        spark = build_spark(f"restlake-stream-{config.source}", jars=jars, master=args.master)
+        extra = spark_conf_for(config, args.conf)
+        spark = build_spark(
+            f"restlake-stream-{config.source}", jars=jars, master=args.master, extra_conf=extra
+        )
     except ConfigError as exc:
         log.error("bad configuration: %s", exc)
         return 2

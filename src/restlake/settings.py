@@ -71,3 +71,49 @@ class StackSettings(BaseSettings):
         Path(".restlake"),
         description="Project-local folder: service data, logs, pid files, cached jars (RESTLAKE_STATE_DIR).",
     )
+
+
+class S3Settings(BaseSettings):
+    """The S3-compatible store (MinIO locally) that an ``s3a://`` lake root and checkpoints live on."""
+
+    model_config = SettingsConfigDict(env_prefix="RESTLAKE_S3_")
+
+    endpoint: str | None = Field(
+        None,
+        description="http(s)://host:port of the S3 API (RESTLAKE_S3_ENDPOINT); None means AWS itself, "
+        "found from the region.",
+    )
+    # SecretStr: both are credentials; the local MinIO uses them as its root user and password.
+    access_key: SecretStr = Field(
+        SecretStr("restlake"), description="Access key id (RESTLAKE_S3_ACCESS_KEY); MinIO's root user."
+    )
+    secret_key: SecretStr = Field(
+        SecretStr("restlake-local-only"),
+        description="Secret key (RESTLAKE_S3_SECRET_KEY); MinIO's root password (8+ characters).",
+    )
+    region: str = Field(
+        "us-east-1", description="Signing region (RESTLAKE_S3_REGION); MinIO accepts its default, us-east-1."
+    )
+    path_style_access: bool = Field(
+        True,
+        description="Address buckets as host/bucket rather than bucket.host: MinIO on loopback has no "
+        "wildcard DNS for virtual-host style.",
+    )
+
+    def hadoop_conf(self) -> dict[str, str]:
+        """``fs.s3a.*`` settings for a Hadoop configuration; values hold the credentials, never log them."""
+        conf = {
+            "fs.s3a.access.key": self.access_key.get_secret_value(),
+            "fs.s3a.secret.key": self.secret_key.get_secret_value(),
+            "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+            "fs.s3a.path.style.access": str(self.path_style_access).lower(),
+            "fs.s3a.endpoint.region": self.region,
+        }
+        if self.endpoint:
+            conf["fs.s3a.endpoint"] = self.endpoint
+            conf["fs.s3a.connection.ssl.enabled"] = str(self.endpoint.startswith("https://")).lower()
+        return conf
+
+    def spark_conf(self) -> dict[str, str]:
+        """The same as ``spark.hadoop.*`` SparkConf entries, for ``build_spark(extra_conf=...)``."""
+        return {f"spark.hadoop.{key}": value for key, value in self.hadoop_conf().items()}

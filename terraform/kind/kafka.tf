@@ -43,11 +43,11 @@ resource "kubernetes_manifest" "kafka_node_pool" {
       storage = {
         type = "jbod"
         volumes = [{
-          id             = 0
-          type           = "persistent-claim"
-          size           = "5Gi"
-          deleteClaim    = true
-          kraftMetadata  = "shared"
+          id            = 0
+          type          = "persistent-claim"
+          size          = "5Gi"
+          deleteClaim   = true
+          kraftMetadata = "shared"
         }]
       }
       resources = {

@@ -1,6 +1,6 @@
 # Both Kubernetes-facing providers talk to the cluster this module creates, with the
-# credentials kind_cluster exports; nothing is read from ~/.kube/config, so an unrelated
-# current context can never receive these releases.
+# credentials kind_cluster exports; no kubeconfig file or current context is read, so an
+# unrelated cluster can never receive these releases.
 provider "kind" {}
 
 provider "kubernetes" {

@@ -14,11 +14,11 @@ resource "helm_release" "minio" {
   wait       = true
 
   values = [yamlencode({
-    mode         = "standalone"
-    replicas     = 1
-    persistence  = { enabled = true, size = "10Gi" }
-    resources    = { requests = { memory = "512Mi" } }
-    buckets      = [{ name = var.lake_bucket, policy = "none", purge = false }]
+    mode           = "standalone"
+    replicas       = 1
+    persistence    = { enabled = true, size = "10Gi" }
+    resources      = { requests = { memory = "512Mi" } }
+    buckets        = [{ name = var.lake_bucket, policy = "none", purge = false }]
     consoleIngress = { enabled = false }
   })]
 

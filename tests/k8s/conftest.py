@@ -13,11 +13,10 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
@@ -25,6 +24,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness.py sits beside this file
 
 import harness
+from harness import eventually
 
 REPO = harness.REPO_ROOT
 # CI lays shared/ beside the clone; the fixtures hold third-party CRDs exactly as their projects ship them.
@@ -32,26 +32,6 @@ FIXTURE_CRDS = REPO.parent / "shared" / "fixtures" / "crds"
 THIRD_PARTY_CRDS = ("strimzi-kafkatopic.yaml", "monitoring.coreos.com_servicemonitors.yaml")
 PEERING_CRDS = REPO / "charts" / "restlake" / "crds" / "kopf-peering.yaml"
 PEERING = "restlake-test"
-
-T = TypeVar("T")
-
-
-def eventually(
-    probe: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.3, what: str = "condition"
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except AssertionError as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture(scope="session")
@@ -147,9 +127,10 @@ def metrics_stub() -> Iterator[MetricsStub]:
 
 
 class OperatorProcess:
-    def __init__(self, popen: subprocess.Popen[bytes], log_path: Path) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], log_path: Path, env: dict[str, str]) -> None:
         self.popen = popen
         self.log_path = log_path
+        self.env = env
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -184,6 +165,7 @@ def operator(
         "RESTLAKE_OPERATOR_METRICS_URL": metrics_stub.url_template(),
         "RESTLAKE_OPERATOR_TOPIC_ADMIN": "false",
         "RESTLAKE_OPERATOR_RELEASE": "rl",
+        "RESTLAKE_OPERATOR_PRIORITY": "100",
     }
     with log_path.open("wb") as handle:
         popen = subprocess.Popen(
@@ -194,7 +176,7 @@ def operator(
             env=env,
             cwd=REPO,
         )
-    process = OperatorProcess(popen, log_path)
+    process = OperatorProcess(popen, log_path, env)
     try:
         eventually(
             lambda: "Reconciled" in process.log() or _started(process),

@@ -102,6 +102,10 @@ TOFU = GoTool(
 )
 
 
+# kind's CLI, for `kind load docker-image` in tests/e2e (the Terraform provider embeds kind
+# but cannot side-load images).
+KIND = GoTool(name="kind", module="sigs.k8s.io/kind", version="v0.30.0", ldflags=("-s -w",))
+
 # Terraform providers for `tofu validate`, keyed by their source address in versions.tf; the
 # versions are the ones versions.tf pins (a test checks they agree). The binary name is what
 # tofu's dev_overrides look for in the override directory.
@@ -169,11 +173,15 @@ def build(tool: GoTool) -> Path:
             return tool.binary
         env = go_env() | tool.env
         started = time.monotonic()
-        info = json.loads(
-            _run(["go", "mod", "download", "-json", f"{tool.module}@{tool.version}"], None, env)
-        )
-        if info.get("Error"):
-            raise ToolBuildError(f"module proxy refused {tool.module}@{tool.version}: {info['Error']}")
+        # `go mod download -json` reports a refusal in its JSON (and exits 1): keep its words.
+        cmd = ["go", "mod", "download", "-json", f"{tool.module}@{tool.version}"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        try:
+            info = json.loads(proc.stdout)
+        except ValueError:
+            info = {"Error": proc.stderr.strip() or f"exit {proc.returncode}"}
+        if info.get("Error") or proc.returncode != 0:
+            raise ToolBuildError(f"module proxy refused {tool.module}@{tool.version}: {info.get('Error')}")
         downloaded = time.monotonic()
         src = tool.home / "src"
         shutil.rmtree(src, ignore_errors=True)
@@ -213,7 +221,10 @@ def try_build(tool: GoTool) -> tuple[Path | None, str]:
         return None, str(error)
 
 
-if __name__ == "__main__":  # `python tests/k8s/gotools.py` pre-builds everything
+if __name__ == "__main__":  # `python tests/k8s/gotools.py [helm|tofu|kind]...` builds and prints paths
+    import sys
+
     logging.basicConfig(level=logging.INFO)
-    for each in (HELM, TOFU):
-        print(build(each))
+    known = {tool.name: tool for tool in (HELM, TOFU, KIND)}
+    for wanted in sys.argv[1:] or ["helm", "tofu"]:
+        print(build(known[wanted]))

@@ -11,6 +11,7 @@ Pending, which is exactly what the operator's status must then report.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import hashlib
@@ -26,9 +27,10 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,27 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
 )
 ADMIN_TOKEN = "restlake-test-admin-token"  # loopback only, throw-away cluster
+
+
+T = TypeVar("T")
+
+
+def eventually(
+    probe: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.3, what: str = "condition"
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except AssertionError as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 class HarnessUnavailable(RuntimeError):
@@ -324,7 +347,6 @@ class ControlPlane:
         )
 
     def _write_kubeconfig(self) -> None:
-        import base64
 
         ca = base64.b64encode(self.ca_file.read_bytes()).decode()
         config = {

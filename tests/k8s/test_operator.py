@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, eventually
+from harness import REPO_ROOT as REPO
+from harness import eventually
 
 pytestmark = pytest.mark.k8s
 
@@ -288,7 +289,7 @@ def test_kubectl_get_isrc_shows_the_printer_columns(
     assert row[:5] == ["github-issues", "Provisioning", "False", "1234", "7"]
     assert row[5].endswith(("d", "y"))  # 1.7e9 is in 2023: a relative age in days or years
     short = control_plane.kubectl("get", "restlake", "-n", namespace).stdout  # the category
-    assert "ingestionsource.restlake.io/github-issues" in short
+    assert short.splitlines()[1].split()[0] == "github-issues"
 
 
 def test_replicas_register_in_the_kopf_peering(operator: Any, control_plane: Any) -> None:
@@ -298,3 +299,36 @@ def test_replicas_register_in_the_kopf_peering(operator: Any, control_plane: Any
     peers = peering.get("status") or {}
     assert peers, "the operator did not register in ClusterKopfPeering restlake-test"
     assert all("lifetime" in p for p in peers.values())
+
+
+def test_a_second_replica_stands_by_while_the_first_reconciles(
+    operator: Any, control_plane: Any, api: Any, namespace: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    log_path = tmp_path / "standby.log"
+    with log_path.open("wb") as handle:
+        standby = subprocess.Popen(
+            [sys.executable, "-m", "restlake.cli.operator", "run"],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**operator.env, "RESTLAKE_OPERATOR_PRIORITY": "1"},
+        )
+    try:
+
+        def priorities() -> list[int] | None:
+            peering = control_plane.kubectl("get", "clusterkopfpeering", "restlake-test", "-o", "json").stdout
+            found = sorted(p["priority"] for p in (json.loads(peering).get("status") or {}).values())
+            return found if found == [1, 100] else None
+
+        # kopf starts paused and stays so while a higher-priority peer is alive.
+        eventually(priorities, timeout=60, what="both replicas registered with their priorities")
+        apply(control_plane, namespace, REPO / "examples" / "demo-pages.yaml")
+        eventually(lambda: reconciled(Cluster(api, namespace), "demo-pages", 1), what="a reconcile")
+        assert "reconciled source=demo-pages" not in log_path.read_text(errors="replace")
+        assert f"reconciled source=demo-pages namespace={namespace}" in operator.log()
+    finally:
+        standby.terminate()
+        standby.wait(30)

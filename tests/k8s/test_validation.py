@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO
+from harness import REPO_ROOT as REPO
 
 pytestmark = pytest.mark.k8s
 
@@ -30,7 +30,7 @@ def variant(path: str, value: Any) -> dict[str, Any]:
 
 CASES = {
     # CEL: a cursor paginator needs somewhere to read the cursor from.
-    "cursor-without-cursorPath": (
+    "cursor-without-cursor-path": (
         variant("spec.pagination", {"type": "cursor", "param": "cursor"}),
         ["spec.pagination.cursorPath", "cursorPath"],
     ),

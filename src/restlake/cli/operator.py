@@ -11,6 +11,12 @@ log = logging.getLogger(__name__)
 app = typer.Typer(no_args_is_help=True, help="Run the Kubernetes operator.")
 
 
+@app.callback()
+def _group() -> None:
+    """The Kubernetes operator (kopf) that reconciles IngestionSources."""
+    # A callback keeps `run` a sub-command even while it is the only one: `restlake operator run`.
+
+
 @app.command("run")
 def run(
     namespace: list[str] = typer.Option(

@@ -147,7 +147,7 @@ def test_status_follows_deployments_and_topic_to_running() -> None:
     patch = reconcile.refresh(
         cluster, live, SETTINGS, now="2030-01-01T00:01:00Z", scraper=scraper, create_topic=no_topic
     )
-    assert seen == ["http://metrics/ns/github-issues-fetcher:8080"]
+    assert seen == ["http://metrics/ns/github-issues-fetcher:9108"]
     assert patch["eventsProduced"] == 42 and patch["lastFetchTime"] == "2030-01-01T00:00:05Z"
     assert "consumerLag" not in patch  # not measured: the old value stays
     assert cond(patch, "FetcherReady")["status"] == "True"
@@ -302,3 +302,12 @@ def test_metrics_parsing_sums_this_source_only() -> None:
         events_produced=10, last_fetch_time="2030-01-01T00:00:00Z", consumer_lag=7
     )
     assert scrape.parse("", "a").status() == {}
+
+
+def test_an_unreachable_broker_is_a_transient_error() -> None:
+    from restlake.operator.topics import ensure_topic
+
+    with pytest.raises(
+        TransientError, match=r"could not create Kafka topic 'restlake\.x' via 127\.0\.0\.1:9"
+    ):
+        ensure_topic("127.0.0.1:9", "restlake.x", partitions=1, replicas=1, timeout=1.0)

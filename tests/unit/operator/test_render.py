@@ -96,7 +96,7 @@ def test_fetcher_deployment_security_probes_resources_and_secret_env() -> None:
     }
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [{"name": "http", "containerPort": 9108, "protocol": "TCP"}]
     assert container["resources"] == {
         "requests": {"cpu": "100m", "memory": "128Mi"},
         "limits": {"memory": "256Mi"},
@@ -107,7 +107,17 @@ def test_fetcher_deployment_security_probes_resources_and_secret_env() -> None:
     }
     assert env["RESTLAKE_PG_DSN"]["valueFrom"]["secretKeyRef"]["name"] == "restlake-postgres"
     assert "value" not in env["RESTLAKE_SECRET_GITHUB_TOKEN_TOKEN"]
-    assert container["args"][-4:] == ["--source", "/etc/restlake/source.yaml", "--port", "8080"]
+    assert container["args"] == [
+        "restlake",
+        "fetcher",
+        "run",
+        "-f",
+        "/etc/restlake/source.yaml",
+        "--ops-port",
+        "9108",
+        "--no-create-topics",
+        "--json-logs",
+    ]
 
 
 def test_every_auth_secret_becomes_an_env_var() -> None:

@@ -1,0 +1,175 @@
+"""Case 5, against dlt: dlt's rest_api source → Postgres versus ``restlake run --until-caught-up``.
+
+Both land the same records of the same demo API process (link-header pages of 1,000) into the
+bench stack's Postgres with one row per record (dlt ``write_disposition="merge"`` on ``id``;
+restlake's upsert). Wall time is the whole command, start-up included (Python imports; for
+restlake also the JVM and Spark start, Kafka, and the bronze Delta write dlt does not do). Peak
+RSS is the maximum over time of the summed RSS of the command and all its descendants.
+dlt runs from its own venv (``bench/.venv-dlt``, pinned in ``bench/requirements-dlt.txt``),
+created by this case on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.common import BENCH_DIR, Context, fmt, ratio, spread, summary
+from bench.sources import demo_api, demo_document, write_source
+
+log = logging.getLogger("bench.dlt")
+
+DLT_VENV = BENCH_DIR / ".venv-dlt"
+
+
+def ensure_dlt_venv() -> Path:
+    python = DLT_VENV / "bin" / "python"
+    stamp = DLT_VENV / ".installed"
+    reqs = BENCH_DIR / "requirements-dlt.txt"
+    if stamp.is_file() and stamp.read_text() == reqs.read_text():
+        return python
+    if not python.is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(DLT_VENV)], check=True)
+    # cwd outside the checkout: its top-level operator/ folder would shadow the stdlib module for
+    # `python -m` and `-c`, which put the working directory first on sys.path.
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(reqs)], check=True, cwd=DLT_VENV)
+    stamp.write_text(reqs.read_text())
+    return python
+
+
+def run_measured(cmd: list[str], env: dict[str, str], log_path: Path) -> dict[str, Any]:
+    """Run ``cmd`` to completion; wall seconds, peak summed RSS of its process tree, stdout."""
+    peak = 0
+    started = time.perf_counter()
+    with log_path.open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, cwd=log_path.parent)
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            root = psutil.Process(proc.pid)
+            while not done.is_set():
+                try:
+                    total = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+                except psutil.Error:
+                    total = 0
+                peak = max(peak, total)
+                done.wait(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        out, _ = proc.communicate()
+        done.set()
+        sampler.join()
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} … exited {proc.returncode}; see {log_path}")
+    return {"wall_s": wall, "peak_rss_mib": peak / 2**20, "stdout": out.decode(errors="replace")}
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    n = 20_000 if ctx.quick else 100_000
+    reps = 1 if ctx.quick else 2
+    python_dlt = ensure_dlt_venv()
+    samples: dict[str, list[dict[str, Any]]] = {"restlake": [], "dlt": []}
+    restlake_cli = str(Path(sys.executable).parent / "restlake")
+    with demo_api(
+        ["--records", str(n), "--seed", "7", "--growth-per-tick", "0", "--update-fraction", "0"]
+    ) as (
+        _,
+        base_url,
+    ):
+        for rep in range(reps):
+            order = ["restlake", "dlt"] if rep % 2 == 0 else ["dlt", "restlake"]
+            for tool in order:
+                tag = f"{tool}_{rep}_{int(time.time())}"
+                if tool == "restlake":
+                    name = f"bench-vs-dlt-{rep}-{int(time.time())}"
+                    spec = write_source(ctx.work_dir / f"{name}.json", demo_document(name, base_url))
+                    cmd = [restlake_cli, "run", "-f", str(spec), "--until-caught-up", "--json"]
+                    result = run_measured(cmd, ctx.child_env(), ctx.work_dir / f"{tag}.log")
+                    summary_doc = json.loads(result["stdout"].strip().splitlines()[-1])
+                    result["rows"] = summary_doc.get("postgres_rows")
+                else:
+                    dataset = f"bench_dlt_{rep}_{int(time.time())}"
+                    cmd = [
+                        str(python_dlt),
+                        str(BENCH_DIR / "dlt_pipeline.py"),
+                        base_url,
+                        ctx.pg_dsn,
+                        dataset,
+                        str(ctx.work_dir / "dlt-pipelines"),
+                    ]
+                    result = run_measured(cmd, ctx.child_env(), ctx.work_dir / f"{tag}.log")
+                    result["rows"] = json.loads(result["stdout"].strip().splitlines()[-1])["rows"]
+                result.pop("stdout")
+                if result["rows"] != n:
+                    raise RuntimeError(f"{tool} landed {result['rows']} rows, expected {n}")
+                log.info(
+                    "  %-8s rep %d: %.1fs, peak RSS %.0f MiB",
+                    tool,
+                    rep + 1,
+                    result["wall_s"],
+                    result["peak_rss_mib"],
+                )
+                samples[tool].append(result)
+    wall = {k: summary([r["wall_s"] for r in v]) for k, v in samples.items()}
+    rss = {k: summary([r["peak_rss_mib"] for r in v]) for k, v in samples.items()}
+    import importlib.metadata as md
+
+    dlt_version = subprocess.run(
+        [str(python_dlt), "-c", "import dlt; print(dlt.__version__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "params": {
+            "records": n,
+            "reps": reps,
+            "per_page": 1000,
+            "dlt": dlt_version,
+            "restlake": md.version("restlake"),
+        },
+        "wall_s": wall,
+        "peak_rss_mib": rss,
+        "records_per_s": {k: summary([n / r["wall_s"] for r in v]) for k, v in samples.items()},
+        "ratios": {
+            "wall_restlake_vs_dlt": ratio(wall["restlake"]["median"], wall["dlt"]["median"]),
+            "rss_restlake_vs_dlt": ratio(rss["restlake"]["median"], rss["dlt"]["median"]),
+        },
+        "notes": [
+            f"{n:,} records, not 1M: 1M through both tools takes longer than the suite's 40-minute "
+            "budget leaves on this 2-core machine.",
+            "Wall time includes start-up: interpreter, imports; restlake also starts a JVM and Spark "
+            "(local[2]) and writes bronze Delta besides Postgres, which dlt does not do.",
+            "dlt: rest_api source, header_link paginator, write_disposition=merge on id, default "
+            "loader file format; restlake: `restlake run -f … --until-caught-up` (one fetch pass, "
+            "then an availableNow stream over everything).",
+            "No warm-up repetition (each costs minutes); runs alternate restlake/dlt.",
+        ],
+    }
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    p, w, m, r = doc["params"], doc["wall_s"], doc["peak_rss_mib"], doc["ratios"]
+    return "\n".join(
+        [
+            f"### 5. Against dlt {p['dlt']}: {p['records']:,} records from the demo API into Postgres",
+            "",
+            "| | restlake run --until-caught-up | dlt rest_api → postgres | restlake ÷ dlt |",
+            "|---|---:|---:|---:|",
+            f"| wall s (incl. start-up) | {spread(w['restlake'])} | {spread(w['dlt'])} "
+            f"| {fmt(r['wall_restlake_vs_dlt'])} |",
+            f"| peak RSS MiB (process tree) | {spread(m['restlake'])} | {spread(m['dlt'])} "
+            f"| {fmt(r['rss_restlake_vs_dlt'])} |",
+        ]
+    )

@@ -1,0 +1,83 @@
+"""Operating the job as a process: Prometheus metrics from the driver, and a graceful SIGTERM."""
+
+from __future__ import annotations
+
+import re
+import signal
+import urllib.request
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from restlake.stack.manager import StackEndpoints
+from restlake.stack.state import pick_free_ports
+
+from .fixtures_stream import StreamJob, tail, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.index("}")]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_metrics_are_served_and_sigterm_stops_cleanly(
+    stack: StackEndpoints, spark: SparkSession, spark_jars: list[Path], tmp_path: Path
+) -> None:
+    port = pick_free_ports(1)[0]
+    job = StreamJob(stack, tmp_path, processing_time="1 second", max_offsets_per_trigger=5, metrics_port=port)
+    n = 12
+    job.send(*[job.envelope(i, name=f"item {i}") for i in range(n)])
+    log_file = tmp_path / "driver.log"
+    proc = job.start_process(job.write_config(tmp_path / "job.json"), spark_jars, log_file=log_file)
+    try:
+        wait_for(lambda: len(job.postgres()) == n or proc.poll() is not None, 300, "all records merged")
+        assert proc.poll() is None, tail(log_file)
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                return response.read().decode()
+
+        # Progress (rates, lag) arrives through the listener a moment after the batch.
+        wait_for(
+            lambda: sample(scrape(), "restlake_stream_kafka_lag_records", source=job.source) is not None,
+            60,
+            "lag metrics",
+        )
+        text = scrape()
+        src = job.source
+        assert sample(text, "restlake_stream_rows_merged_total", source=src, op="inserted") == n
+        assert sample(text, "restlake_stream_rows_read_total", source=src) == n
+        assert sample(text, "restlake_stream_bronze_rows_written_total", source=src) == n
+        assert sample(text, "restlake_stream_rows_quarantined_total", source=src) == 0
+        assert sample(text, "restlake_stream_last_committed_batch_id", source=src) == max(
+            b for _, b, *_ in job.ledger()
+        )
+        assert sample(text, "restlake_stream_batch_duration_seconds_count", source=src) >= 1
+        assert sample(text, "restlake_stream_input_rows_per_second", source=src) is not None
+        assert sample(text, "restlake_stream_processed_rows_per_second", source=src) is not None
+        lags = [
+            sample(text, "restlake_stream_kafka_lag_records", source=src, partition=str(p)) for p in range(3)
+        ]
+        assert lags == [0.0, 0.0, 0.0]
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0, tail(log_file)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    # Consistent after the stop: the checkpoint holds every batch, so a restart reads nothing.
+    again = job.run(spark)
+    assert (again.batches, again.rows_read) == (0, 0)
+    assert len(job.bronze(spark)) == n and len(job.postgres()) == n
+    ledger = job.ledger()
+    assert sum(rows_in for *_, rows_in, _ in ledger) == n

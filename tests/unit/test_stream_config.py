@@ -1,0 +1,80 @@
+"""StreamJobConfig errors name the setting; the job's CLI exits 2 on them before starting Spark."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from restlake.errors import ConfigError
+from restlake.jobs.spark.config import PG_DSN_ENV, StreamJobConfig
+from restlake.jobs.spark.stream import main, spark_conf_for
+
+BASE = {
+    "source": "s",
+    "topic": "restlake.s",
+    "kafka_bootstrap": "127.0.0.1:1",
+    "bronze_path": "/tmp/b",
+    "quarantine_path": "/tmp/q",
+    "checkpoint_path": "/tmp/c",
+}
+
+
+def write(tmp_path: Path, **changes: object) -> Path:
+    data = {**BASE, **changes}
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({k: v for k, v in data.items() if v is not None}), encoding="utf-8")
+    return path
+
+
+def test_missing_dsn_names_the_variable_and_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv(PG_DSN_ENV, raising=False)
+    path = write(tmp_path)
+    with pytest.raises(ConfigError, match=f"pg_dsn is not set in {path} and {PG_DSN_ENV} is not set"):
+        StreamJobConfig.from_file(path)
+    with caplog.at_level(logging.ERROR):
+        assert main(["--config", str(path)]) == 2
+    assert PG_DSN_ENV in caplog.text
+
+
+def test_dsn_from_the_environment_is_used_and_never_shown(tmp_path: Path) -> None:
+    dsn = "postgresql://u:hunter2@127.0.0.1:1/db"
+    config = StreamJobConfig.from_file(write(tmp_path), env={PG_DSN_ENV: dsn})
+    assert config.pg_dsn.get_secret_value() == dsn
+    assert "hunter2" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"max_offsets_per_trigger": 0},
+            "max_offsets_per_trigger: Input should be greater than or equal to 1",
+        ),
+        ({"topic_pattern": "restlake\\..*"}, "set exactly one of topic and topic_pattern"),
+        ({"pg_table": "Raw.Events"}, "pg_table"),
+        ({"quality": {"onViolation": "explode"}}, "quality.onViolation"),
+        ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_settings_are_named(tmp_path: Path, changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("\\", "\\\\").replace(".", "\\.")):
+        StreamJobConfig.from_file(write(tmp_path, pg_dsn="postgresql://x@127.0.0.1:1/db", **changes))
+
+
+def test_s3a_paths_bring_the_s3_settings_and_conf_pairs_are_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RESTLAKE_S3_ENDPOINT", "http://127.0.0.1:9")
+    local = StreamJobConfig.model_validate({**BASE, "pg_dsn": "postgresql://x@h/db"})
+    assert spark_conf_for(local, ["spark.executor.memory=512m"]) == {"spark.executor.memory": "512m"}
+    s3 = local.model_copy(update={"bronze_path": "s3a://lake/bronze"})
+    conf = spark_conf_for(s3, [])
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9"
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        spark_conf_for(local, ["nonsense"])

@@ -85,6 +85,10 @@ kind-up: venv images
 kind-down: venv
 	$$($(BIN)/python tests/k8s/gotools.py tofu | tail -1) -chdir=$(TF) destroy -auto-approve -input=false
 
+BENCH_ARGS ?=
+bench: venv jars
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:
 	-test -x $(BIN)/restlake && $(BIN)/restlake stack down
 	rm -rf $(VENV) $(STATE)

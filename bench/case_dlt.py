@@ -126,7 +126,7 @@ def run(ctx: Context) -> dict[str, Any]:
     import importlib.metadata as md
 
     dlt_version = subprocess.run(
-        [str(python_dlt), "-c", "import dlt; print(dlt.__version__)"],
+        [str(python_dlt), "-c", "import importlib.metadata as m; print(m.version('dlt'))"],
         capture_output=True,
         text=True,
         check=False,

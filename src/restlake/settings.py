@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -70,6 +71,14 @@ class StackSettings(BaseSettings):
     state_dir: Path = Field(
         Path(".restlake"),
         description="Project-local folder: service data, logs, pid files, cached jars (RESTLAKE_STATE_DIR).",
+    )
+    # Outside the checkout, like ~/.m2 and Go's build cache: binaries built from the Go module
+    # proxy (kube-apiserver alone takes 6-20 min cold) are reused by every clone on the machine.
+    tools_dir: Path = Field(
+        default_factory=lambda: (
+            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "restlake" / "tools"
+        ),
+        description="Cache of tools built from source: k8s control plane, helm, tofu (RESTLAKE_TOOLS_DIR).",
     )
 
 

@@ -1,6 +1,7 @@
 """Build command-line tools (helm, OpenTofu, Terraform providers) from the Go module proxy.
 
-Each tool is built once into `.restlake/tools/<name>-<version>/` and reused; a file lock
+Each tool is built once into `<tools cache>/<name>-<version>/` and reused
+(`RESTLAKE_TOOLS_DIR`, default `~/.cache/restlake/tools`); a file lock
 makes concurrent test sessions wait for one build instead of racing. The module's source is
 copied out of the read-only module cache and built as the main module, so its own `replace`
 directives and `go.sum` apply exactly as upstream's release build would use them.
@@ -21,10 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from restlake.settings import StackSettings
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TOOLS_ROOT = REPO_ROOT / ".restlake" / "tools"
+TOOLS_ROOT = StackSettings().tools_dir
 
 
 class ToolBuildError(RuntimeError):

@@ -2,7 +2,8 @@
 
 Binaries come from the Go module proxy: ``tools/go.mod`` pins ``k8s.io/kubernetes`` and etcd, and
 ``go build`` turns them into ``etcd``, ``kube-apiserver``, ``kube-controller-manager`` and ``kubectl``
-under ``.restlake/k8s-bin/<version>-<pin hash>/``, built once and reused. The control plane is etcd
+under ``<tools cache>/k8s-bin/<version>-<pin hash>/`` built once and
+reused (``RESTLAKE_TOOLS_DIR``, default ``~/.cache/restlake/tools``). The control plane is etcd
 (data in a temporary folder, fsync off), the API server on a random loopback port with a
 self-signed serving certificate and a static admin token, and the controller manager for garbage
 collection and Deployment → ReplicaSet → Pod. There is no scheduler and no kubelet: pods stay
@@ -32,11 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from restlake.settings import StackSettings
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_MODULE = Path(__file__).resolve().parent / "tools"
-BIN_ROOT = REPO_ROOT / ".restlake" / "k8s-bin"
+BIN_ROOT = StackSettings().tools_dir / "k8s-bin"
 
 # Binary name → Go package; one `go build` compiles them together, sharing the common packages.
 PACKAGES = {

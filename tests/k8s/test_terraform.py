@@ -247,7 +247,7 @@ def test_references_resolve(parsed: dict[str, dict[str, Any]]) -> None:
     assert referenced - declared == set(), "references to resources that do not exist"
 
 
-def test_tool_cache_is_gitignored() -> None:
-    # Built binaries are large; they must never be committed.
-    assert TOOLS_ROOT.relative_to(REPO_ROOT).parts[0] == ".restlake"
-    assert ".restlake/" in (REPO_ROOT / ".gitignore").read_text().splitlines()
+def test_tool_cache_is_outside_the_checkout() -> None:
+    # Built binaries are large: they live in a per-machine cache that every clone reuses, and can
+    # therefore never be committed.
+    assert not TOOLS_ROOT.resolve().is_relative_to(REPO_ROOT.resolve())

@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from restlake.cli import demoapi, fetcher, run, stack, validate
+from restlake.cli import demoapi, fetcher, operator, run, stack, validate
 
 app = typer.Typer(
     name="restlake",
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(stack.app, name="stack", help="Manage the local stack: Kafka (KRaft), Postgres, Spark jars.")
 app.add_typer(fetcher.app, name="fetcher", help="Poll REST APIs into Kafka (fetch state in Postgres).")
+app.add_typer(operator.app, name="operator", help="Run the Kubernetes operator (kopf).")
 app.add_typer(demoapi.app, name="demo-api", help="Run the bundled demo REST API.")
 app.command("validate")(validate.validate)
 app.command("run")(run.run)

@@ -88,6 +88,13 @@ class FetcherMetrics:
             buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
             registry=r,
         )
+        # Exported so alerts can say "no success for N intervals" per source without knowing specs.
+        self.poll_interval = Gauge(
+            "restlake_fetcher_poll_interval_seconds",
+            "The source's configured poll interval (spec.poll.interval).",
+            ["source"],
+            registry=r,
+        )
         self.circuit_open = Counter(
             "restlake_fetcher_circuit_open_total",
             "Requests refused locally because the endpoint's circuit was open.",

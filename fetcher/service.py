@@ -20,6 +20,8 @@ from restlake.fetcher.poller import PassStats, SourceFetcher
 from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
 from restlake.fetcher.settings import FetcherSettings
 from restlake.fetcher.state import StateStore
+from restlake.lineage import FetcherRun, LineageEmitter, LineageSettings
+from restlake.lineage.fetcher import heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ class FetcherService:
         kafka_bootstrap: str | None = None,
         create_topics: bool = False,
         topic_partitions: int = 3,
+        lineage: LineageEmitter | None = None,
+        lineage_settings: LineageSettings | None = None,
     ) -> None:
         names = [s.name for s in sources]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -63,6 +67,9 @@ class FetcherService:
         self.kafka_bootstrap = kafka_bootstrap
         self.create_topics = create_topics
         self.topic_partitions = topic_partitions
+        # From RESTLAKE_LINEAGE_* unless given: transport "none" by default, so lineage is opt-in.
+        self.lineage_settings = lineage_settings or LineageSettings()
+        self.lineage = lineage or LineageEmitter.from_settings(self.lineage_settings)
         self.breakers = BreakerRegistry(
             failure_threshold=self.settings.breaker_failures, cooldown=self.settings.breaker_cooldown
         )
@@ -82,6 +89,8 @@ class FetcherService:
             for source in sources
         ]
         self.results: dict[str, list[PassStats]] = {f.name: [] for f in self.fetchers}
+        for fetcher in self.fetchers:
+            self.metrics.poll_interval.labels(fetcher.name).set(fetcher.spec.poll.interval.total_seconds())
         self._stop = asyncio.Event()
         self.ops: OpsServer | None = None
 
@@ -114,15 +123,34 @@ class FetcherService:
             await self._sleep(random.uniform(0.0, poll.jitter) * interval)
         while not self._stop.is_set():
             started = time.monotonic()
+            run = self._lineage_run(fetcher)
+            await asyncio.to_thread(run.start)
             try:
-                stats = await fetcher.fetch_pass(session, self._stop)
+                async with heartbeat(
+                    run, self.lineage_settings.heartbeat_seconds, self.lineage_settings.heartbeat_event_type
+                ):
+                    stats = await fetcher.fetch_pass(session, self._stop)
             except Exception:  # one source's bug must not stop the others; the pass is retried next time
                 log.exception("fetch pass crashed", extra={"source": fetcher.name})
                 stats = PassStats(error="fetch pass crashed; see the log")
+            if stats.complete:
+                await asyncio.to_thread(run.complete, stats.produced)
+            else:
+                reason = stats.error or ("stopped by shutdown" if stats.stopped else "pass incomplete")
+                await asyncio.to_thread(run.fail, reason, stats.produced)
             self.results[fetcher.name].append(stats)
             if once:
                 return
             await self._sleep(next_delay(interval, poll.jitter) - (time.monotonic() - started))
+
+    def _lineage_run(self, fetcher: SourceFetcher) -> FetcherRun:
+        return FetcherRun(
+            self.lineage,
+            fetcher.name,
+            fetcher.spec.request.url,
+            self.kafka_bootstrap or "localhost:9092",
+            fetcher.topic,
+        )
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:

@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from restlake.cli import demoapi, fetcher, operator, run, stack, validate
+from restlake.cli import backfill, demoapi, fetcher, operator, run, stack, validate
 
 app = typer.Typer(
     name="restlake",
@@ -22,6 +22,7 @@ app.add_typer(demoapi.app, name="demo-api", help="Run the bundled demo REST API.
 app.command("validate")(validate.validate)
 app.command("run")(run.run)
 app.command("demo")(run.demo)
+app.command("backfill")(backfill.backfill)
 
 
 @app.callback()

@@ -34,6 +34,9 @@ from restlake.stack.state import jars_dir_for
 log = logging.getLogger(__name__)
 
 BUNDLES = ("kafka", "spark")
+# Resolved only on demand (``resolve("marquez", ...)``), never by ``resolve_all``: only the lineage
+# test and a local Marquez need them.
+OPTIONAL_BUNDLES = ("marquez",)
 MANIFEST = "classpath.txt"
 STAMP = ".resolved-stamp"
 # Bumped when the resolution logic changes in a way that must invalidate existing caches.
@@ -158,8 +161,11 @@ def _locked(jars_dir: Path) -> Iterator[None]:
 
 def resolve(name: str, jars_dir: Path, *, force: bool = False) -> list[Path]:
     """Resolve one bundle into ``<jars_dir>/<name>`` unless a matching stamp says it is there."""
-    if name not in BUNDLES:
-        raise StackError(f"unknown jar bundle {name!r}; known: {', '.join(BUNDLES)}")
+    if name not in BUNDLES and name not in OPTIONAL_BUNDLES:
+        raise StackError(
+            f"unknown jar bundle {name!r}; known: {', '.join(BUNDLES)} "
+            f"(optional: {', '.join(OPTIONAL_BUNDLES)})"
+        )
     pom = jvm_dir() / name / "pom.xml"
     wanted = _inputs_hash(pom, name)
     # Absolute: mvn resolves a relative outputDirectory against the pom's folder, not ours.

@@ -1,0 +1,110 @@
+"""OpenLineage dataset identities and facets of restlake's systems, built without credentials.
+
+Namespaces follow the OpenLineage naming spec (``kafka://``, ``postgres://``, ``file``/``s3://``),
+so a Marquez graph joins a fetcher's output topic to the stream job's input by identity alone.
+Every URL is reduced to scheme, host and port: user info and query strings may carry secrets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+PRODUCER = "https://github.com/restlake/restlake"
+_SPEC = "https://openlineage.io/spec"
+SCHEMA_FACET_URL = f"{_SPEC}/facets/1-1-1/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet"
+OUTPUT_STATS_URL = (
+    f"{_SPEC}/facets/1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet"
+)
+DATASOURCE_FACET_URL = f"{_SPEC}/facets/1-0-1/DatasourceDatasetFacet.json#/$defs/DatasourceDatasetFacet"
+
+# Columns are fixed by the envelope (contracts/envelope.py) and the migrations in sql/.
+BRONZE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("envelope_version", "int"),
+    ("source", "string"),
+    ("external_id", "string"),
+    ("idempotency_key", "string"),
+    ("content_hash", "string"),
+    ("version", "string"),
+    ("fetched_at", "timestamp"),
+    ("request", "struct"),
+    ("payload", "variant"),
+)
+QUARANTINE_FIELDS: tuple[tuple[str, str], ...] = (*BRONZE_FIELDS, ("reason", "string"))
+POSTGRES_FIELDS: tuple[tuple[str, str], ...] = (
+    ("id", "bigserial"),
+    ("source", "text"),
+    ("external_id", "text"),
+    ("payload", "jsonb"),
+    ("pulled_at", "timestamptz"),
+    ("content_hash", "text"),
+    ("version", "text"),
+    ("fetched_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+    ("idempotency_key", "text"),
+)
+
+
+def facet(schema_url: str, **fields: Any) -> dict[str, Any]:
+    return {"_producer": PRODUCER, "_schemaURL": schema_url, **fields}
+
+
+def schema_facet(fields: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    return facet(SCHEMA_FACET_URL, fields=[{"name": n, "type": t} for n, t in fields])
+
+
+def output_statistics(rows: int, size_bytes: int | None = None) -> dict[str, Any]:
+    stats: dict[str, Any] = {"rowCount": rows}
+    if size_bytes is not None:
+        stats["size"] = size_bytes
+    return facet(OUTPUT_STATS_URL, **stats)
+
+
+def dataset(namespace: str, name: str, facets: dict[str, Any] | None = None) -> dict[str, Any]:
+    found: dict[str, Any] = {"namespace": namespace, "name": name}
+    if facets:
+        found["facets"] = facets
+    return found
+
+
+def _host_port(netloc_url: str, default_port: int | None) -> str:
+    parts = urlsplit(netloc_url)
+    host = parts.hostname or "localhost"
+    port = parts.port or default_port
+    return f"{host}:{port}" if port else host
+
+
+def http_endpoint(url: str) -> dict[str, Any]:
+    """The REST endpoint: namespace ``http://host:port``, name the path (query dropped: it may hold keys)."""
+    parts = urlsplit(url)
+    default = 443 if parts.scheme == "https" else 80
+    namespace = f"{parts.scheme}://{_host_port(url, default)}"
+    return dataset(namespace, parts.path or "/")
+
+
+def kafka_topic(bootstrap: str, topic: str, fields: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """A topic: namespace ``kafka://<first bootstrap host:port>`` as the naming spec says."""
+    first = bootstrap.split(",", maxsplit=1)[0].strip()
+    facets = {"schema": schema_facet(fields)} if fields else None
+    return dataset(f"kafka://{_host_port('//' + first, 9092)}", topic, facets)
+
+
+def delta_table(uri: str, fields: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """A Delta table by location: ``file`` + absolute path, or ``s3://bucket`` + key for s3a URIs."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("s3", "s3a", "s3n"):
+        namespace, name = f"s3://{parts.netloc}", parts.path.lstrip("/")
+    else:
+        namespace, name = "file", parts.path if parts.scheme == "file" else uri
+    facets = {"schema": schema_facet(fields)} if fields else None
+    return dataset(namespace, name, facets)
+
+
+def postgres_table(dsn: str, table: str, fields: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """A Postgres table: namespace ``postgres://host:port``, name ``db.schema.table``; no credentials."""
+    parts = urlsplit(dsn)
+    database = parts.path.lstrip("/") or "postgres"
+    qualified = table if table.count(".") == 1 else f"public.{table}"
+    facets = {"schema": schema_facet(fields)} if fields else None
+    return dataset(f"postgres://{_host_port(dsn, 5432)}", f"{database}.{qualified}", facets)

@@ -1,0 +1,92 @@
+"""Run events of one stream micro-batch: input the topic, outputs bronze, quarantine and Postgres."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from restlake.lineage.datasets import (
+    BRONZE_FIELDS,
+    POSTGRES_FIELDS,
+    QUARANTINE_FIELDS,
+    delta_table,
+    kafka_topic,
+    output_statistics,
+    postgres_table,
+)
+from restlake.lineage.emitter import LineageEmitter
+from restlake.lineage.events import EventType, new_run_id, run_event
+
+
+def stream_job_name(source: str) -> str:
+    return f"restlake.stream.{source}"
+
+
+@dataclass(frozen=True)
+class StreamTargets:
+    """Where one source's stream job reads and writes; ``pg_dsn`` is reduced to host, port and db."""
+
+    source: str
+    kafka_bootstrap: str
+    topic: str
+    bronze_uri: str
+    quarantine_uri: str
+    pg_dsn: str
+    pg_table: str = "raw.api_events"
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    bronze_rows: int
+    quarantine_rows: int
+    postgres_rows: int
+
+
+def stream_batch_events(
+    namespace: str,
+    targets: StreamTargets,
+    event_type: EventType,
+    *,
+    run_id: str,
+    counts: BatchCounts | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """One event of a micro-batch run; ``counts`` become outputStatistics on each output."""
+    outputs = [
+        delta_table(targets.bronze_uri, BRONZE_FIELDS),
+        delta_table(targets.quarantine_uri, QUARANTINE_FIELDS),
+        postgres_table(targets.pg_dsn, targets.pg_table, POSTGRES_FIELDS),
+    ]
+    if counts is not None:
+        rows = (counts.bronze_rows, counts.quarantine_rows, counts.postgres_rows)
+        for output, count in zip(outputs, rows, strict=True):
+            output["outputFacets"] = {"outputStatistics": output_statistics(count)}
+    return run_event(
+        event_type,
+        run_id=run_id,
+        job_namespace=namespace,
+        job_name=stream_job_name(targets.source),
+        inputs=[kafka_topic(targets.kafka_bootstrap, targets.topic, BRONZE_FIELDS)],
+        outputs=outputs,
+        error=error,
+    )
+
+
+def emit_stream_batch(
+    emitter: LineageEmitter,
+    targets: StreamTargets,
+    counts: BatchCounts | None,
+    *,
+    error: str | None = None,
+) -> str:
+    """Emit START then COMPLETE (or FAIL with ``error``) for one finished micro-batch; returns the run id.
+
+    Called by the stream job after the batch committed (or failed), so the pair is sent together:
+    a batch takes seconds, and emitting START earlier would add a network call to the hot path.
+    """
+    run_id = new_run_id()
+    ns = emitter.namespace
+    emitter.emit(stream_batch_events(ns, targets, "START", run_id=run_id))
+    final: EventType = "FAIL" if error is not None else "COMPLETE"
+    emitter.emit(stream_batch_events(ns, targets, final, run_id=run_id, counts=counts, error=error))
+    return run_id

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,20 +12,15 @@ from pyspark.sql import SparkSession
 from restlake.stack.manager import StackEndpoints
 from restlake.stack.minio import MinioServer
 
-from .fixtures_stream import REPO_ROOT, StreamJob
+from .fixtures_stream import StreamJob
 
 pytestmark = pytest.mark.integration
-
-
-def tools_dir() -> Path:
-    state_dir = Path(os.environ.get("RESTLAKE_STATE_DIR") or REPO_ROOT / ".restlake")
-    return state_dir / "tools"
 
 
 @pytest.fixture(scope="module")
 def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
     """A MinIO server (built from the Go module proxy on first use, then cached) for this module."""
-    server = MinioServer(tmp_path_factory.mktemp("minio"), tools_dir())
+    server = MinioServer(tmp_path_factory.mktemp("minio"))
     server.start()
     try:
         yield server

@@ -158,6 +158,7 @@ class LocalRunner:
             pg_dsn=self.endpoints.pg_dsn,
             pg_table=self.layout.pg_table,
             json_schema=schema.json_schema if schema else None,
+            quality=self.source.spec.quality,
             available_now=available_now,
         )
 

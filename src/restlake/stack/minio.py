@@ -1,7 +1,8 @@
 """A local MinIO server: the S3-compatible store an ``s3a://`` lake root and checkpoints run on.
 
 The binary is built from the Go module proxy (``go install github.com/minio/minio@<pin>``) the
-first time it is needed and cached under ``<state>/tools/minio-<pin>/``; later starts reuse it.
+first time it is needed and cached under ``<tools cache>/minio-<pin>/`` (``StackSettings.tools_dir``,
+``RESTLAKE_TOOLS_DIR``, shared by every clone on the machine); later starts reuse it.
 The server listens on loopback, keeps its data under the state folder, and takes its root user
 and password from ``S3Settings`` through the environment (never the command line, never a log).
 """
@@ -80,11 +81,16 @@ def ensure_binary(tools_dir: Path) -> Path:
 class MinioServer:
     """One MinIO server on a loopback port, data and log under ``home``."""
 
-    def __init__(self, home: Path, tools_dir: Path, settings: S3Settings | None = None) -> None:
+    def __init__(self, home: Path, tools_dir: Path | None = None, settings: S3Settings | None = None) -> None:
+        if tools_dir is None:
+            from restlake.settings import StackSettings
+
+            tools_dir = StackSettings().tools_dir
         self.home = home.absolute()
         self.tools_dir = tools_dir.absolute()
         self.settings = settings or S3Settings()
         self.port: int | None = None
+        self._pid: int | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -136,14 +142,16 @@ class MinioServer:
         pid = process.start_detached(
             argv, log_file=self.log_file, pid_file=self.pid_file, cwd=self.home, env=env
         )
+        self._pid = pid
         log.info("minio started pid=%s port=%s data=%s", pid, self.port, self.data_dir)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
-        url = f"{self.endpoint}/minio/health/live"
+        # ready, not live: live answers before the drive is formatted and S3 calls get 503.
+        url = f"{self.endpoint}/minio/health/ready"
         while time.monotonic() < deadline:
-            if process.live_pid(self.pid_file, self._markers()) is None:
+            if self._pid is None or not process.is_alive(self._pid):
                 raise StackError(f"MinIO exited during start-up; read {self.log_file}")
             with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -154,26 +162,38 @@ class MinioServer:
         )
 
     def stop(self) -> None:
-        pid = process.live_pid(self.pid_file, self._markers())
-        if pid is not None:
+        pid = self._pid if self._pid is not None else process.live_pid(self.pid_file, self._markers())
+        if pid is not None and process.is_alive(pid):
             process.stop("minio", pid)
+        self._pid = None
 
-    def create_bucket(self, bucket: str) -> None:
-        """Create ``bucket`` (s3a never creates one); an existing bucket of ours is fine."""
-        request = urllib.request.Request(
-            f"{self.endpoint}/{bucket}",
-            method="PUT",
-            headers=sigv4_headers(self.s3_settings(), "PUT", f"/{bucket}", f"{LOOPBACK}:{self.port}"),
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10):
-                pass
-        except urllib.error.HTTPError as exc:
-            body = exc.read().decode("utf-8", "replace")
-            if exc.code == 409 and "BucketAlreadyOwnedByYou" in body:
-                return
-            raise StackError(f"creating bucket {bucket} on {self.endpoint} failed: HTTP {exc.code}") from None
-        log.info("bucket created bucket=%s endpoint=%s", bucket, self.endpoint)
+    def create_bucket(self, bucket: str, timeout: float = 30.0) -> None:
+        """Create ``bucket`` (s3a never creates one); an existing bucket of ours is fine.
+
+        503 is retried: a server that just became ready may still be initialising its subsystems.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            request = urllib.request.Request(
+                f"{self.endpoint}/{bucket}",
+                method="PUT",
+                headers=sigv4_headers(self.s3_settings(), "PUT", f"/{bucket}", f"{LOOPBACK}:{self.port}"),
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10):
+                    pass
+            except urllib.error.HTTPError as exc:
+                body = exc.read().decode("utf-8", "replace")
+                if exc.code == 409 and "BucketAlreadyOwnedByYou" in body:
+                    return
+                if exc.code == 503 and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                raise StackError(
+                    f"creating bucket {bucket} on {self.endpoint} failed: HTTP {exc.code}"
+                ) from None
+            log.info("bucket created bucket=%s endpoint=%s", bucket, self.endpoint)
+            return
 
 
 def sigv4_headers(

@@ -27,6 +27,9 @@ from restlake.jobs.spark import metrics as prom
 from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.typed_columns import typed_columns
 from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, validate
+from restlake.lineage.emitter import LineageEmitter
+from restlake.lineage.stream import BatchCounts as LineageCounts
+from restlake.lineage.stream import StreamTargets, emit_stream_batch
 from restlake.postgres.merge import MergeResult, MergeRow, merge_batch
 
 log = logging.getLogger(__name__)
@@ -138,6 +141,18 @@ class BatchProcessor:
         self.failure: BaseException | None = None
         self._query_id: str | None = None
         self.typed = typed_columns(config.json_schema)
+        # Transport "none" unless RESTLAKE_LINEAGE_TRANSPORT says otherwise; a failed send is logged
+        # and counted by the emitter, never raised, so lineage cannot stop ingestion.
+        self.lineage = LineageEmitter.from_settings()
+        self.lineage_targets = StreamTargets(
+            source=config.source,
+            kafka_bootstrap=config.kafka_bootstrap,
+            topic=config.topic or config.topic_pattern or "",
+            bronze_uri=config.bronze_path,
+            quarantine_uri=config.quarantine_path,
+            pg_dsn=config.pg_dsn.get_secret_value(),
+            pg_table=config.pg_table,
+        )
 
     def query_id(self, spark: SparkSession) -> str:
         if self._query_id is None:
@@ -155,9 +170,20 @@ class BatchProcessor:
             # Kept so the caller can re-raise the typed error instead of Spark's wrapper of it.
             self.failure = exc
             log.exception("batch failed source=%s batch_id=%s", self.config.source, batch_id)
+            emit_stream_batch(self.lineage, self.lineage_targets, None, error=type(exc).__name__)
             raise
         self.metrics.add(counts)
         counts.export(self.config.source)
+        # After the commit: a lineage round trip must not sit between the bronze write and the merge.
+        emit_stream_batch(
+            self.lineage,
+            self.lineage_targets,
+            LineageCounts(
+                bronze_rows=counts.bronze_written,
+                quarantine_rows=counts.quarantined,
+                postgres_rows=counts.pg_inserted + counts.pg_updated,
+            ),
+        )
 
     def process(self, batch_df: DataFrame, batch_id: int) -> BatchCounts:
         started = time.monotonic()

@@ -31,6 +31,7 @@ from restlake.jobs.spark.envelope_schema import (
     FROM_JSON_OPTIONS,
     REQUIRED_FIELDS,
 )
+from restlake.jobs.spark.schema_fastpath import fast_accept
 
 REASON = "reason"
 # A schema violation message is for people; cap it so one huge payload cannot bloat quarantine.
@@ -135,5 +136,8 @@ def validate(
         return with_reason
     check = payload_checker(json_schema)
     # Spark evaluates a Python UDF for every row whatever guards it, so the check sees envelopes
-    # already rejected too; coalesce keeps their first reason.
-    return with_reason.withColumn(REASON, F.coalesce(F.col(REASON), check(F.col("payload"))))
+    # already rejected too; coalesce keeps their first reason. Payloads the Spark-native pre-check
+    # accepts reach the UDF as NULL, which it passes without parsing: only doubtful ones cost.
+    accepted = fast_accept(json_schema, F.col("payload"), F.col(PAYLOAD_VARIANT))
+    payload = F.col("payload") if accepted is None else F.when(~accepted, F.col("payload"))
+    return with_reason.withColumn(REASON, F.coalesce(F.col(REASON), check(payload)))

@@ -31,3 +31,7 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log 
         logging.DEBUG if verbose else getattr(logging, os.environ.get("RESTLAKE_LOG_LEVEL", "INFO").upper())
     )
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+if __name__ == "__main__":
+    app()

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -26,24 +26,12 @@ from pyspark.sql import functions as F
 from restlake.contracts.spec import IngestionSource
 from restlake.errors import ConfigError
 from restlake.jobs.spark import bronze, quality
+from restlake.jobs.spark.batch import merge_rows
 from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, validate
 from restlake.postgres.merge import MergeRow, merge_batch
 
 log = logging.getLogger(__name__)
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MERGE_COLUMNS = (
-    "source",
-    "external_id",
-    "idempotency_key",
-    "content_hash",
-    "version",
-    "payload",
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-)
 
 
 def parse_offsets(text: str, *, option: str) -> dict[int, int]:
@@ -149,24 +137,6 @@ def read_range(spark: SparkSession, cfg: StreamJobConfig, krange: KafkaRange) ->
     )
 
 
-def _rows(valid: DataFrame) -> Iterator[MergeRow]:
-    # fetched_at as epoch microseconds: pyspark would hand back a naive local-time datetime.
-    selected = valid.select(*_MERGE_COLUMNS, F.unix_micros("fetched_at").alias("fetched_at_us"))
-    for row in selected.toLocalIterator(prefetchPartitions=True):
-        yield MergeRow(
-            source=row.source,
-            external_id=row.external_id,
-            idempotency_key=row.idempotency_key,
-            content_hash=row.content_hash,
-            version=row.version,
-            fetched_at=_EPOCH + timedelta(microseconds=row.fetched_at_us),
-            payload=row.payload,
-            kafka_topic=row.kafka_topic,
-            kafka_partition=row.kafka_partition,
-            kafka_offset=row.kafka_offset,
-        )
-
-
 def _chunks(rows: Iterator[MergeRow], size: int) -> Iterator[list[MergeRow]]:
     chunk: list[MergeRow] = []
     for row in rows:
@@ -220,7 +190,7 @@ def run_backfill(
             valid = checked.drop(quality.EXPECTATION)
         total = valid_rows - dropped
         inserted = updated = distinct = done = chunks = 0
-        for chunk_id, chunk in enumerate(_chunks(_rows(valid), chunk_rows)):
+        for chunk_id, chunk in enumerate(_chunks(merge_rows(valid), chunk_rows)):
             result = merge_batch(
                 cfg.pg_dsn,
                 table=cfg.table,

@@ -318,7 +318,7 @@ class BatchProcessor:
                     source=cfg.source,
                     query_id=query_id,
                     batch_id=batch_id,
-                    rows=_merge_rows(valid),
+                    rows=merge_rows(valid),
                 )
             except TransientError as exc:
                 if attempt == attempts:
@@ -336,7 +336,7 @@ class BatchProcessor:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _merge_rows(valid: DataFrame) -> Iterator[MergeRow]:
+def merge_rows(valid: DataFrame) -> Iterator[MergeRow]:
     """Stream the batch to the driver a partition at a time, never the whole batch at once."""
     # fetched_at travels as epoch microseconds: pyspark turns a TIMESTAMP into a naive datetime in
     # the Python process's local zone, whatever the session time zone says.

@@ -7,115 +7,22 @@ Spark session and raw.api_events without seeing each other's rows.
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from restlake.contracts.envelope import Envelope, RequestInfo
-from restlake.jobs.spark.stream import StreamJobConfig, StreamSummary, run_until_caught_up
+from restlake.jobs.spark.stream import StreamSummary
 from restlake.stack.manager import StackEndpoints
+
+from .fixtures_stream import StreamJob
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-SCHEMA = {
-    "type": "object",
-    "required": ["id", "name"],
-    "properties": {"id": {"type": "integer"}, "name": {"type": "string"}},
-}
-REQUEST = RequestInfo(url="http://127.0.0.1:1/items?page=1", status=200, etag='W/"e1"')
-
-
-class Job:
-    """One source's topic, lake folders and checkpoint, and ways to feed and inspect them."""
-
-    def __init__(self, stack: StackEndpoints, root: Path, **overrides: Any) -> None:
-        self.stack = stack
-        self.source = f"it-{uuid.uuid4().hex[:10]}"
-        self.topic = f"restlake.{self.source}"
-        self.root = root
-        admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
-        for future in admin.create_topics(
-            [NewTopic(self.topic, num_partitions=3, replication_factor=1)]
-        ).values():
-            future.result(timeout=30)
-        self.producer = Producer(
-            {"bootstrap.servers": stack.kafka_bootstrap, "acks": "all", "enable.idempotence": True}
-        )
-        self.config = self.config_for("ckpt", **overrides)
-
-    def config_for(self, checkpoint: str, **overrides: Any) -> StreamJobConfig:
-        return StreamJobConfig(
-            source=self.source,
-            topic=self.topic,
-            kafka_bootstrap=self.stack.kafka_bootstrap,
-            bronze_path=str(self.root / "bronze"),
-            quarantine_path=str(self.root / "quarantine"),
-            checkpoint_path=str(self.root / checkpoint),
-            pg_dsn=self.stack.pg_dsn,
-            json_schema=SCHEMA,
-            **overrides,
-        )
-
-    def envelope(self, ext_id: int, *, name: str, minute: int = 0, **changes: Any) -> Envelope:
-        env = Envelope.wrap(
-            source=self.source,
-            payload={"id": ext_id, "name": name},
-            external_id=str(ext_id),
-            version=(T0 + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z"),
-            request=REQUEST,
-            fetched_at=T0 + timedelta(minutes=minute, seconds=1),
-        )
-        return env.model_copy(update=changes) if changes else env
-
-    def send(self, *messages: Envelope | tuple[bytes | None, bytes | None]) -> None:
-        for message in messages:
-            if isinstance(message, Envelope):
-                self.producer.produce(self.topic, key=message.kafka_key(), value=message.kafka_value())
-            else:
-                self.producer.produce(self.topic, key=message[0], value=message[1])
-        assert self.producer.flush(30) == 0
-
-    def run(self, spark: SparkSession, config: StreamJobConfig | None = None) -> StreamSummary:
-        return run_until_caught_up(spark, config or self.config)
-
-    def bronze(self, spark: SparkSession) -> list[Any]:
-        return (
-            spark.read.format("delta")
-            .load(self.config.bronze_path)
-            .where(f"source = '{self.source}'")
-            .collect()
-        )
-
-    def quarantine(self, spark: SparkSession) -> list[Any]:
-        path = self.config.quarantine_path
-        return spark.read.format("delta").load(path).where(f"source = '{self.source}'").collect()
-
-    def postgres(self) -> dict[str, tuple[str, str, dict[str, Any]]]:
-        with psycopg.connect(self.stack.pg_dsn) as conn:
-            rows = conn.execute(
-                "SELECT external_id, version, content_hash, payload FROM raw.api_events WHERE source = %s",
-                (self.source,),
-            ).fetchall()
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
-
-    def ledger(self) -> list[tuple[str, int, int, int]]:
-        with psycopg.connect(self.stack.pg_dsn) as conn:
-            return conn.execute(
-                "SELECT query_id, batch_id, rows_in, rows_merged FROM raw.ingest_batches WHERE source = %s"
-                " ORDER BY query_id, batch_id",
-                (self.source,),
-            ).fetchall()
 
 
 def counts(summary: StreamSummary) -> tuple[int, int, int, int, int]:
@@ -131,7 +38,7 @@ def counts(summary: StreamSummary) -> tuple[int, int, int, int, int]:
 def test_records_land_once_poison_is_quarantined_and_reruns_add_nothing(
     stack: StackEndpoints, spark: SparkSession, tmp_path: Path
 ) -> None:
-    job = Job(stack, tmp_path)
+    job = StreamJob(stack, tmp_path)
     n = 30
     originals = [job.envelope(i, name=f"item {i}") for i in range(n)]
     item0_v2 = job.envelope(0, name="item 0, renamed", minute=5)
@@ -143,7 +50,7 @@ def test_records_land_once_poison_is_quarantined_and_reruns_add_nothing(
         (b"k3", None),  # a tombstone
     ]
     violates = job.envelope(99, name="x").model_copy(update={"payload": {"id": "99"}})
-    foreign = job.envelope(97, name="y", source="someone-else")
+    foreign = job.envelope(97, name="y").model_copy(update={"source": "someone-else"})
     job.send(*originals, *originals[:5], item0_v2, *poison, violates, foreign)
 
     first = job.run(spark)
@@ -209,7 +116,7 @@ def test_records_land_once_poison_is_quarantined_and_reruns_add_nothing(
 def test_replayed_batch_and_new_checkpoint_add_no_duplicates(
     stack: StackEndpoints, spark: SparkSession, tmp_path: Path
 ) -> None:
-    job = Job(stack, tmp_path, max_offsets_per_trigger=5)
+    job = StreamJob(stack, tmp_path, max_offsets_per_trigger=5)
     records = [job.envelope(i, name=f"item {i}") for i in range(12)]
     job.send(*records, (b"bad", b"{not json"))
     first = job.run(spark)

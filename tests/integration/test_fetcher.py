@@ -9,7 +9,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from restlake.contracts.spec import IngestionSource, load_source
 from restlake.demoapi.auth import AuthConfig
@@ -21,6 +20,8 @@ from restlake.fetcher.poller import PassStats, SourceFetcher
 from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
 from restlake.runtime.demo import retarget
 
+from .kafka_topic import read_topic
+
 pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -28,28 +29,7 @@ FAST_RETRIES = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
 
 
 def _topic_keys(bootstrap: str, topic: str) -> list[str]:
-    """Every key in ``topic``, read from the beginning up to the end offsets as of now."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
-        }
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        keys: list[str] = []
-        remaining = {p for p, end in ends.items() if end > 0}
-        while remaining:
-            msg = consumer.poll(10)
-            assert msg is not None, f"timed out reading {topic}; still waiting on partitions {remaining}"
-            assert msg.error() is None, msg.error()
-            keys.append(msg.key().decode())
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                remaining.discard(msg.partition())
-        return keys
-    finally:
-        consumer.close()
+    return [key or "" for key, _ in read_topic(bootstrap, topic)]
 
 
 def _fetch(source: IngestionSource, bootstrap: str, topic: str) -> PassStats:
@@ -100,12 +80,8 @@ def test_bearer_token_is_sent_and_never_logged(stack, monkeypatch, caplog) -> No
         dataset=DatasetConfig(seed=1, initial_records=10, growth_per_tick=0),
         auth=AuthConfig(bearer_token=token),
     )
-    doc_source = load_source(EXAMPLES / "demo-link.yaml")
     auth = {"type": "bearer", "secretRef": {"name": "demo-token", "key": "token"}}
-    request = doc_source.spec.request.model_validate(
-        {**doc_source.spec.request.model_dump(by_alias=True), "auth": auth}
-    )
-    source = doc_source.model_copy(update={"spec": doc_source.spec.model_copy(update={"request": request})})
+    source = _with_auth(load_source(EXAMPLES / "demo-link.yaml"), auth)
     caplog.set_level(logging.DEBUG)
     with running_demo_api(config) as api:
         source = retarget(source, api.base_url)
@@ -128,26 +104,7 @@ def _with_auth(source: IngestionSource, auth: dict) -> IngestionSource:
 
 
 def _values(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
-        }
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        values: list[bytes] = []
-        remaining = {p for p, end in ends.items() if end > 0}
-        while remaining:
-            msg = consumer.poll(10)
-            assert msg is not None and msg.error() is None
-            values.append(msg.value())
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                remaining.discard(msg.partition())
-        return values
-    finally:
-        consumer.close()
+    return [value for _, value in read_topic(bootstrap, topic)]
 
 
 SECRET_CASES = {

@@ -24,7 +24,6 @@ import aiohttp
 import psycopg
 import pytest
 import yaml
-from confluent_kafka import Consumer, TopicPartition
 
 from restlake.contracts.spec import IngestionSource, parse_source
 from restlake.demoapi.auth import AuthConfig
@@ -40,6 +39,8 @@ from restlake.fetcher.service import FetcherService
 from restlake.fetcher.settings import FetcherSettings
 from restlake.fetcher.state import PostgresStateStore
 from restlake.postgres import migrations
+
+from .kafka_topic import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -68,34 +69,6 @@ def _source(example: str, api: DemoApiHandle, name: str, **spec: Any) -> Ingesti
 
 def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def _messages(bootstrap: str, topic: str) -> list[tuple[str, bytes]]:
-    """Every (key, value) in ``topic`` up to its end offsets as of now; [] when the topic does not exist."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return []
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in metadata.partitions
-        }
-        consumer.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
-        out: list[tuple[str, bytes]] = []
-        remaining = {p for p, end in ends.items() if end > 0}
-        while remaining:
-            msg = consumer.poll(10)
-            assert msg is not None, f"timed out reading {topic}; still waiting on partitions {remaining}"
-            assert msg.error() is None, msg.error()
-            out.append((msg.key().decode(), msg.value()))
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                remaining.discard(msg.partition())
-        return out
-    finally:
-        consumer.close()
 
 
 def _state_rows(dsn: str, source: str) -> dict[str, Any]:
@@ -135,7 +108,7 @@ def _fetch(
 
 
 def _ids(env: Any, source: IngestionSource) -> list[str]:
-    return [key.split("/")[1] for key, _ in _messages(env[0].kafka_bootstrap, source.topic())]
+    return [key.split("/")[1] for key, _ in read_topic(env[0].kafka_bootstrap, source.topic())]
 
 
 # -- conditional requests, every pagination kind, across restarts ---------------------------------
@@ -318,7 +291,7 @@ def test_fault_is_retried_then_dead_lettered_without_advancing_state(env, fault,
     assert requests == attempts  # retried (or, for a refused credential, not), then given up
     assert _state_rows(env[0].pg_dsn, source.name) == state_before
     assert metrics.bad_pages.labels(source.name, reason)._value.get() == 1
-    dead = _messages(env[0].kafka_bootstrap, source.topic() + ".dlq")
+    dead = read_topic(env[0].kafka_bootstrap, source.topic() + ".dlq")
     assert len(dead) == 1
     event = json.loads(dead[0][1])
     assert (event["source"], event["reason"], event["error_class"], event["attempts"]) == (
@@ -384,7 +357,7 @@ def test_sigkill_mid_pagination_then_restart_covers_every_record_with_stable_key
     summary = json.loads(out.strip().splitlines()[-1])[source.name][0]
     assert summary["complete"] and summary["not_modified"] >= 2  # checkpointed pages were not refetched
     assert summary["pages"] + summary["not_modified"] == 10
-    keys = [k for k, _ in _messages(stack.kafka_bootstrap, source.topic())]
+    keys = [k for k, _ in read_topic(stack.kafka_bootstrap, source.topic())]
     by_id: dict[str, set[str]] = {}
     for key in keys:
         by_id.setdefault(key.split("/")[1], set()).add(key)

@@ -14,16 +14,9 @@ import pytest
 from restlake.demoapi import AuthConfig, DatasetConfig, DemoApiConfig, running_demo_api
 from restlake.demoapi.auth import Authenticator, OAuthError
 
+from .demoapi_http import http_get
+
 PAGE = "/v1/offset/items?limit=2"
-
-
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
 
 
 def _post_form(url: str, form: dict[str, str], headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -42,22 +35,22 @@ def _config(**auth: Any) -> DemoApiConfig:
 
 def test_bearer() -> None:
     with running_demo_api(_config(bearer_token="s3cret")) as api:
-        status, headers, body = _get(api.url(PAGE))
+        status, headers, body = http_get(api.url(PAGE))
         assert status == 401 and json.loads(body)["error"] == "unauthorized"
         assert headers["WWW-Authenticate"].startswith("Bearer")
-        assert _get(api.url(PAGE), {"Authorization": "Bearer wrong"})[0] == 401
-        status, _, body = _get(api.url(PAGE), {"Authorization": "Bearer s3cret"})
+        assert http_get(api.url(PAGE), {"Authorization": "Bearer wrong"})[0] == 401
+        status, _, body = http_get(api.url(PAGE), {"Authorization": "Bearer s3cret"})
         assert status == 200 and json.loads(body)["total"] == 5
-        assert _get(api.url("/healthz"))[0] == 200
+        assert http_get(api.url("/healthz"))[0] == 200
         assert api.state()["unauthorized"] == 2
 
 
 def test_api_key_header_or_query() -> None:
     with running_demo_api(_config(api_key_name="X-Api-Key", api_key_value="k1")) as api:
-        assert _get(api.url(PAGE))[0] == 401
-        assert _get(api.url(PAGE), {"X-Api-Key": "k2"})[0] == 401
-        assert _get(api.url(PAGE), {"X-Api-Key": "k1"})[0] == 200
-        assert _get(api.url(PAGE + "&X-Api-Key=k1"))[0] == 200
+        assert http_get(api.url(PAGE))[0] == 401
+        assert http_get(api.url(PAGE), {"X-Api-Key": "k2"})[0] == 401
+        assert http_get(api.url(PAGE), {"X-Api-Key": "k1"})[0] == 200
+        assert http_get(api.url(PAGE + "&X-Api-Key=k1"))[0] == 200
 
 
 def test_oauth_client_credentials() -> None:
@@ -65,12 +58,12 @@ def test_oauth_client_credentials() -> None:
         _config(oauth_client_id="cid", oauth_client_secret="csecret", token_ttl_seconds=900)
     ) as api:
         token_url = api.url("/oauth/token")
-        assert _get(api.url(PAGE))[0] == 401
+        assert http_get(api.url(PAGE))[0] == 401
         status, token = _post_form(
             token_url, {"grant_type": "client_credentials", "client_id": "cid", "client_secret": "csecret"}
         )
         assert status == 200 and token["token_type"] == "bearer" and token["expires_in"] == 900
-        assert _get(api.url(PAGE), {"Authorization": f"Bearer {token['access_token']}"})[0] == 200
+        assert http_get(api.url(PAGE), {"Authorization": f"Bearer {token['access_token']}"})[0] == 200
         basic = base64.b64encode(b"cid:csecret").decode()
         status, token2 = _post_form(
             token_url, {"grant_type": "client_credentials"}, {"Authorization": f"Basic {basic}"}

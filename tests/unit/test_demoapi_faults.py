@@ -7,24 +7,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from restlake.demoapi import DatasetConfig, DemoApiConfig, DemoApiHandle, FaultConfig, running_demo_api
 from restlake.demoapi.faults import FaultInjector, FaultKind
 
+from .demoapi_http import http_get
+
 CONFIG = DemoApiConfig(dataset=DatasetConfig(initial_records=50))
 PAGE = "/v1/link/items?per_page=5"
-
-
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
 
 
 @pytest.fixture
@@ -34,15 +26,15 @@ def api() -> Iterator[DemoApiHandle]:
 
 
 def test_fail_next_is_exact_and_skips_admin(api: DemoApiHandle) -> None:
-    good = _get(api.url(PAGE))[2]
+    good = http_get(api.url(PAGE))[2]
     api.set_faults(fail_next=3, error_status=502)
     statuses = []
     for _ in range(5):
-        statuses.append(_get(api.url(PAGE))[0])
+        statuses.append(http_get(api.url(PAGE))[0])
         assert api.state()["tick"] == 0  # admin calls in between neither fail nor count
-        assert _get(api.url("/healthz"))[0] == 200
+        assert http_get(api.url("/healthz"))[0] == 200
     assert statuses == [502, 502, 502, 200, 200]
-    assert _get(api.url(PAGE))[2] == good
+    assert http_get(api.url(PAGE))[2] == good
     faults = api.state()["faults"]
     assert faults["injected"]["fail_next"] == 3 and faults["fail_next_left"] == 0
 
@@ -50,16 +42,16 @@ def test_fail_next_is_exact_and_skips_admin(api: DemoApiHandle) -> None:
 def test_fail_next_from_config_at_start() -> None:
     config = CONFIG.model_copy(update={"faults": FaultConfig(fail_next=2)})
     with running_demo_api(config) as handle:
-        status, headers, body = _get(handle.url(PAGE))
+        status, headers, body = http_get(handle.url(PAGE))
         assert status == 503 and headers["Retry-After"] == "1"
         assert json.loads(body)["error"] == "injected_fault"
-        assert [_get(handle.url(PAGE))[0] for _ in range(2)] == [503, 200]
+        assert [http_get(handle.url(PAGE))[0] for _ in range(2)] == [503, 200]
 
 
 def test_error_rate_is_reproducible_per_seed(api: DemoApiHandle) -> None:
     def run(seed: int) -> list[int]:
         api.set_faults(error_rate=0.3, error_status=500, seed=seed)
-        return [_get(api.url(PAGE))[0] for _ in range(40)]
+        return [http_get(api.url(PAGE))[0] for _ in range(40)]
 
     first, again, other = run(1), run(1), run(2)
     assert first == again
@@ -72,9 +64,9 @@ def test_error_rate_is_reproducible_per_seed(api: DemoApiHandle) -> None:
 
 
 def test_truncated_body(api: DemoApiHandle) -> None:
-    full = _get(api.url(PAGE))[2]
+    full = http_get(api.url(PAGE))[2]
     api.set_faults(truncate_rate=1.0)
-    status, headers, body = _get(api.url(PAGE))
+    status, headers, body = http_get(api.url(PAGE))
     assert status == 200 and headers["Content-Type"].startswith("application/json")
     assert body == full[: len(full) // 2]
     with pytest.raises(json.JSONDecodeError):
@@ -83,14 +75,14 @@ def test_truncated_body(api: DemoApiHandle) -> None:
 
 def test_wrong_content_type(api: DemoApiHandle) -> None:
     api.set_faults(wrong_content_type_rate=1.0)
-    status, headers, body = _get(api.url(PAGE))
+    status, headers, body = http_get(api.url(PAGE))
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     assert body.startswith(b"<!DOCTYPE html>")
 
 
 def test_bad_utf8(api: DemoApiHandle) -> None:
     api.set_faults(bad_utf8_rate=1.0)
-    status, _, body = _get(api.url(PAGE))
+    status, _, body = http_get(api.url(PAGE))
     assert status == 200
     with pytest.raises(UnicodeDecodeError):
         body.decode("utf-8")
@@ -100,20 +92,20 @@ def test_bad_utf8(api: DemoApiHandle) -> None:
 def test_slow_then_clear(api: DemoApiHandle) -> None:
     api.set_faults(slow_rate=1.0, slow_seconds=0.3)
     started = time.monotonic()
-    assert _get(api.url(PAGE))[0] == 200
+    assert http_get(api.url(PAGE))[0] == 200
     assert time.monotonic() - started >= 0.3
     api.clear_faults()
     started = time.monotonic()
-    assert _get(api.url(PAGE))[0] == 200
+    assert http_get(api.url(PAGE))[0] == 200
     assert time.monotonic() - started < 0.3
     assert api.state()["faults"]["injected"]["slow"] == 1
 
 
 def test_injected_counts_and_304_untouched(api: DemoApiHandle) -> None:
-    etag = _get(api.url(PAGE))[1]["ETag"]
+    etag = http_get(api.url(PAGE))[1]["ETag"]
     api.set_faults(truncate_rate=1.0)
-    assert _get(api.url(PAGE), {"If-None-Match": etag})[0] == 304  # no body to break
-    _get(api.url(PAGE))
+    assert http_get(api.url(PAGE), {"If-None-Match": etag})[0] == 304  # no body to break
+    http_get(api.url(PAGE))
     assert api.state()["faults"]["injected"][FaultKind.TRUNCATE] == 1
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,20 +11,13 @@ import pytest
 
 from restlake.demoapi import DatasetConfig, DemoApiConfig, DemoApiHandle, running_demo_api
 
+from .demoapi_http import http_get
+
 N = 1234
 CONFIG = DemoApiConfig(
     dataset=DatasetConfig(seed=5, initial_records=N, growth_per_tick=7, update_fraction=0.05),
     max_page_size=500,
 )
-
-
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
 
 
 def _links(header: str) -> dict[str, str]:
@@ -46,24 +37,26 @@ def _walk(handle: DemoApiHandle, style: str, size: int, since: str | None = None
     if style == "link":
         url: str | None = handle.url(f"/v1/link/items?per_page={size}{q}")
         while url:
-            status, headers, body = _get(url)
+            status, headers, body = http_get(url)
             assert status == 200
             out += json.loads(body)
             url = _links(headers.get("Link", "")).get("next")
             assert url is None or url.startswith(handle.base_url + "/v1/link/items?")  # absolute
     elif style == "cursor":
-        status, _, body = _get(handle.url(f"/v1/cursor/items?limit={size}{q}"))
+        status, _, body = http_get(handle.url(f"/v1/cursor/items?limit={size}{q}"))
         page = json.loads(body)
         out += page["data"]
         while page["next_cursor"]:
-            status, _, body = _get(handle.url(f"/v1/cursor/items?limit={size}&cursor={page['next_cursor']}"))
+            status, _, body = http_get(
+                handle.url(f"/v1/cursor/items?limit={size}&cursor={page['next_cursor']}")
+            )
             assert status == 200
             page = json.loads(body)
             out += page["data"]
     elif style == "pages":
         page_no = 1
         while True:
-            status, _, body = _get(handle.url(f"/v1/pages/items?per_page={size}&page={page_no}{q}"))
+            status, _, body = http_get(handle.url(f"/v1/pages/items?per_page={size}&page={page_no}{q}"))
             page = json.loads(body)
             assert (page["page"], page["per_page"]) == (page_no, size)
             out += page["items"]
@@ -73,7 +66,7 @@ def _walk(handle: DemoApiHandle, style: str, size: int, since: str | None = None
     else:
         offset = 0
         while True:
-            status, _, body = _get(handle.url(f"/v1/offset/items?limit={size}&offset={offset}{q}"))
+            status, _, body = http_get(handle.url(f"/v1/offset/items?limit={size}&offset={offset}{q}"))
             page = json.loads(body)
             out += page["results"]
             offset += size
@@ -127,26 +120,26 @@ def test_tick_shows_new_and_revised_records(api: DemoApiHandle, style: str) -> N
 
 
 def test_link_header_shape(api: DemoApiHandle) -> None:
-    status, headers, body = _get(api.url("/v1/link/items?per_page=100&page=2&since=2000-01-01T00:00:00Z"))
+    status, headers, body = http_get(api.url("/v1/link/items?per_page=100&page=2&since=2000-01-01T00:00:00Z"))
     links = _links(headers["Link"])
     assert status == 200 and len(json.loads(body)) == 100
     assert set(links) == {"prev", "first", "next", "last"}
     assert "page=3" in links["next"] and "since=2000-01-01T00:00:00Z" in links["next"]
     assert "page=13" in links["last"] and "per_page=100" in links["last"]
-    _, headers, body = _get(links["last"])
+    _, headers, body = http_get(links["last"])
     assert len(json.loads(body)) == N - 1200 and "next" not in _links(headers["Link"])
 
 
 def test_page_size_is_clamped_to_the_maximum(api: DemoApiHandle) -> None:
-    _, _, body = _get(api.url("/v1/pages/items?per_page=100000"))
+    _, _, body = http_get(api.url("/v1/pages/items?per_page=100000"))
     page = json.loads(body)
     assert page["per_page"] == 500 and len(page["items"]) == 500 and page["total"] == N
 
 
 def test_past_the_end_is_empty(api: DemoApiHandle) -> None:
-    _, _, body = _get(api.url("/v1/offset/items?offset=5000&limit=10"))
+    _, _, body = http_get(api.url("/v1/offset/items?offset=5000&limit=10"))
     assert json.loads(body) == {"results": [], "total": N}
-    _, _, body = _get(api.url("/v1/cursor/items?since=2030-01-01T00:00:00Z"))
+    _, _, body = http_get(api.url("/v1/cursor/items?since=2030-01-01T00:00:00Z"))
     assert json.loads(body) == {"data": [], "next_cursor": None}
 
 
@@ -165,7 +158,7 @@ def test_past_the_end_is_empty(api: DemoApiHandle) -> None:
     ],
 )
 def test_bad_params_are_400_with_json(api: DemoApiHandle, path: str) -> None:
-    status, headers, body = _get(api.url(path))
+    status, headers, body = http_get(api.url(path))
     assert status == 400
     assert headers["Content-Type"].startswith("application/json")
     error = json.loads(body)
@@ -174,6 +167,6 @@ def test_bad_params_are_400_with_json(api: DemoApiHandle, path: str) -> None:
 
 
 def test_healthz_and_unknown_paths(api: DemoApiHandle) -> None:
-    status, _, body = _get(api.url("/healthz"))
+    status, _, body = http_get(api.url("/healthz"))
     assert status == 200 and json.loads(body) == {"status": "ok"}
-    assert _get(api.url("/v1/nope"))[0] == 404
+    assert http_get(api.url("/v1/nope"))[0] == 404

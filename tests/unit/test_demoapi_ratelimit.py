@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 from restlake.demoapi import DatasetConfig, DemoApiConfig, RateLimitConfig, running_demo_api
 from restlake.demoapi.ratelimit import RateLimiter
 
-
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
+from .demoapi_http import http_get
 
 
 def _config(**limits: Any) -> DemoApiConfig:
@@ -30,33 +21,33 @@ def test_burst_then_429_with_retry_after() -> None:
         url = api.url("/v1/link/items")
         remaining = []
         for _ in range(3):
-            status, headers, _ = _get(url)
+            status, headers, _ = http_get(url)
             assert status == 200 and headers["X-RateLimit-Limit"] == "3"
             remaining.append(int(headers["X-RateLimit-Remaining"]))
             assert int(headers["X-RateLimit-Reset"]) >= int(time.time())
             assert "RateLimit-Limit" not in headers
         assert remaining == [2, 1, 0]
-        status, headers, body = _get(url)
+        status, headers, body = http_get(url)
         assert status == 429
         assert json.loads(body)["error"] == "rate_limited"
         assert headers["X-RateLimit-Remaining"] == "0"
         assert 1 <= int(headers["Retry-After"]) <= 2  # one token at 0.5/s takes <= 2 s
         # Another client (another credential) has its own bucket; admin is never limited.
-        assert _get(url, {"Authorization": "Bearer other"})[0] == 200
+        assert http_get(url, {"Authorization": "Bearer other"})[0] == 200
         state = api.state()
-        assert state["rate_limited"] == 1 and "X-RateLimit-Limit" not in _get(api.url("/healthz"))[1]
+        assert state["rate_limited"] == 1 and "X-RateLimit-Limit" not in http_get(api.url("/healthz"))[1]
 
 
 def test_ietf_headers_flag() -> None:
     with running_demo_api(_config(requests_per_second=100, ietf_headers=True)) as api:
-        _, headers, _ = _get(api.url("/v1/offset/items"))
+        _, headers, _ = http_get(api.url("/v1/offset/items"))
         assert headers["RateLimit-Limit"] == "100" and headers["RateLimit-Remaining"] == "99"
         assert 0 <= int(headers["RateLimit-Reset"]) <= 1  # delta-seconds, unlike X-RateLimit-Reset
 
 
 def test_no_limit_headers_when_off() -> None:
     with running_demo_api(_config()) as api:
-        status, headers, _ = _get(api.url("/v1/offset/items"))
+        status, headers, _ = http_get(api.url("/v1/offset/items"))
         assert status == 200 and "X-RateLimit-Limit" not in headers
 
 

@@ -63,6 +63,9 @@ QUANTITY = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
+_CRON_FIELD = r"[0-9A-Za-z*?/,\-]+"
+CRON = rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|{_CRON_FIELD}( +{_CRON_FIELD}){{4}})$"
+GX_EXPECTATION = r"^expect_[a-z0-9_]+$"
 # metav1.Condition's reason: CamelCase, one word.
 CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
@@ -78,6 +81,9 @@ _PATTERN_HINTS = {
     HTTP_URL: "must be an http:// or https:// URL",
     QUANTITY: "must be a Kubernetes quantity such as 500m, 2, 512Mi or 1Gi",
     CONDITION_REASON: "must be one CamelCase word",
+    CRON: "must be a cron schedule of 5 fields (such as '*/15 * * * *') or @hourly, @daily, ...",
+    GX_EXPECTATION: "must be a Great Expectations expectation type in snake case, such as "
+    "expect_column_values_to_not_be_null",
 }
 
 
@@ -620,8 +626,45 @@ Expectation = Annotated[
 ]
 
 
+class GxExpectation(_Model):
+    """One Great Expectations expectation on the bronze table, in GX's own suite format."""
+
+    type: str = Field(
+        pattern=GX_EXPECTATION,
+        description="GX expectation type in snake case, e.g. expect_column_values_to_be_between.",
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The expectation's arguments; column names are bronze columns (p_<property> for "
+        "typed properties, or source, external_id, version, fetched_at, ...).",
+    )
+    name: str | None = Field(None, min_length=1, description="Name in reports; defaults to the type.")
+
+
+class BronzeQuality(_Model):
+    """The Great Expectations checkpoint over the bronze Delta table (restlake quality run)."""
+
+    schedule: str | None = Field(
+        None,
+        pattern=CRON,
+        description="Cron schedule (5 fields or @hourly, @daily, ...) of the Kubernetes CronJob that "
+        "runs the checkpoint; absent means no CronJob (run it with restlake quality run).",
+    )
+    since_last_run: bool = Field(
+        True,
+        description="Validate only the bronze rows written since the last successful run; false "
+        "validates the source's whole partition of the table.",
+    )
+    expectations: list[GxExpectation] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Expectations added to the suite defaulted from the spec (non-null ids, unique "
+        "(source, external_id, version), the schema's required fields and types).",
+    )
+
+
 class Quality(_Model):
-    """Data-quality expectations checked on every batch."""
+    """Data-quality expectations checked on every batch, and the bronze checkpoint."""
 
     on_violation: Literal["warn", "drop", "fail"] = Field(
         "warn",
@@ -629,6 +672,10 @@ class Quality(_Model):
     )
     expectations: list[Expectation] = Field(
         default_factory=list, max_length=100, description="Expectations, checked in order."
+    )
+    bronze: BronzeQuality = Field(
+        default_factory=BronzeQuality,
+        description="The Great Expectations checkpoint over the bronze table.",
     )
 
 

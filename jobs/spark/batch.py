@@ -152,6 +152,7 @@ class BatchProcessor:
             quarantine_uri=config.quarantine_path,
             pg_dsn=config.pg_dsn.get_secret_value(),
             pg_table=config.pg_table,
+            typed_columns=tuple((c.column, c.data_type.simpleString()) for c in self.typed),
         )
 
     def query_id(self, spark: SparkSession) -> str:

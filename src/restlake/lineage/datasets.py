@@ -17,6 +17,7 @@ SCHEMA_FACET_URL = f"{_SPEC}/facets/1-1-1/SchemaDatasetFacet.json#/$defs/SchemaD
 OUTPUT_STATS_URL = (
     f"{_SPEC}/facets/1-0-2/OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet"
 )
+COLUMN_LINEAGE_URL = f"{_SPEC}/facets/1-2-0/ColumnLineageDatasetFacet.json#/$defs/ColumnLineageDatasetFacet"
 DATASOURCE_FACET_URL = f"{_SPEC}/facets/1-0-1/DatasourceDatasetFacet.json#/$defs/DatasourceDatasetFacet"
 
 # Columns are fixed by the envelope (contracts/envelope.py) and the migrations in sql/.
@@ -108,3 +109,29 @@ def postgres_table(dsn: str, table: str, fields: Sequence[tuple[str, str]] = ())
     qualified = table if table.count(".") == 1 else f"public.{table}"
     facets = {"schema": schema_facet(fields)} if fields else None
     return dataset(f"postgres://{_host_port(dsn, 5432)}", f"{database}.{qualified}", facets)
+
+
+# (output field, input field, subtype): DIRECT transformations, as the ColumnLineageDatasetFacet names them.
+FieldMapping = tuple[str, str, str]
+
+
+def column_lineage(source: dict[str, Any], mappings: Sequence[FieldMapping]) -> dict[str, Any]:
+    """The columnLineage facet of an output whose fields each come from one field of ``source``.
+
+    ``subtype`` is IDENTITY for a copy and TRANSFORMATION for a converted value (a VARIANT cast to
+    jsonb, a typed column extracted from the payload).
+    """
+    fields = {
+        out: {
+            "inputFields": [
+                {
+                    "namespace": source["namespace"],
+                    "name": source["name"],
+                    "field": inp,
+                    "transformations": [{"type": "DIRECT", "subtype": subtype, "masking": False}],
+                }
+            ]
+        }
+        for out, inp, subtype in mappings
+    }
+    return facet(COLUMN_LINEAGE_URL, fields=fields)

@@ -9,6 +9,8 @@ from restlake.lineage.datasets import (
     BRONZE_FIELDS,
     POSTGRES_FIELDS,
     QUARANTINE_FIELDS,
+    FieldMapping,
+    column_lineage,
     delta_table,
     kafka_topic,
     output_statistics,
@@ -33,6 +35,8 @@ class StreamTargets:
     quarantine_uri: str
     pg_dsn: str
     pg_table: str = "raw.api_events"
+    # (bronze column, type) of the typed columns the source's schema declares.
+    typed_columns: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,27 @@ class BatchCounts:
     bronze_rows: int
     quarantine_rows: int
     postgres_rows: int
+
+
+_ENVELOPE = tuple(name for name, _ in BRONZE_FIELDS)
+# Postgres columns fed by one envelope field each; id, updated_at and the ledger columns are the
+# merge's own. pulled_at is the fetch time under the seed's historical name.
+_POSTGRES_FROM_ENVELOPE: tuple[FieldMapping, ...] = (
+    ("source", "source", "IDENTITY"),
+    ("external_id", "external_id", "IDENTITY"),
+    ("payload", "payload", "TRANSFORMATION"),
+    ("pulled_at", "fetched_at", "IDENTITY"),
+    ("content_hash", "content_hash", "IDENTITY"),
+    ("version", "version", "IDENTITY"),
+    ("fetched_at", "fetched_at", "IDENTITY"),
+    ("idempotency_key", "idempotency_key", "IDENTITY"),
+)
+
+
+def _bronze_lineage(targets: StreamTargets) -> list[FieldMapping]:
+    copied = [(name, name, "IDENTITY") for name in _ENVELOPE]
+    # The typed columns are the payload's properties cast to the schema's type.
+    return copied + [(column, "payload", "TRANSFORMATION") for column, _ in targets.typed_columns]
 
 
 def stream_batch_events(
@@ -52,11 +77,19 @@ def stream_batch_events(
     error: str | None = None,
 ) -> dict[str, Any]:
     """One event of a micro-batch run; ``counts`` become outputStatistics on each output."""
+    topic = kafka_topic(targets.kafka_bootstrap, targets.topic, BRONZE_FIELDS)
     outputs = [
-        delta_table(targets.bronze_uri, BRONZE_FIELDS),
+        delta_table(targets.bronze_uri, BRONZE_FIELDS + targets.typed_columns),
         delta_table(targets.quarantine_uri, QUARANTINE_FIELDS),
         postgres_table(targets.pg_dsn, targets.pg_table, POSTGRES_FIELDS),
     ]
+    lineage = (
+        _bronze_lineage(targets),
+        [(name, name, "IDENTITY") for name in _ENVELOPE],
+        _POSTGRES_FROM_ENVELOPE,
+    )
+    for output, mappings in zip(outputs, lineage, strict=True):
+        output.setdefault("facets", {})["columnLineage"] = column_lineage(topic, mappings)
     if counts is not None:
         rows = (counts.bronze_rows, counts.quarantine_rows, counts.postgres_rows)
         for output, count in zip(outputs, rows, strict=True):
@@ -66,7 +99,7 @@ def stream_batch_events(
         run_id=run_id,
         job_namespace=namespace,
         job_name=stream_job_name(targets.source),
-        inputs=[kafka_topic(targets.kafka_bootstrap, targets.topic, BRONZE_FIELDS)],
+        inputs=[topic],
         outputs=outputs,
         error=error,
     )

@@ -84,6 +84,34 @@ def test_stream_batch_events_validate_and_name_datasets(validator: jsonschema.pr
         f["name"] for f in outs[("file", "/lake/bronze/orders")]["facets"]["schema"]["fields"]
     ]
     assert rec.events[3]["run"]["facets"]["errorMessage"]["message"] == "merge failed: deadlock"
+
+
+def test_stream_outputs_carry_column_lineage(validator: jsonschema.protocols.Validator) -> None:
+    rec = Recorder()
+    typed = StreamTargets(**{**targets().__dict__, "typed_columns": (("p_amount", "double"),)})
+    emit_stream_batch(LineageEmitter(rec), typed, BatchCounts(1, 0, 1))
+    assert_valid(validator, rec.events)
+    outs = {o["name"]: o["facets"] for o in rec.events[1]["outputs"]}
+    bronze = outs["/lake/bronze/orders"]
+    lineage = bronze["columnLineage"]
+    assert lineage["_schemaURL"].endswith("ColumnLineageDatasetFacet.json#/$defs/ColumnLineageDatasetFacet")
+    (amount,) = lineage["fields"]["p_amount"]["inputFields"]
+    assert (amount["namespace"], amount["name"], amount["field"]) == (
+        "kafka://127.0.0.1:19092",
+        "restlake.orders",
+        "payload",
+    )
+    assert amount["transformations"] == [{"type": "DIRECT", "subtype": "TRANSFORMATION", "masking": False}]
+    assert {"name": "p_amount", "type": "double"} in bronze["schema"]["fields"]
+    # Every bronze column the facet names exists in the schema facet, and vice versa.
+    assert set(lineage["fields"]) == {f["name"] for f in bronze["schema"]["fields"]}
+    pg = outs["ingest.raw.api_events"]["columnLineage"]["fields"]
+    assert pg["pulled_at"]["inputFields"][0]["field"] == "fetched_at"
+    assert pg["payload"]["inputFields"][0]["transformations"][0]["subtype"] == "TRANSFORMATION"
+    # id and updated_at are the merge's own, not derived from the topic.
+    assert "id" not in pg and "updated_at" not in pg
+    quarantine = outs["quarantine/orders"]["columnLineage"]["fields"]
+    assert "reason" not in quarantine and set(quarantine) <= {f for f in lineage["fields"]}
     assert SECRET not in json.dumps(rec.events)
 
 

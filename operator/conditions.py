@@ -144,20 +144,30 @@ def merge(
     Types the operator did not compute this time (``QualityPassing``, owned by the quality checks)
     are kept as they are; ``QualityPassing`` starts as Unknown.
     """
-    before = {c.get("type"): dict(c) for c in previous}
-    out: dict[str, dict[str, Any]] = {}
-    for cond in current:
-        entry = cond.as_dict(generation, now)
-        old = before.get(cond.type)
-        if old is not None and old.get("status") == cond.status and old.get("lastTransitionTime"):
-            entry["lastTransitionTime"] = old["lastTransitionTime"]
-        out[cond.type] = entry
-    for kind, old in before.items():
-        if kind not in out and kind is not None:
-            out[kind] = old
+    out = {c["type"]: c for c in transition(previous, current, generation=generation, now=now)}
     if QUALITY_PASSING not in out:
         out[QUALITY_PASSING] = Condition(
             QUALITY_PASSING, "Unknown", "NotEvaluated", "no quality results reported yet"
         ).as_dict(generation, now)
     rank = {kind: i for i, kind in enumerate(_ORDER)}
     return sorted(out.values(), key=lambda c: (rank.get(c["type"], len(rank)), c["type"]))
+
+
+def transition(
+    previous: Iterable[Mapping[str, Any]],
+    current: Iterable[Condition],
+    *,
+    generation: int | None,
+    now: str,
+) -> list[dict[str, Any]]:
+    """``current`` over ``previous``: ``lastTransitionTime`` kept where the status did not change,
+    types not in ``current`` kept as they are, in their previous order, new types after them."""
+    before = {c.get("type"): dict(c) for c in previous if c.get("type") is not None}
+    out: dict[str, dict[str, Any]] = dict(before)
+    for cond in current:
+        entry = cond.as_dict(generation, now)
+        old = before.get(cond.type)
+        if old is not None and old.get("status") == cond.status and old.get("lastTransitionTime"):
+            entry["lastTransitionTime"] = old["lastTransitionTime"]
+        out[cond.type] = entry
+    return list(out.values())

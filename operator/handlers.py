@@ -14,7 +14,7 @@ import kopf
 
 from restlake.contracts.spec import API_GROUP
 from restlake.errors import PermanentError, SpecError, TransientError
-from restlake.operator import conditions, reconcile
+from restlake.operator import backfills, conditions, reconcile
 from restlake.operator.kube import Kube
 from restlake.operator.settings import OperatorSettings
 
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 VERSION = "v1alpha1"
 PLURAL = "ingestionsources"
+BACKFILLS = "backfills"
 # kopf's own bookkeeping goes into annotations under this prefix: the CRD's status schema would
 # prune kopf's default status.kopf field, and the status belongs to the source's users.
 KOPF_PREFIX = "kopf.restlake.io"
@@ -109,7 +110,9 @@ def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     kopf.info(
         body,
         reason="Reconciled",
-        message=f"applied {', '.join(outcome.applied)}; phase {outcome.status['phase']}",
+        message=f"applied {', '.join(outcome.applied)}"
+        + (f"; deleted {', '.join(outcome.deleted)}" if outcome.deleted else "")
+        + f"; phase {outcome.status['phase']}",
     )
 
 
@@ -133,3 +136,49 @@ def refresh_status(body: kopf.Body, **_: Any) -> None:
         return
     if "phase" in changed:
         kopf.info(body, reason="PhaseChanged", message=f"{before.get('phase')} -> {changed['phase']}")
+
+
+@kopf.on.create(API_GROUP, VERSION, BACKFILLS)
+@kopf.on.resume(API_GROUP, VERSION, BACKFILLS)
+def start_backfill(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Create the Backfill's Job (once; a Backfill is one-shot and its spec immutable)."""
+    try:
+        status = backfills.start(_cluster(), body, _settings(), now=conditions.now_rfc3339())
+    except (TransientError, PermanentError) as exc:
+        kopf.warn(body, reason="BackfillNotStarted", message=str(exc))
+        _raise_for_kopf(exc)
+        return
+    if not status:
+        return
+    patch.status.update(status)
+    if status["phase"] == backfills.FAILED:
+        failed = next(c for c in status["conditions"] if c["type"] == backfills.FAILED_CONDITION)
+        kopf.warn(body, reason=failed["reason"], message=failed["message"])
+    else:
+        kopf.info(body, reason="JobCreated", message=f"created Job {status['jobName']}")
+
+
+def _unfinished(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") not in backfills.TERMINAL
+
+
+@kopf.timer(
+    API_GROUP, VERSION, BACKFILLS, interval=_settings().status_interval, initial_delay=1.0, when=_unfinished
+)
+def follow_backfill(body: kopf.Body, **_: Any) -> None:
+    """Mirror the Job's state into the Backfill's status until it succeeded or failed."""
+    name = body["metadata"]["name"]
+    try:
+        changed = backfills.follow(_cluster(), body, _settings(), now=conditions.now_rfc3339())
+        if changed:
+            # Guarded by resourceVersion: the running pod patches progress and summary meanwhile.
+            _cluster().patch_status(dict(body), changed)
+    except TransientError as exc:
+        log.info("backfill status refresh skipped backfill=%s reason=%s", name, exc)
+        return
+    except PermanentError as exc:
+        log.warning("backfill status refresh failed backfill=%s error=%s", name, exc)
+        return
+    if "phase" in changed:
+        before = (body.get("status") or {}).get("phase")
+        kopf.info(body, reason="PhaseChanged", message=f"{before} -> {changed['phase']}")

@@ -41,12 +41,15 @@ class Kind:
     namespaced: bool
 
     def path(self, name: str, namespace: str | None) -> str:
+        return f"{self.collection(namespace, name)}/{name}"
+
+    def collection(self, namespace: str | None, name: str = "*") -> str:
         base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
         if self.namespaced:
             if namespace is None:
                 raise PermanentError(f"{self.kind} {name} is namespaced but no namespace was given")
             base += f"/namespaces/{namespace}"
-        return f"{base}/{self.plural}/{name}"
+        return f"{base}/{self.plural}"
 
 
 def _error(status: int, body: bytes | None, reason: str | None, what: str) -> RestlakeError:
@@ -189,3 +192,65 @@ class Kube:
             return self._call("GET", found.path(name, namespace), what=f"get {kind} {namespace}/{name}")
         except NotFoundError:
             return None
+
+    def get_status(
+        self, api_version: str, kind: str, name: str, namespace: str | None
+    ) -> dict[str, Any] | None:
+        """The object read through its status subresource (what a status-only role may read)."""
+        found = self._kind(api_version, kind)
+        try:
+            return self._call(
+                "GET",
+                found.path(name, namespace) + "/status",
+                what=f"get status of {kind} {namespace}/{name}",
+            )
+        except NotFoundError:
+            return None
+
+    def merge_status(
+        self, api_version: str, kind: str, name: str, namespace: str | None, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge ``status`` into the status subresource unconditionally.
+
+        Only for keys nobody else writes (a Backfill's ``progress`` and ``summary``); conditions go
+        through ``patch_status``, which refuses to overwrite a newer object.
+        """
+        found = self._kind(api_version, kind)
+        return self._call(
+            "PATCH",
+            found.path(name, namespace) + "/status",
+            what=f"patch status of {kind} {namespace}/{name}",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+    def list(
+        self, api_version: str, kind: str, namespace: str | None, *, label_selector: str
+    ) -> list[dict[str, Any]]:
+        """The objects of ``kind`` in ``namespace`` matching ``label_selector`` (empty if not served)."""
+        if not self.served(api_version, kind):
+            return []
+        found = self._kind(api_version, kind)
+        listing = self._call(
+            "GET",
+            found.collection(namespace),
+            what=f"list {kind} in {namespace} ({label_selector})",
+            query=[("labelSelector", label_selector)],
+        )
+        return list(listing.get("items") or [])
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
+        """Delete the object, its dependents in the background; False when it was already gone."""
+        if not self.served(api_version, kind):
+            return False
+        found = self._kind(api_version, kind)
+        try:
+            self._call(
+                "DELETE",
+                found.path(name, namespace),
+                what=f"delete {kind} {namespace}/{name}",
+                query=[("propagationPolicy", "Background")],
+            )
+        except NotFoundError:
+            return False
+        return True

@@ -30,6 +30,8 @@ class Cluster(Protocol):
 
     def served(self, api_version: str, kind: str) -> bool: ...
 
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool: ...
+
 
 TopicCreator = Callable[..., bool]
 Scraper = Callable[..., scrape.Figures]
@@ -41,6 +43,7 @@ class Outcome:
 
     status: dict[str, Any]
     applied: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
     refused: list[compatibility.Incompatibility] = field(default_factory=list)
     topic_error: str | None = None
 
@@ -168,6 +171,7 @@ def reconcile(
     for obj in objects:
         cluster.apply(obj)
         applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
+    deleted = _delete_unwanted(cluster, source, owner)
 
     topic_error = None
     topic_condition: Condition | None = None
@@ -196,7 +200,22 @@ def reconcile(
         len(applied),
         len(refused),
     )
-    return Outcome(status=status, applied=applied, refused=refused, topic_error=topic_error)
+    return Outcome(status=status, applied=applied, deleted=deleted, refused=refused, topic_error=topic_error)
+
+
+def _delete_unwanted(cluster: Cluster, source: IngestionSource, owner: render.Owner) -> list[str]:
+    """Delete the quality CronJob once its schedule is removed (owner references only act on deletion)."""
+    if render.quality_schedule(source) is not None:
+        return []
+    name = render.child_name(owner.name, render.QUALITY)
+    live = cluster.get("batch/v1", "CronJob", name, owner.namespace)
+    if live is None:
+        return []
+    # Only ours: a CronJob of that name someone else made is not the operator's to remove.
+    if not any(ref.get("uid") == owner.uid for ref in live["metadata"].get("ownerReferences") or []):
+        return []
+    cluster.delete("batch/v1", "CronJob", name, owner.namespace)
+    return [f"CronJob/{name}"]
 
 
 def _previous(status: Mapping[str, Any], kind: str) -> Condition | None:

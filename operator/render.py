@@ -14,7 +14,9 @@ from typing import Any
 
 import yaml
 
-from restlake.contracts.spec import API_VERSION, KIND, IngestionSource, SecretRef
+from restlake.contracts.backfill import Backfill
+from restlake.contracts.spec import API_VERSION, KIND, ContainerResources, IngestionSource, SecretRef
+from restlake.operator import reporters
 from restlake.operator.settings import FIELD_MANAGER, OperatorSettings
 
 CONFIG_DIR = "/etc/restlake"
@@ -26,6 +28,11 @@ PAUSE_ANNOTATION = "restlake.io/pause-reconciliation"
 
 FETCHER = "fetcher"
 STREAM = "stream"
+BACKFILL = "backfill"
+QUALITY = "quality"
+BACKFILL_LABEL = "restlake.io/backfill"
+# Where the CLI writes its JSON summary; the operator reads it back from the pod's status.
+TERMINATION_LOG = "/dev/termination-log"
 
 STRIMZI_TOPIC_API = "kafka.strimzi.io/v1"
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1"
@@ -34,6 +41,9 @@ SERVICE_MONITOR_API = "monitoring.coreos.com/v1"
 DEFAULT_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
     FETCHER: {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
     STREAM: {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+    # Spark in local mode inside the pod: the driver is also the executor.
+    BACKFILL: {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "3Gi"}},
+    QUALITY: {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
 }
 # Kubernetes Service and label values are DNS-1123 labels: at most 63 characters.
 _MAX_NAME = 63
@@ -42,23 +52,26 @@ _UID = 10001
 
 @dataclass(frozen=True)
 class Owner:
-    """The IngestionSource that owns every rendered object (for ownerReferences and namespaces)."""
+    """The IngestionSource (or Backfill) that owns rendered objects (ownerReferences, namespaces)."""
 
     name: str
     namespace: str
     uid: str
+    kind: str = KIND
 
     @classmethod
     def of(cls, body: Any) -> Owner:
         meta = body["metadata"]
-        return cls(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+        return cls(
+            name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], kind=body.get("kind", KIND)
+        )
 
     def reference(self) -> dict[str, Any]:
         # controller: True makes `kubectl get deploy -o wide` and the GC treat the source as the owner;
         # blockOwnerDeletion keeps a foreground delete of the source waiting for its children.
         return {
             "apiVersion": API_VERSION,
-            "kind": KIND,
+            "kind": self.kind,
             "name": self.name,
             "uid": self.uid,
             "controller": True,
@@ -189,9 +202,14 @@ def _secret_env(source: IngestionSource) -> list[dict[str, Any]]:
     ]
 
 
-def _resources(source: IngestionSource, component: str) -> dict[str, Any]:
-    spec = source.spec.resources
-    chosen = getattr(spec, "fetcher" if component == FETCHER else "driver", None) if spec else None
+def _declared_resources(source: IngestionSource, component: str) -> ContainerResources | None:
+    declared = source.spec.resources
+    if declared is None:
+        return None
+    return declared.fetcher if component == FETCHER else declared.driver
+
+
+def _resources(chosen: ContainerResources | None, component: str) -> dict[str, Any]:
     if chosen is None:
         return json.loads(json.dumps(DEFAULT_RESOURCES[component]))
     return chosen.model_dump(mode="json", exclude_none=True)
@@ -228,12 +246,12 @@ def _common_env(settings: OperatorSettings) -> list[dict[str, Any]]:
     ]
 
 
-def _volumes(owner: Owner, items: list[str]) -> list[dict[str, Any]]:
+def _volumes(source: str, items: list[str]) -> list[dict[str, Any]]:
     return [
         {
             "name": "config",
             "configMap": {
-                "name": child_name(owner.name, "config"),
+                "name": child_name(source, "config"),
                 "items": [{"key": k, "path": k} for k in items],
             },
         },
@@ -249,14 +267,21 @@ def _mounts() -> list[dict[str, Any]]:
     ]
 
 
-def _pod_spec(settings: OperatorSettings, container: dict[str, Any], volumes: list[dict[str, Any]]) -> dict:
+def _pod_spec(
+    settings: OperatorSettings,
+    container: dict[str, Any],
+    volumes: list[dict[str, Any]],
+    *,
+    service_account: str | None = None,
+) -> dict:
     pod: dict[str, Any] = {
         "securityContext": _pod_security(),
         "containers": [container],
         "volumes": volumes,
     }
-    if settings.service_account:
-        pod["serviceAccountName"] = settings.service_account
+    account = service_account or settings.service_account
+    if account:
+        pod["serviceAccountName"] = account
     return pod
 
 
@@ -289,7 +314,7 @@ def fetcher_deployment(
         "envFrom": _env_from(settings),
         "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": "http"}},
         "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "http"}},
-        "resources": _resources(source, FETCHER),
+        "resources": _resources(_declared_resources(source, FETCHER), FETCHER),
         "securityContext": _container_security(),
         "volumeMounts": _mounts(),
     }
@@ -307,7 +332,7 @@ def fetcher_deployment(
                     "labels": labels(owner.name, FETCHER),
                     "annotations": {CONFIG_HASH: content_hash(text)},
                 },
-                "spec": _pod_spec(settings, container, _volumes(owner, [SOURCE_FILE])),
+                "spec": _pod_spec(settings, container, _volumes(owner.name, [SOURCE_FILE])),
             },
         },
     }
@@ -357,13 +382,13 @@ def stream_deployment(
             {"name": "SPARK_LOCAL_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         ],
         "envFrom": _env_from(settings),
-        "resources": _resources(source, STREAM),
+        "resources": _resources(_declared_resources(source, STREAM), STREAM),
         "securityContext": _container_security(),
         "volumeMounts": _mounts(),
     }
     if not container["envFrom"]:
         del container["envFrom"]
-    pod = _pod_spec(settings, container, _volumes(owner, [STREAM_FILE]))
+    pod = _pod_spec(settings, container, _volumes(owner.name, [STREAM_FILE]))
     # The job stops its query on SIGTERM and commits the batch in flight; give it time to.
     pod["terminationGracePeriodSeconds"] = 120
     return {
@@ -380,6 +405,155 @@ def stream_deployment(
                     "annotations": {CONFIG_HASH: content_hash(text)},
                 },
                 "spec": pod,
+            },
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Batch: the Backfill Job and the quality CronJob
+# ---------------------------------------------------------------------------------------------------
+
+
+def _namespace_env(variable: str) -> dict[str, Any]:
+    return {"name": variable, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
+
+
+def _batch_pod(
+    settings: OperatorSettings,
+    *,
+    container: str,
+    args: list[str],
+    source: str,
+    env: list[dict[str, Any]],
+    resources: dict[str, Any],
+) -> dict[str, Any]:
+    """A run-to-completion pod with the driver's image, env, config mount and security contexts.
+
+    The container's JSON summary goes to the termination log, and the log's tail stands in when
+    the process dies before writing it, so the verdict is readable from the pod's status alone.
+    """
+    spec: dict[str, Any] = {
+        "name": container,
+        "image": settings.spark_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": args,
+        "env": [
+            *_common_env(settings),
+            {"name": "HOME", "value": "/tmp"},
+            {"name": reporters.ENV_SOURCE_NAME, "value": source},
+            _namespace_env(reporters.ENV_SOURCE_NAMESPACE),
+            *env,
+        ],
+        "envFrom": _env_from(settings),
+        "resources": resources,
+        "securityContext": _container_security(),
+        "volumeMounts": _mounts(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if not spec["envFrom"]:
+        del spec["envFrom"]
+    pod = _pod_spec(
+        settings, spec, _volumes(source, [SOURCE_FILE]), service_account=settings.job_service_account
+    )
+    pod["restartPolicy"] = "Never"
+    return pod
+
+
+def backfill_job_name(backfill: str) -> str:
+    return child_name(backfill, BACKFILL)
+
+
+def backfill_args(backfill: Backfill, uid: str) -> list[str]:
+    """`restlake backfill` as the Job runs it; ``--run-id`` is the Backfill's uid, so a retried pod
+    resumes the same ledger run instead of starting a second one."""
+    return [
+        "restlake",
+        "backfill",
+        "-f",
+        f"{CONFIG_DIR}/{SOURCE_FILE}",
+        "--source",
+        backfill.spec.source,
+        *backfill.spec.cli_args(),
+        "--run-id",
+        uid,
+    ]
+
+
+def backfill_job(backfill: Backfill, owner: Owner, settings: OperatorSettings) -> dict[str, Any]:
+    """Job ``<backfill>-backfill``, owned by the Backfill, mounting its source's ConfigMap."""
+    source = backfill.spec.source
+    job_labels = {**labels(source, BACKFILL), BACKFILL_LABEL: owner.name}
+    pod = _batch_pod(
+        settings,
+        container=BACKFILL,
+        args=backfill_args(backfill, owner.uid),
+        source=source,
+        env=[
+            {"name": reporters.ENV_BACKFILL_NAME, "value": owner.name},
+            _namespace_env(reporters.ENV_BACKFILL_NAMESPACE),
+        ],
+        resources=_resources(backfill.spec.resources, BACKFILL),
+    )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": backfill_job_name(owner.name),
+            "namespace": owner.namespace,
+            "labels": job_labels,
+            "ownerReferences": [owner.reference()],
+        },
+        "spec": {
+            "backoffLimit": settings.backfill_backoff_limit,
+            "ttlSecondsAfterFinished": settings.backfill_ttl_seconds,
+            "template": {"metadata": {"labels": job_labels}, "spec": pod},
+        },
+    }
+
+
+def quality_schedule(source: IngestionSource) -> str | None:
+    quality = source.spec.quality
+    return quality.bronze.schedule if quality is not None else None
+
+
+def quality_cron_job(
+    source: IngestionSource, owner: Owner, settings: OperatorSettings, *, paused: bool
+) -> dict[str, Any] | None:
+    """CronJob ``<name>-quality`` running the bronze checkpoint, or None without a schedule.
+
+    ``Forbid``: two checkpoints over the same rows would both move the since-last-run mark. No
+    retries: a run that found failing expectations fails the same way again, and the next
+    scheduled run is the retry.
+    """
+    schedule = quality_schedule(source)
+    if schedule is None:
+        return None
+    pod = _batch_pod(
+        settings,
+        container=QUALITY,
+        args=["restlake", "quality", "run", "--source", owner.name, "-f", f"{CONFIG_DIR}/{SOURCE_FILE}"],
+        source=owner.name,
+        env=[],
+        resources=_resources(None, QUALITY),
+    )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": _metadata(child_name(owner.name, QUALITY), owner, QUALITY),
+        "spec": {
+            "schedule": schedule,
+            "suspend": paused,
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": settings.quality_history_limit,
+            "failedJobsHistoryLimit": settings.quality_history_limit,
+            "jobTemplate": {
+                "metadata": {"labels": labels(owner.name, QUALITY)},
+                "spec": {
+                    "backoffLimit": 0,
+                    "template": {"metadata": {"labels": labels(owner.name, QUALITY)}, "spec": pod},
+                },
             },
         },
     }
@@ -436,6 +610,9 @@ def render_all(
         fetcher_deployment(source, owner, settings, paused=paused),
         stream_deployment(source, owner, settings, paused=paused),
     ]
+    quality = quality_cron_job(source, owner, settings, paused=paused)
+    if quality is not None:
+        objects.append(quality)
     if strimzi:
         objects.append(kafka_topic(source, owner, settings))
     if prometheus:

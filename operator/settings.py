@@ -46,6 +46,27 @@ class OperatorSettings(BaseSettings):
     service_account: str | None = Field(
         None, description="ServiceAccount of the fetcher and driver pods; absent uses the namespace default."
     )
+    job_service_account: str | None = Field(
+        None,
+        description="ServiceAccount of the Backfill Job and quality CronJob pods: allowed to patch "
+        "backfills/status and ingestionsources/status (their progress and QualityPassing reporters); "
+        "absent uses service_account.",
+    )
+    backfill_backoff_limit: int = Field(
+        2,
+        ge=0,
+        description="Retries of a failed backfill pod; a retry resumes the same ledger run (--run-id), "
+        "so few are needed and more would only repeat a deterministic failure.",
+    )
+    backfill_ttl_seconds: int = Field(
+        86400,
+        ge=0,
+        description="Seconds a finished backfill Job (and its pod's logs) is kept; the Backfill keeps "
+        "the summary after the Job is gone.",
+    )
+    quality_history_limit: int = Field(
+        3, ge=0, description="Finished quality Jobs kept per source, successful and failed each."
+    )
     fetcher_command: list[str] = Field(
         default_factory=lambda: ["restlake", "fetcher", "run"],
         description="Fetcher entry point; `-f <source file> --ops-port <port> --no-create-topics "

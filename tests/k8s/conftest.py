@@ -68,12 +68,13 @@ def _wait_established(plane: harness.ControlPlane, names: list[str]) -> None:
 
 @pytest.fixture(scope="session")
 def crds(control_plane: harness.ControlPlane) -> list[str]:
-    """Our CRD, kopf's peering CRDs and the third-party ones the operator integrates with."""
+    """Our CRDs, kopf's peering CRDs and the third-party ones the operator integrates with."""
     missing = [n for n in THIRD_PARTY_CRDS if not (FIXTURE_CRDS / n).is_file()]
     if missing:
         pytest.skip(f"fixture CRDs {missing} not found in {FIXTURE_CRDS} (shared/ must sit beside the repo)")
     files = [
         REPO / "crds" / "ingestionsources.restlake.io.yaml",
+        REPO / "crds" / "backfills.restlake.io.yaml",
         PEERING_CRDS,
         *(FIXTURE_CRDS / n for n in THIRD_PARTY_CRDS),
     ]

@@ -36,13 +36,24 @@ KUBE_VERSION = "1.34.0"
 OPERATOR_RULES: list[dict[str, Any]] = [
     {
         "apiGroups": ["restlake.io"],
-        "resources": ["ingestionsources"],
+        "resources": ["ingestionsources", "backfills"],
         "verbs": ["get", "list", "watch", "patch"],
     },
-    {"apiGroups": ["restlake.io"], "resources": ["ingestionsources/status"], "verbs": ["patch"]},
-    {"apiGroups": ["restlake.io"], "resources": ["ingestionsources/finalizers"], "verbs": ["update"]},
+    {
+        "apiGroups": ["restlake.io"],
+        "resources": ["ingestionsources/status", "backfills/status"],
+        "verbs": ["patch"],
+    },
+    {
+        "apiGroups": ["restlake.io"],
+        "resources": ["ingestionsources/finalizers", "backfills/finalizers"],
+        "verbs": ["update"],
+    },
     {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "create", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {"apiGroups": ["kafka.strimzi.io"], "resources": ["kafkatopics"], "verbs": ["get", "create", "patch"]},
     {
@@ -50,6 +61,17 @@ OPERATOR_RULES: list[dict[str, Any]] = [
         "resources": ["servicemonitors"],
         "verbs": ["get", "create", "patch"],
     },
+]
+
+
+# What the Backfill Job and quality CronJob pods may do: report into status, nothing else
+# (the same rules tests/k8s/test_backfill.py binds to exercise the reporters).
+JOB_RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": ["restlake.io"],
+        "resources": ["backfills/status", "ingestionsources/status"],
+        "verbs": ["get", "patch"],
+    }
 ]
 
 
@@ -109,6 +131,9 @@ def test_default_render_has_exactly_the_expected_objects(helm: Path) -> None:
             ("ServiceAccount", "rl-restlake-operator"),
             ("Role", "rl-restlake-operator"),
             ("RoleBinding", "rl-restlake-operator"),
+            ("ServiceAccount", "rl-restlake-jobs"),
+            ("Role", "rl-restlake-jobs"),
+            ("RoleBinding", "rl-restlake-jobs"),
             ("KopfPeering", "rl-restlake-operator"),
             ("Deployment", "rl-restlake-operator"),
             ("Service", "rl-restlake-operator"),
@@ -135,6 +160,13 @@ def test_namespaced_rbac_is_exact(helm: Path) -> None:
         {"kind": "ServiceAccount", "name": "rl-restlake-operator", "namespace": NAMESPACE}
     ]
     assert not [key for key in docs if key[0].startswith("Cluster")]
+    jobs = docs["Role", "rl-restlake-jobs"]
+    assert jobs["rules"] == JOB_RULES
+    assert docs["RoleBinding", "rl-restlake-jobs"]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rl-restlake-jobs", "namespace": NAMESPACE}
+    ]
+    env = env_of(container(docs["Deployment", "rl-restlake-operator"], "operator"))
+    assert env["RESTLAKE_OPERATOR_JOB_SERVICE_ACCOUNT"] == "rl-restlake-jobs"
 
 
 def test_watch_all_namespaces_switches_to_cluster_scope(helm: Path) -> None:
@@ -153,6 +185,9 @@ def test_watch_all_namespaces_switches_to_cluster_scope(helm: Path) -> None:
     assert ("ClusterKopfPeering", "rl-restlake-operator") in docs
     env = env_of(container(docs["Deployment", "rl-restlake-operator"], "operator"))
     assert env["RESTLAKE_OPERATOR_NAMESPACES"] == "[]"
+    # A ServiceAccount serves pods of its own namespace only: the job pods go without it here.
+    assert not [key for key in docs if key[1] == "rl-restlake-jobs"]
+    assert "RESTLAKE_OPERATOR_JOB_SERVICE_ACCOUNT" not in env
 
 
 def test_operator_env_is_what_the_operator_settings_read(helm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,6 +214,7 @@ def test_operator_env_is_what_the_operator_settings_read(helm: Path, monkeypatch
     assert settings.topic_replicas == 3
     assert settings.kafka_bootstrap == "restlake-kafka-kafka-bootstrap:9092"
     assert settings.lake_secret == "restlake-lake"
+    assert settings.job_service_account == "rl-restlake-jobs"
     assert (settings.pg_dsn_secret, settings.pg_dsn_key) == ("restlake-postgres", "dsn")
     # The drivers the operator renders must reach the master Service this chart renders.
     master = docs["Service", "rl-restlake-spark-master"]
@@ -330,6 +366,9 @@ def test_install_creates_the_objects(helm: Path, cluster: Any, installed: dict[s
         ("serviceaccount", "restlake-operator"),
         ("role", "restlake-operator"),
         ("rolebinding", "restlake-operator"),
+        ("serviceaccount", "restlake-jobs"),
+        ("role", "restlake-jobs"),
+        ("rolebinding", "restlake-jobs"),
         ("kopfpeerings.kopf.dev", "restlake-operator"),
         ("deployment", "restlake-operator"),
         ("service", "restlake-operator"),
@@ -340,6 +379,8 @@ def test_install_creates_the_objects(helm: Path, cluster: Any, installed: dict[s
         assert _get(cluster, ns, kind, name)["metadata"]["labels"]["app.kubernetes.io/instance"] == release
     crd = json.loads(cluster.kubectl("get", "crd", "ingestionsources.restlake.io", "-o", "json").stdout)
     assert crd["spec"]["names"]["shortNames"] == ["isrc"]
+    backfills = json.loads(cluster.kubectl("get", "crd", "backfills.restlake.io", "-o", "json").stdout)
+    assert backfills["spec"]["names"]["shortNames"] == ["bf"]
     status = json.loads(
         run_helm(helm, "status", release, "-n", ns, "--kubeconfig", str(cluster.kubeconfig), "-o", "json")
     )
@@ -364,6 +405,11 @@ def test_installed_rbac_grants_exactly_the_operator_verbs(cluster: Any, installe
         ("patch", "ingestionsources.restlake.io/status"),
         ("update", "ingestionsources.restlake.io/finalizers"),
         ("patch", "deployments.apps"),
+        ("watch", "backfills.restlake.io"),
+        ("patch", "backfills.restlake.io/status"),
+        ("create", "jobs.batch"),
+        ("delete", "cronjobs.batch"),
+        ("list", "pods"),
         ("create", "configmaps"),
         ("create", "events"),
         ("patch", "kopfpeerings.kopf.dev"),
@@ -378,6 +424,30 @@ def test_installed_rbac_grants_exactly_the_operator_verbs(cluster: Any, installe
     )
     assert not _can(cluster, ns, "patch", "clusterkopfpeerings.kopf.dev")
     assert not _can(cluster, ns, "update", "ingestionsources.restlake.io/status"), "status is patched only"
+    assert not _can(cluster, ns, "delete", "jobs.batch"), "a finished Job goes by its TTL"
+    assert not _can(cluster, ns, "get", "pods"), "pods are only listed, for termination messages"
+
+
+def test_installed_job_pods_may_only_report_status(cluster: Any, installed: dict[str, str]) -> None:
+    ns = installed["namespace"]
+
+    def can(verb: str, resource: str) -> bool:
+        who = f"system:serviceaccount:{ns}:restlake-jobs"
+        resource, _, subresource = resource.partition("/")
+        args = ["auth", "can-i", verb, "-n", ns, f"--as={who}", resource]
+        args += [f"--subresource={subresource}"] if subresource else []
+        return cluster.kubectl(*args, check=False).stdout.strip() == "yes"
+
+    for resource in ("backfills.restlake.io/status", "ingestionsources.restlake.io/status"):
+        assert can("patch", resource) and can("get", resource), resource
+    for verb, resource in [
+        ("get", "ingestionsources.restlake.io"),
+        ("patch", "backfills.restlake.io"),
+        ("update", "ingestionsources.restlake.io/status"),
+        ("get", "secrets"),
+        ("create", "jobs.batch"),
+    ]:
+        assert not can(verb, resource), f"job pods may {verb} {resource}"
 
 
 def test_installed_rbac_covers_the_integrations(

@@ -288,8 +288,9 @@ def test_kubectl_get_isrc_shows_the_printer_columns(
     row = out[1].split()
     assert row[:5] == ["github-issues", "Provisioning", "False", "1234", "7"]
     assert row[5].endswith(("d", "y"))  # 1.7e9 is in 2023: a relative age in days or years
-    short = control_plane.kubectl("get", "restlake", "-n", namespace).stdout  # the category
-    assert short.splitlines()[1].split()[0] == "github-issues"
+    # The category holds IngestionSources and Backfills, so kubectl names each row with its kind.
+    short = control_plane.kubectl("get", "restlake", "-n", namespace).stdout
+    assert short.splitlines()[1].split()[0] == "ingestionsource.restlake.io/github-issues"
 
 
 def test_replicas_register_in_the_kopf_peering(operator: Any, control_plane: Any) -> None:

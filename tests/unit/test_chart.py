@@ -36,6 +36,7 @@ OPAQUE = {
     "operator.affinity",
     "operator.extraEnv",
     "serviceAccount.annotations",
+    "jobs.serviceAccount.annotations",
     "spark.podSecurityContext",
     "spark.securityContext",
     "spark.master.resources",

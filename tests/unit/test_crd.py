@@ -31,6 +31,8 @@ ALLOWED_KEYS = {
     "pattern",
     "minItems",
     "maxItems",
+    "minProperties",
+    "maxProperties",
     "required",
     "properties",
     "additionalProperties",
@@ -44,8 +46,8 @@ ALLOWED_KEYS = {
 }
 
 
-def schema() -> dict[str, Any]:
-    return crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+def schema(definition: crd.Definition = crd.INGESTION_SOURCE) -> dict[str, Any]:
+    return crd.build_crd(definition)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
 def structural_problems(node: dict[str, Any], path: str, *, is_property: bool) -> list[str]:
@@ -79,19 +81,24 @@ def structural_problems(node: dict[str, Any], path: str, *, is_property: bool) -
     return found
 
 
-def test_committed_crd_is_up_to_date() -> None:
-    assert COMMITTED.exists(), f"{COMMITTED} is missing; run `make crds`"
-    if COMMITTED.read_text(encoding="utf-8") != crd.render_crd():
-        pytest.fail(f"{COMMITTED.relative_to(REPO)} is out of date with the spec model; run `make crds`")
+@pytest.mark.parametrize("definition", crd.DEFINITIONS, ids=lambda d: d.kind)
+def test_committed_crd_is_up_to_date(definition: crd.Definition) -> None:
+    committed = REPO / "crds" / definition.filename
+    assert committed.exists(), f"{committed} is missing; run `make crds`"
+    if committed.read_text(encoding="utf-8") != crd.render_crd(definition):
+        pytest.fail(f"{committed.relative_to(REPO)} is out of date with {definition.module}; run `make crds`")
 
 
-def test_rendering_is_deterministic() -> None:
-    assert crd.render_crd() == crd.render_crd()
+@pytest.mark.parametrize("definition", crd.DEFINITIONS, ids=lambda d: d.kind)
+def test_rendering_is_deterministic(definition: crd.Definition) -> None:
+    assert crd.render_crd(definition) == crd.render_crd(definition)
 
 
-def test_schema_is_structural_and_documented() -> None:
-    assert structural_problems(schema(), "", is_property=False) == []
-    assert "$ref" not in crd.render_crd() and "oneOf" not in crd.render_crd()
+@pytest.mark.parametrize("definition", crd.DEFINITIONS, ids=lambda d: d.kind)
+def test_schema_is_structural_and_documented(definition: crd.Definition) -> None:
+    assert structural_problems(schema(definition), "", is_property=False) == []
+    text = crd.render_crd(definition)
+    assert "$ref" not in text and "oneOf" not in text and "patternProperties" not in text
 
 
 def test_names_versions_and_status_subresource() -> None:
@@ -200,4 +207,54 @@ def test_check_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert crd.main(["--check", str(tmp_path)]) == 1
     assert "run `make crds`" in capsys.readouterr().err
     assert crd.main(["--write", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "backfills.restlake.io.yaml",
+        "ingestionsources.restlake.io.yaml",
+    ]
     assert crd.main(["--check", str(tmp_path)]) == 0
+    (tmp_path / "backfills.restlake.io.yaml").write_text("stale")
+    assert crd.main(["--check", str(tmp_path)]) == 1
+    assert "backfill.py; run `make crds`" in capsys.readouterr().err
+
+
+def test_backfill_crd_names_columns_and_rules() -> None:
+    doc = yaml.safe_load((REPO / "crds" / "backfills.restlake.io.yaml").read_text())
+    assert doc["metadata"]["name"] == "backfills.restlake.io"
+    assert doc["spec"]["names"] == {
+        "kind": "Backfill",
+        "listKind": "BackfillList",
+        "plural": "backfills",
+        "singular": "backfill",
+        "shortNames": ["bf"],
+        "categories": ["restlake"],
+    }
+    (version,) = doc["spec"]["versions"]
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Source",
+        "Phase",
+        "Rows",
+        "Total",
+        "Age",
+    ]
+    spec = schema(crd.BACKFILL)["properties"]["spec"]
+    assert spec["required"] == ["source"]
+    rules = {r["rule"]: r["message"] for r in spec["x-kubernetes-validations"]}
+    assert rules["self == oldSelf"].startswith("a Backfill is one-shot")
+    assert "has(self.kafka) || has(self.bronze)" in rules
+    offsets = spec["properties"]["kafka"]["properties"]["fromOffsets"]
+    assert offsets["additionalProperties"] == {"type": "integer", "minimum": 0}
+    as_of = spec["properties"]["bronze"]["properties"]["asOf"]
+    assert as_of["x-kubernetes-int-or-string"] is True
+    status = schema(crd.BACKFILL)["properties"]["status"]["properties"]
+    assert set(status) == {
+        "phase",
+        "observedGeneration",
+        "jobName",
+        "conditions",
+        "startTime",
+        "completionTime",
+        "progress",
+        "summary",
+    }
+    assert status["summary"]["x-kubernetes-preserve-unknown-fields"] is True

@@ -84,26 +84,29 @@ app.kubernetes.io/component: {{ .component }}
 {{/*
 The operator's permissions, shared by the namespaced Role and the ClusterRole so the two
 modes can never drift apart. Each verb is one restlake.operator or kopf exercises:
-- IngestionSources: kopf lists and watches them and patches its progress annotations and
-  finalizers; status is patched through the subresource; `update` on finalizers is what
-  owner references with blockOwnerDeletion require (OwnerReferencesPermissionEnforcement).
+- IngestionSources and Backfills: kopf lists and watches them and patches its progress
+  annotations and finalizers; status is patched through the subresource; `update` on
+  finalizers is what owner references with blockOwnerDeletion require
+  (OwnerReferencesPermissionEnforcement).
 - What it renders per source (ConfigMap, fetcher Service, Deployments, KafkaTopic,
-  ServiceMonitor): server-side apply is a PATCH, and a PATCH that creates an object is also
-  authorised as `create`; the status refresh reads them back with `get`. Nothing is listed,
-  watched or deleted: owner references let the garbage collector delete them.
+  ServiceMonitor, quality CronJob) and per Backfill (Job): server-side apply is a PATCH, and a
+  PATCH that creates an object is also authorised as `create`; the status refresh reads them
+  back with `get`. Owner references let the garbage collector delete them; the one deletion
+  is the quality CronJob when its schedule is removed from the spec.
+- Pods: `list` only, to read a finished backfill pod's termination message (its summary).
 - Events (core/v1, as kopf posts them).
 Optional APIs (Strimzi, Prometheus Operator) are detected through discovery, which needs no
 rule. Peering rules are added by operator-rbac.yaml, per scope.
 */}}
 {{- define "restlake.operator.rules" -}}
 - apiGroups: [restlake.io]
-  resources: [ingestionsources]
+  resources: [ingestionsources, backfills]
   verbs: [get, list, watch, patch]
 - apiGroups: [restlake.io]
-  resources: [ingestionsources/status]
+  resources: [ingestionsources/status, backfills/status]
   verbs: [patch]
 - apiGroups: [restlake.io]
-  resources: [ingestionsources/finalizers]
+  resources: [ingestionsources/finalizers, backfills/finalizers]
   verbs: [update]
 - apiGroups: [""]
   resources: [configmaps, services]
@@ -111,6 +114,15 @@ rule. Peering rules are added by operator-rbac.yaml, per scope.
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, create, patch]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, create, patch]
+- apiGroups: [batch]
+  resources: [cronjobs]
+  verbs: [get, create, patch, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
@@ -120,4 +132,9 @@ rule. Peering rules are added by operator-rbac.yaml, per scope.
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
   verbs: [get, create, patch]
+{{- end }}
+
+{{/* ServiceAccount of the Backfill Job and quality CronJob pods. */}}
+{{- define "restlake.jobs.serviceAccountName" -}}
+{{- default (printf "%s-jobs" (include "restlake.fullname" .) | trunc 63 | trimSuffix "-") .Values.jobs.serviceAccount.name }}
 {{- end }}

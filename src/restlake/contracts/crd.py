@@ -1,8 +1,9 @@
-"""Generate the IngestionSource CRD from the pydantic model, so the two cannot disagree.
+"""Generate the CRDs from the pydantic models, so a CRD and its model cannot disagree.
 
     python -m restlake.contracts.crd --write crds/    # what `make crds` runs
-    python -m restlake.contracts.crd --check crds/    # exit 1 when the committed file is stale
+    python -m restlake.contracts.crd --check crds/    # exit 1 when a committed file is stale
 
+One CRD per definition in ``DEFINITIONS``: IngestionSource (``spec.py``) and Backfill (``backfill.py``).
 Kubernetes wants a *structural* schema: every node typed, no ``$ref``, no ``anyOf``/``oneOf``
 deciding types. pydantic's JSON Schema is converted accordingly: refs are inlined, ``Optional`` just
 leaves the field out of ``required``, and a discriminated union becomes one object with the union of
@@ -16,11 +17,14 @@ import argparse
 import copy
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
+from restlake.contracts import backfill
 from restlake.contracts.spec import API_GROUP, DNS1123_LABEL, KIND, IngestionSource
 
 VERSION = "v1alpha1"
@@ -30,11 +34,6 @@ SHORT_NAMES = ["isrc"]
 CATEGORIES = ["restlake"]
 CRD_NAME = f"{PLURAL}.{API_GROUP}"
 FILENAME = f"{CRD_NAME}.yaml"
-
-HEADER = (
-    "# Generated from src/restlake/contracts/spec.py by `make crds`"
-    " (python -m restlake.contracts.crd --write crds/). Do not edit.\n"
-)
 
 # Copied as they are; anything else pydantic emits (title, additionalProperties: false, ...) is dropped.
 _VALUE_KEYS = (
@@ -50,6 +49,8 @@ _VALUE_KEYS = (
     "pattern",
     "minItems",
     "maxItems",
+    "minProperties",
+    "maxProperties",
 )
 # Output order of a node's keys: type and description first, so the YAML reads top-down.
 _KEY_ORDER = (
@@ -110,6 +111,79 @@ PRINTER_COLUMNS = [
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
+
+BACKFILL_PRINTER_COLUMNS = [
+    {"name": "Source", "type": "string", "jsonPath": ".spec.source", "description": "The IngestionSource."},
+    {
+        "name": "Phase",
+        "type": "string",
+        "jsonPath": ".status.phase",
+        "description": "Pending, Running, Succeeded or Failed.",
+    },
+    {
+        "name": "Rows",
+        "type": "integer",
+        "jsonPath": ".status.progress.rowsDone",
+        "description": "Rows merged so far.",
+    },
+    {
+        "name": "Total",
+        "type": "integer",
+        "jsonPath": ".status.progress.rowsTotal",
+        "description": "Rows to merge in total.",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One custom resource: its model, names and the module the model lives in (for the header)."""
+
+    model: type[BaseModel]
+    kind: str
+    plural: str
+    singular: str
+    short_names: list[str]
+    printer_columns: list[dict[str, str]]
+    module: str
+    categories: list[str] = field(default_factory=lambda: list(CATEGORIES))
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{API_GROUP}"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.crd_name}.yaml"
+
+    @property
+    def header(self) -> str:
+        return (
+            f"# Generated from {self.module} by `make crds`"
+            " (python -m restlake.contracts.crd --write crds/). Do not edit.\n"
+        )
+
+
+INGESTION_SOURCE = Definition(
+    model=IngestionSource,
+    kind=KIND,
+    plural=PLURAL,
+    singular=SINGULAR,
+    short_names=SHORT_NAMES,
+    printer_columns=PRINTER_COLUMNS,
+    module="src/restlake/contracts/spec.py",
+)
+BACKFILL = Definition(
+    model=backfill.Backfill,
+    kind=backfill.KIND,
+    plural="backfills",
+    singular="backfill",
+    short_names=["bf"],
+    printer_columns=BACKFILL_PRINTER_COLUMNS,
+    module="src/restlake/contracts/backfill.py",
+)
+DEFINITIONS = (INGESTION_SOURCE, BACKFILL)
 
 
 class SchemaConversionError(ValueError):
@@ -179,6 +253,18 @@ class _Converter:
     def _object(self, node: dict[str, Any], out: dict[str, Any], path: str) -> None:
         properties = node.get("properties", {})
         extra = node.get("additionalProperties")
+        patterns = node.get("patternProperties", {})
+        if patterns:
+            # A map with constrained keys: structural schemas have no patternProperties, so the
+            # values are typed by additionalProperties and the keys checked by a CEL rule.
+            if len(patterns) > 1 or properties or extra is not None:
+                raise SchemaConversionError(f"{path}: patternProperties beside other key rules")
+            ((pattern, extra),) = patterns.items()
+            rules = out.setdefault("x-kubernetes-validations", [])
+            if not any(f"matches('{pattern}')" in r["rule"] for r in rules):
+                rules.append(
+                    {"rule": f"self.all(k, k.matches('{pattern}'))", "message": f"keys must match {pattern}"}
+                )
         if properties:
             out["properties"] = {k: self.convert(v, f"{path}.{k}") for k, v in properties.items()}
             if node.get("required"):
@@ -326,9 +412,9 @@ def _ordered(node: dict[str, Any]) -> dict[str, Any]:
     return {**known, **{k: node[k] for k in sorted(node) if k not in known}}
 
 
-def openapi_schema() -> dict[str, Any]:
-    """The structural ``openAPIV3Schema`` of the IngestionSource resource."""
-    source = IngestionSource.model_json_schema(by_alias=True, mode="validation")
+def openapi_schema(definition: Definition = INGESTION_SOURCE) -> dict[str, Any]:
+    """The structural ``openAPIV3Schema`` of one resource (the IngestionSource by default)."""
+    source = definition.model.model_json_schema(by_alias=True, mode="validation")
     converter = _Converter(source.get("$defs", {}))
     properties = source["properties"]
     return _ordered(
@@ -351,24 +437,24 @@ def openapi_schema() -> dict[str, Any]:
     )
 
 
-def build_crd() -> dict[str, Any]:
-    """The CustomResourceDefinition object."""
+def build_crd(definition: Definition = INGESTION_SOURCE) -> dict[str, Any]:
+    """The CustomResourceDefinition object of one resource (the IngestionSource by default)."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": CRD_NAME,
+            "name": definition.crd_name,
             "labels": {"app.kubernetes.io/name": "restlake", "app.kubernetes.io/part-of": "restlake"},
         },
         "spec": {
             "group": API_GROUP,
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": SHORT_NAMES,
-                "categories": CATEGORIES,
+                "kind": definition.kind,
+                "listKind": f"{definition.kind}List",
+                "plural": definition.plural,
+                "singular": definition.singular,
+                "shortNames": definition.short_names,
+                "categories": definition.categories,
             },
             "scope": "Namespaced",
             "versions": [
@@ -377,8 +463,8 @@ def build_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                    "schema": {"openAPIV3Schema": openapi_schema()},
+                    "additionalPrinterColumns": definition.printer_columns,
+                    "schema": {"openAPIV3Schema": openapi_schema(definition)},
                 }
             ],
         },
@@ -390,10 +476,10 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-def render_crd() -> str:
+def render_crd(definition: Definition = INGESTION_SOURCE) -> str:
     """The CRD as committed in ``crds/``: YAML, deterministic."""
-    body = yaml.dump(build_crd(), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
-    return HEADER + body
+    body = yaml.dump(build_crd(definition), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+    return definition.header + body
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -401,24 +487,25 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m restlake.contracts.crd", description=__doc__.splitlines()[0]
     )
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--write", metavar="DIR", type=Path, help="write the CRD into DIR")
-    group.add_argument("--check", metavar="DIR", type=Path, help="fail if the CRD in DIR is not up to date")
+    group.add_argument("--write", metavar="DIR", type=Path, help="write the CRDs into DIR")
+    group.add_argument("--check", metavar="DIR", type=Path, help="fail if a CRD in DIR is not up to date")
     args = parser.parse_args(argv)
-    text = render_crd()
     if args.write is not None:
         args.write.mkdir(parents=True, exist_ok=True)
-        (args.write / FILENAME).write_text(text, encoding="utf-8")
-        print(f"wrote {args.write / FILENAME}")
+        for definition in DEFINITIONS:
+            (args.write / definition.filename).write_text(render_crd(definition), encoding="utf-8")
+            print(f"wrote {args.write / definition.filename}")
         return 0
-    target = args.check / FILENAME
-    current = target.read_text(encoding="utf-8") if target.exists() else None
-    if current != text:
-        print(
-            f"{target} is out of date with src/restlake/contracts/spec.py; run `make crds`", file=sys.stderr
-        )
-        return 1
-    print(f"{target} is up to date")
-    return 0
+    stale = 0
+    for definition in DEFINITIONS:
+        target = args.check / definition.filename
+        current = target.read_text(encoding="utf-8") if target.exists() else None
+        if current != render_crd(definition):
+            print(f"{target} is out of date with {definition.module}; run `make crds`", file=sys.stderr)
+            stale += 1
+        else:
+            print(f"{target} is up to date")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ class FakeCluster:
 
     def __init__(self, *, strimzi: bool = True, prometheus: bool = True) -> None:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.kinds = {"ConfigMap", "Service", "Deployment"}
+        self.kinds = {"ConfigMap", "Service", "Deployment", "CronJob"}
         self.kinds |= {"KafkaTopic"} if strimzi else set()
         self.kinds |= {"ServiceMonitor"} if prometheus else set()
         self.applies = 0
@@ -44,6 +44,9 @@ class FakeCluster:
 
     def served(self, api_version: str, kind: str) -> bool:
         return kind in self.kinds
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
+        return self.objects.pop((kind, name), None) is not None
 
     def set_status(self, kind: str, name: str, status: dict[str, Any], generation: int = 1) -> None:
         self.objects[(kind, name)]["status"] = status
@@ -311,3 +314,68 @@ def test_an_unreachable_broker_is_a_transient_error() -> None:
         TransientError, match=r"could not create Kafka topic 'restlake\.x' via 127\.0\.0\.1:9"
     ):
         ensure_topic("127.0.0.1:9", "restlake.x", partitions=1, replicas=1, timeout=1.0)
+
+
+def with_schedule(schedule: str | None, generation: int = 1) -> dict[str, Any]:
+    return body(generation, quality={"bronze": {"schedule": schedule}} if schedule else {})
+
+
+def test_quality_schedule_creates_updates_and_deletes_the_cron_job() -> None:
+    cluster = FakeCluster()
+    out = reconcile.reconcile(
+        cluster, with_schedule("*/30 * * * *"), SETTINGS, now=NOW, create_topic=no_topic
+    )
+    assert "CronJob/github-issues-quality" in out.applied and out.deleted == []
+    assert cluster.objects[("CronJob", "github-issues-quality")]["spec"]["schedule"] == "*/30 * * * *"
+
+    out = reconcile.reconcile(cluster, with_schedule("@daily", 2), SETTINGS, now=NOW, create_topic=no_topic)
+    assert cluster.objects[("CronJob", "github-issues-quality")]["spec"]["schedule"] == "@daily"
+
+    out = reconcile.reconcile(cluster, with_schedule(None, 3), SETTINGS, now=NOW, create_topic=no_topic)
+    assert out.deleted == ["CronJob/github-issues-quality"]
+    assert "CronJob/github-issues-quality" not in out.applied
+    assert ("CronJob", "github-issues-quality") not in cluster.objects
+    out = reconcile.reconcile(cluster, with_schedule(None, 4), SETTINGS, now=NOW, create_topic=no_topic)
+    assert out.deleted == []
+
+
+def test_a_cron_job_of_the_same_name_that_is_not_ours_is_left_alone() -> None:
+    cluster = FakeCluster()
+    cluster.objects[("CronJob", "github-issues-quality")] = {
+        "metadata": {"name": "github-issues-quality", "ownerReferences": [{"uid": "someone-else"}]}
+    }
+    out = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    assert out.deleted == []
+    assert ("CronJob", "github-issues-quality") in cluster.objects
+
+
+def test_pause_suspends_the_quality_cron_job() -> None:
+    cluster = FakeCluster()
+    paused = with_schedule("@hourly")
+    paused["metadata"]["annotations"] = {"restlake.io/pause-reconciliation": "true"}
+    reconcile.reconcile(cluster, paused, SETTINGS, now=NOW, create_topic=no_topic)
+    assert cluster.objects[("CronJob", "github-issues-quality")]["spec"]["suspend"] is True
+
+
+def test_reconcile_and_refresh_keep_the_quality_passing_condition_the_checks_wrote() -> None:
+    cluster = FakeCluster()
+    first = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    written = {
+        "type": "QualityPassing",
+        "status": "False",
+        "reason": "ExpectationsFailed",
+        "message": "2 of 9 expectations failed",
+        "lastTransitionTime": "2030-01-01T00:05:00Z",
+        "observedGeneration": 1,
+    }
+    live = body(2, poll={"interval": "5m"})
+    live["status"] = {
+        **first.status,
+        "conditions": [c if c["type"] != "QualityPassing" else written for c in first.status["conditions"]],
+    }
+    later = "2030-01-02T00:00:00Z"
+    out = reconcile.reconcile(cluster, live, SETTINGS, now=later, create_topic=no_topic)
+    assert cond(out.status, "QualityPassing") == written
+    live["status"] = out.status
+    patch = reconcile.refresh(cluster, live, SETTINGS, now=later, scraper=lambda *_, **__: scrape.Figures())
+    assert cond(patch, "QualityPassing") == written

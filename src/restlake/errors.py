@@ -38,3 +38,15 @@ class SpecError(PermanentError):
 
 class StackError(RestlakeError):
     """The local stack (Kafka, Postgres, Spark jars) could not be started, found or stopped."""
+
+
+class BackfillRangeError(ConfigError):
+    """A backfill's range cannot be replayed as given; ``option`` is the CLI option to change.
+
+    Raised before anything is merged: mixed Kafka and bronze options, a missing bronze table, a
+    version past the latest or before the oldest the table still keeps, a time before it existed.
+    """
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option}: {message}")
+        self.option = option

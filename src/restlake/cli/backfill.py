@@ -1,4 +1,9 @@
-"""`restlake backfill`: replay a Kafka range of one source into Postgres, idempotently."""
+"""`restlake backfill`: replay one source into Postgres, idempotently, from Kafka or from bronze.
+
+Kafka: ``--from-time``/``--from-offsets`` [``--to-time``/``--to-offsets``]. Bronze:
+``--from-version N`` [``--to-version M``] (the rows versions N..M appended) or ``--as-of V|TIME``
+(every row of one snapshot). A progress bar goes to stderr, the JSON summary to stdout.
+"""
 
 from __future__ import annotations
 
@@ -36,14 +41,33 @@ def backfill(
     to_offsets: str | None = typer.Option(
         None, "--to-offsets", help="Stop before these offsets (exclusive): partition:offset[,…]."
     ),
+    from_version: int | None = typer.Option(
+        None,
+        "--from-version",
+        min=0,
+        help="Bronze: re-merge the rows that table versions from here to --to-version appended.",
+    ),
+    to_version: int | None = typer.Option(
+        None,
+        "--to-version",
+        min=0,
+        help="Bronze: last table version of the range, inclusive (default: latest).",
+    ),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="Bronze: re-merge every row of the table as of this version or ISO 8601 time (time travel).",
+    ),
     run_id: str | None = typer.Option(None, help="Ledger id of this run (default: random); reuse to resume."),
     chunk_rows: int = typer.Option(10_000, min=1, help="Rows per merge transaction."),
     master: str = typer.Option("local[2]", help="Spark master: local[N] or spark://host:port."),
 ) -> None:
-    """Re-read a source's topic by time or offsets and re-merge it into Postgres; prints a JSON summary."""
+    """Re-merge a source's Kafka range or bronze versions into Postgres; prints a JSON summary."""
     from restlake.contracts.spec import load_sources
-    from restlake.jobs.spark.backfill import KafkaRange, config_for, parse_offsets, run_backfill
+    from restlake.jobs.spark.backfill import KafkaRange, config_for, parse_offsets, replay_range, run_backfill
+    from restlake.jobs.spark.bronze_range import parse_as_of
     from restlake.jobs.spark.session import build_spark
+    from restlake.jobs.spark.stream import spark_conf_for
     from restlake.settings import KafkaSettings, LakeSettings, PostgresSettings, StackSettings
     from restlake.stack.jars import spark_jars
 
@@ -56,11 +80,14 @@ def backfill(
             names = ", ".join(s.name for s in sources)
             raise typer.BadParameter(f"no source {source_name!r} in {file}; it has: {names}")
         source = matching[0]
-        krange = KafkaRange(
+        replay = replay_range(
             from_time=_when(from_time, "--from-time"),
             from_offsets=parse_offsets(from_offsets, option="--from-offsets") if from_offsets else None,
             to_time=_when(to_time, "--to-time"),
             to_offsets=parse_offsets(to_offsets, option="--to-offsets") if to_offsets else None,
+            from_version=from_version,
+            to_version=to_version,
+            as_of=parse_as_of(as_of) if as_of is not None else None,
         )
         kafka = KafkaSettings()
         cfg = config_for(
@@ -71,16 +98,20 @@ def backfill(
             lake_root=LakeSettings().root,
         )
         spark = build_spark(
-            f"restlake-backfill-{source.name}", jars=spark_jars(StackSettings().state_dir), master=master
+            f"restlake-backfill-{source.name}",
+            jars=spark_jars(StackSettings().state_dir),
+            master=master,
+            extra_conf=spark_conf_for(cfg, []),
         )
-        with typer.progressbar(length=1, label=f"backfill {source.name}", file=sys.stderr) as bar:
+        origin = "kafka" if isinstance(replay, KafkaRange) else "bronze"
+        with typer.progressbar(length=1, label=f"backfill {source.name} ({origin})", file=sys.stderr) as bar:
 
             def progress(done: int, total: int) -> None:
                 bar.length = max(total, 1)
                 bar.update(done - bar.pos)
 
             summary = run_backfill(
-                spark, cfg, krange, run_id=run_id, chunk_rows=chunk_rows, progress=progress
+                spark, cfg, replay, run_id=run_id, chunk_rows=chunk_rows, progress=progress
             )
     except RestlakeError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from restlake.cli import backfill, demoapi, fetcher, operator, run, stack, validate
+from restlake.cli import backfill, demoapi, fetcher, operator, quality, run, stack, validate
 
 app = typer.Typer(
     name="restlake",
@@ -19,6 +19,7 @@ app.add_typer(stack.app, name="stack", help="Manage the local stack: Kafka (KRaf
 app.add_typer(fetcher.app, name="fetcher", help="Poll REST APIs into Kafka (fetch state in Postgres).")
 app.add_typer(operator.app, name="operator", help="Run the Kubernetes operator (kopf).")
 app.add_typer(demoapi.app, name="demo-api", help="Run the bundled demo REST API.")
+app.add_typer(quality.app, name="quality", help="Validate the bronze table with Great Expectations.")
 app.command("validate")(validate.validate)
 app.command("run")(run.run)
 app.command("demo")(run.demo)

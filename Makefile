@@ -80,7 +80,7 @@ backfill-demo: venv jars
 	$(BIN)/python -m restlake.jobs.spark.bronze_range "$(DEMO_BRONZE)"; \
 	echo "replaying bronze versions 0..latest into Postgres:"; \
 	$(BIN)/restlake backfill -f examples/demo-link.yaml --from-version 0 | tee $(STATE)/backfill-demo.json; \
-	grep -q '"inserted": 0,' $(STATE)/backfill-demo.json && grep -q '"updated": 0,' $(STATE)/backfill-demo.json \
+	grep -qE '"inserted": 0[,}]' $(STATE)/backfill-demo.json && grep -qE '"updated": 0[,}]' $(STATE)/backfill-demo.json \
 	  && echo "no-op replay: ok, every bronze row was already in Postgres, none inserted or updated" \
 	  || { echo "no-op replay FAILED: rows were inserted or updated" >&2; exit 1; }
 

@@ -210,7 +210,10 @@ class BatchProcessor:
         validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
         cached: list[DataFrame] = [validated]
         try:
-            rows_read = validated.count()
+            # One job counts both; rejected rows are known before the quarantine write.
+            totals = validated.agg(F.count(F.lit(1)).alias("n"), F.count(REASON).alias("bad")).first()
+            rows_read = int(totals["n"]) if totals else 0
+            invalid = int(totals["bad"]) if totals else 0
             step("validate")
             valid = bronze.dedupe_by_key(validated.where(F.col(REASON).isNull()))
             valid = valid.persist(StorageLevel.MEMORY_AND_DISK)
@@ -252,7 +255,7 @@ class BatchProcessor:
             step("quality")
 
             rejected_rows = bronze.quarantine_rows(rejected, source=cfg.source, batch_id=batch_id)
-            quarantined = rejected_rows.count()
+            quarantined = invalid + dropped
             if quarantined:
                 bronze.append(rejected_rows, path=cfg.quarantine_path, app_id=app_id, batch_id=batch_id)
             step("quarantine")
@@ -269,6 +272,7 @@ class BatchProcessor:
                     app_id=app_id,
                     batch_id=batch_id,
                     merge_schema=bool(self.typed),
+                    rows_hint=bronze_written,
                 )
             step("bronze")
             faults.after_bronze_write(batch_id)

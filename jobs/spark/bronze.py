@@ -28,6 +28,7 @@ from restlake.jobs.spark.validation import PAYLOAD_VARIANT
 log = logging.getLogger(__name__)
 
 PARTITION_COLUMNS = ("source", "ingest_date")
+_ROWS_PER_WRITER = 250_000
 
 BRONZE_SCHEMA = T.StructType(
     [
@@ -130,22 +131,42 @@ def quarantine_rows(rejected: DataFrame, *, source: str, batch_id: int) -> DataF
 
 
 def not_in_bronze(spark: SparkSession, rows: DataFrame, *, path: str, source: str) -> DataFrame:
-    """The rows whose idempotency_key the source's partition of bronze does not hold yet."""
+    """The rows whose idempotency_key the source's partition of bronze does not hold yet.
+
+    A plain anti-join of the batch against the table shuffles the key column of the source's
+    whole history every batch. The table side is big and the batch small, so the batch's keys are
+    broadcast and the history is scanned once, without a shuffle, for the few keys it already
+    holds; the batch is then anti-joined against that (small, also broadcast) set.
+    """
     existing = (
         spark.read.format("delta")
         .load(path)
         .where(F.col("source") == F.lit(source))
         .select("idempotency_key")
     )
-    return rows.join(existing, on="idempotency_key", how="left_anti")
+    keys = rows.select("idempotency_key")
+    seen = existing.join(F.broadcast(keys), on="idempotency_key", how="left_semi").distinct()
+    return rows.join(F.broadcast(seen), on="idempotency_key", how="left_anti")
 
 
-def append(rows: DataFrame, *, path: str, app_id: str, batch_id: int, merge_schema: bool = False) -> None:
+def append(
+    rows: DataFrame,
+    *,
+    path: str,
+    app_id: str,
+    batch_id: int,
+    merge_schema: bool = False,
+    rows_hint: int | None = None,
+) -> None:
     """Append with Delta's idempotent-write options: a second write of ``batch_id`` is skipped.
 
     ``merge_schema`` lets a new typed column (a property added to the source's schema) extend
     the table; a changed type still fails the write, as a breaking schema change should.
     """
+    if rows_hint is not None:
+        # The batch arrives in shuffle partitions (the key dedupe), which would write one small
+        # file per partition per batch; one writer task per ~250k rows keeps files few and sizeable.
+        rows = rows.coalesce(max(1, -(-rows_hint // _ROWS_PER_WRITER)))
     writer = (
         rows.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id)
     )

@@ -21,6 +21,10 @@ _BASE_CONF: dict[str, str] = {
     # Delta rebuilds table state (needed for every txnAppId/txnVersion check) with a shuffle of
     # 50 partitions by default: measured 6-16 s per idempotent append on 2 cores, 2-4 s with 2.
     "spark.databricks.delta.snapshotPartitions": "2",
+    # Every micro-batch appends a file per partition; without compaction a long-running stream
+    # leaves thousands of small files, and the per-batch key lookup and every reader scan them all.
+    # Auto compaction rewrites them after a commit once enough small files have accumulated.
+    "spark.databricks.delta.autoCompact.enabled": "true",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     # ingest_date and every timestamp we write are UTC, whatever the machine's zone.

@@ -33,6 +33,7 @@ QUALITY = "quality"
 BACKFILL_LABEL = "restlake.io/backfill"
 # Where the CLI writes its JSON summary; the operator reads it back from the pod's status.
 TERMINATION_LOG = "/dev/termination-log"
+QUALITY_DIR = "/var/lib/restlake/quality"
 
 STRIMZI_TOPIC_API = "kafka.strimzi.io/v1"
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1"
@@ -535,9 +536,20 @@ def quality_cron_job(
         container=QUALITY,
         args=["restlake", "quality", "run", "--source", owner.name, "-f", f"{CONFIG_DIR}/{SOURCE_FILE}"],
         source=owner.name,
-        env=[],
+        env=[{"name": "RESTLAKE_QUALITY_DIR", "value": QUALITY_DIR}],
         resources=_resources(None, QUALITY),
     )
+    # The since-last-run watermark must outlive the pod; GX keeps results as files, not in the lake.
+    volume: dict[str, Any] = (
+        {"name": QUALITY, "persistentVolumeClaim": {"claimName": settings.quality_claim}}
+        if settings.quality_claim
+        else {"name": QUALITY, "emptyDir": {}}
+    )
+    pod["volumes"] = [*pod.get("volumes", []), volume]
+    pod["containers"][0]["volumeMounts"] = [
+        *pod["containers"][0].get("volumeMounts", []),
+        {"name": QUALITY, "mountPath": QUALITY_DIR},
+    ]
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from restlake.contracts import backfill
@@ -27,6 +28,10 @@ ENV_BACKFILL_NAME = "RESTLAKE_BACKFILL_NAME"
 ENV_BACKFILL_NAMESPACE = "RESTLAKE_BACKFILL_NAMESPACE"
 ENV_SOURCE_NAME = "RESTLAKE_SOURCE_NAME"
 ENV_SOURCE_NAMESPACE = "RESTLAKE_SOURCE_NAMESPACE"
+
+# Kubernetes' default terminationMessagePath; the operator reads the Backfill summary from it.
+TERMINATION_LOG = Path("/dev/termination-log")
+_TERMINATION_LIMIT = 4096  # the kubelet keeps at most this many bytes of the message
 
 PASSED = "ExpectationsPassed"
 FAILED = "ExpectationsFailed"
@@ -217,3 +222,21 @@ def report_quality(
         attempts,
     )
     return False
+
+
+def write_termination_message(summary: Mapping[str, Any], path: Path = TERMINATION_LOG) -> bool:
+    """Write ``summary`` as the container's termination message when running in a pod; True if written.
+
+    Outside a container the file does not exist and nothing is written (creating it under /dev
+    would need root and mean nothing). A summary over the kubelet's 4 KiB limit is not truncated
+    into invalid JSON: the operator then falls back to the log tail, which ends with the summary.
+    """
+    text = json.dumps(dict(summary), sort_keys=True, default=str)
+    if not path.exists() or len(text.encode()) > _TERMINATION_LIMIT:
+        return False
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        log.warning("termination message not written path=%s error=%s", path, exc)
+        return False
+    return True

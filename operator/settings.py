@@ -64,6 +64,12 @@ class OperatorSettings(BaseSettings):
         description="Seconds a finished backfill Job (and its pod's logs) is kept; the Backfill keeps "
         "the summary after the Job is gone.",
     )
+    quality_claim: str | None = Field(
+        None,
+        description="PersistentVolumeClaim holding the quality runs' watermarks, results and Data Docs "
+        "(RESTLAKE_QUALITY_DIR in the CronJob pods); absent uses an emptyDir, so every run forgets "
+        "the last one and validates the source's whole bronze partition.",
+    )
     quality_history_limit: int = Field(
         3, ge=0, description="Finished quality Jobs kept per source, successful and failed each."
     )

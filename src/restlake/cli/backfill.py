@@ -68,6 +68,7 @@ def backfill(
     from restlake.jobs.spark.bronze_range import parse_as_of
     from restlake.jobs.spark.session import build_spark
     from restlake.jobs.spark.stream import spark_conf_for
+    from restlake.operator.reporters import BackfillProgressReporter, write_termination_message
     from restlake.settings import KafkaSettings, LakeSettings, PostgresSettings, StackSettings
     from restlake.stack.jars import spark_jars
 
@@ -104,11 +105,15 @@ def backfill(
             extra_conf=spark_conf_for(cfg, []),
         )
         origin = "kafka" if isinstance(replay, KafkaRange) else "bronze"
+        # In a Backfill's Job pod (operator-rendered env), progress also goes to the Backfill's status.
+        reporter = BackfillProgressReporter.from_environment()
         with typer.progressbar(length=1, label=f"backfill {source.name} ({origin})", file=sys.stderr) as bar:
 
             def progress(done: int, total: int) -> None:
                 bar.length = max(total, 1)
                 bar.update(done - bar.pos)
+                if reporter is not None:
+                    reporter(done, total)
 
             summary = run_backfill(
                 spark, cfg, replay, run_id=run_id, chunk_rows=chunk_rows, progress=progress
@@ -116,4 +121,8 @@ def backfill(
     except RestlakeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(json.dumps(summary.as_dict(), sort_keys=True))
+    result = summary.as_dict()
+    if reporter is not None:
+        reporter.finish(result)
+    write_termination_message(result)
+    typer.echo(json.dumps(result, sort_keys=True))

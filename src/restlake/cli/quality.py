@@ -31,6 +31,7 @@ def run(
     """Validate a source's bronze rows with Great Expectations; prints a JSON summary."""
     from restlake.contracts.spec import load_sources
     from restlake.jobs.spark.session import build_spark
+    from restlake.operator.reporters import report_quality
     from restlake.quality.checkpoint import run_checkpoint
     from restlake.quality.suite import build_suite
     from restlake.settings import LakeSettings, S3Settings, StackSettings
@@ -63,5 +64,12 @@ def run(
     except RestlakeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    # In the operator's CronJob pod this sets the source's QualityPassing condition; locally a no-op.
+    report_quality(
+        passed=result.passed,
+        evaluated=len(result.outcomes),
+        unsuccessful=len(result.failed),
+        detail="" if result.passed else result.message,
+    )
     typer.echo(json.dumps(result.summary(), sort_keys=True))
     raise typer.Exit(0 if result.passed else 1)

@@ -180,6 +180,17 @@ def test_quality_cron_job() -> None:
     assert "RESTLAKE_BACKFILL_NAME" not in env
     assert env["RESTLAKE_PG_DSN"] == {"secretKeyRef": {"name": "restlake-postgres", "key": "dsn"}}
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    # The watermark lives on a volume mounted where RESTLAKE_QUALITY_DIR points; emptyDir by default.
+    assert env["RESTLAKE_QUALITY_DIR"] == "/var/lib/restlake/quality"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["quality"] == "/var/lib/restlake/quality"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["quality"] == {"name": "quality", "emptyDir": {}}
+    claimed = SETTINGS.model_copy(update={"quality_claim": "quality-results"})
+    cron = render.quality_cron_job(source_with_schedule("@hourly"), owner, claimed, paused=True)
+    assert cron is not None and cron["spec"]["suspend"] is True
+    volumes = {v["name"]: v for v in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["quality"]["persistentVolumeClaim"] == {"claimName": "quality-results"}
 
 
 def test_without_a_job_service_account_the_pods_use_the_shared_one() -> None:
@@ -514,3 +525,17 @@ def test_report_quality_outside_a_pod_does_nothing() -> None:
     assert not reporters.report_quality(
         passed=True, evaluated=1, unsuccessful=0, source="gone", namespace="team-a", client=missing
     )
+
+
+def test_termination_message_is_the_summary_only_inside_a_pod(tmp_path: Path) -> None:
+    log_file = tmp_path / "termination-log"
+    summary = {"origin": "bronze", "rows_read": 7, "inserted": 0}
+    # No such file: not in a container, nothing is created.
+    assert reporters.write_termination_message(summary, log_file) is False
+    assert not log_file.exists()
+    log_file.write_text("")
+    assert reporters.write_termination_message(summary, log_file) is True
+    assert json.loads(log_file.read_text()) == summary
+    # Over the kubelet's 4 KiB a cut message would be invalid JSON: leave the log-tail fallback to it.
+    assert reporters.write_termination_message({"detail": "x" * 5000}, log_file) is False
+    assert json.loads(log_file.read_text()) == summary

@@ -244,7 +244,24 @@ def _common_env(settings: OperatorSettings) -> list[dict[str, Any]]:
             "name": "RESTLAKE_PG_DSN",
             "valueFrom": {"secretKeyRef": {"name": settings.pg_dsn_secret, "key": settings.pg_dsn_key}},
         },
+        *_lineage_env(settings),
     ]
+
+
+def _lineage_env(settings: OperatorSettings) -> list[dict[str, Any]]:
+    if settings.lineage_transport == "none":
+        return []
+    env: list[dict[str, Any]] = [
+        {"name": "RESTLAKE_LINEAGE_TRANSPORT", "value": settings.lineage_transport},
+        {"name": "RESTLAKE_LINEAGE_NAMESPACE", "value": settings.lineage_namespace},
+    ]
+    if settings.lineage_url:
+        env.append({"name": "RESTLAKE_LINEAGE_URL", "value": settings.lineage_url})
+    if settings.lineage_api_key_secret:
+        # By reference: the token is in no rendered object, only in the Secret.
+        ref = {"name": settings.lineage_api_key_secret, "key": settings.lineage_api_key_key}
+        env.append({"name": "RESTLAKE_LINEAGE_API_KEY", "valueFrom": {"secretKeyRef": ref}})
+    return env
 
 
 def _volumes(source: str, items: list[str]) -> list[dict[str, Any]]:
@@ -536,7 +553,14 @@ def quality_cron_job(
         container=QUALITY,
         args=["restlake", "quality", "run", "--source", owner.name, "-f", f"{CONFIG_DIR}/{SOURCE_FILE}"],
         source=owner.name,
-        env=[{"name": "RESTLAKE_QUALITY_DIR", "value": QUALITY_DIR}],
+        env=[
+            {"name": "RESTLAKE_QUALITY_DIR", "value": QUALITY_DIR},
+            *(
+                [{"name": "RESTLAKE_QUALITY_PUSHGATEWAY_URL", "value": settings.quality_pushgateway_url}]
+                if settings.quality_pushgateway_url
+                else []
+            ),
+        ],
         resources=_resources(None, QUALITY),
     )
     # The since-last-run watermark must outlive the pod; GX keeps results as files, not in the lake.

@@ -6,6 +6,8 @@ spec plus these values, so two installs in one cluster differ only here.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -70,6 +72,11 @@ class OperatorSettings(BaseSettings):
         "(RESTLAKE_QUALITY_DIR in the CronJob pods); absent uses an emptyDir, so every run forgets "
         "the last one and validates the source's whole bronze partition.",
     )
+    quality_pushgateway_url: str | None = Field(
+        None,
+        description="Prometheus Pushgateway the quality CronJob pods push their results to "
+        "(RESTLAKE_QUALITY_PUSHGATEWAY_URL); absent means the results reach only status and files.",
+    )
     quality_history_limit: int = Field(
         3, ge=0, description="Finished quality Jobs kept per source, successful and failed each."
     )
@@ -102,6 +109,15 @@ class OperatorSettings(BaseSettings):
         "restlake-postgres", description="Secret holding the Postgres DSN the stream job writes with."
     )
     pg_dsn_key: str = Field("dsn", description="Key of the DSN in pg_dsn_secret.")
+    lineage_transport: Literal["none", "console", "http"] = Field(
+        "none", description="OpenLineage transport of fetchers, drivers, jobs (RESTLAKE_LINEAGE_TRANSPORT)."
+    )
+    lineage_url: str | None = Field(None, description="OpenLineage HTTP receiver (Marquez) base URL.")
+    lineage_namespace: str = Field("restlake", min_length=1, description="OpenLineage job namespace.")
+    lineage_api_key_secret: str | None = Field(
+        None, description="Secret holding the receiver's bearer token; the pods get it by reference only."
+    )
+    lineage_api_key_key: str = Field("api-key", description="Key of the token in lineage_api_key_secret.")
     status_interval: float = Field(
         30.0, gt=0, description="Seconds between status refreshes (Deployment status, metrics)."
     )

@@ -2,18 +2,67 @@
 
 ``restlake stack env`` prints exactly the variables these models read, so
 ``eval "$(restlake stack env)"`` points every process at the local stack.
+
+Credentials (the Postgres DSN, S3 keys, the lineage API key, the Pushgateway password) can also come
+from files: ``<VARIABLE>_FILE=/path`` reads the value from that file, the convention of Docker and
+Kubernetes secret mounts. A variable set directly wins over its ``_FILE``.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from restlake.errors import ConfigError
 
 
-class KafkaSettings(BaseSettings):
+class _FileVariables(PydanticBaseSettingsSource):
+    """Field values read from the file named by ``<env prefix><FIELD>_FILE`` (a mounted secret)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        prefix = str(self.config.get("env_prefix", ""))
+        variable = f"{prefix}{field_name}_FILE".upper()
+        path = os.environ.get(variable)
+        if not path:
+            return None, field_name, False
+        try:
+            # `kubectl create secret --from-file` and `echo x > file` both tend to leave a newline.
+            return Path(path).read_text(encoding="utf-8").rstrip("\r\n"), field_name, False
+        except OSError as exc:
+            # The path, never the content: the error names what to fix.
+            raise ConfigError(f"{variable}={path}: cannot read the file ({exc.strerror})") from None
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                found[key] = value
+        return found
+
+
+class RestlakeSettings(BaseSettings):
+    """Base of every settings model: environment variables, then ``<VARIABLE>_FILE`` files."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = _FileVariables(settings_cls)
+        return (init_settings, env_settings, files, dotenv_settings, file_secret_settings)
+
+
+class KafkaSettings(RestlakeSettings):
     """Where the broker is and how producers talk to it."""
 
     model_config = SettingsConfigDict(env_prefix="RESTLAKE_KAFKA_")
@@ -34,7 +83,7 @@ class KafkaSettings(BaseSettings):
         return f"{self.topic_prefix}{source}"
 
 
-class PostgresSettings(BaseSettings):
+class PostgresSettings(RestlakeSettings):
     """The Postgres that holds raw.api_events, the batch ledger and fetch state."""
 
     model_config = SettingsConfigDict(env_prefix="RESTLAKE_PG_")
@@ -46,7 +95,7 @@ class PostgresSettings(BaseSettings):
     )
 
 
-class LakeSettings(BaseSettings):
+class LakeSettings(RestlakeSettings):
     """Where bronze, quarantine and checkpoints live."""
 
     model_config = SettingsConfigDict(env_prefix="RESTLAKE_LAKE_")
@@ -63,7 +112,7 @@ class LakeSettings(BaseSettings):
         return str(Path(root).absolute().joinpath(*parts))
 
 
-class StackSettings(BaseSettings):
+class StackSettings(RestlakeSettings):
     """The local stack that `restlake stack up` and `restlake run` manage."""
 
     model_config = SettingsConfigDict(env_prefix="RESTLAKE_")
@@ -82,7 +131,7 @@ class StackSettings(BaseSettings):
     )
 
 
-class S3Settings(BaseSettings):
+class S3Settings(RestlakeSettings):
     """The S3-compatible store (MinIO locally) that an ``s3a://`` lake root and checkpoints live on."""
 
     model_config = SettingsConfigDict(env_prefix="RESTLAKE_S3_")

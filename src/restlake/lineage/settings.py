@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from restlake.settings import RestlakeSettings
 
 
-class LineageSettings(BaseSettings):
+class LineageSettings(RestlakeSettings):
     """Where OpenLineage run events go; ``none`` by default so nothing is sent unless asked for."""
 
     model_config = SettingsConfigDict(env_prefix="RESTLAKE_LINEAGE_")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from restlake.settings import RestlakeSettings
 
 
-class QualitySettings(BaseSettings):
+class QualitySettings(RestlakeSettings):
     """Where the bronze checkpoint keeps its state and results, and the Pushgateway it reports to."""
 
     model_config = SettingsConfigDict(env_prefix="RESTLAKE_QUALITY_")

@@ -191,6 +191,12 @@ def test_quality_cron_job() -> None:
     assert cron is not None and cron["spec"]["suspend"] is True
     volumes = {v["name"]: v for v in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"]}
     assert volumes["quality"]["persistentVolumeClaim"] == {"claimName": "quality-results"}
+    assert "RESTLAKE_QUALITY_PUSHGATEWAY_URL" not in env
+    pushing = SETTINGS.model_copy(update={"quality_pushgateway_url": "http://pushgateway.monitoring:9091"})
+    cron = render.quality_cron_job(source_with_schedule("@hourly"), owner, pushing, paused=False)
+    assert cron is not None
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert env_of(container)["RESTLAKE_QUALITY_PUSHGATEWAY_URL"] == "http://pushgateway.monitoring:9091"
 
 
 def test_without_a_job_service_account_the_pods_use_the_shared_one() -> None:

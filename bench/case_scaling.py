@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,7 @@ from bench.sources import demo_api, demo_source
 from restlake.fetcher.poller import SourceFetcher
 from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
 from restlake.postgres import migrations
+from restlake.stack.spark_cluster import SparkCluster
 
 log = logging.getLogger("bench.scaling")
 
@@ -72,15 +74,25 @@ def preload(ctx: Context, base_url: str, topic: str, partitions: int, name: str)
     return stats[0].produced
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where the stream job runs: ``partitions`` Kafka partitions, and local cores or a standalone cluster."""
+
+    label: str
+    partitions: int
+    cores: int
+    standalone_workers: int = 0
+
+
 def stream_scaling(
-    ctx: Context, base_url: str, records: int, layouts: tuple[int, ...]
+    ctx: Context, base_url: str, records: int, layouts: tuple[Layout, ...]
 ) -> list[dict[str, Any]]:
     migrations.apply(ctx.pg_dsn)
     out = []
-    for p in layouts:
-        name = f"bench-scale-p{p}-{int(time.time())}"
+    for layout in layouts:
+        name = f"bench-scale-{layout.label}-{int(time.time())}"
         topic = f"restlake.{name}"
-        produced = preload(ctx, base_url, topic, p, name)
+        produced = preload(ctx, base_url, topic, layout.partitions, name)
         config = stream_config(
             ctx,
             name,
@@ -88,13 +100,34 @@ def stream_scaling(
             # Several batches, so the first (and its one-off costs) can be left out of the rate.
             max_offsets_per_trigger=max(1000, records // 5),
         )
-        job = StreamProcess(ctx, config, ctx.work_dir / f"stream-{name}.log", master=f"local[{p}]")
-        with timed() as t:
-            job.start()
-            code = job.wait(900)
+        cluster: SparkCluster | None = None
+        master, extra = f"local[{layout.cores}]", ()
+        if layout.standalone_workers:
+            cluster = SparkCluster(
+                ctx.work_dir / f"spark-{name}",
+                worker_cores=layout.cores // layout.standalone_workers,
+                worker_memory="1g",
+                workers=layout.standalone_workers,
+            )
+            cluster.start()
+            master = cluster.master_url
+            extra = (
+                "--conf",
+                f"spark.cores.max={layout.cores}",
+                "--conf",
+                "spark.executor.memory=768m",
+            )
+        job = StreamProcess(ctx, config, ctx.work_dir / f"stream-{name}.log", master=master, extra_args=extra)
+        try:
+            with timed() as t:
+                job.start()
+                code = job.wait(900)
+        finally:
+            if cluster is not None:
+                cluster.stop()
         if code != 0:
             job.kill()
-            raise RuntimeError(f"stream job for {p} partitions exited {code}; see {job.log_path}")
+            raise RuntimeError(f"stream job for {layout.label} exited {code}; see {job.log_path}")
         with psycopg.connect(ctx.pg_dsn, autocommit=True) as conn:
             ledger = conn.execute(
                 "SELECT batch_id, committed_at, rows_in FROM raw.ingest_batches"
@@ -103,6 +136,8 @@ def stream_scaling(
             ).fetchall()
             row = conn.execute("SELECT count(*) FROM raw.api_events WHERE source = %s", (name,)).fetchone()
         landed = int(row[0]) if row else 0
+        if landed != produced:
+            raise RuntimeError(f"{layout.label}: {landed} rows in Postgres, {produced} produced")
         steady = None
         if len(ledger) >= 2:
             span = (ledger[-1][1] - ledger[0][1]).total_seconds()
@@ -110,8 +145,10 @@ def stream_scaling(
             steady = round(rows_after_first / span) if span > 0 else None
         out.append(
             {
-                "partitions": p,
-                "spark_cores": p,
+                "layout": layout.label,
+                "partitions": layout.partitions,
+                "spark_cores": layout.cores,
+                "standalone_workers": layout.standalone_workers,
                 "records": produced,
                 "landed": landed,
                 "batches": len(ledger),
@@ -119,7 +156,7 @@ def stream_scaling(
                 "job_wall_s_incl_startup": round(t["wall"], 1),
             }
         )
-        log.info("  p=c=%d: %s", p, out[-1])
+        log.info("  %s: %s", layout.label, out[-1])
     return out
 
 
@@ -127,7 +164,13 @@ def run(ctx: Context) -> dict[str, Any]:
     records = 2_000 if ctx.quick else 10_000
     stream_records = 20_000 if ctx.quick else 50_000
     counts = (1, 10, 50)
-    layouts = (1, 2, 4)
+    layouts = (
+        Layout("local-1", 1, 1),
+        Layout("local-2", 2, 2),
+        Layout("local-4", 4, 4),
+        # What the chart deploys, in miniature: a master and two one-core workers, driver in client mode.
+        Layout("standalone-2x1", 2, 2, standalone_workers=2),
+    )
     with demo_api(["--records", str(records), "--growth-per-tick", "0", "--update-fraction", "0"]) as (
         _,
         url,
@@ -143,15 +186,16 @@ def run(ctx: Context) -> dict[str, Any]:
             "records_per_source": records,
             "source_counts": list(counts),
             "stream_records": stream_records,
-            "partitions_and_cores": list(layouts),
+            "layouts": [layout.label for layout in layouts],
         },
         "sources": sources,
         "stream": stream,
         "notes": [
             "Sources share one demo API process (one core's worth of page rendering), which caps the "
             "aggregate rate; CPU per 1,000 records is the fetcher's own cost.",
-            "Stream: p partitions with local[p]; the machine has 2 cores, so 4 oversubscribes.",
-            "Not measured: a standalone Spark master with 2 workers.",
+            "Stream: p partitions with local[p]; the machine has 2 cores, so 4 oversubscribes. "
+            "standalone-2x1: a local standalone master with two one-core workers (executors in their "
+            "own JVMs, the driver in client mode), as on Kubernetes.",
         ],
     }
 
@@ -174,13 +218,13 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"Stream job draining {doc['params']['stream_records']:,} preloaded records (availableNow):",
         "",
-        "| Kafka partitions = Spark cores | batches | rows/s after the first batch "
+        "| layout | Kafka partitions | Spark cores | batches | rows/s after the first batch "
         "| job wall s incl. start-up |",
-        "|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for r in doc["stream"]:
         lines.append(
-            f"| {r['partitions']} | {r['batches']} | {fmt(r['rows_per_s_steady'])} "
-            f"| {fmt(r['job_wall_s_incl_startup'])} |"
+            f"| {r.get('layout', 'local')} | {r['partitions']} | {r['spark_cores']} | {r['batches']} "
+            f"| {fmt(r['rows_per_s_steady'])} | {fmt(r['job_wall_s_incl_startup'])} |"
         )
     return "\n".join(lines)

@@ -95,9 +95,15 @@ class StreamProcess:
     """The stream job as a subprocess in its own session, so SIGKILL takes the JVM down with it."""
 
     def __init__(
-        self, ctx: Context, config: dict[str, Any], log_path: Path, master: str = "local[2]"
+        self,
+        ctx: Context,
+        config: dict[str, Any],
+        log_path: Path,
+        master: str = "local[2]",
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.ctx = ctx
+        self.extra_args = extra_args
         self.config_path = log_path.with_suffix(".json")
         self.config_path.write_text(json.dumps(config), encoding="utf-8")
         self.log_path = log_path
@@ -114,6 +120,7 @@ class StreamProcess:
             str(self.config_path),
             "--master",
             self.master,
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(
             cmd,

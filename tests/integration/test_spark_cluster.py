@@ -18,7 +18,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkCluster]:
-    cluster = SparkCluster(tmp_path_factory.mktemp("spark-cluster"), worker_cores=2, worker_memory="1g")
+    # Two one-core workers, as the chart deploys: the driver must spread over both.
+    cluster = SparkCluster(
+        tmp_path_factory.mktemp("spark-cluster"), worker_cores=1, worker_memory="1g", workers=2
+    )
     try:
         cluster.start()
         yield cluster
@@ -62,6 +65,8 @@ def test_stream_job_runs_on_a_standalone_cluster(
     assert [r.reason for r in job.quarantine(spark)] == ["malformed_envelope"]
     assert set(job.postgres()) == {str(i) for i in range(n)}
     assert sum(rows_in for *_, rows_in, _ in job.ledger()) == n
-    # Executors ran on the worker, not inside the driver.
+    # Executors ran on the workers, one on each (spark.cores.max=2 over two one-core workers), not
+    # inside the driver.
+    assert spark_cluster.alive_workers() == 2
     apps = list((spark_cluster.home / "work").glob("app-*/*/stderr"))
-    assert apps, "no executor ran on the worker"
+    assert len(apps) == 2, apps

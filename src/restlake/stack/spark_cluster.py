@@ -1,4 +1,4 @@
-"""A Spark standalone cluster on one machine: a master and one worker from the pyspark distribution.
+"""A Spark standalone cluster on one machine: a master and N workers from the pyspark distribution.
 
 It is what the Kubernetes deployment runs (a master Service, workers, the driver in client mode),
 small enough for a laptop or CI: loopback ports, a few hundred MB for each daemon, work files
@@ -35,7 +35,7 @@ def spark_home() -> Path:
 
 
 class SparkCluster:
-    """One master and one worker on loopback; ``master_url`` is what a driver connects to."""
+    """One master and ``workers`` workers on loopback; ``master_url`` is what a driver connects to."""
 
     def __init__(
         self,
@@ -44,8 +44,12 @@ class SparkCluster:
         worker_cores: int = 2,
         worker_memory: str = "1g",
         daemon_memory: str = "256m",
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise StackError(f"a Spark cluster needs at least one worker, got {workers}")
         self.home = home.absolute()
+        self.workers = workers
         self.worker_cores = worker_cores
         # The worker offers this much to executors; each daemon itself needs only daemon_memory.
         self.worker_memory = worker_memory
@@ -87,34 +91,42 @@ class SparkCluster:
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "work").mkdir(exist_ok=True)
-        master, master_ui, worker, worker_ui = pick_free_ports(4)
+        ports = pick_free_ports(2 + 2 * self.workers)
+        master, master_ui = ports[0], ports[1]
         self.master_port, self.master_ui_port = master, master_ui
         self._launch(
             "master",
             [MASTER_CLASS, "--host", LOOPBACK, "--port", str(master), "--webui-port", str(master_ui)],
         )
         self._wait(lambda: port_is_listening(master), f"the master to listen on port {master}")
-        self._launch(
-            "worker",
-            [
-                WORKER_CLASS,
-                "--host",
-                LOOPBACK,
-                "--port",
-                str(worker),
-                "--webui-port",
-                str(worker_ui),
-                "--cores",
-                str(self.worker_cores),
-                "--memory",
-                self.worker_memory,
-                "--work-dir",
-                str(self.home / "work"),
-                self.master_url,
-            ],
+        for index in range(self.workers):
+            worker, worker_ui = ports[2 + 2 * index], ports[3 + 2 * index]
+            # The first keeps the historical names (worker.log, worker.pid) the stack's tools read.
+            role = "worker" if index == 0 else f"worker-{index + 1}"
+            self._launch(
+                role,
+                [
+                    WORKER_CLASS,
+                    "--host",
+                    LOOPBACK,
+                    "--port",
+                    str(worker),
+                    "--webui-port",
+                    str(worker_ui),
+                    "--cores",
+                    str(self.worker_cores),
+                    "--memory",
+                    self.worker_memory,
+                    "--work-dir",
+                    str(self.home / "work"),
+                    self.master_url,
+                ],
+            )
+        self._wait(
+            lambda: self.alive_workers() >= self.workers,
+            f"{self.workers} worker(s) to register with the master",
         )
-        self._wait(lambda: self.alive_workers() >= 1, "a worker to register with the master")
-        log.info("spark cluster ready master=%s", self.master_url)
+        log.info("spark cluster ready master=%s workers=%s", self.master_url, self.workers)
 
     def alive_workers(self) -> int:
         """Workers the master counts as ALIVE, from its web UI's JSON."""
@@ -138,8 +150,9 @@ class SparkCluster:
         raise StackError(f"timed out after {READY_TIMEOUT_S:.0f}s waiting for {what}; logs in {self.home}")
 
     def stop(self) -> None:
-        """Stop the worker (and its executors), then the master."""
-        for role in ("worker", "master"):
+        """Stop the workers (and their executors), then the master."""
+        workers = [role for role in self._pids if role.startswith("worker")]
+        for role in [*workers, "master"]:
             pid = self._pids.pop(role, None)
             if pid is not None and process.is_alive(pid):
                 process.stop(f"spark {role}", pid, timeout=20.0)

@@ -20,6 +20,9 @@ BAD_PAGE_REASONS = (
     "unexpected_304",
     "other",
 )
+# The status classes a request ends in; 1xx never ends one (aiohttp handles it).
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
+PASS_OUTCOMES = ("complete", "stopped", "error")
 
 
 def status_class(status: int | None) -> str:
@@ -101,3 +104,29 @@ class FetcherMetrics:
             ["source"],
             registry=r,
         )
+
+    def init_source(self, source: str) -> None:
+        """Export every counter of ``source`` at 0, each label of the bounded sets included.
+
+        A labelled counter has no series until its first increment, so ``rate()`` of retries or of a
+        bad-page reason that never happened is "no data" rather than 0, and an alert on it cannot tell
+        a healthy source from one that is not scraped. ``last_success`` is left unset on purpose: its
+        absence is what "never succeeded" looks like to RestlakeNoSuccessfulFetch.
+        """
+        for counter in (
+            self.not_modified,
+            self.rate_limit_wait,
+            self.retries,
+            self.records_produced,
+            self.delivery_errors,
+            self.dead_letters,
+            self.circuit_open,
+        ):
+            counter.labels(source)
+        for status in STATUS_CLASSES:
+            self.requests.labels(source, status)
+        for reason in BAD_PAGE_REASONS:
+            self.bad_pages.labels(source, reason)
+        for outcome in PASS_OUTCOMES:
+            self.passes.labels(source, outcome)
+        self.pass_seconds.labels(source)

@@ -53,13 +53,15 @@ from restlake.fetcher.ratelimit import RateLimiter
 from restlake.fetcher.records import RecordExtractor, compile_path, scalar_text
 from restlake.fetcher.redaction import Redactor
 from restlake.fetcher.state import (
+    MAX_BOUNDARY,
     MemoryStateStore,
     PageState,
     StateStore,
+    boundary_digest,
     request_from_json,
     request_to_json,
 )
-from restlake.fetcher.watermark import newest, request_value
+from restlake.fetcher.watermark import newest, request_value, sort_key
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ class PassStats:
     not_modified: int = 0
     records: int = 0
     produced: int = 0
+    skipped: int = 0  # records at the watermark already delivered unchanged, not published again
     bytes_received: int = 0
     bad_pages: int = 0
     dead_letters: int = 0
@@ -130,6 +133,7 @@ class SourceFetcher:
         # Without a store the fetcher still sends validators, but only remembers them for its lifetime.
         self.state_store = state_store if state_store is not None else MemoryStateStore()
         self.metrics = metrics or FetcherMetrics()
+        self.metrics.init_source(self.name)
         rate = spec.rate_limit
         self.limiter = limiter or RateLimiter(
             rate.requests_per_second, rate.burst, respect_headers=rate.respect_headers
@@ -168,10 +172,8 @@ class SourceFetcher:
         assert stripped is not None
         return stripped
 
-    def _page_max_cursor(self, records: list[Any]) -> str | None:
-        if self._cursor is None:
-            return None
-        return newest(*(scalar_text(self._cursor(r)) for r in records))
+    def _record_cursor(self, record: Any) -> str | None:
+        return scalar_text(self._cursor(record)) if self._cursor is not None else None
 
     # -- the pass ---------------------------------------------------------------------------------
     async def fetch_pass(
@@ -192,6 +194,11 @@ class SourceFetcher:
         if watermark is None and self.incremental is not None:
             watermark = self.incremental.initial_value
         stats.watermark = state.watermark
+        # Records at the stored watermark come back on every pass (``since`` is inclusive); those
+        # whose key the boundary holds were delivered unchanged and are not published again.
+        skip_at = sort_key(state.watermark) if state.watermark is not None and state.boundary else None
+        top: tuple[int, object] | None = None  # the largest cursor seen in this pass, and its records
+        top_keys: set[str] = set()
         request: PageRequest | None = self._first_request(watermark)
         seen: set[str] = set()
         visited: set[str] = set()
@@ -213,11 +220,19 @@ class SourceFetcher:
             self.metrics.records_produced.labels(self.name).inc(produced_unconfirmed)
             walked_all = final and stats.error is None and not stats.stopped and not stats.truncated
             new_watermark = newest(state.watermark, max_cursor) if walked_all and self._cursor else None
+            boundary: frozenset[str] | None = None
+            if new_watermark is not None:
+                if top is not None and top == sort_key(new_watermark):
+                    boundary = frozenset(top_keys)
+                elif state.watermark is not None and sort_key(new_watermark) == sort_key(state.watermark):
+                    # No record at the watermark this time (a 304, a lookback window): keep the old set.
+                    boundary = state.boundary
             try:
                 await self.state_store.commit(
                     self.name,
                     pending,
                     watermark=new_watermark,
+                    boundary=boundary,
                     keep_only=visited if walked_all else None,
                 )
             except RestlakeError as exc:
@@ -303,6 +318,8 @@ class SourceFetcher:
                     last_modified=last_modified,
                     cursor=request.cursor,
                 )
+                page_max: str | None = None
+                published = 0
                 for record in records:
                     envelope = Envelope.wrap(
                         source=self.name,
@@ -312,13 +329,25 @@ class SourceFetcher:
                         request=info,
                         fetched_at=fetched_at,
                     )
+                    cursor = self._record_cursor(record)
+                    if cursor is not None:
+                        page_max = newest(page_max, cursor)
+                        rank = sort_key(cursor)
+                        digest = boundary_digest(envelope.idempotency_key)
+                        if top is None or rank > top:
+                            top, top_keys = rank, {digest}
+                        elif rank == top and len(top_keys) <= MAX_BOUNDARY:
+                            top_keys.add(digest)
+                        if rank == skip_at and digest in state.boundary:
+                            stats.skipped += 1
+                            continue
                     self.producer.produce(self.topic, envelope, tracker)
+                    published += 1
                 stats.records += len(records)
-                produced_unconfirmed += len(records)
+                produced_unconfirmed += published
                 following = self._strip_secrets(
                     self.paginator.next(Page(request, response.headers, response.body, records))
                 )
-                page_max = self._page_max_cursor(records)
                 max_cursor = newest(max_cursor, page_max)
                 pending.append(
                     PageState(
@@ -343,12 +372,13 @@ class SourceFetcher:
         if stats.complete:
             self.metrics.last_success.labels(self.name).set(time.time())
         log.info(
-            "fetch pass %s: %d pages, %d not modified, %d records, %d produced in %.2fs",
+            "fetch pass %s: %d pages, %d not modified, %d records, %d produced, %d skipped in %.2fs",
             outcome,
             stats.pages,
             stats.not_modified,
             stats.records,
             stats.produced,
+            stats.skipped,
             elapsed,
             extra={"source": self.name},
         )

@@ -5,7 +5,12 @@ Rows of ``raw.fetch_state (source, key, value jsonb)``:
 * ``page:<sha256 of the page URL>`` → ``{"url", "etag", "last_modified", "next", "max_cursor"}``:
   the validators of a page as last delivered, the request for the page after it (so a 304 can still
   walk on) and the largest incremental cursor on it (so a 304 still counts towards the watermark);
-* ``watermark`` → ``{"value": "<largest cursor delivered by a complete pass>"}``.
+* ``watermark`` → ``{"value": "<largest cursor delivered by a complete pass>", "boundary": [...]}``:
+  ``boundary`` holds digests of the idempotency keys of the records whose cursor *is* the
+  watermark. APIs answer ``since=<watermark>`` inclusively, so every pass gets those records again;
+  a record whose key is in the boundary was already delivered unchanged and is not published
+  twice. Absent (older state, or more than ``MAX_BOUNDARY`` records share the watermark) means no
+  skipping, which only costs duplicates the stream drops anyway.
 
 Nothing is written until Kafka has confirmed every record the written state vouches for; the
 poller guarantees that ordering, this module only makes each write atomic.
@@ -33,6 +38,16 @@ from restlake.postgres.errors import translate
 log = logging.getLogger(__name__)
 
 PAGE_PREFIX = "page:"
+# Records sharing the watermark's cursor value that are remembered; above this, none are (a
+# timestamp shared by that many records is a bulk import, re-sent once per pass at worst).
+MAX_BOUNDARY = 10_000
+
+
+def boundary_digest(idempotency_key: str) -> str:
+    """64 bits of BLAKE2b: a short, stable stand-in for an idempotency key in the stored boundary."""
+    return hashlib.blake2b(idempotency_key.encode("utf-8"), digest_size=8).hexdigest()
+
+
 WATERMARK_KEY = "watermark"
 
 
@@ -102,9 +117,14 @@ class SourceState:
 
     pages: dict[str, PageState] = field(default_factory=dict)
     watermark: str | None = None
+    boundary: frozenset[str] = frozenset()  # digests of the records whose cursor is the watermark
 
     def page(self, url: str) -> PageState | None:
         return self.pages.get(page_key(url))
+
+
+def _capped(boundary: frozenset[str] | None) -> frozenset[str]:
+    return boundary if boundary is not None and len(boundary) <= MAX_BOUNDARY else frozenset()
 
 
 class StateStore(abc.ABC):
@@ -120,9 +140,11 @@ class StateStore(abc.ABC):
         pages: list[PageState],
         *,
         watermark: str | None = None,
+        boundary: frozenset[str] | None = None,
         keep_only: set[str] | None = None,
     ) -> None:
-        """Upsert ``pages`` (and the watermark, if given); with ``keep_only``, drop other page rows."""
+        """Upsert ``pages`` (and the watermark with its boundary, if given); with ``keep_only``, drop
+        other page rows."""
 
     async def ping(self) -> None:  # noqa: B027 - reachable by default; only remote stores override
         """Raise ``TransientError`` when the store cannot be reached."""
@@ -142,6 +164,7 @@ class MemoryStateStore(StateStore):
         return SourceState(
             pages={k: PageState.from_json(v.as_json()) for k, v in state.pages.items()},
             watermark=state.watermark,
+            boundary=state.boundary,
         )
 
     async def commit(
@@ -150,6 +173,7 @@ class MemoryStateStore(StateStore):
         pages: list[PageState],
         *,
         watermark: str | None = None,
+        boundary: frozenset[str] | None = None,
         keep_only: set[str] | None = None,
     ) -> None:
         state = self.data.setdefault(source, SourceState())
@@ -157,6 +181,7 @@ class MemoryStateStore(StateStore):
             state.pages[page.key] = PageState.from_json(page.as_json())
         if watermark is not None:
             state.watermark = watermark
+            state.boundary = _capped(boundary)
         if keep_only is not None:
             state.pages = {k: v for k, v in state.pages.items() if k in keep_only}
 
@@ -206,6 +231,7 @@ class PostgresStateStore(StateStore):
         for key, value in rows:
             if key == WATERMARK_KEY:
                 state.watermark = value.get("value")
+                state.boundary = frozenset(value.get("boundary") or ())
             elif key.startswith(PAGE_PREFIX):
                 state.pages[key] = PageState.from_json(value)
         return state
@@ -216,11 +242,16 @@ class PostgresStateStore(StateStore):
         pages: list[PageState],
         *,
         watermark: str | None = None,
+        boundary: frozenset[str] | None = None,
         keep_only: set[str] | None = None,
     ) -> None:
         rows = [(source, page.key, Jsonb(page.as_json())) for page in pages]
         if watermark is not None:
-            rows.append((source, WATERMARK_KEY, Jsonb({"value": watermark})))
+            value: dict[str, Any] = {"value": watermark}
+            kept = _capped(boundary)
+            if kept:
+                value["boundary"] = sorted(kept)
+            rows.append((source, WATERMARK_KEY, Jsonb(value)))
         async with self._lock:
             try:
                 conn = await self._connection()

@@ -198,16 +198,48 @@ def test_incremental_watermark_with_lookback_picks_up_updates_after_tick(env) ->
     changed = {str(r["id"]) for r in later} - {str(r["id"]) for r in snapshot} | {
         str(r["id"]) for r, old in zip(later, snapshot, strict=False) if r != old
     }
+    # Records still at the old watermark and unchanged were delivered by the first pass: the
+    # second one sees them again (since is inclusive) but does not publish them twice.
+    at_old_mark = {str(r["id"]) for r in snapshot if r["updated_at"] == watermark}
+    unchanged_at_mark = at_old_mark - changed
     assert first.complete and first.records == 150 and first.watermark == watermark
     assert second.complete
     assert second.watermark == max(r["updated_at"] for r in later)
     assert changed and changed <= set(expected)
     # Partitions interleave in the topic: the second pass's ids are all ids minus one of each first-pass id.
     second_pass = Counter(_ids(env, source)) - Counter(str(r["id"]) for r in snapshot)
-    assert sorted(second_pass.elements()) == expected
+    assert sorted(second_pass.elements()) == sorted(set(expected) - unchanged_at_mark)
     assert second.records == len(expected)
+    assert second.skipped == len(unchanged_at_mark)
     state = _state_rows(env[0].pg_dsn, source.name)
-    assert state["watermark"] == {"value": max(r["updated_at"] for r in later)}
+    newest_mark = max(r["updated_at"] for r in later)
+    assert state["watermark"]["value"] == newest_mark
+    assert len(state["watermark"]["boundary"]) == sum(r["updated_at"] == newest_mark for r in later)
+
+
+def test_records_at_the_watermark_are_not_published_again(env) -> None:
+    """``since`` is inclusive: every pass re-reads the records at the watermark. Unchanged ones were
+    delivered and are skipped (a revised one has another idempotency key, so it is not)."""
+    config = DemoApiConfig(dataset=DatasetConfig(seed=9, initial_records=80, growth_per_tick=6))
+    incremental = {"param": "since", "cursorPath": "$.updated_at", "lookback": "0s"}
+    with running_demo_api(config) as api:
+        source = _source("demo-cursor", api, _name("edge"), incremental=incremental)
+        first, _ = _fetch(env, source)
+        records = list(api.dataset().snapshot())
+        mark = max(r["updated_at"] for r in records)
+        at_mark = sorted(str(r["id"]) for r in records if r["updated_at"] == mark)
+        second, _ = _fetch(env, source)  # nothing changed: the records at the mark come back
+        api.tick(1)
+        third, _ = _fetch(env, source)
+        after = list(api.dataset().snapshot())
+    assert at_mark, "the dataset has records at the watermark"
+    assert (first.records, first.produced, first.skipped) == (80, 80, 0)
+    assert (second.records, second.produced, second.skipped) == (len(at_mark), 0, len(at_mark))
+    new_or_revised = {str(r["id"]) for r in after if r["updated_at"] > mark}
+    assert third.produced == len(new_or_revised) and third.skipped == len(at_mark)
+    # In Kafka: every record once, plus once more for each new or revised one, and nothing else.
+    counts = Counter(_ids(env, source))
+    assert counts == Counter([str(r["id"]) for r in records] + sorted(new_or_revised))
 
 
 # -- rate limits ---------------------------------------------------------------------------------

@@ -6,7 +6,15 @@ from datetime import timedelta
 from yarl import URL
 
 from restlake.fetcher.pagination import PageRequest
-from restlake.fetcher.state import MemoryStateStore, PageState, page_key, request_from_json, request_to_json
+from restlake.fetcher.state import (
+    MAX_BOUNDARY,
+    MemoryStateStore,
+    PageState,
+    boundary_digest,
+    page_key,
+    request_from_json,
+    request_to_json,
+)
 from restlake.fetcher.watermark import newest, request_value, sort_key
 
 
@@ -69,3 +77,19 @@ def test_poll_delay_adds_at_most_the_jitter_fraction() -> None:
     delays = [next_delay(60.0, 0.1, rng) for _ in range(200)]
     assert all(60.0 <= d <= 66.0 for d in delays) and len(set(delays)) > 100
     assert next_delay(10.0, 0.0) == 10.0
+
+
+def test_boundary_is_kept_with_the_watermark_and_dropped_when_too_large() -> None:
+    store = MemoryStateStore()
+    keys = frozenset(boundary_digest(f"s/{i}/hash") for i in range(3))
+
+    async def scenario() -> None:
+        await store.commit("s", [], watermark="2026-01-01T00:00:00Z", boundary=keys)
+        assert (await store.load("s")).boundary == keys
+        # A timestamp shared by more records than MAX_BOUNDARY remembers none: no skipping, no loss.
+        huge = frozenset(boundary_digest(f"s/{i}/h") for i in range(MAX_BOUNDARY + 1))
+        await store.commit("s", [], watermark="2026-01-02T00:00:00Z", boundary=huge)
+        assert (await store.load("s")).boundary == frozenset()
+
+    asyncio.run(scenario())
+    assert len(boundary_digest("s/1/abc")) == 16 and boundary_digest("s/1/abc") != boundary_digest("s/1/abd")

@@ -15,6 +15,9 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from pyspark.sql.streaming import StreamingQueryListener
 
+from restlake.contracts.spec import Quality
+from restlake.jobs.spark.quality import expectation_name
+
 log = logging.getLogger(__name__)
 
 INPUT_ROWS_PER_SECOND = Gauge(
@@ -75,6 +78,28 @@ LAST_COMMITTED_BATCH = Gauge(
     "Id of the last micro-batch whose sinks all committed (bronze, quarantine, Postgres ledger).",
     ["source"],
 )
+
+# The ``op`` values of ROWS_MERGED: what the Postgres merge reports.
+MERGE_OPS = ("inserted", "updated")
+
+
+def init_source(source: str, quality: Quality | None) -> None:
+    """Export the counters of ``source`` at 0, per merge op and per declared expectation, before any batch.
+
+    Until its first increment a labelled counter has no series, so ``rate()`` of quarantined rows or of
+    an expectation's violations reads "no data" instead of 0 and alerts on them cannot fire or
+    resolve. The expectation label takes the spec's names only, the same bounded set the gate counts
+    under. Gauges stay unset: a batch id or a lag of 0 before any batch would be a claim, not a count.
+    """
+    for counter in (ROWS_READ, ROWS_QUARANTINED, BRONZE_ROWS, BATCHES, REPLAYED_BATCHES):
+        counter.labels(source)
+    for op in MERGE_OPS:
+        ROWS_MERGED.labels(source, op)
+    BATCH_DURATION.labels(source)
+    for expectation in quality.expectations if quality is not None else ():
+        name = expectation_name(expectation)
+        EXPECTATION_VIOLATIONS.labels(source, name)
+        ROWS_DROPPED.labels(source, name)
 
 
 def serve(port: int, address: str) -> int:

@@ -95,6 +95,7 @@ def _start(
     spark: SparkSession, config: StreamJobConfig, metrics: StreamMetrics | None
 ) -> tuple[StreamingQuery, BatchProcessor]:
     prepare(spark, config)
+    prom.init_source(config.source, config.quality)
     processor = BatchProcessor(config, metrics)
     listener = _listener(spark, config.source)
     writer = (

@@ -8,6 +8,11 @@ test session never downloads jars again.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,3 +68,56 @@ def spark(spark_jars: list[Path]) -> Iterator[SparkSession]:
         yield session
     finally:
         session.stop()
+
+
+@pytest.fixture(scope="session")
+def pushgateway_bin() -> str:
+    """Debian's prometheus-pushgateway from PATH, installed when missing and root."""
+    found = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if found:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip(
+            "prometheus-pushgateway not on PATH, and installing Debian's package needs root and apt-get"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus-pushgateway"]
+    if subprocess.run(install, env=env, capture_output=True, check=False, timeout=600).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False, timeout=600)
+        result = subprocess.run(install, env=env, capture_output=True, text=True, check=False, timeout=600)
+        if result.returncode != 0:
+            pytest.fail(f"apt-get install prometheus-pushgateway failed:\n{result.stderr[-2000:]}")
+    found = shutil.which("prometheus-pushgateway")
+    assert found, "Debian's prometheus-pushgateway package installed no binary on PATH"
+    return found
+
+
+@pytest.fixture
+def pushgateway(pushgateway_bin: str, tmp_path: Path) -> Iterator[str]:
+    """A Pushgateway on a free loopback port; yields its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    log = (tmp_path / "pushgateway.log").open("wb")
+    process = subprocess.Popen(
+        [pushgateway_bin, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, (tmp_path / "pushgateway.log").read_text(errors="replace")[-2000:]
+            try:
+                urllib.request.urlopen(f"{base}/-/ready", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the Pushgateway did not become ready within 30 s"
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()

@@ -1,14 +1,14 @@
-"""A real Prometheus (Debian's package) scrapes a running fetcher; the alert rules pass promtool and
-load, and every dashboard panel's PromQL parses and, where the fetcher exports its metrics, has series.
-
-The stream job's metrics are not scraped here (a Spark driver costs a minute on 2 cores): their
-panels must parse, and tests/unit/test_monitoring.py checks their names against jobs/spark/metrics.py.
+"""A real Prometheus (Debian's package) scrapes a running pipeline: a fetcher polling the demo API, the
+stream job reading the fetcher's topic into bronze and Postgres, and a Pushgateway holding a real
+`restlake quality run` over that bronze table. The alert rules pass promtool and load, and every
+dashboard panel's PromQL returns a series, with a number, for the pipeline's source.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -17,14 +17,16 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from pyspark.sql import SparkSession
+from typer.testing import CliRunner
 
+from restlake.cli.main import app
 from restlake.contracts.spec import parse_source
 from restlake.demoapi.config import DemoApiConfig
 from restlake.demoapi.dataset import DatasetConfig
@@ -33,8 +35,13 @@ from restlake.fetcher.producer import EnvelopeProducer
 from restlake.fetcher.service import FetcherService
 from restlake.fetcher.settings import FetcherSettings
 from restlake.fetcher.state import PostgresStateStore
+from restlake.jobs.spark import metrics as stream_metrics
+from restlake.jobs.spark.batch import StreamMetrics
+from restlake.jobs.spark.stream import run_stream
 from restlake.postgres import migrations
 from restlake.stack.manager import StackEndpoints
+
+from .fixtures_stream import StreamJob
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -73,7 +80,7 @@ def test_promtool_accepts_the_alert_rules(prometheus_bins: tuple[str, str]) -> N
         [prometheus_bins[0], "check", "rules", str(RULES)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 7 rules found" in result.stdout
 
 
 def _free_port() -> int:
@@ -94,15 +101,15 @@ def _get(url: str) -> Any:
 
 @pytest.fixture
 def prometheus_for(prometheus_bins: tuple[str, str], tmp_path: Path) -> Iterator[Any]:
-    """A factory: start Prometheus scraping one target every second, with the rules loaded."""
+    """A factory: start Prometheus scraping the given jobs every second, with the rules loaded."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(target: str) -> str:
+    def start(scrape_configs: list[dict[str, Any]]) -> str:
         port = _free_port()
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RULES)],
-            "scrape_configs": [{"job_name": "restlake-fetcher", "static_configs": [{"targets": [target]}]}],
+            "scrape_configs": scrape_configs,
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
         log = (tmp_path / "prometheus.log").open("wb")
@@ -147,71 +154,154 @@ def _panel_exprs() -> list[tuple[str, str]]:
     return found
 
 
-def test_every_panel_query_runs_against_prometheus_scraping_a_fetcher(
-    stack: StackEndpoints, prometheus_for: Any
+def _query(base: str, expr: str) -> Any:
+    return _get(f"{base}/api/v1/query?{urllib.parse.urlencode({'query': expr})}")
+
+
+def _shortfalls(base: str, source: str) -> list[str]:
+    """Panels whose expression has no series with a number for ``source`` now; empty when all have one.
+
+    A number, not only a series: a quantile of a histogram nothing was observed into in the window, or
+    a ratio of two rates at 0, is a NaN series, which would hide a scenario that produced nothing.
+    """
+    missing = []
+    for title, expr in _panel_exprs():
+        answer = _query(base, expr)
+        assert answer["status"] == "success", (title, expr, answer)
+        values = [
+            float(r["value"][1]) for r in answer["data"]["result"] if r["metric"].get("source") == source
+        ]
+        if not any(math.isfinite(v) for v in values):
+            missing.append(f"{title!r}: {expr} -> {values or 'no series'}")
+    return missing
+
+
+def _scraped(base: str, jobs: set[str]) -> bool:
+    up = _query(base, "up")["data"]["result"]
+    return {r["metric"]["job"] for r in up if r["value"][1] == "1"} >= jobs
+
+
+def test_every_panel_query_has_series_from_prometheus_scraping_a_running_pipeline(
+    stack: StackEndpoints,
+    spark: SparkSession,
+    pushgateway: str,
+    prometheus_for: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     migrations.apply(stack.pg_dsn)
-    config = DemoApiConfig(dataset=DatasetConfig(seed=3, initial_records=30, growth_per_tick=0))
-    with running_demo_api(config) as api:
+    job = StreamJob(stack, tmp_path / "lake")
+    # The quality CLI reads its settings from the environment, as in its CronJob.
+    monkeypatch.setenv("RESTLAKE_LAKE_ROOT", str(tmp_path / "lake"))
+    monkeypatch.setenv("RESTLAKE_QUALITY_DIR", str(tmp_path / "quality"))
+    monkeypatch.setenv("RESTLAKE_QUALITY_PUSHGATEWAY_URL", pushgateway)
+    if "RESTLAKE_STATE_DIR" not in os.environ:
+        monkeypatch.setenv("RESTLAKE_STATE_DIR", str(REPO / ".restlake"))
+    # A new record every second, so every rate() window sees fetches, batches and merges; without
+    # updates the earlier pages stay unchanged and the stream's batches stay small on 2 cores.
+    dataset = DatasetConfig(
+        seed=3, initial_records=30, growth_per_tick=1, update_fraction=0.0, tick_seconds=1
+    )
+    with running_demo_api(DemoApiConfig(dataset=dataset, realtime=True)) as api:
         doc = yaml.safe_load((REPO / "examples" / "demo-link.yaml").read_text(encoding="utf-8"))
-        doc["metadata"]["name"] = f"prom-{uuid.uuid4().hex[:8]}"
+        # The stream fixture's source and tables: its topic is the one the fetcher publishes to.
+        doc["metadata"]["name"] = job.source
         doc["spec"]["request"]["url"] = (
             f"{api.base_url}/v1/{doc['spec']['request']['url'].split('/v1/', 1)[1]}"
         )
         doc["spec"]["poll"] = {"interval": "1s", "jitter": 0.1}
-        source = parse_source(doc, "test:prometheus")
-        producer = EnvelopeProducer(stack.kafka_bootstrap)
+        # Small pages: a pass gets 304s for the full ones and produces only the last page again.
+        doc["spec"]["request"]["params"] = {"per_page": "10"}
+        doc["spec"]["sinks"] = {
+            "bronze": {"path": job.config.bronze_path},
+            "quarantine": {"path": job.config.quarantine_path},
+        }
+        source_file = tmp_path / "source.yaml"
+        source_file.write_text(yaml.safe_dump(doc), encoding="utf-8")
+        source = parse_source(doc, str(source_file))
+        assert source.topic() == job.topic
+        stream_config = job.config_for(
+            "ckpt",
+            json_schema=source.spec.schema_.json_schema if source.spec.schema_ else None,
+            quality=source.spec.quality,
+            processing_time="2 seconds",
+            metrics_port=0,
+        )
         service = FetcherService(
             [source],
-            producer=producer,
+            producer=EnvelopeProducer(stack.kafka_bootstrap),
             state_store=PostgresStateStore(stack.pg_dsn),
             settings=FetcherSettings(ops_port=0),
             kafka_bootstrap=stack.kafka_bootstrap,
             create_topics=True,
         )
+        counts = StreamMetrics()
 
-        async def scenario() -> tuple[str, list[tuple[str, str, dict[str, Any]]]]:
+        def quality_run() -> Any:
+            return CliRunner().invoke(app, ["quality", "run", "-f", str(source_file)])
+
+        async def scenario() -> tuple[str, Any, list[str], float]:
             task = asyncio.create_task(service.run())
-            while service.ops is None or service.ops.base_url is None:
-                await asyncio.sleep(0.1)
-            target = urllib.parse.urlsplit(service.ops.base_url).netloc
-            base = await asyncio.to_thread(prometheus_for, target)
-            # Enough passes and scrapes for rate() over 15 s to see two samples with a change.
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                await asyncio.sleep(1.0)
-                up = await asyncio.to_thread(_get, f"{base}/api/v1/query?query=up")
-                scraped = up["data"]["result"] and up["data"]["result"][0]["value"][1] == "1"
-                if scraped and len(service.results[source.name]) >= 8:
-                    break
-            await asyncio.sleep(3.0)
-            # In a thread: the ops server runs on this event loop and must keep answering.
-            exported = await asyncio.to_thread(_text, f"{service.ops.base_url}/metrics")
-            answers = []
-            for title, expr in _panel_exprs():
-                url = f"{base}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-                answers.append((title, expr, await asyncio.to_thread(_get, url)))
-            service.request_stop()
-            await asyncio.wait_for(task, 30)
-            return exported, answers
+            query = None
+            try:
+                while service.ops is None or service.ops.base_url is None:
+                    await asyncio.sleep(0.1)
+                # As the job's main() does: metrics served before the query starts.
+                assert stream_config.metrics_port is not None
+                stream_port = stream_metrics.serve(stream_config.metrics_port, stream_config.metrics_address)
+                query = await asyncio.to_thread(run_stream, spark, stream_config, metrics=counts)
+                gateway = urllib.parse.urlsplit(pushgateway).netloc
+                jobs = {
+                    "restlake-fetcher": urllib.parse.urlsplit(service.ops.base_url).netloc,
+                    "restlake-stream": f"127.0.0.1:{stream_port}",
+                }
+                base = await asyncio.to_thread(
+                    prometheus_for,
+                    [{"job_name": name, "static_configs": [{"targets": [t]}]} for name, t in jobs.items()]
+                    # The Pushgateway's own job label (restlake_quality) is the one that counts.
+                    + [
+                        {
+                            "job_name": "pushgateway",
+                            "honor_labels": True,
+                            "static_configs": [{"targets": [gateway]}],
+                        }
+                    ],
+                )
+                # The checkpoint needs bronze rows to validate: wait for the stream to write some.
+                deadline = time.monotonic() + 120
+                while counts.bronze_written == 0:
+                    assert query.exception() is None, query.exception()
+                    assert time.monotonic() < deadline, f"no bronze rows after 120 s: {counts}"
+                    await asyncio.sleep(0.5)
+                checkpoint = await asyncio.to_thread(quality_run)
+                # Every panel eventually has a number: the pipeline keeps running while Prometheus
+                # gathers enough samples for the rate() windows.
+                deadline = time.monotonic() + 90
+                while True:
+                    await asyncio.sleep(1.0)
+                    ready = await asyncio.to_thread(_scraped, base, {*jobs, "pushgateway"})
+                    missing = await asyncio.to_thread(_shortfalls, base, source.name) if ready else ["up"]
+                    if not missing or time.monotonic() > deadline:
+                        break
+                # In a thread: the ops server runs on this event loop and must keep answering.
+                exported = await asyncio.to_thread(_text, f"{service.ops.base_url}/metrics")
+                rows = await asyncio.to_thread(
+                    _query, base, f'restlake_quality_rows_validated{{source="{source.name}"}}'
+                )
+                return exported, checkpoint, missing, float(rows["data"]["result"][0]["value"][1])
+            finally:
+                if query is not None:
+                    await asyncio.to_thread(query.stop)
+                service.request_stop()
+                await asyncio.wait_for(task, 30)
 
-        exported, answers = asyncio.run(scenario())
-    assert all(p.complete for p in service.results[source.name])
-    exported_names = {line.split("{")[0].split(" ")[0] for line in exported.splitlines() if line[:1] != "#"}
-    with_series = []
-    for title, expr, answer in answers:
-        assert answer["status"] == "success", (title, expr, answer)
-        needed = set(METRIC.findall(expr))
-        if needed and needed <= exported_names:
-            assert answer["data"]["result"], f"panel {title!r}: no series for {expr}"
-            with_series.append(title)
-    # The fetcher's panels really were checked for series, not skipped for want of metrics. Retries,
-    # bad pages, circuit and rate-limit waits only get series once they happen, which they do not here.
-    assert set(with_series) == {
-        "Fetcher throughput (records/s confirmed by Kafka)",
-        "Fetch pass duration p50 / p95",
-        "Time since last successful fetch",
-        "HTTP requests by status class (4xx, 5xx, error = none)",
-        "Fetch passes by outcome",
-        "304 Not Modified ratio",
-    }
+        exported, checkpoint, missing, rows_in_prometheus = asyncio.run(scenario())
+    assert missing == [], "panels without a number for the pipeline's source:\n" + "\n".join(missing)
+    # The stop may cut the last pass short; none failed.
+    assert [p.error for p in service.results[source.name] if p.error] == []
+    assert 'restlake_fetcher_bad_pages_total{reason="timeout",source="' + source.name + '"} 0.0' in exported
+    assert checkpoint.exit_code == 0, checkpoint.output
+    summary = json.loads(checkpoint.stdout)
+    assert summary["passed"] is True and summary["rows_validated"] > 0
+    # What Prometheus holds is what the run reported, by way of the Pushgateway.
+    assert rows_in_prometheus == summary["rows_validated"]

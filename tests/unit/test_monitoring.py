@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from restlake.fetcher.metrics import FetcherMetrics
+from restlake.quality.metrics import run_registry
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "restlake"
@@ -35,7 +36,10 @@ def rule_exprs() -> list[str]:
 
 def known_metrics() -> set[str]:
     names = set()
-    for family in FetcherMetrics().registry.collect():
+    quality = run_registry(
+        "s", success=True, passed=1, failed=0, rows=1, unexpected=0, finished_at=0.0, duration_s=0.0
+    )
+    for family in [*FetcherMetrics().registry.collect(), *quality.collect()]:
         # prometheus_client drops the _total suffix from a counter's family name.
         names.add(f"{family.name}_total" if family.type == "counter" else family.name)
     # Read, not imported: jobs/spark/metrics.py imports pyspark, which costs seconds.
@@ -80,21 +84,35 @@ def test_the_dashboard_has_the_panels_operators_ask_for() -> None:
         "rate-limit",
         "quarantine",
         "expectation",
+        "checkpoint run passed",
+        "failed expectations",
+        "unexpected values",
+        "time since last checkpoint run",
     ):
         assert topic in titles, topic
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
 
 
-def test_alerts_cover_lag_fetch_quarantine_and_stream_down() -> None:
+def test_alerts_cover_lag_fetch_quarantine_stream_down_and_the_checkpoint() -> None:
     groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
-    alerts = {r["alert"] for g in groups for r in g["rules"]}
-    assert {
-        "RestlakeKafkaLagGrowing",
+    rules = [r for g in groups for r in g["rules"]]
+    assert [r["alert"] for r in rules] == [
         "RestlakeNoSuccessfulFetch",
+        "RestlakeKafkaLagGrowing",
         "RestlakeQuarantineRatioHigh",
         "RestlakeStreamDown",
-    } <= alerts
+        "RestlakeExpectationViolations",
+        "RestlakeQualityFailing",
+        "RestlakeQualityStale",
+    ]
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"info", "warning", "critical"}, rule["alert"]
+        assert {"summary", "description"} <= set(rule["annotations"]), rule["alert"]
+    by_name = {r["alert"]: r for r in rules}
+    assert "restlake_quality_last_run_success" in by_name["RestlakeQualityFailing"]["expr"]
+    assert "== 0" in by_name["RestlakeQualityFailing"]["expr"]
+    assert "> 26 * 3600" in by_name["RestlakeQualityStale"]["expr"]
 
 
 def test_templates_are_gated_and_embed_the_checked_files() -> None:

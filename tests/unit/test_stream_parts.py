@@ -83,3 +83,33 @@ def test_sigv4_headers_have_the_expected_shape() -> None:
         "SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature="
     )
     assert "wJalr" not in repr(settings)
+
+
+def test_a_fresh_source_exports_its_counters_at_zero_per_op_and_expectation() -> None:
+    from prometheus_client import REGISTRY
+
+    from restlake.jobs.spark.metrics import init_source
+
+    quality = Quality.model_validate(
+        {"expectations": [{"type": "notNull", "field": "a"}, {"type": "range", "field": "n", "min": 1}]}
+    )
+    init_source("fresh-source", quality)
+    value = REGISTRY.get_sample_value
+    for name in (
+        "restlake_stream_rows_read_total",
+        "restlake_stream_rows_quarantined_total",
+        "restlake_stream_bronze_rows_written_total",
+        "restlake_stream_batches_total",
+        "restlake_stream_replayed_batches_total",
+        "restlake_stream_batch_duration_seconds_count",
+    ):
+        assert value(name, {"source": "fresh-source"}) == 0.0, name
+    for op in ("inserted", "updated"):
+        assert value("restlake_stream_rows_merged_total", {"source": "fresh-source", "op": op}) == 0.0
+    for name in ("restlake_stream_expectation_violations_total", "restlake_stream_rows_dropped_total"):
+        for expectation in ("notNull:a", "range:n"):
+            assert value(name, {"source": "fresh-source", "expectation": expectation}) == 0.0
+    # Gauges wait for a batch or a progress event: 0 would claim batch 0 committed or no lag.
+    assert value("restlake_stream_last_committed_batch_id", {"source": "fresh-source"}) is None
+    init_source("no-quality", None)
+    assert value("restlake_stream_batches_total", {"source": "no-quality"}) == 0.0

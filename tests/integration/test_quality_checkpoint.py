@@ -31,10 +31,11 @@ from restlake.lineage import LineageEmitter
 from restlake.quality import QualityRun, QualitySettings, run_checkpoint
 from restlake.quality.metrics import publish, run_registry
 
+from ..openlineage_events import Recorder, schema_errors, schema_validator
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-OL_SCHEMA = REPO.parent / "shared" / "fixtures" / "openlineage" / "OpenLineage.json"
 SPEC: dict[str, Any] = {
     "request": {"url": "https://api.example.test/orders"},
     "records": {"idPath": "$.id", "versionPath": "$.updated_at"},
@@ -137,14 +138,6 @@ def make_source(name: str, spec: dict[str, Any] | None = None) -> IngestionSourc
     return parse_source(document, "test")
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def emit(self, event: dict[str, Any]) -> None:
-        self.events.append(json.loads(json.dumps(event)))
-
-
 def write_bronze(
     spark: SparkSession, source: IngestionSource, lake: Path, batch: int, payloads: list[Any]
 ) -> None:
@@ -181,11 +174,7 @@ def write_bronze(
 
 @pytest.fixture(scope="module")
 def ol_validator() -> jsonschema.protocols.Validator:
-    if not OL_SCHEMA.is_file():
-        pytest.skip(f"OpenLineage schema fixture not found at {OL_SCHEMA} (shared/ beside the clone)")
-    schema = json.loads(OL_SCHEMA.read_text(encoding="utf-8"))
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return schema_validator()
 
 
 def check(
@@ -265,8 +254,7 @@ def test_checkpoint_passes_fails_on_bad_rows_and_validates_only_new_rows(
     # OpenLineage: START + COMPLETE per run, valid, with the assertions and metrics facets.
     events = recorder.events
     for event in events:
-        errors = [f"{list(e.absolute_path)}: {e.message}" for e in ol_validator.iter_errors(event)]
-        assert errors == [], event
+        assert schema_errors(ol_validator, event) == [], event
     assert [e["eventType"] for e in events] == ["START", "COMPLETE"] * 4
     assert {e["job"]["name"] for e in events} == {"restlake.quality.orders"}
     assert [e["run"]["runId"] for e in events[2:4]] == [second.run_id] * 2

@@ -29,6 +29,8 @@ from restlake.operator.settings import OperatorSettings
 from restlake.quality.settings import QualitySettings
 from restlake.settings import PostgresSettings, S3Settings
 
+from ..openlineage_events import Recorder
+
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "pg-Pa55word-never-shown"
 TOKEN = "tok-0123456789-never-shown"
@@ -141,13 +143,6 @@ def test_an_unreadable_secret_file_names_the_variable_not_a_value(
 
 
 def test_lineage_events_carry_no_credential() -> None:
-    class Recorder:
-        def __init__(self) -> None:
-            self.events: list[dict[str, Any]] = []
-
-        def emit(self, event: dict[str, Any]) -> None:
-            self.events.append(event)
-
     rec = Recorder()
     targets = StreamTargets(
         source="orders",

@@ -63,7 +63,7 @@ def backfill(
     master: str = typer.Option("local[2]", help="Spark master: local[N] or spark://host:port."),
 ) -> None:
     """Re-merge a source's Kafka range or bronze versions into Postgres; prints a JSON summary."""
-    from restlake.contracts.spec import load_sources
+    from restlake.cli.source_choice import one_source
     from restlake.jobs.spark.backfill import KafkaRange, config_for, parse_offsets, replay_range, run_backfill
     from restlake.jobs.spark.bronze_range import parse_as_of
     from restlake.jobs.spark.session import build_spark
@@ -73,14 +73,7 @@ def backfill(
     from restlake.stack.jars import spark_jars
 
     try:
-        sources = load_sources(file)
-        if source_name is None and len(sources) != 1:
-            raise typer.BadParameter(f"{file} holds {len(sources)} sources; pick one with --source")
-        matching = [s for s in sources if source_name in (None, s.name)]
-        if not matching:
-            names = ", ".join(s.name for s in sources)
-            raise typer.BadParameter(f"no source {source_name!r} in {file}; it has: {names}")
-        source = matching[0]
+        source = one_source(file, source_name)
         replay = replay_range(
             from_time=_when(from_time, "--from-time"),
             from_offsets=parse_offsets(from_offsets, option="--from-offsets") if from_offsets else None,

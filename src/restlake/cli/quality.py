@@ -29,7 +29,7 @@ def run(
     master: str = typer.Option("local[2]", help="Spark master: local[N] or spark://host:port."),
 ) -> None:
     """Validate a source's bronze rows with Great Expectations; prints a JSON summary."""
-    from restlake.contracts.spec import load_sources
+    from restlake.cli.source_choice import one_source
     from restlake.jobs.spark.session import build_spark
     from restlake.operator.reporters import report_quality
     from restlake.quality.checkpoint import run_checkpoint
@@ -41,14 +41,7 @@ def run(
         # GX logs its own bookkeeping (config saves, decorator registration) at INFO, hundreds of lines.
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
     try:
-        sources = load_sources(file)
-        if source_name is None and len(sources) != 1:
-            raise typer.BadParameter(f"{file} holds {len(sources)} sources; pick one with --source")
-        matching = [s for s in sources if source_name in (None, s.name)]
-        if not matching:
-            names = ", ".join(s.name for s in sources)
-            raise typer.BadParameter(f"no source {source_name!r} in {file}; it has: {names}")
-        source = matching[0]
+        source = one_source(file, source_name)
         # Before Spark starts (10-20 s): a bad bronze expectation is reported at once.
         build_suite(source)
         lake_root = LakeSettings().root

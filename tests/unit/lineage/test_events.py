@@ -20,34 +20,19 @@ from restlake.lineage.transports import create_transport
 from restlake.lineage.transports.file import FileTransport
 from restlake.lineage.transports.http import HttpTransport
 
-SCHEMA_PATH = (
-    Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "openlineage" / "OpenLineage.json"
-)
+from ...openlineage_events import Recorder, schema_errors, schema_validator
+
 SECRET = "s3cr3t-token-value"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def emit(self, event: dict[str, Any]) -> None:
-        # Round-trip through JSON: what a receiver gets, not the Python objects.
-        self.events.append(json.loads(json.dumps(event)))
 
 
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.protocols.Validator:
-    if not SCHEMA_PATH.is_file():
-        pytest.skip(f"OpenLineage schema fixture not found at {SCHEMA_PATH} (shared/ beside the clone)")
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return schema_validator()
 
 
 def assert_valid(validator: jsonschema.protocols.Validator, events: list[dict[str, Any]]) -> None:
     for event in events:
-        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(event)]
-        assert errors == [], event
+        assert schema_errors(validator, event) == [], event
 
 
 def targets() -> StreamTargets:

@@ -6,7 +6,6 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import pytest
@@ -20,27 +19,14 @@ from restlake.quality.metrics import publish, run_registry
 from restlake.quality.results import QualityPaths, read_watermark, write_watermark
 from restlake.quality.settings import QualitySettings
 
-SCHEMA_PATH = (
-    Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "openlineage" / "OpenLineage.json"
-)
+from ...openlineage_events import Recorder, schema_errors, schema_validator
+
 SECRET = "pushgateway-s3cr3t"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def emit(self, event: dict[str, Any]) -> None:
-        self.events.append(json.loads(json.dumps(event)))
 
 
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.protocols.Validator:
-    if not SCHEMA_PATH.is_file():
-        pytest.skip(f"OpenLineage schema fixture not found at {SCHEMA_PATH} (shared/ beside the clone)")
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return schema_validator()
 
 
 def test_lineage_events_validate_and_carry_the_quality_facets(
@@ -58,7 +44,7 @@ def test_lineage_events_validate_and_carry_the_quality_facets(
     )
     run.fail("PermanentError: no bronze Delta table")
     for event in rec.events:
-        assert [e.message for e in validator.iter_errors(event)] == [], event
+        assert schema_errors(validator, event) == [], event
     assert [e["eventType"] for e in rec.events] == ["START", "COMPLETE", "FAIL"]
     start, complete, fail = rec.events
     assert start["job"] == {"namespace": "restlake", "name": "restlake.quality.orders"}

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from restlake.lineage.settings import LineageSettings
+from restlake.lineage.spark_listener import CONSOLE_LOGGER, describe, spark_listener_conf
+
 log = logging.getLogger(__name__)
 
 # Every setting here is a default the caller can override through ``extra_conf``.
@@ -42,12 +45,16 @@ def build_spark(
     jars: list[Path],
     master: str = "local[2]",
     extra_conf: dict[str, str] | None = None,
+    lineage: LineageSettings | None = None,
 ) -> SparkSession:
     """A SparkSession with Delta Lake and the Kafka source on the classpath.
 
     ``jars`` are the connector jars (spark-sql-kafka, delta-spark and their dependencies) that
     are not part of the pyspark distribution; the caller resolves them (the local stack caches
     them under its state folder, a cluster image bakes them in and passes an empty list).
+
+    With ``RESTLAKE_LINEAGE_SPARK_LISTENER=true`` (``lineage``, read from the environment when
+    None) OpenLineage's Spark listener runs too, sending to restlake's lineage transport.
     """
     missing = [str(j) for j in jars if not Path(j).is_file()]
     if missing:
@@ -68,6 +75,14 @@ def build_spark(
         # Locally everything talks over loopback; without this Spark binds the driver to whatever
         # interface the hostname resolves to and warns about it on every start.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    listener = _lineage_listener(conf, jars, lineage)
+    conf.update(listener)
+    if listener and jars:
+        from restlake.stack.jars import cache_of, openlineage_jars
+
+        # Next to the connector jars the caller resolved; a cluster image passes none and bakes
+        # the listener in with them.
+        conf["spark.jars"] += "," + ",".join(str(j) for j in openlineage_jars(jars_dir=cache_of(jars[0])))
     conf.update(extra_conf or {})
 
     builder = SparkSession.builder.appName(app_name).master(master)
@@ -75,7 +90,35 @@ def build_spark(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("RESTLAKE_SPARK_LOG_LEVEL", "WARN"))
+    if listener.get("spark.openlineage.transport.type") == "console":
+        _show_console_events(spark)
     log.info(
         "spark session ready app=%s master=%s version=%s jars=%s", app_name, master, spark.version, len(jars)
     )
     return spark
+
+
+def _lineage_listener(
+    conf: dict[str, str], jars: list[Path], lineage: LineageSettings | None
+) -> dict[str, str]:
+    settings = lineage if lineage is not None else LineageSettings()
+    if not settings.spark_listener:
+        return {}
+    listener = spark_listener_conf(settings, conf.get("spark.driver.extraJavaOptions", ""))
+    if not listener:
+        log.warning("the OpenLineage Spark listener stays off: RESTLAKE_LINEAGE_TRANSPORT is none")
+        return {}
+    log.info(
+        "OpenLineage Spark listener on (%s) %s",
+        "jar from the jar cache" if jars else "jar expected on the image's classpath",
+        describe(listener),
+    )
+    return listener
+
+
+def _show_console_events(spark: SparkSession) -> None:
+    # The console transport logs each event at INFO, below the session's WARN.
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    log4j = jvm.org.apache.logging.log4j
+    log4j.core.config.Configurator.setLevel(CONSOLE_LOGGER, log4j.Level.INFO)

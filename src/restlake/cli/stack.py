@@ -113,11 +113,18 @@ def env(state_dir: Path | None = _STATE_OPTION) -> None:
 def jars_command(
     state_dir: Path | None = _STATE_OPTION,
     force: bool = typer.Option(False, "--force", help="Resolve again even if the cache is current."),
+    openlineage: bool = typer.Option(
+        False,
+        "--openlineage",
+        help="Also resolve the OpenLineage Spark listener (for RESTLAKE_LINEAGE_SPARK_LISTENER=true).",
+    ),
 ) -> None:
     """Resolve the Kafka and Spark jars from Maven into the jar cache (skipped when current)."""
     stack = LocalStack(state_dir)
     try:
         resolved = jars.resolve_all(stack.paths.jars, force=force)
+        if openlineage:
+            resolved["openlineage"] = jars.resolve("openlineage", stack.paths.jars, force=force)
     except StackError as exc:
         raise _fail(exc) from exc
     for name, paths in resolved.items():

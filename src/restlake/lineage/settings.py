@@ -37,6 +37,11 @@ class LineageSettings(RestlakeSettings):
     namespace: str = Field(
         "restlake", min_length=1, description="Job namespace: one per install, like the topic prefix."
     )
+    spark_listener: bool = Field(
+        False,
+        description="Also run OpenLineage's own Spark listener in Spark jobs, sending to the same "
+        "transport (file: <file_path stem>.spark.jsonl); needs `restlake stack jars --openlineage`.",
+    )
     heartbeat_seconds: float = Field(
         60.0, gt=0, description="Seconds between RUNNING heartbeats of a long fetch pass."
     )

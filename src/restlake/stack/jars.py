@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 BUNDLES = ("kafka", "spark")
 # Resolved only on demand (``resolve("marquez", ...)``), never by ``resolve_all``: only the lineage
-# test and a local Marquez need them.
-OPTIONAL_BUNDLES = ("marquez",)
+# test and a local Marquez need marquez, only RESTLAKE_LINEAGE_SPARK_LISTENER=true needs openlineage.
+OPTIONAL_BUNDLES = ("marquez", "openlineage")
 MANIFEST = "classpath.txt"
 STAMP = ".resolved-stamp"
 # Bumped when the resolution logic changes in a way that must invalidate existing caches.
@@ -294,6 +294,32 @@ def spark_jars(
         raise StackError(
             f"the Spark jars are not resolved in {where / 'spark'}; "
             "run `restlake stack jars` (or `make jars`)"
+        )
+    return jars
+
+
+def cache_of(jar: Path) -> Path | None:
+    """The jar cache a bundle jar was read from (``<cache>/<bundle>/<layout>``), if it is one."""
+    for parent in jar.absolute().parents:
+        if parent.name in BUNDLES and (parent / MANIFEST).is_file():
+            return parent.parent
+    return None
+
+
+def openlineage_jars(
+    state_dir: Path | None = None, *, jars_dir: Path | None = None, env: Mapping[str, str] | None = None
+) -> list[Path]:
+    """The OpenLineage Spark listener jar, for ``spark.jars`` when the listener is enabled.
+
+    Never resolved by surprise either: raises StackError until ``restlake stack jars --openlineage``
+    has put it in the cache.
+    """
+    where = _jars_dir(state_dir, jars_dir, env)
+    jars = read_manifest(where, "openlineage")
+    if jars is None:
+        raise StackError(
+            f"the OpenLineage Spark listener jar is not resolved in {where / 'openlineage'}; "
+            "run `restlake stack jars --openlineage`"
         )
     return jars
 

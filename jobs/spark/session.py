@@ -78,11 +78,16 @@ def build_spark(
     listener = _lineage_listener(conf, jars, lineage)
     conf.update(listener)
     if listener and jars:
+        from restlake.errors import ConfigError, StackError
         from restlake.stack.jars import cache_of, openlineage_jars
 
         # Next to the connector jars the caller resolved; a cluster image passes none and bakes
         # the listener in with them.
-        conf["spark.jars"] += "," + ",".join(str(j) for j in openlineage_jars(jars_dir=cache_of(jars[0])))
+        try:
+            listener_jars = openlineage_jars(jars_dir=cache_of(jars[0]))
+        except StackError as exc:
+            raise ConfigError(str(exc)) from exc
+        conf["spark.jars"] += "," + ",".join(str(j) for j in listener_jars)
     conf.update(extra_conf or {})
 
     builder = SparkSession.builder.appName(app_name).master(master)

@@ -51,7 +51,10 @@ class Context:
         if self._spark is None:
             from restlake.jobs.spark.session import build_spark
 
-            self._spark = build_spark("restlake-bench", jars=self.jars, master="local[2]")
+            # The sink case caches 1M rows of ~1 KB for the JDBC writer: the default 1 GiB heap is not enough.
+            self._spark = build_spark(
+                "restlake-bench", jars=self.jars, master="local[2]", extra_conf={"spark.driver.memory": "6g"}
+            )
         return self._spark
 
     def close(self) -> None:

@@ -64,8 +64,10 @@ class StreamJobConfig(BaseModel):
     quality: Quality | None = Field(
         None, description="The spec's quality block: expectations checked on every micro-batch."
     )
+    # Bounded by default: a first run (or a catch-up after downtime) over a large topic would read
+    # everything as one batch, and 1M records of 1 KB do not fit a default driver heap.
     max_offsets_per_trigger: int | None = Field(
-        None, ge=1, description="Upper bound of records per micro-batch; None reads all that is available."
+        100_000, ge=1, description="Upper bound of records per micro-batch; None reads all that is available."
     )
     starting_offsets: str = Field(
         "earliest", description="Where a new checkpoint starts: earliest, latest or a Kafka offsets JSON."

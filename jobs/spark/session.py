@@ -88,8 +88,18 @@ def build_spark(
         except StackError as exc:
             raise ConfigError(str(exc)) from exc
         conf["spark.jars"] += "," + ",".join(str(j) for j in listener_jars)
+    if master.startswith("local"):
+        # Driver and executors share this heap in local mode; Spark's 1 GiB default is tight for
+        # micro-batches of 100k records of a few KB. Read when pyspark launches the JVM, so it
+        # only applies to the first session of a process.
+        conf["spark.driver.memory"] = os.environ.get("RESTLAKE_SPARK_DRIVER_MEMORY", "2g")
     conf.update(extra_conf or {})
 
+    # py4j logs at INFO from its connections' __del__; run by the garbage collector at interpreter
+    # exit while a daemon thread that died holding a logging handler's lock, that call never returns
+    # (seen: `restlake run` hung after its JVM died of an OutOfMemoryError). Nothing py4j says at INFO
+    # is needed.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     builder = SparkSession.builder.appName(app_name).master(master)
     for key, value in conf.items():
         builder = builder.config(key, value)

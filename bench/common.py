@@ -59,7 +59,10 @@ class Context:
 
     def close(self) -> None:
         if self._spark is not None:
-            self._spark.stop()
+            try:
+                self._spark.stop()
+            except Exception as exc:  # a case that killed the JVM must not cost the suite its report
+                logging.getLogger("bench").warning("in-process Spark did not stop cleanly: %s", exc)
             self._spark = None
 
     def child_env(self) -> dict[str, str]:

@@ -129,7 +129,8 @@ def run(ctx: Context) -> dict[str, Any]:
     import importlib.metadata as md
 
     dlt_version = subprocess.run(
-        [str(python_dlt), "-c", "import importlib.metadata as m; print(m.version('dlt'))"],
+        # -I: the checkout's top-level operator/ folder must not shadow the stdlib module.
+        [str(python_dlt), "-I", "-c", "import importlib.metadata as m; print(m.version('dlt'))"],
         capture_output=True,
         text=True,
         check=False,

@@ -8,11 +8,7 @@ test session never downloads jars again.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +19,8 @@ from restlake.jobs.spark.session import build_spark
 from restlake.stack.jars import spark_jars as resolve_spark_jars
 from restlake.stack.manager import PG_DSN_ENV, LocalStack, StackEndpoints
 from restlake.stack.state import jars_dir_for
+
+from .debian_services import debian_tools, start_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,22 +71,7 @@ def spark(spark_jars: list[Path]) -> Iterator[SparkSession]:
 @pytest.fixture(scope="session")
 def pushgateway_bin() -> str:
     """Debian's prometheus-pushgateway from PATH, installed when missing and root."""
-    found = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
-    if found:
-        return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip(
-            "prometheus-pushgateway not on PATH, and installing Debian's package needs root and apt-get"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus-pushgateway"]
-    if subprocess.run(install, env=env, capture_output=True, check=False, timeout=600).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False, timeout=600)
-        result = subprocess.run(install, env=env, capture_output=True, text=True, check=False, timeout=600)
-        if result.returncode != 0:
-            pytest.fail(f"apt-get install prometheus-pushgateway failed:\n{result.stderr[-2000:]}")
-    found = shutil.which("prometheus-pushgateway")
-    assert found, "Debian's prometheus-pushgateway package installed no binary on PATH"
+    (found,) = debian_tools("prometheus-pushgateway", "prometheus-pushgateway")
     return found
 
 
@@ -98,26 +81,12 @@ def pushgateway(pushgateway_bin: str, tmp_path: Path) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
-    log = (tmp_path / "pushgateway.log").open("wb")
-    process = subprocess.Popen(
-        [pushgateway_bin, f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
     base = f"http://127.0.0.1:{port}"
+    process = start_until_ready(
+        [pushgateway_bin, f"--web.listen-address=127.0.0.1:{port}"], tmp_path / "pushgateway.log", base, 30
+    )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (tmp_path / "pushgateway.log").read_text(errors="replace")[-2000:]
-            try:
-                urllib.request.urlopen(f"{base}/-/ready", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the Pushgateway did not become ready within 30 s"
-                time.sleep(0.2)
         yield base
     finally:
         process.terminate()
         process.wait(timeout=10)
-        log.close()

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -41,6 +40,7 @@ from restlake.jobs.spark.stream import run_stream
 from restlake.postgres import migrations
 from restlake.stack.manager import StackEndpoints
 
+from .debian_services import debian_tools, start_until_ready
 from .fixtures_stream import StreamJob
 
 pytestmark = pytest.mark.integration
@@ -55,23 +55,7 @@ GRAFANA_VARS = {"$__rate_interval": "15s", "$source": ".*"}
 @pytest.fixture(scope="module")
 def prometheus_bins() -> tuple[str, str]:
     """``promtool`` and ``prometheus`` from PATH, installing Debian's package when missing and root."""
-    found = shutil.which("promtool"), shutil.which("prometheus")
-    if all(found):
-        return found  # type: ignore[return-value]
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip(
-            "promtool/prometheus not on PATH, and installing Debian's prometheus needs root and apt-get"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus"]
-    if subprocess.run(install, env=env, capture_output=True, check=False, timeout=600).returncode != 0:
-        # A fresh machine has no package lists yet.
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False, timeout=600)
-        result = subprocess.run(install, env=env, capture_output=True, text=True, check=False, timeout=600)
-        if result.returncode != 0:
-            pytest.fail(f"apt-get install prometheus failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    promtool, prometheus = shutil.which("promtool"), shutil.which("prometheus")
-    assert promtool and prometheus, "Debian's prometheus package installed no promtool/prometheus on PATH"
+    promtool, prometheus = debian_tools("prometheus", "promtool", "prometheus")
     return promtool, prometheus
 
 
@@ -112,29 +96,15 @@ def prometheus_for(prometheus_bins: tuple[str, str], tmp_path: Path) -> Iterator
             "scrape_configs": scrape_configs,
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        log = (tmp_path / "prometheus.log").open("wb")
-        process = subprocess.Popen(
-            [
-                prometheus_bins[1],
-                f"--config.file={tmp_path / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        started.append(process)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (tmp_path / "prometheus.log").read_text(errors="replace")[-3000:]
-            try:
-                urllib.request.urlopen(f"{base}/-/ready", timeout=2).close()
-                return base
-            except OSError:
-                time.sleep(0.3)
-        raise AssertionError("Prometheus did not become ready within 60 s")
+        argv = [
+            prometheus_bins[1],
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
+        started.append(start_until_ready(argv, tmp_path / "prometheus.log", base, 60))
+        return base
 
     yield start
     for process in started:

@@ -45,36 +45,27 @@ def run_registry(
     )
     expectations.labels(source, "passed").set(passed)
     expectations.labels(source, "failed").set(failed)
-    Gauge(
-        "restlake_quality_rows_validated",
-        "Bronze rows the last checkpoint run validated.",
-        ["source"],
-        registry=registry,
-    ).labels(source).set(rows)
-    Gauge(
-        "restlake_quality_unexpected_values",
-        "Unexpected values the last checkpoint run found, summed over its expectations.",
-        ["source"],
-        registry=registry,
-    ).labels(source).set(unexpected)
-    Gauge(
-        "restlake_quality_last_run_success",
-        "1 when every expectation of the last checkpoint run passed, else 0.",
-        ["source"],
-        registry=registry,
-    ).labels(source).set(1 if success else 0)
-    Gauge(
-        "restlake_quality_last_run_timestamp_seconds",
-        "Unix time the last checkpoint run finished.",
-        ["source"],
-        registry=registry,
-    ).labels(source).set(finished_at)
-    Gauge(
-        "restlake_quality_last_run_duration_seconds",
-        "Wall time of the last checkpoint run.",
-        ["source"],
-        registry=registry,
-    ).labels(source).set(duration_s)
+    per_source = (
+        ("restlake_quality_rows_validated", "Bronze rows the last checkpoint run validated.", rows),
+        (
+            "restlake_quality_unexpected_values",
+            "Unexpected values the last checkpoint run found, summed over its expectations.",
+            unexpected,
+        ),
+        (
+            "restlake_quality_last_run_success",
+            "1 when every expectation of the last checkpoint run passed, else 0.",
+            1 if success else 0,
+        ),
+        (
+            "restlake_quality_last_run_timestamp_seconds",
+            "Unix time the last checkpoint run finished.",
+            finished_at,
+        ),
+        ("restlake_quality_last_run_duration_seconds", "Wall time of the last checkpoint run.", duration_s),
+    )
+    for name, documentation, value in per_source:
+        Gauge(name, documentation, ["source"], registry=registry).labels(source).set(value)
     return registry
 
 

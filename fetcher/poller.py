@@ -319,6 +319,7 @@ class SourceFetcher:
                     cursor=request.cursor,
                 )
                 page_max: str | None = None
+                page_rank: tuple[int, object] | None = None
                 published = 0
                 for record in records:
                     envelope = Envelope.wrap(
@@ -331,16 +332,21 @@ class SourceFetcher:
                     )
                     cursor = self._record_cursor(record)
                     if cursor is not None:
-                        page_max = newest(page_max, cursor)
+                        # One parse of the cursor serves the page's maximum, the boundary and the skip.
                         rank = sort_key(cursor)
-                        digest = boundary_digest(envelope.idempotency_key)
-                        if top is None or rank > top:
-                            top, top_keys = rank, {digest}
-                        elif rank == top and len(top_keys) <= MAX_BOUNDARY:
-                            top_keys.add(digest)
-                        if rank == skip_at and digest in state.boundary:
-                            stats.skipped += 1
-                            continue
+                        if page_rank is None or rank > page_rank:
+                            page_max, page_rank = cursor, rank
+                        # Only records at or above the running top, or at the stored watermark, need
+                        # their key: the others can neither join the boundary nor be skipped.
+                        if top is None or rank >= top or rank == skip_at:
+                            digest = boundary_digest(envelope.idempotency_key)
+                            if top is None or rank > top:
+                                top, top_keys = rank, {digest}
+                            elif rank == top and len(top_keys) <= MAX_BOUNDARY:
+                                top_keys.add(digest)
+                            if rank == skip_at and digest in state.boundary:
+                                stats.skipped += 1
+                                continue
                     self.producer.produce(self.topic, envelope, tracker)
                     published += 1
                 stats.records += len(records)

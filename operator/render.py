@@ -445,8 +445,11 @@ def _batch_pod(
     source: str,
     env: list[dict[str, Any]],
     resources: dict[str, Any],
+    data_volume: tuple[dict[str, Any], str] | None = None,
 ) -> dict[str, Any]:
     """A run-to-completion pod with the driver's image, env, config mount and security contexts.
+
+    ``data_volume`` (a volume and where to mount it) is state the job keeps between runs.
 
     The container's JSON summary goes to the termination log, and the log's tail stands in when
     the process dies before writing it, so the verdict is readable from the pod's status alone.
@@ -466,15 +469,17 @@ def _batch_pod(
         "envFrom": _env_from(settings),
         "resources": resources,
         "securityContext": _container_security(),
-        "volumeMounts": _mounts(),
+        "volumeMounts": [
+            *_mounts(),
+            *([{"name": data_volume[0]["name"], "mountPath": data_volume[1]}] if data_volume else []),
+        ],
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if not spec["envFrom"]:
         del spec["envFrom"]
-    pod = _pod_spec(
-        settings, spec, _volumes(source, [SOURCE_FILE]), service_account=settings.job_service_account
-    )
+    volumes = [*_volumes(source, [SOURCE_FILE]), *([data_volume[0]] if data_volume else [])]
+    pod = _pod_spec(settings, spec, volumes, service_account=settings.job_service_account)
     pod["restartPolicy"] = "Never"
     return pod
 
@@ -548,6 +553,12 @@ def quality_cron_job(
     schedule = quality_schedule(source)
     if schedule is None:
         return None
+    # The since-last-run watermark must outlive the pod; GX keeps results as files, not in the lake.
+    volume: dict[str, Any] = (
+        {"name": QUALITY, "persistentVolumeClaim": {"claimName": settings.quality_claim}}
+        if settings.quality_claim
+        else {"name": QUALITY, "emptyDir": {}}
+    )
     pod = _batch_pod(
         settings,
         container=QUALITY,
@@ -562,18 +573,8 @@ def quality_cron_job(
             ),
         ],
         resources=_resources(None, QUALITY),
+        data_volume=(volume, QUALITY_DIR),
     )
-    # The since-last-run watermark must outlive the pod; GX keeps results as files, not in the lake.
-    volume: dict[str, Any] = (
-        {"name": QUALITY, "persistentVolumeClaim": {"claimName": settings.quality_claim}}
-        if settings.quality_claim
-        else {"name": QUALITY, "emptyDir": {}}
-    )
-    pod["volumes"] = [*pod.get("volumes", []), volume]
-    pod["containers"][0]["volumeMounts"] = [
-        *pod["containers"][0].get("volumeMounts", []),
-        {"name": QUALITY, "mountPath": QUALITY_DIR},
-    ]
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",

@@ -92,7 +92,7 @@ stack-down: venv
 
 crds: venv
 	$(BIN)/python -m restlake.contracts.crd --write crds/
-	cp crds/ingestionsources.restlake.io.yaml crds/backfills.restlake.io.yaml charts/restlake/crds/
+	cp crds/ingestionsources.restlake.io.yaml crds/backfills.restlake.io.yaml charts/restlake/files/crds/
 
 images:
 	for t in operator fetcher spark; do \

@@ -11,7 +11,10 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DLQ_SUFFIX = ".dlq"
+from restlake.contracts.spec import DEAD_LETTER_SUFFIX
+
+# One name for the suffix, so the topic the operator creates is the one the fetcher writes to.
+DLQ_SUFFIX = DEAD_LETTER_SUFFIX
 # Bytes of the raw body kept in an event; the digest covers all of it.
 EXCERPT_BYTES = 512
 

@@ -6,6 +6,7 @@ sync handlers in its thread pool, so one slow API call never stalls the event lo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from typing import Any
@@ -14,7 +15,7 @@ import kopf
 
 from restlake.contracts.spec import API_GROUP
 from restlake.errors import PermanentError, SpecError, TransientError
-from restlake.operator import backfills, conditions, reconcile
+from restlake.operator import backfills, conditions, reconcile, render, topic_ledger, topics
 from restlake.operator.kube import Kube
 from restlake.operator.settings import OperatorSettings
 
@@ -40,6 +41,18 @@ def _cluster() -> Kube:
     if "kube" not in _STATE:
         _STATE["kube"] = Kube.from_environment()
     return _STATE["kube"]
+
+
+def _ledger() -> topic_ledger.TopicLedger | None:
+    """The created-topics ledger; only on the admin-API path and when the operator knows its namespace."""
+    ours = _settings()
+    if not ours.topic_admin or not ours.release_namespace:
+        return None
+    return topic_ledger.TopicLedger(_cluster(), ours.release_namespace, ours.topic_ledger)
+
+
+def _uses_strimzi() -> bool:
+    return reconcile.strimzi_topic_api(_cluster()) is not None
 
 
 @kopf.on.startup()
@@ -72,6 +85,27 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
 
 
+@kopf.on.startup()
+def sweep_topics(**_: Any) -> None:
+    """Delete the topics of sources that were deleted while no operator ran (see topic_ledger)."""
+    ledger = _ledger()
+    if ledger is None or _uses_strimzi():
+        return
+    ours = _settings()
+    try:
+        released = topic_ledger.sweep(
+            ledger,
+            delete=topics.delete_topics,
+            bootstrap=ours.kafka_bootstrap,
+            timeout=ours.metrics_timeout * 5,
+        )
+    except (TransientError, PermanentError) as exc:
+        log.warning("topic sweep skipped reason=%s", exc)
+        return
+    for entry, deleted in released.items():
+        log.info("swept topics of deleted source source=%s topics=%s", entry, ",".join(deleted))
+
+
 def _raise_for_kopf(exc: Exception) -> None:
     if isinstance(exc, TransientError):
         raise kopf.TemporaryError(str(exc), delay=exc.retry_after or 10) from exc
@@ -86,7 +120,9 @@ def _raise_for_kopf(exc: Exception) -> None:
 def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Create or update everything the source needs; write status; post what changed as Events."""
     try:
-        outcome = reconcile.reconcile(_cluster(), body, _settings(), now=conditions.now_rfc3339())
+        outcome = reconcile.reconcile(
+            _cluster(), body, _settings(), now=conditions.now_rfc3339(), ledger=_ledger()
+        )
     except SpecError as exc:
         # The API server validated the schema; the model's cross-field rules are a superset.
         kopf.warn(body, reason="InvalidSpec", message=str(exc))
@@ -116,12 +152,51 @@ def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     )
 
 
+@kopf.on.event(API_GROUP, VERSION, PLURAL)
+def source_gone(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """Delete a deleted source's topics (admin-API path; with Strimzi, its KafkaTopics are owned).
+
+    A watch event, not a deletion handler: those need a finalizer, and a finalizer makes deleting a
+    source (or its namespace) hang whenever the operator is not running. What this misses while the
+    operator is down, the startup sweep catches.
+    """
+    if event.get("type") != "DELETED" or _uses_strimzi():
+        return
+    ours = _settings()
+    if not ours.topic_admin:
+        return
+    meta = body["metadata"]
+    try:
+        source = reconcile.load(body)
+        names = list(render.topics(source, ours).values())
+    except SpecError:
+        names = []
+    try:
+        topic_ledger.release(
+            _ledger(),
+            meta["namespace"],
+            meta["name"],
+            names,
+            delete=topics.delete_topics,
+            bootstrap=ours.kafka_bootstrap,
+            timeout=ours.metrics_timeout * 5,
+        )
+    except (TransientError, PermanentError) as exc:
+        log.warning(
+            "topics of deleted source %s/%s kept for the next sweep: %s", meta["namespace"], meta["name"], exc
+        )
+
+
 @kopf.timer(API_GROUP, VERSION, PLURAL, interval=_settings().status_interval, initial_delay=1.0)
 def refresh_status(body: kopf.Body, **_: Any) -> None:
-    """Re-read Deployment and topic readiness and the fetcher's metrics into the status."""
+    """Reconcile again (put back a deleted or edited child), then refresh the status and figures."""
     name = body["metadata"]["name"]
     try:
-        changes = reconcile.refresh(_cluster(), body, _settings(), now=conditions.now_rfc3339())
+        changes, drifted = reconcile.resync(
+            _cluster(), body, _settings(), now=conditions.now_rfc3339(), ledger=_ledger()
+        )
+        if drifted:
+            kopf.info(body, reason="DriftCorrected", message=f"restored {', '.join(drifted)}")
         before = body.get("status") or {}
         changed = {k: v for k, v in changes.items() if before.get(k) != v}
         if changed:
@@ -182,3 +257,22 @@ def follow_backfill(body: kopf.Body, **_: Any) -> None:
     if "phase" in changed:
         before = (body.get("status") or {}).get("phase")
         kopf.info(body, reason="PhaseChanged", message=f"{before} -> {changed['phase']}")
+
+
+def _without_finalizers() -> None:
+    """Make our timers run without a finalizer on the objects they watch.
+
+    kopf marks every timer ``requires_finalizer`` so that it can stop the timer before the object
+    goes. Ours only read and re-apply: when the object is gone its timer simply stops, and nothing
+    needs cleaning up, whereas a finalizer makes deleting a source, a Backfill or their namespace
+    hang while no operator runs. kopf removes the finalizer it once added from objects it sees
+    again, so sources created by an older operator are released too.
+    """
+    registry = kopf.get_default_registry()
+    spawning = registry._spawning  # kopf 1.x: no public switch for timers
+    spawning._handlers[:] = [
+        dataclasses.replace(handler, requires_finalizer=False) for handler in spawning._handlers
+    ]
+
+
+_without_finalizers()

@@ -183,6 +183,19 @@ class Kube:
             content_type="application/merge-patch+json",
         )
 
+    def merge(
+        self, api_version: str, kind: str, name: str, namespace: str | None, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """JSON merge patch of the object itself (a ``None`` value removes a key)."""
+        found = self._kind(api_version, kind)
+        return self._call(
+            "PATCH",
+            found.path(name, namespace),
+            what=f"patch {kind} {namespace}/{name}",
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
         """The live object, or None when it (or its kind) does not exist."""
         if not self.served(api_version, kind):

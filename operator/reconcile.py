@@ -1,7 +1,11 @@
 """What one reconciliation and one status refresh do, independent of kopf.
 
-The kopf handlers (``handlers.py``) only translate between kopf and these two functions, so the
-whole control loop runs in unit tests against a fake cluster and in the k8s tier against a real one.
+The kopf handlers (``handlers.py``) only translate between kopf and these functions, so the whole
+control loop runs in unit tests against a fake cluster and in the k8s tier against a real one.
+
+``reconcile`` runs on every change of a source *and* on the status timer: server-side apply of an
+unchanged object changes nothing, while a child someone deleted or edited is put back (drift
+correction), and ``Outcome.changed`` says which.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from restlake.errors import TransientError
 from restlake.operator import compatibility, conditions, render, scrape, topics
 from restlake.operator.conditions import Condition
 from restlake.operator.settings import OperatorSettings
+from restlake.operator.topic_ledger import TopicLedger
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ class Outcome:
 
     status: dict[str, Any]
     applied: list[str] = field(default_factory=list)
+    # Applied objects that were missing or differed from what the source renders to.
+    changed: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     refused: list[compatibility.Incompatibility] = field(default_factory=list)
     topic_error: str | None = None
@@ -79,45 +86,69 @@ def _component_conditions(
     )
 
 
-def _strimzi_topic_condition(cluster: Cluster, owner: render.Owner) -> Condition:
-    live = cluster.get(
-        render.STRIMZI_TOPIC_API, "KafkaTopic", render.child_name(owner.name, "topic"), owner.namespace
-    )
-    found = {c.get("type"): c for c in ((live or {}).get("status") or {}).get("conditions", [])}
-    ready = found.get("Ready")
-    if ready is None:
+def strimzi_topic_api(cluster: Cluster) -> str | None:
+    """The KafkaTopic apiVersion this cluster's Strimzi serves (newest first), or None without Strimzi."""
+    return next((api for api in render.STRIMZI_TOPIC_APIS if cluster.served(api, "KafkaTopic")), None)
+
+
+def _strimzi_topic_condition(cluster: Cluster, owner: render.Owner, api_version: str) -> Condition:
+    """Ready when the topic operator reports both the records topic and the dead-letter topic ready."""
+    waiting: list[str] = []
+    for role in (render.TOPIC, render.DLQ_TOPIC):
+        name = render.child_name(owner.name, role)
+        live = cluster.get(api_version, "KafkaTopic", name, owner.namespace)
+        found = {c.get("type"): c for c in ((live or {}).get("status") or {}).get("conditions", [])}
+        ready = found.get("Ready")
+        if ready is None:
+            waiting.append(name)
+            continue
+        status = ready.get("status", "Unknown")
+        if status != "True":
+            return Condition(
+                conditions.TOPIC_READY,
+                status if status == "False" else "Unknown",
+                ready.get("reason") or "TopicNotReady",
+                f"KafkaTopic {name}: {ready.get('message') or 'not ready'}",
+            )
+    if waiting:
         return Condition(
             conditions.TOPIC_READY,
             "Unknown",
             "WaitingForTopicOperator",
-            "KafkaTopic created; the Strimzi topic operator has not reported on it yet",
+            f"KafkaTopic {', '.join(waiting)} created; the Strimzi topic operator has not reported yet",
         )
-    status = ready.get("status", "Unknown")
-    return Condition(
-        conditions.TOPIC_READY,
-        status if status in ("True", "False") else "Unknown",
-        ready.get("reason") or ("TopicReady" if status == "True" else "TopicNotReady"),
-        ready.get("message") or "",
-    )
+    return Condition(conditions.TOPIC_READY, "True", "TopicReady", "records and dead-letter topics ready")
 
 
 def _admin_topic_condition(
-    source: IngestionSource, settings: OperatorSettings, create: TopicCreator
+    source: IngestionSource,
+    settings: OperatorSettings,
+    create: TopicCreator,
+    ledger: TopicLedger | None = None,
+    namespace: str | None = None,
 ) -> tuple[Condition, str | None]:
-    topic = source.topic(settings.topic_prefix)
     partitions = (source.spec.kafka.partitions if source.spec.kafka else None) or settings.default_partitions
+    wanted = render.topics(source, settings)
+    created: list[str] = []
     try:
-        created = create(
-            settings.kafka_bootstrap,
-            topic,
-            partitions=partitions,
-            replicas=settings.topic_replicas,
-            timeout=settings.metrics_timeout * 5,
-        )
+        for role, topic in wanted.items():
+            if create(
+                settings.kafka_bootstrap,
+                topic,
+                partitions=partitions if role == render.TOPIC else 1,
+                replicas=settings.topic_replicas,
+                timeout=settings.metrics_timeout * 5,
+            ):
+                created.append(topic)
     except TransientError as exc:
         return Condition(conditions.TOPIC_READY, "False", "KafkaUnreachable", str(exc)), str(exc)
+    finally:
+        # Written even when a later topic failed: what was created must be found again to delete it.
+        if created and ledger is not None and namespace is not None:
+            ledger.record(namespace, source.name, created)
     reason = "TopicCreated" if created else "TopicExists"
-    return Condition(conditions.TOPIC_READY, "True", reason, f"topic {topic} via the Kafka admin API"), None
+    names = " and ".join(wanted.values())
+    return Condition(conditions.TOPIC_READY, "True", reason, f"topics {names} via the Kafka admin API"), None
 
 
 def reconcile(
@@ -127,6 +158,7 @@ def reconcile(
     *,
     now: str,
     create_topic: TopicCreator = topics.ensure_topic,
+    ledger: TopicLedger | None = None,
 ) -> Outcome:
     """Apply every object the source needs and compute its status.
 
@@ -162,23 +194,33 @@ def reconcile(
             conditions.SCHEMA_COMPATIBLE, "True", "Accepted", f"schema accepted (compatibility {mode})"
         )
 
-    strimzi = cluster.served(render.STRIMZI_TOPIC_API, "KafkaTopic")
+    strimzi = strimzi_topic_api(cluster)
     prometheus = cluster.served(render.SERVICE_MONITOR_API, "ServiceMonitor")
     objects = render.render_all(
         source, owner, settings, paused=paused, strimzi=strimzi, prometheus=prometheus
     )
-    applied = []
+    applied: list[str] = []
+    changed: list[str] = []
     for obj in objects:
-        cluster.apply(obj)
-        applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        meta = obj["metadata"]
+        before = cluster.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+        after = cluster.apply(obj)
+        what = f"{obj['kind']}/{meta['name']}"
+        applied.append(what)
+        # An apply that changes nothing leaves resourceVersion alone; anything else was drift
+        # (or a spec change, on the update path).
+        if before is None or _version(before) != _version(after):
+            changed.append(what)
     deleted = _delete_unwanted(cluster, source, owner)
 
     topic_error = None
     topic_condition: Condition | None = None
     if strimzi:
-        topic_condition = _strimzi_topic_condition(cluster, owner)
+        topic_condition = _strimzi_topic_condition(cluster, owner, strimzi)
     elif settings.topic_admin:
-        topic_condition, topic_error = _admin_topic_condition(source, settings, create_topic)
+        topic_condition, topic_error = _admin_topic_condition(
+            source, settings, create_topic, ledger, owner.namespace
+        )
 
     fetcher, stream = _component_conditions(cluster, owner, paused=paused)
     phase, current = conditions.summarise(
@@ -200,7 +242,18 @@ def reconcile(
         len(applied),
         len(refused),
     )
-    return Outcome(status=status, applied=applied, deleted=deleted, refused=refused, topic_error=topic_error)
+    return Outcome(
+        status=status,
+        applied=applied,
+        changed=changed,
+        deleted=deleted,
+        refused=refused,
+        topic_error=topic_error,
+    )
+
+
+def _version(obj: Mapping[str, Any] | None) -> str | None:
+    return ((obj or {}).get("metadata") or {}).get("resourceVersion")
 
 
 def _delete_unwanted(cluster: Cluster, source: IngestionSource, owner: render.Owner) -> list[str]:
@@ -218,19 +271,26 @@ def _delete_unwanted(cluster: Cluster, source: IngestionSource, owner: render.Ow
     return [f"CronJob/{name}"]
 
 
-def _previous(status: Mapping[str, Any], kind: str) -> Condition | None:
-    for entry in status.get("conditions", []):
-        if entry.get("type") == kind:
-            return Condition(
-                kind,
-                entry.get("status", "Unknown"),
-                entry.get("reason") or "Unknown",
-                entry.get("message") or "",
-            )
-    return None
+def figures(
+    body: Mapping[str, Any], settings: OperatorSettings, *, scraper: Scraper = scrape.scrape
+) -> dict[str, Any]:
+    """Status fields from the pods' metrics: events and last fetch (fetcher), Kafka lag (driver)."""
+    if not settings.metrics_url or render.is_paused(body["metadata"].get("annotations")):
+        return {}
+    owner = render.Owner.of(body)
+    found = scrape.Figures()
+    for component, port in (
+        (render.FETCHER, settings.http_port),
+        (render.STREAM, settings.stream_metrics_port),
+    ):
+        url = settings.metrics_url.format(
+            service=render.child_name(owner.name, component), namespace=owner.namespace, port=port
+        )
+        found = found.merged(scraper(url, owner.name, timeout=settings.metrics_timeout))
+    return found.status()
 
 
-def refresh(
+def resync(
     cluster: Cluster,
     body: Mapping[str, Any],
     settings: OperatorSettings,
@@ -238,41 +298,17 @@ def refresh(
     now: str,
     scraper: Scraper = scrape.scrape,
     create_topic: TopicCreator = topics.ensure_topic,
-) -> dict[str, Any]:
-    """The status patch of a periodic refresh: Deployment and topic readiness, metrics figures.
+    ledger: TopicLedger | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """The status timer's work: reconcile again (drift correction), then read the metrics.
 
-    It re-reads what reconciliation leaves to others (the deployment controller, the topic operator,
-    the fetcher), and never applies objects, so it cannot undo a pause or a refused change.
+    Returns the status patch and the children that had drifted. A source whose latest generation
+    has not been reconciled yet is left to the update handler (nothing is done, ``({}, [])``).
     """
-    owner = render.Owner.of(body)
     status = body.get("status") or {}
     if status.get("observedGeneration") != body["metadata"].get("generation"):
-        return {}  # a reconcile of a newer spec is due; it writes the status
-    paused = render.is_paused(body["metadata"].get("annotations"))
-    fetcher, stream = _component_conditions(cluster, owner, paused=paused)
-    topic_condition = _previous(status, conditions.TOPIC_READY)
-    if cluster.served(render.STRIMZI_TOPIC_API, "KafkaTopic"):
-        topic_condition = _strimzi_topic_condition(cluster, owner)
-    elif settings.topic_admin and (topic_condition is None or topic_condition.status != "True"):
-        topic_condition, _ = _admin_topic_condition(load(body), settings, create_topic)
-    phase, current = conditions.summarise(
-        fetcher,
-        stream,
-        paused=paused,
-        schema=_previous(status, conditions.SCHEMA_COMPATIBLE),
-        topic=topic_condition,
-    )
-    patch: dict[str, Any] = {
-        "phase": phase,
-        "conditions": conditions.merge(
-            status.get("conditions", []), current, generation=status.get("observedGeneration"), now=now
-        ),
-    }
-    if settings.metrics_url and not paused:
-        url = settings.metrics_url.format(
-            service=render.child_name(owner.name, render.FETCHER),
-            namespace=owner.namespace,
-            port=settings.http_port,
-        )
-        patch.update(scraper(url, owner.name, timeout=settings.metrics_timeout).status())
-    return patch
+        return {}, []
+    outcome = reconcile(cluster, body, settings, now=now, create_topic=create_topic, ledger=ledger)
+    patch = dict(outcome.status)
+    patch.update(figures(body, settings, scraper=scraper))
+    return patch, outcome.changed

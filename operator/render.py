@@ -35,8 +35,13 @@ BACKFILL_LABEL = "restlake.io/backfill"
 TERMINATION_LOG = "/dev/termination-log"
 QUALITY_DIR = "/var/lib/restlake/quality"
 
-STRIMZI_TOPIC_API = "kafka.strimzi.io/v1"
+# Strimzi serves KafkaTopic as v1 from 0.49 (only v1 from 1.0) and as v1beta2 before; the operator
+# uses the first of these the cluster serves (the topic spec it writes is the same in both).
+STRIMZI_TOPIC_APIS = ("kafka.strimzi.io/v1", "kafka.strimzi.io/v1beta2")
+STRIMZI_TOPIC_API = STRIMZI_TOPIC_APIS[0]
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1"
+RUNTIME = "runtime"
+METRICS_PORT_NAME = "metrics"
 
 # Used when spec.resources leaves a container out: enough for a poller and for a one-core Spark driver.
 DEFAULT_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
@@ -154,7 +159,29 @@ def stream_job_config(source: IngestionSource, settings: OperatorSettings) -> di
     }
     if source.spec.schema_ is not None:
         config["json_schema"] = source.spec.schema_.json_schema
+    if source.spec.quality is not None:
+        # The inline expectations run in the stream job on every micro-batch: leaving them out would
+        # skip them without a word.
+        config["quality"] = source.spec.quality.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # Probes, the status timer's Lag figure and Prometheus all read the driver's ops port.
+    config["metrics_port"] = settings.stream_metrics_port
+    config["metrics_address"] = "0.0.0.0"
     return config
+
+
+def executor_conf(source: IngestionSource, settings: OperatorSettings) -> dict[str, str]:
+    """The stream job's share of the standalone cluster; uncapped, one job would take every core."""
+    declared = source.spec.resources.executors if source.spec.resources else None
+    cores = (declared.cores if declared else None) or settings.executor_cores
+    per_executor = (declared.cores_per_executor if declared else None) or min(
+        settings.executor_cores_per_executor, cores
+    )
+    memory = (declared.memory if declared else None) or settings.executor_memory
+    return {
+        "spark.cores.max": str(cores),
+        "spark.executor.cores": str(per_executor),
+        "spark.executor.memory": memory,
+    }
 
 
 def config_map(source: IngestionSource, owner: Owner, settings: OperatorSettings) -> dict[str, Any]:
@@ -291,16 +318,45 @@ def _pod_spec(
     volumes: list[dict[str, Any]],
     *,
     service_account: str | None = None,
+    api_access: bool = False,
 ) -> dict:
+    """A pod spec; ``service_account`` is the per-source default when the installation names none.
+
+    Only pods that report to the API server (``api_access``: backfill and quality) get a token.
+    """
     pod: dict[str, Any] = {
         "securityContext": _pod_security(),
         "containers": [container],
         "volumes": volumes,
+        "automountServiceAccountToken": api_access,
     }
-    account = service_account or settings.service_account
-    if account:
-        pod["serviceAccountName"] = account
+    if service_account:
+        pod["serviceAccountName"] = service_account
     return pod
+
+
+def runtime_service_account(owner: Owner) -> dict[str, Any]:
+    """ServiceAccount ``<name>-runtime`` of the fetcher and driver pods: no RBAC, no token mounted.
+
+    Not the namespace's ``default``: that one may carry rights granted for something else, and a
+    per-source account is what workload identity (IRSA, GKE) binds lake credentials to.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(child_name(owner.name, RUNTIME), owner, RUNTIME),
+        "automountServiceAccountToken": False,
+    }
+
+
+def _runtime_account(owner: Owner, settings: OperatorSettings) -> str:
+    return settings.service_account or child_name(owner.name, RUNTIME)
+
+
+def _scrape_annotations(port: int) -> dict[str, str]:
+    # The prometheus.io/* convention: read by Prometheus' kubernetes_sd relabelling where no
+    # Prometheus Operator (ServiceMonitor) is installed.
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
 
 
 def _env_from(settings: OperatorSettings) -> list[dict[str, Any]]:
@@ -348,9 +404,14 @@ def fetcher_deployment(
             "template": {
                 "metadata": {
                     "labels": labels(owner.name, FETCHER),
-                    "annotations": {CONFIG_HASH: content_hash(text)},
+                    "annotations": {CONFIG_HASH: content_hash(text), **_scrape_annotations(port)},
                 },
-                "spec": _pod_spec(settings, container, _volumes(owner.name, [SOURCE_FILE])),
+                "spec": _pod_spec(
+                    settings,
+                    container,
+                    _volumes(owner.name, [SOURCE_FILE]),
+                    service_account=_runtime_account(owner, settings),
+                ),
             },
         },
     }
@@ -369,6 +430,26 @@ def fetcher_service(owner: Owner, settings: OperatorSettings) -> dict[str, Any]:
     }
 
 
+def stream_service(owner: Owner, settings: OperatorSettings) -> dict[str, Any]:
+    """Service ``<name>-stream``: the driver's ops port, for the Lag figure and Prometheus."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(child_name(owner.name, STREAM), owner, STREAM),
+        "spec": {
+            "selector": selector_labels(owner.name, STREAM),
+            "ports": [
+                {
+                    "name": METRICS_PORT_NAME,
+                    "port": settings.stream_metrics_port,
+                    "targetPort": METRICS_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
 def stream_deployment(
     source: IngestionSource, owner: Owner, settings: OperatorSettings, *, paused: bool
 ) -> dict[str, Any]:
@@ -378,20 +459,39 @@ def stream_deployment(
     must be gone before the new one starts.
     """
     text = config_map(source, owner, settings)["data"][STREAM_FILE]
+    port = settings.stream_metrics_port
+    conf = [
+        arg for key, value in executor_conf(source, settings).items() for arg in ("--conf", f"{key}={value}")
+    ]
+    probe = {"periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3}
     container: dict[str, Any] = {
         "name": "driver",
         "image": settings.spark_image,
         "imagePullPolicy": settings.image_pull_policy,
         "args": [
-            "python",
+            "python3",
             "-m",
             "restlake.jobs.spark.stream",
             "--config",
             f"{CONFIG_DIR}/{STREAM_FILE}",
             "--master",
             settings.spark_master_url,
+            *conf,
         ],
-        "ports": [{"name": "spark-ui", "containerPort": 4040, "protocol": "TCP"}],
+        "ports": [
+            {"name": "spark-ui", "containerPort": 4040, "protocol": "TCP"},
+            {"name": METRICS_PORT_NAME, "containerPort": port, "protocol": "TCP"},
+        ],
+        # Ready only while the query runs with executors: a job the cluster has no cores for waits
+        # forever for one, and must not look healthy. The JVM and the first batch take a while, so
+        # the startup probe allows five minutes before liveness counts.
+        "startupProbe": {
+            **probe,
+            "httpGet": {"path": "/healthz", "port": METRICS_PORT_NAME},
+            "failureThreshold": 30,
+        },
+        "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": METRICS_PORT_NAME}},
+        "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": METRICS_PORT_NAME}},
         "env": [
             *_common_env(settings),
             {"name": "HOME", "value": "/tmp"},
@@ -406,7 +506,12 @@ def stream_deployment(
     }
     if not container["envFrom"]:
         del container["envFrom"]
-    pod = _pod_spec(settings, container, _volumes(owner.name, [STREAM_FILE]))
+    pod = _pod_spec(
+        settings,
+        container,
+        _volumes(owner.name, [STREAM_FILE]),
+        service_account=_runtime_account(owner, settings),
+    )
     # The job stops its query on SIGTERM and commits the batch in flight; give it time to.
     pod["terminationGracePeriodSeconds"] = 120
     return {
@@ -420,7 +525,8 @@ def stream_deployment(
             "template": {
                 "metadata": {
                     "labels": labels(owner.name, STREAM),
-                    "annotations": {CONFIG_HASH: content_hash(text)},
+                    # The executor conf is in the args, so a change to it rolls the driver too.
+                    "annotations": {CONFIG_HASH: content_hash(text), **_scrape_annotations(port)},
                 },
                 "spec": pod,
             },
@@ -479,7 +585,13 @@ def _batch_pod(
     if not spec["envFrom"]:
         del spec["envFrom"]
     volumes = [*_volumes(source, [SOURCE_FILE]), *([data_volume[0]] if data_volume else [])]
-    pod = _pod_spec(settings, spec, volumes, service_account=settings.job_service_account)
+    pod = _pod_spec(
+        settings,
+        spec,
+        volumes,
+        service_account=settings.job_service_account or settings.service_account,
+        api_access=True,
+    )
     pod["restartPolicy"] = "Never"
     return pod
 
@@ -601,34 +713,60 @@ def quality_cron_job(
 # ---------------------------------------------------------------------------------------------------
 
 
-def kafka_topic(source: IngestionSource, owner: Owner, settings: OperatorSettings) -> dict[str, Any]:
-    """Strimzi ``KafkaTopic`` named like the source; ``topicName`` carries the real topic."""
+TOPIC = "topic"
+DLQ_TOPIC = "dlq-topic"
+
+
+def topics(source: IngestionSource, settings: OperatorSettings) -> dict[str, str]:
+    """The source's Kafka topics by role: its records and its dead letters."""
+    return {
+        TOPIC: source.topic(settings.topic_prefix),
+        DLQ_TOPIC: source.dead_letter_topic(settings.topic_prefix),
+    }
+
+
+def kafka_topics(
+    source: IngestionSource, owner: Owner, settings: OperatorSettings, *, api_version: str = STRIMZI_TOPIC_API
+) -> list[dict[str, Any]]:
+    """Strimzi ``KafkaTopic``s named like the source (``<name>-topic``, ``<name>-dlq-topic``).
+
+    ``topicName`` carries the real topic. The dead-letter topic gets one partition: it is read by
+    people, in order, and a bad page is rare.
+    """
     partitions = (source.spec.kafka.partitions if source.spec.kafka else None) or settings.default_partitions
-    meta = _metadata(child_name(owner.name, "topic"), owner, "topic")
-    meta["labels"]["strimzi.io/cluster"] = settings.kafka_cluster
-    return {
-        "apiVersion": STRIMZI_TOPIC_API,
-        "kind": "KafkaTopic",
-        "metadata": meta,
-        "spec": {
-            "topicName": source.topic(settings.topic_prefix),
-            "partitions": partitions,
-            "replicas": settings.topic_replicas,
-        },
-    }
+    found = []
+    for role, topic in topics(source, settings).items():
+        meta = _metadata(child_name(owner.name, role), owner, role)
+        meta["labels"]["strimzi.io/cluster"] = settings.kafka_cluster
+        found.append(
+            {
+                "apiVersion": api_version,
+                "kind": "KafkaTopic",
+                "metadata": meta,
+                "spec": {
+                    "topicName": topic,
+                    "partitions": partitions if role == TOPIC else 1,
+                    "replicas": settings.topic_replicas,
+                },
+            }
+        )
+    return found
 
 
-def service_monitor(owner: Owner, settings: OperatorSettings) -> dict[str, Any]:
-    """Prometheus Operator ``ServiceMonitor`` scraping the fetcher Service's /metrics."""
-    return {
-        "apiVersion": SERVICE_MONITOR_API,
-        "kind": "ServiceMonitor",
-        "metadata": _metadata(child_name(owner.name, FETCHER), owner, FETCHER),
-        "spec": {
-            "selector": {"matchLabels": selector_labels(owner.name, FETCHER)},
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
-        },
-    }
+def service_monitors(owner: Owner, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """Prometheus Operator ``ServiceMonitor``s for the fetcher's and the driver's /metrics."""
+    return [
+        {
+            "apiVersion": SERVICE_MONITOR_API,
+            "kind": "ServiceMonitor",
+            "metadata": _metadata(child_name(owner.name, component), owner, component),
+            "spec": {
+                "selector": {"matchLabels": selector_labels(owner.name, component)},
+                "endpoints": [{"port": port, "path": "/metrics", "interval": "30s"}],
+            },
+        }
+        for component, port in ((FETCHER, "http"), (STREAM, METRICS_PORT_NAME))
+    ]
 
 
 def render_all(
@@ -637,13 +775,19 @@ def render_all(
     settings: OperatorSettings,
     *,
     paused: bool,
-    strimzi: bool,
+    strimzi: str | None,
     prometheus: bool,
 ) -> list[dict[str, Any]]:
-    """Every object the source needs, in apply order (config before the pods that mount it)."""
-    objects = [
-        config_map(source, owner, settings),
+    """Every object the source needs, in apply order (config before the pods that mount it).
+
+    ``strimzi`` is the KafkaTopic apiVersion the cluster serves, or None without Strimzi.
+    """
+    objects = [config_map(source, owner, settings)]
+    if not settings.service_account:
+        objects.append(runtime_service_account(owner))
+    objects += [
         fetcher_service(owner, settings),
+        stream_service(owner, settings),
         fetcher_deployment(source, owner, settings, paused=paused),
         stream_deployment(source, owner, settings, paused=paused),
     ]
@@ -651,7 +795,7 @@ def render_all(
     if quality is not None:
         objects.append(quality)
     if strimzi:
-        objects.append(kafka_topic(source, owner, settings))
+        objects += kafka_topics(source, owner, settings, api_version=strimzi)
     if prometheus:
-        objects.append(service_monitor(owner, settings))
+        objects += service_monitors(owner, settings)
     return objects

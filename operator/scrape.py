@@ -1,4 +1,5 @@
-"""Figures for the status (events produced, last fetch, lag) from a fetcher's Prometheus /metrics."""
+"""Figures for the status from Prometheus /metrics: events produced and last fetch from the fetcher,
+Kafka lag from the stream job's driver."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 log = logging.getLogger(__name__)
 
-# Names exported by restlake.fetcher.metrics (and, for the lag, by the stream job).
+# Names exported by restlake.fetcher.metrics and, for the lag, by restlake.jobs.spark.metrics (one
+# series per topic partition, summed here). A test checks both modules still export them.
 RECORDS_PRODUCED = "restlake_fetcher_records_produced"
 LAST_SUCCESS = "restlake_fetcher_last_success_timestamp_seconds"
-CONSUMER_LAG = "restlake_consumer_lag"
+CONSUMER_LAG = "restlake_stream_kafka_lag_records"
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,16 @@ class Figures:
     events_produced: int | None = None
     last_fetch_time: str | None = None
     consumer_lag: int | None = None
+
+    def merged(self, other: Figures) -> Figures:
+        """These figures, with what ``other`` measured where these have none."""
+        return Figures(
+            events_produced=self.events_produced
+            if self.events_produced is not None
+            else other.events_produced,
+            last_fetch_time=self.last_fetch_time or other.last_fetch_time,
+            consumer_lag=self.consumer_lag if self.consumer_lag is not None else other.consumer_lag,
+        )
 
     def status(self) -> dict[str, int | str]:
         """The status fields to patch: only those that were measured, so absence keeps the old value."""
@@ -61,7 +73,7 @@ def parse(text: str, source: str) -> Figures:
 
 
 def scrape(url: str, source: str, *, timeout: float) -> Figures:
-    """GET ``url`` and parse it; an unreachable fetcher (scaled to zero, starting) yields no figures."""
+    """GET ``url`` and parse it; an unreachable pod (scaled to zero, starting) yields no figures."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             text = response.read().decode("utf-8", "replace")

@@ -11,7 +11,13 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from restlake import __version__
+
 FIELD_MANAGER = "restlake-operator"
+# The images docker/Dockerfile builds (targets fetcher and spark), tagged with the package version
+# so an operator never runs pods of another release by default.
+DEFAULT_FETCHER_IMAGE = f"restlake/fetcher:{__version__}"
+DEFAULT_SPARK_IMAGE = f"restlake/spark:{__version__}"
 
 
 class OperatorSettings(BaseSettings):
@@ -42,8 +48,15 @@ class OperatorSettings(BaseSettings):
         description="kopf peering priority; the highest live replica reconciles, the others wait. "
         "Absent draws a random one at start: equal priorities make kopf freeze every replica.",
     )
-    fetcher_image: str = Field("restlake/fetcher:0.1.0", description="Image of the fetcher container.")
-    spark_image: str = Field("restlake/spark-job:0.1.0", description="Image of the Spark driver container.")
+    release_namespace: str | None = Field(
+        None,
+        description="Namespace of the Helm release (the chart sets it from the downward API): the Spark "
+        "master Service lives there, so drivers in other namespaces get its qualified name.",
+    )
+    fetcher_image: str = Field(DEFAULT_FETCHER_IMAGE, description="Image of the fetcher container.")
+    spark_image: str = Field(
+        DEFAULT_SPARK_IMAGE, description="Image of the Spark driver, Backfill and quality containers."
+    )
     image_pull_policy: str = Field("IfNotPresent", description="imagePullPolicy of rendered containers.")
     service_account: str | None = Field(
         None, description="ServiceAccount of the fetcher and driver pods; absent uses the namespace default."
@@ -89,6 +102,21 @@ class OperatorSettings(BaseSettings):
         9108, ge=1, le=65535, description="Fetcher port serving /healthz, /readyz and /metrics."
     )
     spark_master_port: int = Field(7077, ge=1, le=65535, description="Port of the standalone master.")
+    stream_metrics_port: int = Field(
+        9109,
+        ge=1,
+        le=65535,
+        description="Driver port serving /metrics, /healthz and /readyz (probes, Prometheus, Lag column).",
+    )
+    executor_cores: int = Field(
+        1, ge=1, description="spark.cores.max of a stream job when spec.resources.executors.cores is absent."
+    )
+    executor_cores_per_executor: int = Field(
+        1, ge=1, description="spark.executor.cores when spec.resources.executors.coresPerExecutor is absent."
+    )
+    executor_memory: str = Field(
+        "512m", description="spark.executor.memory when spec.resources.executors.memory is absent."
+    )
     kafka_bootstrap: str = Field(
         "restlake-kafka-kafka-bootstrap:9092", description="Bootstrap servers as seen from the pods."
     )
@@ -136,5 +164,15 @@ class OperatorSettings(BaseSettings):
     )
 
     @property
+    def topic_ledger(self) -> str:
+        """ConfigMap (in release_namespace) listing the topics the operator created per source."""
+        return f"{self.release}-topics"
+
+    @property
     def spark_master_url(self) -> str:
-        return f"spark://{self.release}-spark-master:{self.spark_master_port}"
+        """The master as drivers see it: qualified with the release namespace when that is known, since
+        a driver in another namespace (watchAllNamespaces) cannot resolve the bare Service name."""
+        host = f"{self.release}-spark-master"
+        if self.release_namespace:
+            host += f".{self.release_namespace}.svc"
+        return f"spark://{host}:{self.spark_master_port}"

@@ -12,7 +12,7 @@ import json
 import logging
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 from pyspark.sql.streaming import StreamingQueryListener
 
 from restlake.contracts.spec import Quality
@@ -100,14 +100,6 @@ def init_source(source: str, quality: Quality | None) -> None:
         name = expectation_name(expectation)
         EXPECTATION_VIOLATIONS.labels(source, name)
         ROWS_DROPPED.labels(source, name)
-
-
-def serve(port: int, address: str) -> int:
-    """Start the metrics HTTP server on a daemon thread; return the port it listens on."""
-    server, _thread = start_http_server(port, addr=address)
-    bound = int(server.server_address[1])
-    log.info("metrics served address=%s port=%s", address, bound)
-    return bound
 
 
 def _offsets(raw: Any) -> dict[str, dict[str, int]]:

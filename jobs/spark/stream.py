@@ -33,7 +33,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from restlake.errors import ConfigError
-from restlake.jobs.spark import bronze
+from restlake.jobs.spark import bronze, ops
 from restlake.jobs.spark import metrics as prom
 from restlake.jobs.spark.batch import BatchProcessor, StreamMetrics
 from restlake.jobs.spark.config import StreamJobConfig
@@ -174,11 +174,22 @@ def run_until_caught_up(spark: SparkSession, config: StreamJobConfig) -> StreamS
     return summary
 
 
-def _wait(query: StreamingQuery, stop: threading.Event) -> None:
+def executor_count(spark: SparkSession) -> int:
+    """Executors registered with the driver (the driver's own block manager is not one)."""
+    status = spark.sparkContext._jsc.sc().getExecutorMemoryStatus()  # type: ignore[union-attr]
+    return max(0, int(status.size()) - 1)
+
+
+def _wait(query: StreamingQuery, stop: threading.Event, health: ops.DriverHealth | None = None) -> None:
     # Poll instead of one blocking awaitTermination: the signal handler only sets an event, and
     # query.stop() runs here, never re-entering a Py4J call from inside a signal handler.
+    spark = query.sparkSession
     while query.isActive and not stop.is_set():
+        if health is not None:
+            health.beat(query_active=True, executors=0 if health.local else executor_count(spark))
         query.awaitTermination(1)
+    if health is not None:
+        health.beat(query_active=False, executors=0)
     if stop.is_set() and query.isActive:
         log.info("stopping query on signal query_id=%s", query.id)
         query.stop()
@@ -230,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("bad configuration: %s", exc)
         return 2
+    health = ops.DriverHealth(local=args.master.startswith("local"))
     if config.metrics_port is not None:
-        prom.serve(config.metrics_port, config.metrics_address)
+        ops.serve(health, config.metrics_port, config.metrics_address)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -243,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         query, processor = _start(spark, config, None)
         try:
-            _wait(query, stop)
+            _wait(query, stop, health)
         except StreamingQueryException:
             log.error("stream failed source=%s error=%s", config.source, processor.failure or "see Spark log")
             return 1

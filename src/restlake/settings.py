@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -132,25 +132,38 @@ class StackSettings(RestlakeSettings):
 
 
 class S3Settings(RestlakeSettings):
-    """The S3-compatible store (MinIO locally) that an ``s3a://`` lake root and checkpoints live on."""
+    """The S3-compatible store (MinIO locally) that an ``s3a://`` lake root and checkpoints live on.
 
-    model_config = SettingsConfigDict(env_prefix="RESTLAKE_S3_")
+    Each setting also reads the AWS SDK's own variable when the ``RESTLAKE_S3_*`` one is unset, so a
+    Secret written for any S3 tool (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``...) configures the lake
+    too, instead of silently sending the local default key to AWS.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RESTLAKE_S3_", populate_by_name=True)
 
     endpoint: str | None = Field(
         None,
-        description="http(s)://host:port of the S3 API (RESTLAKE_S3_ENDPOINT); None means AWS itself, "
-        "found from the region.",
+        validation_alias=AliasChoices("RESTLAKE_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+        description="http(s)://host:port of the S3 API (RESTLAKE_S3_ENDPOINT, else AWS_ENDPOINT_URL_S3 or "
+        "AWS_ENDPOINT_URL); None means AWS itself, found from the region.",
     )
     # SecretStr: both are credentials; the local MinIO uses them as its root user and password.
     access_key: SecretStr = Field(
-        SecretStr("restlake"), description="Access key id (RESTLAKE_S3_ACCESS_KEY); MinIO's root user."
+        SecretStr("restlake"),
+        validation_alias=AliasChoices("RESTLAKE_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID"),
+        description="Access key id (RESTLAKE_S3_ACCESS_KEY, else AWS_ACCESS_KEY_ID); MinIO's root user.",
     )
     secret_key: SecretStr = Field(
         SecretStr("restlake-local-only"),
-        description="Secret key (RESTLAKE_S3_SECRET_KEY); MinIO's root password (8+ characters).",
+        validation_alias=AliasChoices("RESTLAKE_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"),
+        description="Secret key (RESTLAKE_S3_SECRET_KEY, else AWS_SECRET_ACCESS_KEY); MinIO's root "
+        "password (8+ characters).",
     )
     region: str = Field(
-        "us-east-1", description="Signing region (RESTLAKE_S3_REGION); MinIO accepts its default, us-east-1."
+        "us-east-1",
+        validation_alias=AliasChoices("RESTLAKE_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="Signing region (RESTLAKE_S3_REGION, else AWS_REGION or AWS_DEFAULT_REGION); MinIO "
+        "accepts its default, us-east-1.",
     )
     path_style_access: bool = Field(
         True,

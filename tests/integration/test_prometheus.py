@@ -34,7 +34,7 @@ from restlake.fetcher.producer import EnvelopeProducer
 from restlake.fetcher.service import FetcherService
 from restlake.fetcher.settings import FetcherSettings
 from restlake.fetcher.state import PostgresStateStore
-from restlake.jobs.spark import metrics as stream_metrics
+from restlake.jobs.spark import ops as stream_ops
 from restlake.jobs.spark.batch import StreamMetrics
 from restlake.jobs.spark.stream import run_stream
 from restlake.postgres import migrations
@@ -218,7 +218,11 @@ def test_every_panel_query_has_series_from_prometheus_scraping_a_running_pipelin
                     await asyncio.sleep(0.1)
                 # As the job's main() does: metrics served before the query starts.
                 assert stream_config.metrics_port is not None
-                stream_port = stream_metrics.serve(stream_config.metrics_port, stream_config.metrics_address)
+                stream_port = stream_ops.serve(
+                    stream_ops.DriverHealth(local=True),
+                    stream_config.metrics_port,
+                    stream_config.metrics_address,
+                )
                 query = await asyncio.to_thread(run_stream, spark, stream_config, metrics=counts)
                 gateway = urllib.parse.urlsplit(pushgateway).netloc
                 jobs = {

@@ -58,6 +58,10 @@ def test_metrics_are_served_and_sigterm_stops_cleanly(
             return merged == n and lags == [0.0, 0.0, 0.0]
 
         wait_for(settled, 90, "metrics of every batch, lag 0 on every partition")
+        # The kubelet's probes: a local[N] driver has no executor to wait for, so a running query is ready.
+        for path in ("/healthz", "/readyz"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                assert response.status == 200, path
         text = scrape()
         src = job.source
         assert sample(text, "restlake_stream_rows_merged_total", source=src, op="inserted") == n

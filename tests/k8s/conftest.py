@@ -30,7 +30,10 @@ REPO = harness.REPO_ROOT
 # CI lays shared/ beside the clone; the fixtures hold third-party CRDs exactly as their projects ship them.
 FIXTURE_CRDS = REPO.parent / "shared" / "fixtures" / "crds"
 THIRD_PARTY_CRDS = ("strimzi-kafkatopic.yaml", "monitoring.coreos.com_servicemonitors.yaml")
-PEERING_CRDS = REPO / "charts" / "restlake" / "crds" / "kopf-peering.yaml"
+PEERING_CRDS = [
+    REPO / "charts" / "restlake" / "files" / "crds" / f"{n}.yaml"
+    for n in ("kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev")
+]
 PEERING = "restlake-test"
 
 
@@ -75,7 +78,7 @@ def crds(control_plane: harness.ControlPlane) -> list[str]:
     files = [
         REPO / "crds" / "ingestionsources.restlake.io.yaml",
         REPO / "crds" / "backfills.restlake.io.yaml",
-        PEERING_CRDS,
+        *PEERING_CRDS,
         *(FIXTURE_CRDS / n for n in THIRD_PARTY_CRDS),
     ]
     names: list[str] = []

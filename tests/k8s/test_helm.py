@@ -49,7 +49,11 @@ OPERATOR_RULES: list[dict[str, Any]] = [
         "resources": ["ingestionsources/finalizers", "backfills/finalizers"],
         "verbs": ["update"],
     },
-    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["get", "create", "patch"]},
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps", "services", "serviceaccounts"],
+        "verbs": ["get", "create", "patch"],
+    },
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "create", "patch", "delete"]},
@@ -141,8 +145,23 @@ def test_default_render_has_exactly_the_expected_objects(helm: Path) -> None:
             ("Service", "rl-restlake-spark-master"),
             ("Deployment", "rl-restlake-spark-worker"),
             ("Pod", "rl-restlake-operator-test"),
+            ("ServiceAccount", "rl-restlake-operator-test"),
+            ("CustomResourceDefinition", "ingestionsources.restlake.io"),
+            ("CustomResourceDefinition", "backfills.restlake.io"),
+            ("CustomResourceDefinition", "kopfpeerings.kopf.dev"),
+            ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev"),
         ]
     )
+
+
+def test_crds_are_templates_helm_upgrades_and_uninstall_keeps(helm: Path) -> None:
+    docs = by_kind(render(helm))
+    crds = {name: doc for (kind, name), doc in docs.items() if kind == "CustomResourceDefinition"}
+    for name, doc in crds.items():
+        assert doc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep", name
+        generated = yaml.safe_load((CHART / "files" / "crds" / f"{name}.yaml").read_text())
+        assert doc["spec"] == generated["spec"], name
+    assert not [k for k in by_kind(render(helm, "crds.install=false")) if k[0] == "CustomResourceDefinition"]
 
 
 def test_namespaced_rbac_is_exact(helm: Path) -> None:
@@ -212,14 +231,25 @@ def test_operator_env_is_what_the_operator_settings_read(helm: Path, monkeypatch
     assert settings.fetcher_image == "restlake/fetcher:0.1.0"
     assert settings.spark_image == "restlake/spark:0.1.0"
     assert settings.topic_replicas == 3
-    assert settings.kafka_bootstrap == "restlake-kafka-kafka-bootstrap:9092"
+    # Qualified: drivers and fetchers of other namespaces (watchAllNamespaces) resolve it too.
+    assert settings.kafka_bootstrap == f"restlake-kafka-kafka-bootstrap.{NAMESPACE}.svc:9092"
+    assert (settings.executor_cores, settings.executor_cores_per_executor, settings.executor_memory) == (
+        1,
+        1,
+        "512m",
+    )
     assert settings.lake_secret == "restlake-lake"
     assert settings.job_service_account == "rl-restlake-jobs"
     assert (settings.pg_dsn_secret, settings.pg_dsn_key) == ("restlake-postgres", "dsn")
     # The drivers the operator renders must reach the master Service this chart renders.
     master = docs["Service", "rl-restlake-spark-master"]
     rpc = next(p["port"] for p in master["spec"]["ports"] if p["name"] == "rpc")
-    assert settings.spark_master_url == f"spark://{master['metadata']['name']}:{rpc}"
+    assert env_of(operator)["RESTLAKE_OPERATOR_RELEASE_NAMESPACE"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    monkeypatch.setenv("RESTLAKE_OPERATOR_RELEASE_NAMESPACE", NAMESPACE)
+    qualified = OperatorSettings().spark_master_url
+    assert qualified == f"spark://{master['metadata']['name']}.{NAMESPACE}.svc:{rpc}"
 
 
 def test_spark_workers_follow_the_values(helm: Path) -> None:
@@ -280,6 +310,8 @@ def test_helm_test_pod_probes_the_operator_service(helm: Path) -> None:
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     script = pod["spec"]["containers"][0]["args"][0]
     assert 'url = "http://rl-restlake-operator:8080/healthz"' in script
+    assert '{"IngestionSource", "Backfill"} - served' in script
+    compile(script, "helm-test", "exec")
 
 
 def test_values_schema_rejects_a_bad_value(helm: Path) -> None:
@@ -339,15 +371,24 @@ def installed(
     """`helm install` of the chart into a fresh namespace; uninstalled afterwards."""
     namespace = f"helm-{uuid.uuid4().hex[:6]}"
     release = "restlake"
-    # The session's `crds` fixture (conftest) applies the same CRDs server-side; if helm created
-    # them first, that apply would conflict with helm's field manager. So the fixture goes first
-    # where it is available, and helm then leaves existing CRDs alone, as it always does.
+    # The session's `crds` fixture (conftest) applies the same CRDs server-side, as an administrator
+    # would; the release then leaves them alone (crds.install=false), as a second release must.
     with contextlib.suppress(pytest.skip.Exception):
         request.getfixturevalue("crds")
     chart = installable_chart(cluster, tmp_path_factory.mktemp("chart"))
     base = ["--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
     out = run_helm(
-        helm, "install", release, str(chart), *base, "--create-namespace", "--wait=false", "--timeout", "2m"
+        helm,
+        "install",
+        release,
+        str(chart),
+        *base,
+        "--create-namespace",
+        "--wait=false",
+        "--timeout",
+        "2m",
+        "--set",
+        "crds.install=false",
     )
     assert "STATUS: deployed" in out
     yield {"namespace": namespace, "release": release, "chart": str(chart)}

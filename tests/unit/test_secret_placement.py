@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +159,31 @@ def test_lineage_events_carry_no_credential() -> None:
     table = postgres_table(f"postgresql://app:{PASSWORD}@db/ingest", "raw.api_events")
     text = json.dumps([rec.events, endpoint, table])
     assert rec.events and PASSWORD not in text and TOKEN not in text
+
+
+def test_the_lake_secret_terraform_writes_is_what_the_jobs_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every key of terraform/kind's lake Secret configures S3Settings (the jobs' s3a access)."""
+    text = (Path(__file__).resolve().parents[2] / "terraform" / "kind" / "storage.tf").read_text()
+    block = text[text.index('resource "kubernetes_secret" "lake"') :]
+    start = block.index("data = {") + len("data = {")
+    data = block[start : block.index("}", start)]
+    keys = re.findall(r"^\s*(\w+)\s*=", data, re.M)
+    assert keys, "no keys found in the lake Secret"
+    for variable in [v for v in os.environ if v.startswith(("RESTLAKE_S3_", "AWS_"))]:
+        monkeypatch.delenv(variable)
+    values = {key: f"value-of-{key.lower()}" for key in keys}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    s3 = S3Settings()
+    read = {
+        s3.access_key.get_secret_value(),
+        s3.secret_key.get_secret_value(),
+        s3.endpoint,
+        s3.region,
+    }
+    assert set(values.values()) <= read, (
+        f"keys the jobs ignore: {[k for k, v in values.items() if v not in read]}"
+    )
+    # The restlake name still wins where both are set.
+    monkeypatch.setenv("RESTLAKE_S3_ACCESS_KEY", "restlake-wins")
+    assert S3Settings().access_key.get_secret_value() == "restlake-wins"

@@ -24,6 +24,12 @@ Kubernetes uses them as DNS labels (Services) and label values.
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* Kafka bootstrap as the pods see it: the configured one, else the Strimzi cluster of
+     terraform/kind in the release namespace, qualified so every namespace resolves it. */}}
+{{- define "restlake.kafkaBootstrap" -}}
+{{- .Values.config.kafka.bootstrap | default (printf "%s-kafka-bootstrap.%s.svc:9092" .Values.config.kafka.cluster .Release.Namespace) }}
+{{- end }}
+
 {{/* Labels on every object. */}}
 {{- define "restlake.labels" -}}
 helm.sh/chart: {{ include "restlake.chart" . }}
@@ -109,7 +115,7 @@ rule. Peering rules are added by operator-rbac.yaml, per scope.
   resources: [ingestionsources/finalizers, backfills/finalizers]
   verbs: [update]
 - apiGroups: [""]
-  resources: [configmaps, services]
+  resources: [configmaps, services, serviceaccounts]
   verbs: [get, create, patch]
 - apiGroups: [apps]
   resources: [deployments]

@@ -186,6 +186,10 @@ Quantity = Annotated[
 ]
 
 
+# The dead-letter topic of a source is its topic plus this suffix (fetcher writes it, operator creates it).
+DEAD_LETTER_SUFFIX = ".dlq"
+
+
 def field_error(field: str, message: str) -> PydanticCustomError:
     """An error for a cross-field rule, reported at ``<model path>.<field>`` (field in camelCase)."""
     return PydanticCustomError("restlake_field", "{message}", {"message": message, "field": field})
@@ -765,11 +769,54 @@ class ContainerResources(_Model):
     limits: ResourceQuantities | None = Field(None, description="Resources the container may not exceed.")
 
 
+SPARK_MEMORY = r"^[1-9][0-9]*[kmgtKMGT]?$"
+
+
+class SparkExecutors(_Model):
+    """What the source's stream job takes from the standalone Spark cluster.
+
+    Standalone Spark gives an application every free core unless ``spark.cores.max`` caps it, so
+    without a cap the first source would hold the whole cluster and the next would never get an
+    executor. Absent fields use the operator's defaults (one core, 512m).
+    """
+
+    model_config = _rules(
+        {
+            "rule": "!has(self.cores) || !has(self.coresPerExecutor) || self.coresPerExecutor <= self.cores",
+            "message": "coresPerExecutor must not exceed cores",
+        }
+    )
+
+    cores: int | None = Field(
+        None, ge=1, le=1024, description="Cores the job may hold across the cluster (spark.cores.max)."
+    )
+    cores_per_executor: int | None = Field(
+        None, ge=1, le=64, description="Cores of each executor (spark.executor.cores); at most cores."
+    )
+    memory: str | None = Field(
+        None,
+        pattern=SPARK_MEMORY,
+        description="Heap of each executor in Spark notation, e.g. 512m or 2g (spark.executor.memory).",
+    )
+
+    @model_validator(mode="after")
+    def _fits(self) -> SparkExecutors:
+        if self.cores and self.cores_per_executor and self.cores_per_executor > self.cores:
+            raise field_error(
+                "coresPerExecutor",
+                f"{self.cores_per_executor} cores per executor exceed the job's {self.cores} cores",
+            )
+        return self
+
+
 class Resources(_Model):
-    """Kubernetes resources of the pods the operator creates."""
+    """Kubernetes resources of the pods the operator creates, and the job's share of Spark."""
 
     fetcher: ContainerResources | None = Field(None, description="The fetcher container.")
     driver: ContainerResources | None = Field(None, description="The Spark driver container.")
+    executors: SparkExecutors | None = Field(
+        None, description="Cores and memory of the stream job's executors on the standalone cluster."
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -901,6 +948,10 @@ class IngestionSource(_Model):
         if self.spec.kafka is not None and self.spec.kafka.topic:
             return self.spec.kafka.topic
         return f"{prefix}{self.name}"
+
+    def dead_letter_topic(self, prefix: str = "restlake.") -> str:
+        """Where the fetcher sends pages it could not use: ``<topic>.dlq``."""
+        return self.topic(prefix) + DEAD_LETTER_SUFFIX
 
     def bronze_path(self, lake_root: str) -> str:
         """Bronze table: ``spec.sinks.bronze.path`` (relative to the lake root), else ``bronze/<name>``."""

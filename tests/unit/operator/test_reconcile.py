@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from restlake.errors import TransientError
-from restlake.operator import conditions, reconcile, render, scrape
+from restlake.operator import conditions, reconcile, render, scrape, topic_ledger
 from restlake.operator.settings import OperatorSettings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -22,28 +22,57 @@ NOW = "2030-01-01T00:00:00Z"
 class FakeCluster:
     """Stores applied objects by (kind, name); serves the kinds it is told to."""
 
-    def __init__(self, *, strimzi: bool = True, prometheus: bool = True) -> None:
+    def __init__(
+        self, *, strimzi: bool = True, prometheus: bool = True, strimzi_api: str = "kafka.strimzi.io/v1"
+    ) -> None:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.kinds = {"ConfigMap", "Service", "Deployment", "CronJob"}
+        self.kinds = {"ConfigMap", "Service", "Deployment", "CronJob", "ServiceAccount"}
         self.kinds |= {"KafkaTopic"} if strimzi else set()
         self.kinds |= {"ServiceMonitor"} if prometheus else set()
+        self.strimzi_api = strimzi_api
         self.applies = 0
+        self.versions = 0
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Like server-side apply: the resourceVersion moves only when the content changes."""
         self.applies += 1
         live = self.objects.setdefault((obj["kind"], obj["metadata"]["name"]), {})
         status = live.get("status")
+        version = live.get("metadata", {}).get("resourceVersion")
+        before = copy.deepcopy({k: v for k, v in live.items() if k != "status"})
+        for server_side in ("resourceVersion", "generation"):
+            before.get("metadata", {}).pop(server_side, None)
+        if before != obj or version is None:
+            self.versions += 1
+            version = str(self.versions)
         live.clear()
         live.update(copy.deepcopy(obj))
+        live["metadata"]["resourceVersion"] = version
         if status is not None:
             live["status"] = status
-        return live
+        return copy.deepcopy(live)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
-        return copy.deepcopy(self.objects.get((kind, name)))
+        found = self.objects.get((kind, name))
+        if found is not None and kind == "KafkaTopic" and found.get("apiVersion") != api_version:
+            return None
+        return copy.deepcopy(found)
 
     def served(self, api_version: str, kind: str) -> bool:
+        if kind == "KafkaTopic":
+            return kind in self.kinds and api_version == self.strimzi_api
         return kind in self.kinds
+
+    def merge(
+        self, api_version: str, kind: str, name: str, namespace: str | None, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        live = self.objects[(kind, name)]
+        for key, value in patch.get("data", {}).items():
+            if value is None:
+                live["data"].pop(key, None)
+            else:
+                live["data"][key] = value
+        return copy.deepcopy(live)
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
         return self.objects.pop((kind, name), None) is not None
@@ -74,12 +103,17 @@ def test_first_reconcile_applies_everything_and_reports_honest_unknowns() -> Non
     out = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
     assert out.applied == [
         "ConfigMap/github-issues-config",
+        "ServiceAccount/github-issues-runtime",
         "Service/github-issues-fetcher",
+        "Service/github-issues-stream",
         "Deployment/github-issues-fetcher",
         "Deployment/github-issues-stream",
         "KafkaTopic/github-issues-topic",
+        "KafkaTopic/github-issues-dlq-topic",
         "ServiceMonitor/github-issues-fetcher",
+        "ServiceMonitor/github-issues-stream",
     ]
+    assert out.changed == out.applied  # all of it was new
     status = out.status
     assert status["observedGeneration"] == 1
     assert status["phase"] == "Provisioning"
@@ -147,10 +181,14 @@ def test_status_follows_deployments_and_topic_to_running() -> None:
         seen.append(url)
         return scrape.Figures(events_produced=42, last_fetch_time="2030-01-01T00:00:05Z")
 
-    patch = reconcile.refresh(
+    patch, drifted = reconcile.resync(
         cluster, live, SETTINGS, now="2030-01-01T00:01:00Z", scraper=scraper, create_topic=no_topic
     )
-    assert seen == ["http://metrics/ns/github-issues-fetcher:9108"]
+    assert drifted == []
+    assert seen == [
+        "http://metrics/ns/github-issues-fetcher:9108",
+        "http://metrics/ns/github-issues-stream:9109",
+    ]
     assert patch["eventsProduced"] == 42 and patch["lastFetchTime"] == "2030-01-01T00:00:05Z"
     assert "consumerLag" not in patch  # not measured: the old value stays
     assert cond(patch, "FetcherReady")["status"] == "True"
@@ -169,7 +207,14 @@ def test_status_follows_deployments_and_topic_to_running() -> None:
         "KafkaTopic", "github-issues-topic", {"conditions": [{"type": "Ready", "status": "True"}]}
     )
     live["status"] = {**first.status, **patch}
-    final = reconcile.refresh(cluster, live, SETTINGS, now=NOW, scraper=scraper, create_topic=no_topic)
+    waiting, _ = reconcile.resync(cluster, live, SETTINGS, now=NOW, scraper=scraper, create_topic=no_topic)
+    topic = cond(waiting, "TopicReady")
+    assert (topic["status"], topic["reason"]) == ("Unknown", "WaitingForTopicOperator")
+    assert "github-issues-dlq-topic" in topic["message"]  # the dead-letter topic counts too
+    cluster.set_status(
+        "KafkaTopic", "github-issues-dlq-topic", {"conditions": [{"type": "Ready", "status": "True"}]}
+    )
+    final, _ = reconcile.resync(cluster, live, SETTINGS, now=NOW, scraper=scraper, create_topic=no_topic)
     assert final["phase"] == "Running"
     assert cond(final, "Ready") | {"lastTransitionTime": "-"} == {
         "type": "Ready",
@@ -233,8 +278,11 @@ def test_without_strimzi_the_topic_goes_through_the_admin_api() -> None:
         return True
 
     out = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=create)
-    assert calls == [("restlake-kafka-kafka-bootstrap:9092", "restlake.github-issues", 3, 1)]
-    assert [k for k, _ in cluster.objects] == ["ConfigMap", "Service", "Deployment", "Deployment"]
+    assert calls == [
+        ("restlake-kafka-kafka-bootstrap:9092", "restlake.github-issues", 3, 1),
+        ("restlake-kafka-kafka-bootstrap:9092", "restlake.github-issues.dlq", 1, 1),
+    ]
+    assert sorted({k for k, _ in cluster.objects}) == ["ConfigMap", "Deployment", "Service", "ServiceAccount"]
     assert cond(out.status, "TopicReady")["reason"] == "TopicCreated"
 
 
@@ -296,9 +344,10 @@ def test_metrics_parsing_sums_this_source_only() -> None:
         'restlake_fetcher_records_produced_total{source="b"} 99\n'
         "# TYPE restlake_fetcher_last_success_timestamp_seconds gauge\n"
         'restlake_fetcher_last_success_timestamp_seconds{source="a"} 1.893456e+09\n'
-        "# TYPE restlake_consumer_lag gauge\n"
-        'restlake_consumer_lag{source="a",partition="0"} 3\n'
-        'restlake_consumer_lag{source="a",partition="1"} 4\n'
+        "# TYPE restlake_stream_kafka_lag_records gauge\n"
+        'restlake_stream_kafka_lag_records{source="a",topic="restlake.a",partition="0"} 3\n'
+        'restlake_stream_kafka_lag_records{source="a",topic="restlake.a",partition="1"} 4\n'
+        'restlake_stream_kafka_lag_records{source="b",topic="restlake.b",partition="0"} 50\n'
     )
     figures = scrape.parse(text, "a")
     assert figures == scrape.Figures(
@@ -377,5 +426,121 @@ def test_reconcile_and_refresh_keep_the_quality_passing_condition_the_checks_wro
     out = reconcile.reconcile(cluster, live, SETTINGS, now=later, create_topic=no_topic)
     assert cond(out.status, "QualityPassing") == written
     live["status"] = out.status
-    patch = reconcile.refresh(cluster, live, SETTINGS, now=later, scraper=lambda *_, **__: scrape.Figures())
+    live["metadata"]["generation"] = out.status["observedGeneration"]
+    patch, _ = reconcile.resync(
+        cluster, live, SETTINGS, now=later, scraper=lambda *_, **__: scrape.Figures(), create_topic=no_topic
+    )
     assert cond(patch, "QualityPassing") == written
+
+
+def reconciled(cluster: FakeCluster) -> dict[str, Any]:
+    live = body()
+    live["status"] = reconcile.reconcile(cluster, live, SETTINGS, now=NOW, create_topic=no_topic).status
+    return live
+
+
+def test_the_status_timer_restores_a_deleted_and_an_edited_child() -> None:
+    cluster = FakeCluster()
+    live = reconciled(cluster)
+    del cluster.objects[("Deployment", "github-issues-fetcher")]
+    edited = cluster.objects[("Deployment", "github-issues-stream")]
+    edited["spec"]["replicas"] = 3
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = "someone/else:1"
+
+    _, drifted = reconcile.resync(
+        cluster, live, SETTINGS, now=NOW, scraper=lambda *_, **__: scrape.Figures(), create_topic=no_topic
+    )
+    assert drifted == ["Deployment/github-issues-fetcher", "Deployment/github-issues-stream"]
+    stream = cluster.objects[("Deployment", "github-issues-stream")]["spec"]
+    assert stream["replicas"] == 1
+    assert stream["template"]["spec"]["containers"][0]["image"] == SETTINGS.spark_image
+    assert ("Deployment", "github-issues-fetcher") in cluster.objects
+
+    _, drifted = reconcile.resync(
+        cluster, live, SETTINGS, now=NOW, scraper=lambda *_, **__: scrape.Figures(), create_topic=no_topic
+    )
+    assert drifted == []  # nothing moved since
+
+
+def test_the_timer_leaves_a_newer_generation_to_the_update_handler() -> None:
+    cluster = FakeCluster()
+    live = reconciled(cluster)
+    live["metadata"]["generation"] = 2
+    applies = cluster.applies
+    assert reconcile.resync(cluster, live, SETTINGS, now=NOW, create_topic=no_topic) == ({}, [])
+    assert cluster.applies == applies
+
+
+def test_strimzi_before_v1_gets_v1beta2_topics() -> None:
+    cluster = FakeCluster(strimzi_api="kafka.strimzi.io/v1beta2")
+    out = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    topics = [o for (kind, _), o in cluster.objects.items() if kind == "KafkaTopic"]
+    assert [t["apiVersion"] for t in topics] == ["kafka.strimzi.io/v1beta2"] * 2
+    assert [t["spec"]["topicName"] for t in topics] == [
+        "restlake.github-issues",
+        "restlake.github-issues.dlq",
+    ]
+    assert cond(out.status, "TopicReady")["reason"] == "WaitingForTopicOperator"
+
+
+def test_topics_the_operator_created_are_recorded_and_released_with_the_source() -> None:
+    cluster = FakeCluster(strimzi=False, prometheus=False)
+    ledger = topic_ledger.TopicLedger(cluster, "restlake", "restlake-topics")
+    existing = {"restlake.github-issues"}  # made by someone else: never the operator's to delete
+
+    def create(bootstrap: str, topic: str, **_: Any) -> bool:
+        if topic in existing:
+            return False
+        existing.add(topic)
+        return True
+
+    reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=create, ledger=ledger)
+    assert ledger.entries() == {"ns.github-issues": ["restlake.github-issues.dlq"]}
+
+    deleted: list[list[str]] = []
+
+    def delete(bootstrap: str, names: list[str], *, timeout: float) -> list[str]:
+        deleted.append(names)
+        return names
+
+    # Still there: the sweep keeps it.
+    cluster.objects[("IngestionSource", "github-issues")] = body()
+    assert topic_ledger.sweep(ledger, delete=delete, bootstrap="k:9092", timeout=1) == {}
+    # Gone while no operator ran: the next start releases what was recorded, and only that.
+    del cluster.objects[("IngestionSource", "github-issues")]
+    released = topic_ledger.sweep(ledger, delete=delete, bootstrap="k:9092", timeout=1)
+    assert released == {"ns.github-issues": ["restlake.github-issues.dlq"]}
+    assert deleted == [["restlake.github-issues.dlq"]]
+    assert ledger.entries() == {}
+
+
+def test_a_broker_that_is_down_keeps_the_ledger_entry_for_the_next_sweep() -> None:
+    cluster = FakeCluster(strimzi=False, prometheus=False)
+    ledger = topic_ledger.TopicLedger(cluster, "restlake", "restlake-topics")
+    ledger.record("ns", "gone", ["restlake.gone"])
+
+    def down(bootstrap: str, names: list[str], *, timeout: float) -> list[str]:
+        raise TransientError("could not delete Kafka topics: timed out")
+
+    assert topic_ledger.sweep(ledger, delete=down, bootstrap="k:9092", timeout=1) == {}
+    assert ledger.entries() == {"ns.gone": ["restlake.gone"]}
+
+
+def test_the_metric_names_the_status_reads_are_the_ones_exported() -> None:
+    fetcher_metrics = (REPO / "fetcher" / "metrics.py").read_text()
+    stream_metrics = (REPO / "jobs" / "spark" / "metrics.py").read_text()
+    assert f'"{scrape.RECORDS_PRODUCED}' in fetcher_metrics
+    assert f'"{scrape.LAST_SUCCESS}"' in fetcher_metrics
+    assert f'"{scrape.CONSUMER_LAG}"' in stream_metrics
+
+
+def test_no_handler_puts_a_finalizer_on_sources_or_backfills() -> None:
+    import kopf
+
+    from restlake.operator import handlers  # noqa: F401 - importing registers the handlers
+
+    registry = kopf.get_default_registry()
+    spawning = list(registry._spawning.get_all_handlers())
+    changing = list(registry._changing.get_all_handlers())
+    assert spawning, "the status timers are registered"
+    assert [h.id for h in spawning + changing if h.requires_finalizer] == []

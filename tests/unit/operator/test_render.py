@@ -31,15 +31,19 @@ def github() -> Any:
 def test_every_example_renders_the_same_set_of_owned_objects(example: Path) -> None:
     source = load_source(example)
     objects = render.render_all(
-        source, owner(source.name), SETTINGS, paused=False, strimzi=True, prometheus=True
+        source, owner(source.name), SETTINGS, paused=False, strimzi=render.STRIMZI_TOPIC_API, prometheus=True
     )
     assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
         ("ConfigMap", f"{source.name}-config"),
+        ("ServiceAccount", f"{source.name}-runtime"),
         ("Service", f"{source.name}-fetcher"),
+        ("Service", f"{source.name}-stream"),
         ("Deployment", f"{source.name}-fetcher"),
         ("Deployment", f"{source.name}-stream"),
         ("KafkaTopic", f"{source.name}-topic"),
+        ("KafkaTopic", f"{source.name}-dlq-topic"),
         ("ServiceMonitor", f"{source.name}-fetcher"),
+        ("ServiceMonitor", f"{source.name}-stream"),
     ]
     for obj in objects:
         assert obj["metadata"]["namespace"] == "team-a"
@@ -60,11 +64,9 @@ def test_optional_integrations_are_left_out_when_their_crds_are_absent() -> None
     source = github()
     kinds = [
         o["kind"]
-        for o in render.render_all(
-            source, owner("g"), SETTINGS, paused=False, strimzi=False, prometheus=False
-        )
+        for o in render.render_all(source, owner("g"), SETTINGS, paused=False, strimzi=None, prometheus=False)
     ]
-    assert kinds == ["ConfigMap", "Service", "Deployment", "Deployment"]
+    assert kinds == ["ConfigMap", "ServiceAccount", "Service", "Service", "Deployment", "Deployment"]
 
 
 def test_config_map_round_trips_through_the_spec_model_and_the_stream_job_config() -> None:
@@ -79,6 +81,11 @@ def test_config_map_round_trips_through_the_spec_model_and_the_stream_job_config
     assert stream.bronze_path == "s3a://lake/root/bronze/github-issues"
     assert stream.json_schema == source.spec.schema_.json_schema
     assert "pg_dsn" not in json.loads(cm["data"][render.STREAM_FILE])  # from the Secret, via env
+    # The inline expectations reach the stream job as they do locally.
+    assert source.spec.quality is not None and source.spec.quality.expectations
+    assert stream.quality == source.spec.quality
+    # The ops port the probes, the Lag figure and Prometheus use, reachable from outside the pod.
+    assert (stream.metrics_port, stream.metrics_address) == (9109, "0.0.0.0")
 
 
 def test_fetcher_deployment_security_probes_resources_and_secret_env() -> None:
@@ -143,17 +150,30 @@ def test_stream_deployment_is_one_recreated_driver_in_client_mode() -> None:
     assert dep["spec"]["replicas"] == 1
     assert dep["spec"]["strategy"] == {"type": "Recreate"}
     assert container["args"] == [
-        "python",
+        "python3",
         "-m",
         "restlake.jobs.spark.stream",
         "--config",
         "/etc/restlake/stream.json",
         "--master",
         "spark://rl-spark-master:7077",
+        # Capped: without spark.cores.max the first source takes every core of the cluster.
+        "--conf",
+        "spark.cores.max=1",
+        "--conf",
+        "spark.executor.cores=1",
+        "--conf",
+        "spark.executor.memory=512m",
     ]
     assert container["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
     env = {e["name"]: e for e in container["env"]}
     assert env["SPARK_LOCAL_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert {"name": "metrics", "containerPort": 9109, "protocol": "TCP"} in container["ports"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 300
+    annotations = dep["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "9109" and annotations["prometheus.io/scrape"] == "true"
 
 
 def test_a_spec_change_changes_the_hash_of_the_component_it_concerns_only() -> None:
@@ -202,15 +222,95 @@ def test_pause_annotation(annotations: dict[str, str] | None, paused: bool) -> N
     assert render.is_paused(annotations) is paused
 
 
-def test_kafka_topic_and_service_monitor() -> None:
+def test_kafka_topics_and_service_monitors() -> None:
     source = github()
-    topic = render.kafka_topic(source, owner(source.name), SETTINGS)
-    assert topic["apiVersion"] == "kafka.strimzi.io/v1"
+    topic, dlq = render.kafka_topics(source, owner(source.name), SETTINGS)
+    assert topic["apiVersion"] == dlq["apiVersion"] == "kafka.strimzi.io/v1"
     assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "restlake-kafka"
     assert topic["spec"] == {"topicName": "restlake.github-issues", "partitions": 3, "replicas": 1}
-    monitor = render.service_monitor(owner(source.name), SETTINGS)
-    assert monitor["spec"]["selector"]["matchLabels"] == render.selector_labels(source.name, "fetcher")
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert dlq["spec"] == {"topicName": "restlake.github-issues.dlq", "partitions": 1, "replicas": 1}
+    older = render.kafka_topics(source, owner(source.name), SETTINGS, api_version="kafka.strimzi.io/v1beta2")
+    assert {t["apiVersion"] for t in older} == {"kafka.strimzi.io/v1beta2"}
+    fetcher, stream = render.service_monitors(owner(source.name), SETTINGS)
+    assert fetcher["spec"]["selector"]["matchLabels"] == render.selector_labels(source.name, "fetcher")
+    assert fetcher["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert stream["spec"]["selector"]["matchLabels"] == render.selector_labels(source.name, "stream")
+    assert stream["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+
+
+def test_the_dead_letter_topic_is_the_one_the_fetcher_writes() -> None:
+    from restlake.fetcher.deadletter import dlq_topic
+
+    source = github()
+    assert render.topics(source, SETTINGS)[render.DLQ_TOPIC] == dlq_topic(source.topic(SETTINGS.topic_prefix))
+
+
+def test_executor_share_comes_from_the_spec_else_the_installation() -> None:
+    doc = yaml.safe_load((REPO / "examples" / "demo-cursor.yaml").read_text())
+    doc["spec"]["resources"] = {"executors": {"cores": 2, "memory": "1g"}}
+    source = parse_source(doc, "test")
+    assert render.executor_conf(source, SETTINGS) == {
+        "spark.cores.max": "2",
+        "spark.executor.cores": "1",
+        "spark.executor.memory": "1g",
+    }
+    wide = OperatorSettings(executor_cores=4, executor_cores_per_executor=2, executor_memory="2g")
+    assert render.executor_conf(github(), wide) == {
+        "spark.cores.max": "4",
+        "spark.executor.cores": "2",
+        "spark.executor.memory": "2g",
+    }
+    doc["spec"]["resources"] = {"executors": {"cores": 1, "coresPerExecutor": 2}}
+    with pytest.raises(Exception, match="coresPerExecutor"):
+        parse_source(doc, "test")
+
+
+def test_pods_run_as_their_own_account_without_a_token_except_the_reporting_jobs() -> None:
+    source = github()
+    o = owner(source.name)
+    account = render.runtime_service_account(o)
+    assert account["metadata"]["name"] == "github-issues-runtime"
+    assert account["automountServiceAccountToken"] is False
+    for dep in (
+        render.fetcher_deployment(source, o, SETTINGS, paused=False),
+        render.stream_deployment(source, o, SETTINGS, paused=False),
+    ):
+        pod = dep["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == "github-issues-runtime"
+        assert pod["automountServiceAccountToken"] is False
+    with_account = OperatorSettings(service_account="lake-writer")
+    pod = render.fetcher_deployment(source, o, with_account, paused=False)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "lake-writer"
+    assert "ServiceAccount" not in [
+        x["kind"]
+        for x in render.render_all(source, o, with_account, paused=False, strimzi=None, prometheus=False)
+    ]
+    # Backfill and quality pods patch their status, so they keep a token (of the jobs account).
+    jobs = OperatorSettings(job_service_account="rl-jobs")
+    doc = yaml.safe_load((REPO / "examples" / "github-issues.yaml").read_text())
+    doc["spec"]["quality"]["bronze"] = {"schedule": "@daily"}
+    cron = render.quality_cron_job(parse_source(doc, "test"), o, jobs, paused=False)
+    assert cron is not None
+    job_pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert (job_pod["serviceAccountName"], job_pod["automountServiceAccountToken"]) == ("rl-jobs", True)
+
+
+def test_spark_master_is_qualified_with_the_release_namespace() -> None:
+    assert OperatorSettings(release="rl").spark_master_url == "spark://rl-spark-master:7077"
+    qualified = OperatorSettings(release="rl", release_namespace="data")
+    assert qualified.spark_master_url == "spark://rl-spark-master.data.svc:7077"
+
+
+def test_default_images_are_the_ones_the_dockerfile_builds() -> None:
+    from restlake import __version__
+
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    settings = OperatorSettings()
+    for image in (settings.fetcher_image, settings.spark_image):
+        repository, tag = image.split(":")
+        target = repository.split("/")[1]
+        assert tag == __version__
+        assert f" AS {target}" in dockerfile, f"docker/Dockerfile has no target {target} for {image}"
 
 
 def test_long_names_stay_valid_dns_labels_and_distinct() -> None:
@@ -223,6 +323,7 @@ def test_long_names_stay_valid_dns_labels_and_distinct() -> None:
 
 def test_rendering_is_deterministic() -> None:
     source = github()
-    first = render.render_all(source, owner("g"), SETTINGS, paused=False, strimzi=True, prometheus=True)
-    second = render.render_all(source, owner("g"), SETTINGS, paused=False, strimzi=True, prometheus=True)
+    api = render.STRIMZI_TOPIC_API
+    first = render.render_all(source, owner("g"), SETTINGS, paused=False, strimzi=api, prometheus=True)
+    second = render.render_all(source, owner("g"), SETTINGS, paused=False, strimzi=api, prometheus=True)
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)

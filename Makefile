@@ -105,7 +105,7 @@ kind-up: venv images
 	$$TOFU -chdir=$(TF) init -input=false; \
 	$$TOFU -chdir=$(TF) apply -auto-approve -input=false -var restlake_image_tag=$(IMAGE_TAG) -target=kind_cluster.this; \
 	$$KIND load docker-image restlake/operator:$(IMAGE_TAG) restlake/fetcher:$(IMAGE_TAG) restlake/spark:$(IMAGE_TAG) --name restlake; \
-	$$TOFU -chdir=$(TF) apply -auto-approve -input=false -var restlake_image_tag=$(IMAGE_TAG) -target=helm_release.strimzi -target=helm_release.cloudnative_pg; \
+	$$TOFU -chdir=$(TF) apply -auto-approve -input=false -var restlake_image_tag=$(IMAGE_TAG) -target=helm_release.strimzi -target=helm_release.cloudnative_pg -target=helm_release.external_secrets; \
 	$$TOFU -chdir=$(TF) apply -auto-approve -input=false -var restlake_image_tag=$(IMAGE_TAG)
 
 kind-down: venv

@@ -26,9 +26,15 @@ resource "helm_release" "strimzi" {
 
 # kubernetes_manifest needs the Strimzi CRDs at plan time, so a first `apply` targets the
 # operators (see `make kind-up`) and a second creates these.
+#
+# Both are written in the `kafka.strimzi.io/v1` API: Strimzi 1.x serves nothing else, and the
+# restlake operator writes its KafkaTopics in the newest API the cluster serves (v1 here). In v1
+# KRaft and node pools are the only mode, so the Kafka has no `strimzi.io/node-pools` or
+# `strimzi.io/kraft` annotation (ignored since 0.48) and no replicas, storage or resources of
+# its own: the node pool carries them.
 resource "kubernetes_manifest" "kafka_node_pool" {
   manifest = {
-    apiVersion = "kafka.strimzi.io/v1beta2"
+    apiVersion = "kafka.strimzi.io/v1"
     kind       = "KafkaNodePool"
     metadata = {
       name      = "dual-role"
@@ -62,18 +68,15 @@ resource "kubernetes_manifest" "kafka_node_pool" {
 
 resource "kubernetes_manifest" "kafka" {
   manifest = {
-    apiVersion = "kafka.strimzi.io/v1beta2"
+    apiVersion = "kafka.strimzi.io/v1"
     kind       = "Kafka"
     metadata = {
       name      = "restlake-kafka"
       namespace = kubernetes_namespace.restlake.metadata[0].name
-      annotations = {
-        "strimzi.io/node-pools" = "enabled"
-        "strimzi.io/kraft"      = "enabled"
-      }
     }
     spec = {
       kafka = {
+        # The KRaft metadata version follows from it (spec.kafka.metadataVersion unset).
         version = var.kafka_version
         listeners = [{
           name = "plain"

@@ -142,3 +142,9 @@ resource "kubernetes_service" "marquez" {
     }
   }
 }
+
+locals {
+  # Base URL of Marquez's OpenLineage endpoint as restlake's pods see it (their lineage client
+  # appends api/v1/lineage).
+  marquez_url = "http://${kubernetes_service.marquez.metadata[0].name}.${kubernetes_namespace.marquez.metadata[0].name}.svc:${kubernetes_service.marquez.spec[0].port[0].port}"
+}

@@ -25,8 +25,8 @@ output "namespace" {
 }
 
 output "kafka_bootstrap" {
-  description = "Kafka bootstrap address inside the cluster."
-  value       = "restlake-kafka-kafka-bootstrap.${kubernetes_namespace.restlake.metadata[0].name}.svc:9092"
+  description = "Kafka bootstrap address inside the cluster (the one the chart derives from config.kafka.cluster)."
+  value       = "${kubernetes_manifest.kafka.manifest.metadata.name}-kafka-bootstrap.${kubernetes_namespace.restlake.metadata[0].name}.svc:9092"
 }
 
 output "postgres_secret" {
@@ -46,10 +46,15 @@ output "minio_endpoint" {
 
 output "marquez_url" {
   description = "Marquez API inside the cluster (OpenLineage endpoint)."
-  value       = "http://marquez.${kubernetes_namespace.marquez.metadata[0].name}.svc"
+  value       = local.marquez_url
 }
 
 output "grafana_service" {
   description = "Grafana Service (namespace/name) when monitoring is enabled; port-forward it to port 80."
   value       = var.monitoring_enabled ? "${kubernetes_namespace.monitoring[0].metadata[0].name}/kps-grafana" : null
+}
+
+output "secret_store" {
+  description = "ClusterSecretStore on OpenBao when external_secrets_enabled (ExternalSecrets in the restlake namespace may use it), else null."
+  value       = one(kubernetes_manifest.openbao_store[*].manifest.metadata.name)
 }

@@ -7,22 +7,34 @@ resource "helm_release" "restlake" {
   timeout   = 600
 
   values = [yamlencode({
+    # This release owns restlake's CRDs and upgrades them with the chart (they are templates, kept
+    # on uninstall); it is the only restlake release in this cluster.
+    crds     = { install = true }
     operator = { image = { tag = var.restlake_image_tag } }
     fetcher  = { image = { tag = var.restlake_image_tag } }
     spark = {
-      image  = { tag = var.restlake_image_tag }
-      worker = { replicas = 1 }
+      image = { tag = var.restlake_image_tag }
+      # One worker with two cores, and each source's stream job capped at one core and one 512m
+      # executor: two sources get an executor at once within the worker's 1g.
+      worker    = { replicas = 1, cores = 2, memory = "1g" }
+      executors = { cores = 1, coresPerExecutor = 1, memory = "512m" }
     }
     config = {
       kafka = {
-        bootstrap     = "restlake-kafka-kafka-bootstrap:9092"
-        cluster       = "restlake-kafka"
+        # No bootstrap: the chart derives <cluster>-kafka-bootstrap.<namespace>.svc:9092, the
+        # bootstrap Service Strimzi creates for this Kafka (the kafka_bootstrap output).
+        cluster       = kubernetes_manifest.kafka.manifest.metadata.name
         topicReplicas = 1
       }
       lakeRoot   = "s3a://${var.lake_bucket}/lake"
       lakeSecret = kubernetes_secret.lake.metadata[0].name
       # Written by CloudNativePG for the restlake-pg Cluster (postgres.tf).
       postgresSecret = { name = "restlake-pg-app", key = "uri" }
+      # OpenLineage events of every fetcher, stream driver and job go to the Marquez of marquez.tf.
+      lineage = {
+        transport = var.lineage_enabled ? "http" : "none"
+        url       = var.lineage_enabled ? local.marquez_url : ""
+      }
     }
   })]
 
@@ -31,5 +43,7 @@ resource "helm_release" "restlake" {
     kubernetes_manifest.postgres,
     helm_release.minio,
     helm_release.kube_prometheus_stack,
+    # Up before the first events are sent, so the first runs are not lost.
+    kubernetes_deployment.marquez,
   ]
 }

@@ -33,7 +33,10 @@ resource "helm_release" "minio" {
   }
 }
 
-# Loaded with envFrom into every fetcher and driver (the chart's config.lakeSecret).
+# Loaded with envFrom into every fetcher and driver (the chart's config.lakeSecret). restlake's
+# S3Settings reads the AWS SDK's own names (a Secret any S3 tool can use); path-style access has
+# no AWS name, so it is restlake's own: MinIO behind a Service has no wildcard DNS for
+# virtual-host style buckets.
 resource "kubernetes_secret" "lake" {
   metadata {
     name      = "restlake-lake"
@@ -41,9 +44,10 @@ resource "kubernetes_secret" "lake" {
   }
 
   data = {
-    AWS_ACCESS_KEY_ID     = var.minio_root_user
-    AWS_SECRET_ACCESS_KEY = var.minio_root_password
-    AWS_ENDPOINT_URL      = "http://minio.${kubernetes_namespace.minio.metadata[0].name}.svc:9000"
-    AWS_REGION            = "us-east-1"
+    AWS_ACCESS_KEY_ID             = var.minio_root_user
+    AWS_SECRET_ACCESS_KEY         = var.minio_root_password
+    AWS_ENDPOINT_URL              = "http://minio.${kubernetes_namespace.minio.metadata[0].name}.svc:9000"
+    AWS_REGION                    = "us-east-1"
+    RESTLAKE_S3_PATH_STYLE_ACCESS = "true"
   }
 }

@@ -5,7 +5,7 @@ variable "cluster_name" {
 }
 
 variable "node_image" {
-  description = "kindest/node image of every node; it fixes the Kubernetes version of the cluster."
+  description = "kindest/node image of every node; it fixes the Kubernetes version of the cluster (Strimzi 1.x and the OpenBao chart need 1.30 or newer)."
   type        = string
   default     = "kindest/node:v1.33.1"
 }
@@ -36,39 +36,49 @@ variable "restlake_image_tag" {
 variable "chart_repositories" {
   description = "Helm chart repositories of the third-party releases (override to use a mirror)."
   type = object({
-    strimzi     = string
-    cloudnative = string
-    minio       = string
-    prometheus  = string
+    strimzi          = string
+    cloudnative      = string
+    minio            = string
+    prometheus       = string
+    openbao          = string
+    external_secrets = string
   })
   default = {
-    strimzi     = "https://strimzi.io/charts/"
-    cloudnative = "https://cloudnative-pg.github.io/charts"
-    minio       = "https://charts.min.io/"
-    prometheus  = "https://prometheus-community.github.io/helm-charts"
+    strimzi          = "https://strimzi.io/charts/"
+    cloudnative      = "https://cloudnative-pg.github.io/charts"
+    minio            = "https://charts.min.io/"
+    prometheus       = "https://prometheus-community.github.io/helm-charts"
+    openbao          = "https://openbao.github.io/openbao-helm"
+    external_secrets = "https://charts.external-secrets.io"
   }
 }
 
 variable "chart_versions" {
-  description = "Pinned versions of the third-party charts: Strimzi's operator, CloudNativePG's operator, MinIO and kube-prometheus-stack."
+  description = "Pinned versions of the third-party charts: Strimzi's operator, CloudNativePG's operator, MinIO, kube-prometheus-stack, and OpenBao and External Secrets Operator (installed only with external_secrets_enabled)."
   type = object({
     strimzi               = string
     cloudnative_pg        = string
     minio                 = string
     kube_prometheus_stack = string
+    openbao               = string
+    external_secrets      = string
   })
   default = {
-    strimzi               = "0.47.0"
+    # Strimzi 1.x serves only the kafka.strimzi.io/v1 API, the one kafka.tf and the restlake
+    # operator's KafkaTopics use; it needs Kubernetes 1.30+ (node_image).
+    strimzi               = "1.2.0"
     cloudnative_pg        = "0.22.1"
     minio                 = "5.3.0"
     kube_prometheus_stack = "65.1.1"
+    openbao               = "0.29.2"
+    external_secrets      = "2.9.0"
   }
 }
 
 variable "kafka_version" {
-  description = "Kafka version of the Strimzi cluster; must be one the Strimzi operator version supports (KRaft only)."
+  description = "Kafka version of the Strimzi cluster; must be one the pinned Strimzi supports (1.2.0: 4.2.0, 4.2.1, 4.3.0, 4.3.1, of which 4.3.1 is its default). KRaft only."
   type        = string
-  default     = "4.0.0"
+  default     = "4.3.1"
 }
 
 variable "marquez_image" {
@@ -105,4 +115,35 @@ variable "monitoring_enabled" {
   description = "Install kube-prometheus-stack (Prometheus Operator, Prometheus, Grafana). The operator creates ServiceMonitors only where its CRD exists."
   type        = bool
   default     = true
+}
+
+variable "lineage_enabled" {
+  description = "Send the OpenLineage events of every fetcher, stream driver and job to the Marquez this module deploys (the chart's config.lineage, transport http). False sets transport none; Marquez is still installed."
+  type        = bool
+  default     = true
+}
+
+variable "external_secrets_enabled" {
+  description = "Install OpenBao (dev mode: in memory, unsealed, one root token) and External Secrets Operator, with a ClusterSecretStore on OpenBao and an ExternalSecret that writes the `github-token` Secret from it, so that sources' secretRefs can come from Vault/OpenBao. Needs `-target=helm_release.external_secrets` in the operators' apply step (see README)."
+  type        = bool
+  default     = false
+}
+
+variable "openbao_root_token" {
+  description = "Root token of the dev-mode OpenBao, and the token External Secrets Operator reads it with. Local kind only: dev mode is not for anything shared."
+  type        = string
+  default     = "restlake-dev-root"
+  sensitive   = true
+
+  validation {
+    condition     = length(var.openbao_root_token) > 0
+    error_message = "openbao_root_token must not be empty."
+  }
+}
+
+variable "github_token" {
+  description = "GitHub API token OpenBao is seeded with at secret/restlake/github-token (key token) when external_secrets_enabled; empty seeds nothing, then write it with `bao kv put` (README)."
+  type        = string
+  default     = ""
+  sensitive   = true
 }

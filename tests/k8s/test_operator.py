@@ -6,6 +6,7 @@ There is no kubelet, so pods never run: the tests assert that status says so hon
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,12 @@ class Cluster:
             ("Deployment", o)
             for o in self._dicts(self.apps.list_namespaced_deployment(self.ns, label_selector=selector).items)
         ]
+        found += [
+            ("ServiceAccount", o)
+            for o in self._dicts(
+                self.core.list_namespaced_service_account(self.ns, label_selector=selector).items
+            )
+        ]
         for group, version, plural, kind in (
             ("kafka.strimzi.io", "v1", "kafkatopics", "KafkaTopic"),
             ("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor"),
@@ -91,11 +98,15 @@ def apply(control_plane: Any, namespace: str, document: dict[str, Any] | Path) -
 def expected_objects(name: str) -> set[tuple[str, str]]:
     return {
         ("ConfigMap", f"{name}-config"),
+        ("ServiceAccount", f"{name}-runtime"),
         ("Service", f"{name}-fetcher"),
+        ("Service", f"{name}-stream"),
         ("Deployment", f"{name}-fetcher"),
         ("Deployment", f"{name}-stream"),
         ("KafkaTopic", f"{name}-topic"),
+        ("KafkaTopic", f"{name}-dlq-topic"),
         ("ServiceMonitor", f"{name}-fetcher"),
+        ("ServiceMonitor", f"{name}-stream"),
     }
 
 
@@ -271,16 +282,24 @@ def test_kubectl_get_isrc_shows_the_printer_columns(
         "github-issues-fetcher",
         "# TYPE restlake_fetcher_records_produced counter\n"
         'restlake_fetcher_records_produced_total{source="github-issues"} 1234\n'
-        "# TYPE restlake_consumer_lag gauge\n"
-        'restlake_consumer_lag{source="github-issues"} 7\n'
         "# TYPE restlake_fetcher_last_success_timestamp_seconds gauge\n"
         'restlake_fetcher_last_success_timestamp_seconds{source="github-issues"} 1.7e9\n',
+    )
+    # The lag is the stream job's: its driver exports it per partition, behind its own Service.
+    metrics_stub.set(
+        namespace,
+        "github-issues-stream",
+        "# TYPE restlake_stream_kafka_lag_records gauge\n"
+        + "".join(
+            f'restlake_stream_kafka_lag_records{{source="github-issues",topic="t",partition="{p}"}} {lag}\n'
+            for p, lag in ((0, 3), (1, 4))
+        ),
     )
     apply(control_plane, namespace, REPO / "examples" / "github-issues.yaml")
     cluster = Cluster(api, namespace)
     eventually(
-        lambda: (cluster.source("github-issues").get("status") or {}).get("eventsProduced") == 1234,
-        what="status.eventsProduced from the fetcher's metrics",
+        lambda: (cluster.source("github-issues").get("status") or {}).get("consumerLag") == 7,
+        what="status.eventsProduced and consumerLag from the fetcher's and the driver's metrics",
     )
     out = control_plane.kubectl("get", "isrc", "-n", namespace).stdout.splitlines()
     header = out[0].split()
@@ -333,3 +352,44 @@ def test_a_second_replica_stands_by_while_the_first_reconciles(
     finally:
         standby.terminate()
         standby.wait(30)
+
+
+def test_a_deleted_and_an_edited_child_are_restored_by_the_timer(
+    operator: Any, control_plane: Any, api: Any, namespace: str
+) -> None:
+    apply(control_plane, namespace, REPO / "examples" / "demo-link.yaml")
+    cluster = Cluster(api, namespace)
+    eventually(lambda: reconciled(cluster, "demo-link", 1), what="first reconcile")
+    wanted = cluster.deployment("demo-link-stream")["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    control_plane.kubectl("delete", "deployment", "demo-link-fetcher", "-n", namespace, "--wait=true")
+    control_plane.kubectl(
+        "set", "image", "deployment/demo-link-stream", "driver=someone/else:1", "-n", namespace
+    )
+    # The status timer runs every second here: both are back within a few periods.
+    eventually(
+        lambda: (
+            cluster.deployment("demo-link-stream")["spec"]["template"]["spec"]["containers"][0]["image"]
+            == wanted
+        ),
+        what="the driver image put back",
+    )
+    eventually(lambda: cluster.deployment("demo-link-fetcher"), what="the fetcher Deployment recreated")
+    restored = eventually(
+        lambda: [e for e in cluster.events("demo-link") if e["reason"] == "DriftCorrected"],
+        what="a DriftCorrected Event",
+    )
+    assert any("Deployment/demo-link" in e["message"] for e in restored)
+
+
+def test_sources_carry_no_finalizer_so_deletion_never_waits_for_the_operator(
+    operator: Any, control_plane: Any, api: Any, namespace: str
+) -> None:
+    apply(control_plane, namespace, REPO / "examples" / "demo-pages.yaml")
+    cluster = Cluster(api, namespace)
+    eventually(lambda: reconciled(cluster, "demo-pages", 1), what="first reconcile")
+    # kopf would add its finalizer before the first tick of the timer (interval 1 s here): give
+    # it several periods to show up.
+    time.sleep(5)
+    assert cluster.source("demo-pages")["metadata"].get("finalizers") in (None, [])
+    control_plane.kubectl("delete", "isrc", "demo-pages", "-n", namespace, "--wait=true", "--timeout=10s")

@@ -18,6 +18,9 @@ from typing import Any
 
 import hcl2
 import pytest
+import yaml
+
+from restlake.settings import S3Settings
 
 from .gotools import PROVIDERS, REPO_ROOT, TOFU, TOOLS_ROOT, build, try_build
 
@@ -35,7 +38,19 @@ FILES = {
     "postgres.tf",
     "marquez.tf",
     "monitoring.tf",
+    "secrets.tf",
     "restlake.tf",
+}
+CHART = REPO_ROOT / "charts" / "restlake"
+# Kafka versions each Strimzi release the module may pin supports (`supported: true` in that
+# release's kafka-versions.yaml). Strimzi 1.x serves only the kafka.strimzi.io/v1 API.
+STRIMZI_KAFKA_VERSIONS = {"1.2.0": {"4.2.0", "4.2.1", "4.3.0", "4.3.1"}}
+# The CRDs a kubernetes_manifest may use, and the helm_release that installs them: it must be in
+# the operators' `-target` step of the documented bring-up, before the full apply plans them.
+CRD_RELEASES = {
+    "kafka.strimzi.io": "helm_release.strimzi",
+    "postgresql.cnpg.io": "helm_release.cloudnative_pg",
+    "external-secrets.io": "helm_release.external_secrets",
 }
 
 
@@ -82,6 +97,27 @@ def unquote(value: Any) -> Any:
         if value.startswith("${") and value.endswith("}"):
             value = value[2:-1]
     return value
+
+
+def yamlencoded(value: Any) -> dict[str, Any]:
+    """The object literal of a `values = [yamlencode({...})]` entry, parsed (references stay text)."""
+    expression = unquote(value)
+    assert expression.startswith("yamlencode(") and expression.endswith(")"), expression[:80]
+    return unquote_keys(hcl2.loads(f"x = {expression.removeprefix('yamlencode(')[:-1]}\n"))["x"]
+
+
+def variable_defaults(parsed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        name: body.get("default")
+        for block in parsed["variables.tf"]["variable"]
+        for name, body in block.items()
+    }
+
+
+def spark_bytes(size: str) -> int:
+    """Spark's memory notation (512m, 1g) in bytes."""
+    number, unit = re.fullmatch(r"(\d+)([kmgt]?)", size.lower()).groups()  # type: ignore[union-attr]
+    return int(number) * 1024 ** " kmgt".index(unit or " ")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,6 +234,8 @@ def test_the_environment_has_every_component(parsed: dict[str, dict[str, Any]]) 
         "helm_release.cloudnative_pg": "cloudnative-pg",
         "helm_release.minio": "minio",
         "helm_release.kube_prometheus_stack": "kube-prometheus-stack",
+        "helm_release.openbao": "openbao",
+        "helm_release.external_secrets": "external-secrets",
         "helm_release.restlake": "${path.module}/../../charts/restlake",
     }
     assert (MODULE / "../../charts/restlake/Chart.yaml").resolve().is_file()
@@ -206,16 +244,146 @@ def test_the_environment_has_every_component(parsed: dict[str, dict[str, Any]]) 
             assert unquote(body["version"]).startswith("var.chart_versions."), f"{name} has no pinned version"
     kafka = found["kubernetes_manifest.kafka"]["manifest"]
     assert kafka["kind"] == "Kafka"
-    assert kafka["metadata"]["annotations"] == {
-        "strimzi.io/node-pools": "enabled",
-        "strimzi.io/kraft": "enabled",
-    }
     pool = found["kubernetes_manifest.kafka_node_pool"]["manifest"]
     assert pool["kind"] == "KafkaNodePool"
     assert pool["spec"]["roles"] == ["controller", "broker"]
     assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
     assert found["kubernetes_manifest.postgres"]["manifest"]["kind"] == "Cluster"
     assert "kubernetes_deployment.marquez" in found and "kind_cluster.this" in found
+
+
+def test_strimzi_speaks_the_api_the_operator_writes(parsed: dict[str, dict[str, Any]]) -> None:
+    found = resources(parsed)
+    kafka = found["kubernetes_manifest.kafka"]["manifest"]
+    pool = found["kubernetes_manifest.kafka_node_pool"]["manifest"]
+    # The operator writes KafkaTopics in the first API of STRIMZI_TOPIC_APIS the cluster serves;
+    # the pinned Strimzi must serve that one, and the module's own objects use it too.
+    render = (REPO_ROOT / "operator" / "render.py").read_text()
+    apis = re.search(r"^STRIMZI_TOPIC_APIS = \(([^)]*)\)", render, re.MULTILINE)
+    assert apis, "operator/render.py no longer defines STRIMZI_TOPIC_APIS"
+    newest = re.findall(r'"([^"]+)"', apis.group(1))[0]
+    assert newest == "kafka.strimzi.io/v1"
+    assert kafka["apiVersion"] == pool["apiVersion"] == newest
+    # v1 has no ZooKeeper mode and no per-Kafka nodes: no mode annotations, the pool sizes the nodes.
+    assert not any(key.startswith("strimzi.io/") for key in kafka["metadata"].get("annotations", {}))
+    assert set(kafka["spec"]) <= {
+        "kafka",
+        "entityOperator",
+        "cruiseControl",
+        "kafkaExporter",
+        "clusterCa",
+        "clientsCa",
+    }
+    assert not {"replicas", "storage", "resources"} & set(kafka["spec"]["kafka"])
+    assert unquote(kafka["spec"]["kafka"]["version"]) == "var.kafka_version"
+    for listener in kafka["spec"]["kafka"]["listeners"]:
+        assert {"name", "port", "type", "tls"} <= set(listener)  # all four are required in v1
+    assert kafka["spec"]["entityOperator"]["topicOperator"] == {}
+    defaults = variable_defaults(parsed)
+    strimzi = defaults["chart_versions"]["strimzi"]
+    assert strimzi in STRIMZI_KAFKA_VERSIONS, (
+        f"Strimzi {strimzi}: add its Kafka versions to STRIMZI_KAFKA_VERSIONS"
+    )
+    assert int(strimzi.split(".")[0]) >= 1, "Strimzi before 1.0 may serve v1beta2 only"
+    assert defaults["kafka_version"] in STRIMZI_KAFKA_VERSIONS[strimzi]
+
+
+def test_restlake_values_are_the_charts_and_consistent(parsed: dict[str, dict[str, Any]]) -> None:
+    values = yamlencoded(resources(parsed)["helm_release.restlake"]["values"][0])
+    chart_defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def known(set_: dict[str, Any], chart: dict[str, Any], path: str = "") -> None:
+        for key, value in set_.items():
+            assert key in chart, f"{path}{key} is not a value of charts/restlake"
+            if isinstance(value, dict) and chart[key]:  # an empty map in the chart takes any keys
+                known(value, chart[key], f"{path}{key}.")
+
+    known(values, chart_defaults)
+    assert values["crds"] == {"install": True}
+    kafka = values["config"]["kafka"]
+    # The chart derives <cluster>-kafka-bootstrap.<namespace>.svc:9092 from the Strimzi cluster name.
+    assert not unquote(kafka.get("bootstrap", ""))
+    assert unquote(kafka["cluster"]) == "kubernetes_manifest.kafka.manifest.metadata.name"
+    outputs = {name: body for block in parsed["outputs.tf"]["output"] for name, body in block.items()}
+    assert unquote(outputs["kafka_bootstrap"]["value"]).startswith(
+        "${kubernetes_manifest.kafka.manifest.metadata.name}-kafka-bootstrap."
+    )
+    worker, executors = values["spark"]["worker"], values["spark"]["executors"]
+    assert executors["coresPerExecutor"] <= executors["cores"] <= worker["cores"] * worker["replicas"]
+    assert spark_bytes(unquote(executors["memory"])) <= spark_bytes(unquote(worker["memory"]))
+
+
+def test_lineage_goes_to_the_marquez_of_the_module(parsed: dict[str, dict[str, Any]]) -> None:
+    values = yamlencoded(resources(parsed)["helm_release.restlake"]["values"][0])
+    lineage = values["config"]["lineage"]
+    assert unquote(lineage["transport"]) == 'var.lineage_enabled ? "http" : "none"'
+    assert unquote(lineage["url"]) == 'var.lineage_enabled ? local.marquez_url : ""'
+    assert variable_defaults(parsed)["lineage_enabled"] is True
+    (locals_,) = parsed["marquez.tf"]["locals"]
+    assert unquote(locals_["marquez_url"]) == (
+        "http://${kubernetes_service.marquez.metadata[0].name}.${kubernetes_namespace.marquez.metadata[0].name}"
+        ".svc:${kubernetes_service.marquez.spec[0].port[0].port}"
+    )
+    depends = {unquote(d) for d in resources(parsed)["helm_release.restlake"]["depends_on"]}
+    assert "kubernetes_deployment.marquez" in depends
+
+
+def test_lake_secret_names_settings_restlake_reads(parsed: dict[str, dict[str, Any]]) -> None:
+    (lake,) = [
+        body
+        for block in parsed["storage.tf"]["resource"]
+        for body in block.get("kubernetes_secret", {}).values()
+    ]
+    keys = set(lake["data"])
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_REGION"} <= keys
+    assert unquote(lake["data"]["RESTLAKE_S3_PATH_STYLE_ACCESS"]) == "true"
+    for key in keys:
+        if key.startswith("RESTLAKE_S3_"):
+            assert key.removeprefix("RESTLAKE_S3_").lower() in S3Settings.model_fields, key
+
+
+def test_external_secrets_are_optional_and_feed_the_examples_secret(
+    parsed: dict[str, dict[str, Any]],
+) -> None:
+    found = resources(parsed)
+    assert variable_defaults(parsed)["external_secrets_enabled"] is False
+    optional = {
+        f"{rtype}.{name}"
+        for block in parsed["secrets.tf"]["resource"]
+        for rtype, named in block.items()
+        for name in named
+    }
+    assert {
+        "helm_release.openbao",
+        "helm_release.external_secrets",
+        "kubernetes_manifest.openbao_store",
+    } < optional
+    for name in optional:
+        assert unquote(found[name]["count"]) == "var.external_secrets_enabled ? 1 : 0", name
+    store = found["kubernetes_manifest.openbao_store"]["manifest"]
+    assert (store["apiVersion"], store["kind"]) == ("external-secrets.io/v1", "ClusterSecretStore")
+    vault = store["spec"]["provider"]["vault"]
+    assert re.fullmatch(
+        r"http://\$\{helm_release\.openbao\[0\]\.name\}\..+\.svc:8200", unquote(vault["server"])
+    )
+    assert (unquote(vault["path"]), unquote(vault["version"])) == ("secret", "v2")
+    assert "tokenSecretRef" in vault["auth"]
+    assert [unquote(n) for n in store["spec"]["conditions"][0]["namespaces"]] == [
+        "kubernetes_namespace.restlake.metadata[0].name"
+    ]
+    external = found["kubernetes_manifest.github_token"]["manifest"]
+    assert (external["apiVersion"], external["kind"]) == ("external-secrets.io/v1", "ExternalSecret")
+    assert unquote(external["metadata"]["namespace"]) == "kubernetes_namespace.restlake.metadata[0].name"
+    assert unquote(external["spec"]["secretStoreRef"]["kind"]) == "ClusterSecretStore"
+    # The Secret it writes is the one the GitHub examples' secretRef names.
+    example = yaml.safe_load((REPO_ROOT / "examples" / "github-issues.yaml").read_text())
+    ref = example["spec"]["request"]["auth"]["secretRef"]
+    assert unquote(external["spec"]["target"]["name"]) == ref["name"]
+    assert [unquote(d["secretKey"]) for d in external["spec"]["data"]] == [ref["key"]]
+    # OpenBao's values hold a heredoc (its postStart script), which python-hcl2 cannot re-read.
+    text = (MODULE / "secrets.tf").read_text()
+    assert "dev = { enabled = true }" in text and "injector = { enabled = false }" in text
+    assert "installCRDs = true" in text
 
 
 def test_variables_are_documented_typed_and_used(parsed: dict[str, dict[str, Any]]) -> None:
@@ -245,6 +413,33 @@ def test_references_resolve(parsed: dict[str, dict[str, Any]]) -> None:
     pattern = r"\b(" + "|".join(sorted(kinds)) + r")\.([a-z_]+)\b"
     referenced = {f"{kind}.{name}" for kind, name in re.findall(pattern, text)}
     assert referenced - declared == set(), "references to resources that do not exist"
+    locals_ = {name for block in blocks(parsed, "locals") for name in block}
+    assert set(re.findall(r"\blocal\.([a-z_]+)", text)) <= locals_, "references to locals that do not exist"
+
+
+def test_crd_operators_come_before_their_manifests(parsed: dict[str, dict[str, Any]]) -> None:
+    """Each kubernetes_manifest waits for the release of its CRDs, which the README's bring-up
+    (the steps of `make kind-up`) applies with `-target` before the full apply plans the manifest."""
+    found = resources(parsed)
+
+    pattern = re.compile(r"\b(?:" + "|".join({n.split(".")[0] for n in found}) + r")\.[a-z_]+\b")
+
+    def depends(name: str) -> set[str]:
+        """Every resource `name` comes after: its depends_on and its references, transitively."""
+        direct = set(pattern.findall(str(found[name]))) & set(found)
+        return direct.union(*(depends(d) for d in direct))
+
+    readme = (MODULE / "README.md").read_text()
+    step = next(line for line in readme.splitlines() if "apply" in line and "-target=helm_release." in line)
+    targeted = set(re.findall(r"-target=(\S+)", step))
+    for name, body in found.items():
+        if name.startswith("kubernetes_manifest."):
+            group = unquote(body["manifest"]["apiVersion"]).split("/")[0]
+            assert group in CRD_RELEASES, f"{name}: which release installs the {group} CRDs?"
+            assert CRD_RELEASES[group] in depends(name), f"{name} does not depend on {CRD_RELEASES[group]}"
+            assert CRD_RELEASES[group] in targeted, (
+                f"{CRD_RELEASES[group]} is not in the operators' apply step"
+            )
 
 
 def test_tool_cache_is_outside_the_checkout() -> None:

@@ -271,7 +271,7 @@ def test_rendered_manifests_are_well_formed(helm: Path) -> None:
         assert doc["apiVersion"] and doc["kind"] and meta["name"]
         assert len(meta["name"]) <= 63
         assert meta["labels"]["app.kubernetes.io/instance"] == RELEASE
-        if not doc["kind"].startswith("Cluster"):
+        if not doc["kind"].startswith("Cluster") and doc["kind"] != "CustomResourceDefinition":
             assert meta["namespace"] == NAMESPACE, f"{doc['kind']}/{meta['name']} has no namespace"
         if doc["kind"] == "Deployment":
             spec = doc["spec"]

@@ -13,7 +13,7 @@ IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 TF := terraform/kind
 
 .PHONY: help venv jars lint test test-unit test-integration test-k8s demo stack-up stack-down crds bench \
-	backfill backfill-demo images kind-up kind-down clean
+	backfill backfill-demo images e2e kind-up kind-down clean
 
 help:
 	@echo "make demo   - run the demo source end to end (starts the local stack)"
@@ -23,6 +23,8 @@ help:
 	@echo "make crds   - regenerate crds/ (and the chart's copy) from the pydantic spec model"
 	@echo "make bench  - run the benchmark suite (not part of make test), results in bench/results/"
 	@echo "make images - build the operator, fetcher and Spark images (needs Docker)"
+	@echo "make e2e    - the whole pipeline as pods on a kind cluster built here (Docker installed if"
+	@echo "              missing; no image pulled); KEEP=1 leaves the cluster up. Not part of make test"
 	@echo "make kind-up / kind-down - a whole kind environment with Terraform (needs Docker + internet)"
 	@echo "make clean  - stop the local stack and remove .venv and .restlake"
 
@@ -98,6 +100,11 @@ images:
 	for t in operator fetcher spark; do \
 	  docker build -f docker/Dockerfile --target $$t -t restlake/$$t:$(IMAGE_TAG) . || exit 1; \
 	done
+
+# Installs and starts Docker where missing, builds (and caches) the kind node image and every image
+# from package registries, creates the cluster, runs tests/e2e, tears down (KEEP=1 keeps it).
+e2e: venv jars
+	$(BIN)/python tests/e2e/run.py
 
 # kind-up applies in steps: kubernetes_manifest needs the cluster and the operators' CRDs at plan time.
 kind-up: venv images

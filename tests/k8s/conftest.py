@@ -31,7 +31,7 @@ REPO = harness.REPO_ROOT
 FIXTURE_CRDS = REPO.parent / "shared" / "fixtures" / "crds"
 THIRD_PARTY_CRDS = ("strimzi-kafkatopic.yaml", "monitoring.coreos.com_servicemonitors.yaml")
 PEERING_CRDS = [
-    REPO / "charts" / "restlake" / "files" / "crds" / f"{n}.yaml"
+    REPO / "charts" / "restlake" / "crds" / f"{n}.yaml"
     for n in ("kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev")
 ]
 PEERING = "restlake-test"

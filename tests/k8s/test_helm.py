@@ -148,8 +148,6 @@ def test_default_render_has_exactly_the_expected_objects(helm: Path) -> None:
             ("ServiceAccount", "rl-restlake-operator-test"),
             ("CustomResourceDefinition", "ingestionsources.restlake.io"),
             ("CustomResourceDefinition", "backfills.restlake.io"),
-            ("CustomResourceDefinition", "kopfpeerings.kopf.dev"),
-            ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev"),
         ]
     )
 

@@ -1,0 +1,140 @@
+"""`make e2e`: every step from a bare machine to the e2e verdict, then teardown.
+
+1. Docker: installed and started where missing (with the runc wrapper only where the host lacks
+   CAP_SYS_RESOURCE) — tests/e2e/node/cluster.py;
+2. the kind node image, assembled from Debian packages and Go modules (cached);
+3. the restlake images and the e2e services' images (tests/e2e/images.py, cached);
+4. a kind cluster, and the images loaded into it;
+5. `pytest tests/e2e/` against it;
+6. teardown, unless KEEP=1 (the cluster stays up for a look; its kubeconfig is printed).
+
+A failing step is named, with its error; when the cluster exists its pods are described and their
+logs printed. Wall times of every step go to `.restlake/e2e/run.json` (cold and warm runs).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+CLUSTER = os.environ.get("RESTLAKE_E2E_CLUSTER", "restlake-e2e")
+STATE = REPO / ".restlake" / "e2e"
+T = TypeVar("T")
+
+
+def _load(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Run:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.started = time.monotonic()
+
+    def step(self, name: str, action: Callable[[], T]) -> T:
+        print(f"\n==> {name}", flush=True)
+        began = time.monotonic()
+        try:
+            return action()
+        except BaseException:
+            self.timings[name] = round(time.monotonic() - began, 1)
+            print(f"\n!!! make e2e failed at step: {name}", flush=True)
+            raise
+        finally:
+            if name not in self.timings:
+                self.timings[name] = round(time.monotonic() - began, 1)
+            print(f"<== {name}: {self.timings[name]:.0f}s", flush=True)
+
+    def write(self, outcome: str) -> None:
+        STATE.mkdir(parents=True, exist_ok=True)
+        record = {
+            "outcome": outcome,
+            "total_seconds": round(time.monotonic() - self.started, 1),
+            "steps": self.timings,
+        }
+        (STATE / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+        print(f"\nmake e2e: {outcome} in {record['total_seconds']:.0f}s; steps: {json.dumps(self.timings)}")
+
+
+def main() -> int:
+    keep = os.environ.get("KEEP", "") not in ("", "0")
+    node = _load("e2e_cluster", HERE / "node" / "cluster.py")
+    images = _load("e2e_images", HERE / "images.py")
+    run = Run()
+    kubeconfig: Path | None = None
+    outcome = "failed"
+    try:
+        run.step("docker: install and start where missing", node.ensure_docker)
+        image = run.step("kind node image (cached)", node.build_node_image)
+        run.step("restlake and service images (cached)", lambda: images.build([], verbose=False))
+        kubeconfig = run.step(f"kind cluster up ({image})", lambda: node.up(CLUSTER))
+        refs = [i.ref for i in images.selected([])]
+        run.step(
+            "load images into the cluster",
+            lambda: subprocess.run(
+                [str(node.kind_binary()), "load", "docker-image", "--name", CLUSTER, *refs], check=True
+            ),
+        )
+        kubectl = node.kubernetes_binaries()["kubectl"]
+        env = {
+            **os.environ,
+            "RESTLAKE_E2E_KUBECONFIG": str(kubeconfig),
+            "RESTLAKE_E2E_KUBECTL": str(kubectl),
+            "RESTLAKE_E2E_FIGURES": str(STATE / "figures.json"),
+        }
+        pytest = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(HERE / "test_pipeline.py"),
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+        ]
+        code = run.step(
+            "pytest tests/e2e", lambda: subprocess.run(pytest, env=env, cwd=REPO, check=False).returncode
+        )
+        outcome = "passed" if code == 0 else f"failed (pytest exit {code})"
+        return code
+    except Exception as exc:
+        traceback.print_exc()
+        print(f"\nerror: {exc}", file=sys.stderr)
+        if kubeconfig is not None:
+            _diagnose(node, kubeconfig)
+        return 1
+    finally:
+        if keep and kubeconfig is not None:
+            print(f"\nKEEP=1: cluster {CLUSTER} left up; export KUBECONFIG={kubeconfig}")
+        else:
+            try:
+                run.step("teardown", lambda: node.down(CLUSTER))
+            except Exception as exc:  # the verdict stands; say why the cluster may linger
+                print(f"teardown failed: {exc}", file=sys.stderr)
+        run.write(outcome)
+
+
+def _diagnose(node: Any, kubeconfig: Path) -> None:
+    sys.path.insert(0, str(HERE))
+    from kube import Kube
+
+    kube = Kube(kubeconfig, str(node.kubernetes_binaries()["kubectl"]), "helm")
+    print(kube.diagnose(["restlake-e2e", "restlake-infra", "kube-system"]))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

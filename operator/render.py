@@ -384,7 +384,13 @@ def fetcher_deployment(
             "--json-logs",
         ],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-        "env": [*_common_env(settings), {"name": "HOME", "value": "/tmp"}, *_secret_env(source)],
+        "env": [
+            *_common_env(settings),
+            {"name": "HOME", "value": "/tmp"},
+            # The fetcher serves its ops port on loopback by default; the kubelet probes the pod IP.
+            {"name": "RESTLAKE_FETCHER_OPS_HOST", "value": "0.0.0.0"},
+            *_secret_env(source),
+        ],
         "envFrom": _env_from(settings),
         "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": "http"}},
         "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "http"}},

@@ -263,7 +263,17 @@ def test_helm_install_and_helm_test(
     chart = older_chart(tmp_path_factory.mktemp("chart"))
     started = time.monotonic()
     kube.helm(
-        "install", RELEASE, str(chart), "-n", RELEASE_NS, "-f", str(VALUES), "--wait", "--timeout", "10m"
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(chart),
+        "-n",
+        RELEASE_NS,
+        "-f",
+        str(VALUES),
+        "--wait",
+        "--timeout",
+        "10m",
     )
     figures.record("helm_install_seconds", round(time.monotonic() - started, 1))
     out = kube.helm("test", RELEASE, "-n", RELEASE_NS, "--logs", "--timeout", "5m").stdout

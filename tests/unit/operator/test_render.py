@@ -113,6 +113,8 @@ def test_fetcher_deployment_security_probes_resources_and_secret_env() -> None:
         "secretKeyRef": {"name": "github-token", "key": "token"}
     }
     assert env["RESTLAKE_PG_DSN"]["valueFrom"]["secretKeyRef"]["name"] == "restlake-postgres"
+    # Probes and Prometheus reach the pod IP, not loopback.
+    assert env["RESTLAKE_FETCHER_OPS_HOST"]["value"] == "0.0.0.0"
     assert "value" not in env["RESTLAKE_SECRET_GITHUB_TOKEN_TOKEN"]
     assert container["args"] == [
         "restlake",

@@ -180,12 +180,16 @@ def executor_count(spark: SparkSession) -> int:
     return max(0, int(status.size()) - 1)
 
 
-def _wait(query: StreamingQuery, stop: threading.Event, health: ops.DriverHealth | None = None) -> None:
+def _wait(
+    query: StreamingQuery,
+    stop: threading.Event,
+    health: ops.DriverHealth | None = None,
+    spark: SparkSession | None = None,
+) -> None:
     # Poll instead of one blocking awaitTermination: the signal handler only sets an event, and
     # query.stop() runs here, never re-entering a Py4J call from inside a signal handler.
-    spark = query.sparkSession
     while query.isActive and not stop.is_set():
-        if health is not None:
+        if health is not None and spark is not None:
             health.beat(query_active=True, executors=0 if health.local else executor_count(spark))
         query.awaitTermination(1)
     if health is not None:
@@ -255,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         query, processor = _start(spark, config, None)
         try:
-            _wait(query, stop, health)
+            _wait(query, stop, health, spark)
         except StreamingQueryException:
             log.error("stream failed source=%s error=%s", config.source, processor.failure or "see Spark log")
             return 1

@@ -120,10 +120,14 @@ class StreamJob:
 
     def postgres(self) -> dict[str, tuple[str, str, dict[str, Any]]]:
         with psycopg.connect(self.stack.pg_dsn) as conn:
-            rows = conn.execute(
-                "SELECT external_id, version, content_hash, payload FROM raw.api_events WHERE source = %s",
-                (self.source,),
-            ).fetchall()
+            try:
+                rows = conn.execute(
+                    "SELECT external_id, version, content_hash, payload FROM raw.api_events WHERE source = %s",
+                    (self.source,),
+                ).fetchall()
+            except psycopg.errors.UndefinedTable:
+                # A job started as a process creates the table itself: until it did, nothing is merged.
+                return {}
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def ledger(self) -> list[tuple[str, int, int, int]]:

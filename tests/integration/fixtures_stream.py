@@ -122,7 +122,8 @@ class StreamJob:
         with psycopg.connect(self.stack.pg_dsn) as conn:
             try:
                 rows = conn.execute(
-                    "SELECT external_id, version, content_hash, payload FROM raw.api_events WHERE source = %s",
+                    "SELECT external_id, version, content_hash, payload FROM raw.api_events"
+                    " WHERE source = %s",
                     (self.source,),
                 ).fetchall()
             except psycopg.errors.UndefinedTable:

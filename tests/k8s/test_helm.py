@@ -68,6 +68,16 @@ OPERATOR_RULES: list[dict[str, Any]] = [
 ]
 
 
+DISCOVERY_RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["list", "watch"],
+    },
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+]
+
+
 # What the Backfill Job and quality CronJob pods may do: report into status, nothing else
 # (the same rules tests/k8s/test_backfill.py binds to exercise the reporters).
 JOB_RULES: list[dict[str, Any]] = [
@@ -146,6 +156,8 @@ def test_default_render_has_exactly_the_expected_objects(helm: Path) -> None:
             ("Deployment", "rl-restlake-spark-worker"),
             ("Pod", "rl-restlake-operator-test"),
             ("ServiceAccount", "rl-restlake-operator-test"),
+            ("ClusterRole", f"rl-restlake-operator-discovery-{NAMESPACE}"),
+            ("ClusterRoleBinding", f"rl-restlake-operator-discovery-{NAMESPACE}"),
             ("CustomResourceDefinition", "ingestionsources.restlake.io"),
             ("CustomResourceDefinition", "backfills.restlake.io"),
         ]
@@ -176,7 +188,13 @@ def test_namespaced_rbac_is_exact(helm: Path) -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "rl-restlake-operator", "namespace": NAMESPACE}
     ]
-    assert not [key for key in docs if key[0].startswith("Cluster")]
+    # Cluster-wide only the read-only discovery kopf needs: CRDs and namespaces, list and watch.
+    cluster_scoped = {key for key in docs if key[0].startswith("Cluster")}
+    assert cluster_scoped == {
+        ("ClusterRole", f"rl-restlake-operator-discovery-{NAMESPACE}"),
+        ("ClusterRoleBinding", f"rl-restlake-operator-discovery-{NAMESPACE}"),
+    }
+    assert docs["ClusterRole", f"rl-restlake-operator-discovery-{NAMESPACE}"]["rules"] == DISCOVERY_RULES
     jobs = docs["Role", "rl-restlake-jobs"]
     assert jobs["rules"] == JOB_RULES
     assert docs["RoleBinding", "rl-restlake-jobs"]["subjects"] == [

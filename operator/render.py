@@ -501,9 +501,11 @@ def stream_deployment(
         "env": [
             *_common_env(settings),
             {"name": "HOME", "value": "/tmp"},
-            # Executors connect back to the driver (client mode): advertise the pod IP, not a hostname
-            # only the pod itself can resolve.
+            # Executors connect back to the driver (client mode): bind to and advertise the pod IP,
+            # not the pod's hostname, which nothing outside the pod resolves (spark.driver.host
+            # defaults to SPARK_LOCAL_HOSTNAME, else that hostname).
             {"name": "SPARK_LOCAL_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "SPARK_LOCAL_HOSTNAME", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         ],
         "envFrom": _env_from(settings),
         "resources": _resources(_declared_resources(source, STREAM), STREAM),

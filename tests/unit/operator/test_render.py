@@ -170,6 +170,8 @@ def test_stream_deployment_is_one_recreated_driver_in_client_mode() -> None:
     assert container["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
     env = {e["name"]: e for e in container["env"]}
     assert env["SPARK_LOCAL_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    # What executors connect back to: the pod IP (a pod's hostname resolves nowhere else).
+    assert env["SPARK_LOCAL_HOSTNAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert {"name": "metrics", "containerPort": 9109, "protocol": "TCP"} in container["ports"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}

@@ -103,9 +103,17 @@ def init_source(source: str, quality: Quality | None) -> None:
 
 
 def _offsets(raw: Any) -> dict[str, dict[str, int]]:
-    if raw is None:
+    """Offsets by topic and partition; {} when the progress carries none.
+
+    Spark reports an empty ``latestOffset`` for some batches (the first one of a query restarted
+    from its checkpoint, seen on a standalone cluster): the lag is then unknown, not an error.
+    """
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
         return {}
-    data = json.loads(raw) if isinstance(raw, str) else raw
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return {}
     if not isinstance(data, dict):
         return {}
     return {

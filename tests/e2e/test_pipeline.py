@@ -236,7 +236,8 @@ def test_infrastructure_services_come_up(kube: Kube) -> None:
         kube.rollout(INFRA, f"deploy/{name}")
     kube.kubectl("wait", "-n", INFRA, "job/minio-bucket", "--for=condition=Complete", "--timeout=300s")
     state = api_state(kube)
-    assert state["tick"] == 0 and state["total_records"] == DATASET.initial_records
+    # The API serves the dataset this test recomputes (tick 0 on a fresh cluster, later on a kept one).
+    assert state["total_records"] == len(expected(state["tick"]))
 
 
 def older_chart(tmp: Path) -> Path:

@@ -101,7 +101,9 @@ class Kube:
         )
 
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        return list(self.json("get", "pods", "-n", namespace, "-l", selector)["items"])
+        """The pods matching ``selector`` that are not on their way out (a rollout's old ones are)."""
+        items = self.json("get", "pods", "-n", namespace, "-l", selector)["items"]
+        return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
     def diagnose(self, namespaces: list[str]) -> str:
         """What a person would look at first: pods, then describe and logs of those not ready."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from restlake.contracts.spec import IngestionSource, parse_source
+from restlake.contracts.spec import API_VERSION, KIND, IngestionSource, parse_source
 from restlake.errors import TransientError
 from restlake.operator import compatibility, conditions, render, scrape, topics
 from restlake.operator.conditions import Condition
@@ -307,6 +307,11 @@ def resync(
     """
     status = body.get("status") or {}
     if status.get("observedGeneration") != body["metadata"].get("generation"):
+        return {}, []
+    meta = body["metadata"]
+    if cluster.get(API_VERSION, KIND, meta["name"], meta["namespace"]) is None:
+        # Deleted since kopf handed us this body: re-applying would recreate the topics the
+        # deletion just released (seen on kind: a timer tick racing the delete).
         return {}, []
     outcome = reconcile(cluster, body, settings, now=now, create_topic=create_topic, ledger=ledger)
     patch = dict(outcome.status)

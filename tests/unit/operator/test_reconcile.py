@@ -32,6 +32,8 @@ class FakeCluster:
         self.strimzi_api = strimzi_api
         self.applies = 0
         self.versions = 0
+        # IngestionSources exist unless stored or named here as gone (the operator reads its own).
+        self.sources_gone: set[str] = set()
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Like server-side apply: the resourceVersion moves only when the content changes."""
@@ -53,6 +55,8 @@ class FakeCluster:
         return copy.deepcopy(live)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
+        if kind == "IngestionSource" and (kind, name) not in self.objects:
+            return None if name in self.sources_gone else {"metadata": {"name": name}}
         found = self.objects.get((kind, name))
         if found is not None and kind == "KafkaTopic" and found.get("apiVersion") != api_version:
             return None
@@ -462,6 +466,22 @@ def test_the_status_timer_restores_a_deleted_and_an_edited_child() -> None:
     assert drifted == []  # nothing moved since
 
 
+def test_a_timer_tick_after_the_deletion_recreates_nothing() -> None:
+    cluster = FakeCluster(strimzi=False, prometheus=False)
+    live = body()
+    live["status"] = reconcile.reconcile(
+        cluster, live, SETTINGS, now=NOW, create_topic=lambda *_, **__: True
+    ).status
+    cluster.sources_gone.add("github-issues")
+    applies = cluster.applies
+
+    def create(*_: Any, **__: Any) -> bool:
+        raise AssertionError("a deleted source's topics must not be created again")
+
+    assert reconcile.resync(cluster, live, SETTINGS, now=NOW, create_topic=create) == ({}, [])
+    assert cluster.applies == applies
+
+
 def test_the_timer_leaves_a_newer_generation_to_the_update_handler() -> None:
     cluster = FakeCluster()
     live = reconciled(cluster)
@@ -508,6 +528,7 @@ def test_topics_the_operator_created_are_recorded_and_released_with_the_source()
     assert topic_ledger.sweep(ledger, delete=delete, bootstrap="k:9092", timeout=1) == {}
     # Gone while no operator ran: the next start releases what was recorded, and only that.
     del cluster.objects[("IngestionSource", "github-issues")]
+    cluster.sources_gone.add("github-issues")
     released = topic_ledger.sweep(ledger, delete=delete, bootstrap="k:9092", timeout=1)
     assert released == {"ns.github-issues": ["restlake.github-issues.dlq"]}
     assert deleted == [["restlake.github-issues.dlq"]]
@@ -516,6 +537,7 @@ def test_topics_the_operator_created_are_recorded_and_released_with_the_source()
 
 def test_a_broker_that_is_down_keeps_the_ledger_entry_for_the_next_sweep() -> None:
     cluster = FakeCluster(strimzi=False, prometheus=False)
+    cluster.sources_gone.add("gone")
     ledger = topic_ledger.TopicLedger(cluster, "restlake", "restlake-topics")
     ledger.record("ns", "gone", ["restlake.gone"])
 

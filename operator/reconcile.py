@@ -305,15 +305,18 @@ def resync(
     Returns the status patch and the children that had drifted. A source whose latest generation
     has not been reconciled yet is left to the update handler (nothing is done, ``({}, [])``).
     """
-    status = body.get("status") or {}
-    if status.get("observedGeneration") != body["metadata"].get("generation"):
-        return {}, []
     meta = body["metadata"]
-    if cluster.get(API_VERSION, KIND, meta["name"], meta["namespace"]) is None:
-        # Deleted since kopf handed us this body: re-applying would recreate the topics the
-        # deletion just released (seen on kind: a timer tick racing the delete).
+    # The source as it is now, not the body kopf handed the timer: that one may predate an update
+    # the update handler already applied (re-applying it would roll the pods back to the old spec)
+    # or a deletion (re-applying would recreate the topics the deletion just released). Both
+    # races were seen: the first in tests/k8s, the second on kind.
+    live = cluster.get(API_VERSION, KIND, meta["name"], meta["namespace"])
+    if live is None:
         return {}, []
-    outcome = reconcile(cluster, body, settings, now=now, create_topic=create_topic, ledger=ledger)
+    status = live.get("status") or {}
+    if status.get("observedGeneration") != live["metadata"].get("generation"):
+        return {}, []
+    outcome = reconcile(cluster, live, settings, now=now, create_topic=create_topic, ledger=ledger)
     patch = dict(outcome.status)
-    patch.update(figures(body, settings, scraper=scraper))
+    patch.update(figures(live, settings, scraper=scraper))
     return patch, outcome.changed

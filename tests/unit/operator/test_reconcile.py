@@ -34,6 +34,7 @@ class FakeCluster:
         self.versions = 0
         # IngestionSources exist unless stored or named here as gone (the operator reads its own).
         self.sources_gone: set[str] = set()
+        self.sources: dict[str, dict[str, Any]] = {}
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Like server-side apply: the resourceVersion moves only when the content changes."""
@@ -56,7 +57,9 @@ class FakeCluster:
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
         if kind == "IngestionSource" and (kind, name) not in self.objects:
-            return None if name in self.sources_gone else {"metadata": {"name": name}}
+            # The live source: what a test registered in `sources` (the same dict it keeps editing).
+            found_source = None if name in self.sources_gone else self.sources.get(name)
+            return copy.deepcopy(found_source) if found_source is not None else None
         found = self.objects.get((kind, name))
         if found is not None and kind == "KafkaTopic" and found.get("apiVersion") != api_version:
             return None
@@ -179,6 +182,7 @@ def test_status_follows_deployments_and_topic_to_running() -> None:
     )
     live = body()
     live["status"] = first.status
+    cluster.sources["github-issues"] = live
     seen: list[str] = []
 
     def scraper(url: str, source: str, *, timeout: float) -> scrape.Figures:
@@ -422,6 +426,7 @@ def test_reconcile_and_refresh_keep_the_quality_passing_condition_the_checks_wro
         "observedGeneration": 1,
     }
     live = body(2, poll={"interval": "5m"})
+    cluster.sources["github-issues"] = live
     live["status"] = {
         **first.status,
         "conditions": [c if c["type"] != "QualityPassing" else written for c in first.status["conditions"]],
@@ -439,6 +444,7 @@ def test_reconcile_and_refresh_keep_the_quality_passing_condition_the_checks_wro
 
 def reconciled(cluster: FakeCluster) -> dict[str, Any]:
     live = body()
+    cluster.sources["github-issues"] = live
     live["status"] = reconcile.reconcile(cluster, live, SETTINGS, now=NOW, create_topic=no_topic).status
     return live
 
@@ -566,3 +572,17 @@ def test_no_handler_puts_a_finalizer_on_sources_or_backfills() -> None:
     changing = list(registry._changing.get_all_handlers())
     assert spawning, "the status timers are registered"
     assert [h.id for h in spawning + changing if h.requires_finalizer] == []
+
+
+def test_a_stale_timer_body_does_not_roll_back_an_update() -> None:
+    cluster = FakeCluster()
+    stale = copy.deepcopy(reconciled(cluster))  # what kopf handed the timer: generation 1
+    newer = body(2, poll={"interval": "5m"})
+    newer["status"] = reconcile.reconcile(cluster, newer, SETTINGS, now=NOW, create_topic=no_topic).status
+    cluster.sources["github-issues"] = newer  # the update handler already applied generation 2
+
+    _, drifted = reconcile.resync(
+        cluster, stale, SETTINGS, now=NOW, scraper=lambda *_, **__: scrape.Figures(), create_topic=no_topic
+    )
+    assert drifted == []
+    assert "interval: 5m" in cluster.objects[("ConfigMap", "github-issues-config")]["data"]["source.yaml"]

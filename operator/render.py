@@ -145,16 +145,26 @@ def source_document(source: IngestionSource) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec}
 
 
-def stream_job_config(source: IngestionSource, settings: OperatorSettings) -> dict[str, Any]:
-    """The stream job's ``StreamJobConfig`` JSON; the DSN is left out and read from RESTLAKE_PG_DSN."""
+def stream_job_config(
+    source: IngestionSource, settings: OperatorSettings, uid: str | None = None
+) -> dict[str, Any]:
+    """The stream job's ``StreamJobConfig`` JSON; the DSN is left out and read from RESTLAKE_PG_DSN.
+
+    The checkpoint is per source *object* (``<checkpoints>/<name>/<uid>``): a source deleted and
+    created again gets new topics (the operator deletes a source's topics with it), and the old
+    checkpoint's offsets would point past their end, which stops the query (failOnDataLoss). The
+    new checkpoint reads the new topic from the start; bronze and Postgres stay exact because
+    both sinks are idempotent. Seen on kind.
+    """
     root = settings.lake_root
+    checkpoint = source.checkpoint_path(root) + (f"/{uid}" if uid else "")
     config: dict[str, Any] = {
         "source": source.name,
         "topic": source.topic(settings.topic_prefix),
         "kafka_bootstrap": settings.kafka_bootstrap,
         "bronze_path": source.bronze_path(root),
         "quarantine_path": source.quarantine_path(root),
-        "checkpoint_path": source.checkpoint_path(root),
+        "checkpoint_path": checkpoint,
         "pg_table": source.spec.sinks.postgres.table,
     }
     if source.spec.schema_ is not None:
@@ -192,7 +202,8 @@ def config_map(source: IngestionSource, owner: Owner, settings: OperatorSettings
         "metadata": _metadata(child_name(owner.name, "config"), owner, "config"),
         "data": {
             SOURCE_FILE: yaml.safe_dump(source_document(source), sort_keys=False),
-            STREAM_FILE: json.dumps(stream_job_config(source, settings), indent=2, sort_keys=True) + "\n",
+            STREAM_FILE: json.dumps(stream_job_config(source, settings, owner.uid), indent=2, sort_keys=True)
+            + "\n",
         },
     }
 

@@ -77,7 +77,8 @@ def test_config_map_round_trips_through_the_spec_model_and_the_stream_job_config
     stream = StreamJobConfig.model_validate(json.loads(cm["data"][render.STREAM_FILE]))
     assert stream.topic == "restlake.github-issues"
     assert stream.kafka_bootstrap == "kafka:9092"
-    assert stream.checkpoint_path == "s3a://lake/root/_checkpoints/github-issues"
+    # Per source object: a source deleted and created again starts a new checkpoint on its new topic.
+    assert stream.checkpoint_path == "s3a://lake/root/_checkpoints/github-issues/0000-uid"
     assert stream.bronze_path == "s3a://lake/root/bronze/github-issues"
     assert stream.json_schema == source.spec.schema_.json_schema
     assert "pg_dsn" not in json.loads(cm["data"][render.STREAM_FILE])  # from the Secret, via env

@@ -434,37 +434,27 @@ def fetcher_deployment(
     }
 
 
-def fetcher_service(owner: Owner, settings: OperatorSettings) -> dict[str, Any]:
-    """Service ``<name>-fetcher``: what the ServiceMonitor and the operator's status timer scrape."""
+def _ops_service(owner: Owner, component: str, port_name: str, port: int) -> dict[str, Any]:
+    """Service ``<name>-<component>`` in front of a component's ops port (named ``port_name``)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(child_name(owner.name, FETCHER), owner, FETCHER),
+        "metadata": _metadata(child_name(owner.name, component), owner, component),
         "spec": {
-            "selector": selector_labels(owner.name, FETCHER),
-            "ports": [{"name": "http", "port": settings.http_port, "targetPort": "http", "protocol": "TCP"}],
+            "selector": selector_labels(owner.name, component),
+            "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}],
         },
     }
+
+
+def fetcher_service(owner: Owner, settings: OperatorSettings) -> dict[str, Any]:
+    """Service ``<name>-fetcher``: what the ServiceMonitor and the operator's status timer scrape."""
+    return _ops_service(owner, FETCHER, "http", settings.http_port)
 
 
 def stream_service(owner: Owner, settings: OperatorSettings) -> dict[str, Any]:
     """Service ``<name>-stream``: the driver's ops port, for the Lag figure and Prometheus."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _metadata(child_name(owner.name, STREAM), owner, STREAM),
-        "spec": {
-            "selector": selector_labels(owner.name, STREAM),
-            "ports": [
-                {
-                    "name": METRICS_PORT_NAME,
-                    "port": settings.stream_metrics_port,
-                    "targetPort": METRICS_PORT_NAME,
-                    "protocol": "TCP",
-                }
-            ],
-        },
-    }
+    return _ops_service(owner, STREAM, METRICS_PORT_NAME, settings.stream_metrics_port)
 
 
 def stream_deployment(

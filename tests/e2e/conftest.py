@@ -6,7 +6,6 @@ skips the ones after it with its name, and its report carries the pods' describe
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from kube import Kube  # noqa: E402 - tests/e2e is not a package
+from kube import Kube, load_module  # noqa: E402 - tests/e2e is not a package
 
 INFRA = "restlake-infra"  # Kafka, Postgres, MinIO, the demo API, Prometheus
 RELEASE_NS = "restlake-e2e"  # the chart's release and the IngestionSources
@@ -59,21 +58,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(f"an earlier step failed: {_FAILED[str(item.path)]}")
 
 
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def kube() -> Kube:
     path = os.environ.get(KUBECONFIG_ENV)
     if not path:
         pytest.skip(f"no kind cluster: run `make e2e` (it builds one and sets {KUBECONFIG_ENV})")
-    gotools = _load("gotools", REPO / "tests" / "k8s" / "gotools.py")
+    gotools = load_module("gotools", REPO / "tests" / "k8s" / "gotools.py")
     kubectl = os.environ.get("RESTLAKE_E2E_KUBECTL") or shutil.which("kubectl")
     if not kubectl:
         pytest.skip("no kubectl: `make e2e` builds one with the node image")

@@ -8,8 +8,10 @@ previous container) of every pod that is not ready.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +40,16 @@ def eventually(probe: Callable[[], T | None], *, timeout: float, what: str, inte
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}"[:4000])
         time.sleep(interval)
+
+
+def load_module(name: str, path: Path) -> Any:
+    """Import a script by path (tests/e2e and tests/k8s are folders of scripts, not packages)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass

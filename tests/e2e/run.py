@@ -14,7 +14,6 @@ logs printed. Wall times of every step go to `.restlake/e2e/run.json` (cold and 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -30,15 +29,9 @@ REPO = HERE.parents[1]
 CLUSTER = os.environ.get("RESTLAKE_E2E_CLUSTER", "restlake-e2e")
 STATE = REPO / ".restlake" / "e2e"
 T = TypeVar("T")
+sys.path.insert(0, str(HERE))
 
-
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from kube import Kube, load_module  # noqa: E402 - tests/e2e is not a package
 
 
 class Run:
@@ -73,8 +66,8 @@ class Run:
 
 def main() -> int:
     keep = os.environ.get("KEEP", "") not in ("", "0")
-    node = _load("e2e_cluster", HERE / "node" / "cluster.py")
-    images = _load("e2e_images", HERE / "images.py")
+    node = load_module("e2e_cluster", HERE / "node" / "cluster.py")
+    images = load_module("e2e_images", HERE / "images.py")
     run = Run()
     kubeconfig: Path | None = None
     outcome = "failed"
@@ -129,9 +122,6 @@ def main() -> int:
 
 
 def _diagnose(node: Any, kubeconfig: Path) -> None:
-    sys.path.insert(0, str(HERE))
-    from kube import Kube
-
     kube = Kube(kubeconfig, str(node.kubernetes_binaries()["kubectl"]), "helm")
     print(kube.diagnose(["restlake-e2e", "restlake-infra", "kube-system"]))
 

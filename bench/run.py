@@ -35,6 +35,7 @@ CASES: dict[str, str] = {
     "recovery": "bench.case_recovery",
     "dlt": "bench.case_dlt",
     "scaling": "bench.case_scaling",
+    "drain": "bench.case_drain",
 }
 
 

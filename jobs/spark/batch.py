@@ -13,24 +13,36 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 
-from pyspark import StorageLevel
+from pyspark import InheritableThread, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from restlake.errors import TransientError
 from restlake.jobs.spark import bronze, faults, quality
 from restlake.jobs.spark import metrics as prom
+from restlake.jobs.spark.bronze_keys import (
+    KEY,
+    Selection,
+    ensure_seeded,
+    first_per_key,
+    key_digest,
+    keys_of,
+    select_new,
+    table_id,
+)
 from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.typed_columns import typed_columns
 from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, validate
 from restlake.lineage.emitter import LineageEmitter
 from restlake.lineage.stream import BatchCounts as LineageCounts
 from restlake.lineage.stream import StreamTargets, emit_stream_batch
-from restlake.postgres.merge import MergeResult, MergeRow, merge_batch
+from restlake.postgres import bronze_keys as ledger
+from restlake.postgres.arrow_stage import ARROW_COLUMNS, arrow_stager
+from restlake.postgres.merge import MergeResult, MergeRow, merge_staged
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +152,7 @@ class BatchProcessor:
         self.metrics = metrics if metrics is not None else StreamMetrics()
         self.failure: BaseException | None = None
         self._query_id: str | None = None
+        self._bronze_table_id: str | None = None
         self.typed = typed_columns(config.json_schema)
         # Transport "none" unless RESTLAKE_LINEAGE_TRANSPORT says otherwise; a failed send is logged
         # and counted by the emitter, never raised, so lineage cannot stop ingestion.
@@ -191,6 +204,7 @@ class BatchProcessor:
         cfg = self.config
         spark = batch_df.sparkSession
         app_id = self.app_id(spark)
+        query_id = self.query_id(spark)
 
         steps: dict[str, float] = {}
         mark = time.monotonic()
@@ -201,30 +215,37 @@ class BatchProcessor:
             steps[name] = now - mark
             mark = now
 
+        gate_rules = cfg.quality if cfg.quality is not None and cfg.quality.expectations else None
         validated = validate(
             batch_df,
             source=cfg.source,
             json_schema=cfg.json_schema,
             max_message_bytes=cfg.max_message_bytes,
         )
+        validated = slim(validated, keep_variant=bool(self.typed) or gate_rules is not None)
         validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
         cached: list[DataFrame] = [validated]
+        merging: InheritableThread | None = None
         try:
-            # One job counts both; rejected rows are known before the quarantine write.
-            totals = validated.agg(F.count(F.lit(1)).alias("n"), F.count(REASON).alias("bad")).first()
-            rows_read = int(totals["n"]) if totals else 0
-            invalid = int(totals["bad"]) if totals else 0
+            # One job fills the cache and brings back what every later step needs to know: which
+            # rows are valid, and the key and Kafka position of each (a few bytes a row).
+            facts = validated.select(
+                F.col(REASON).isNull().alias("_ok"),
+                key_digest().alias(KEY),
+                "kafka_partition",
+                "kafka_offset",
+            ).toArrow()
+            rows_read = facts.num_rows
+            keys = facts.filter(facts["_ok"]).drop_columns(["_ok"])
+            invalid = rows_read - keys.num_rows
             step("validate")
-            valid = bronze.dedupe_by_key(validated.where(F.col(REASON).isNull()))
-            valid = valid.persist(StorageLevel.MEMORY_AND_DISK)
-            cached.append(valid)
+            valid = validated.where(F.col(REASON).isNull())
             rejected = validated.where(F.col(REASON).isNotNull())
 
             # The gate runs before any write, so a failing batch leaves every sink untouched.
             violations: dict[str, int] = {}
             dropped = 0
-            gate_rules = cfg.quality
-            if gate_rules is not None and gate_rules.expectations:
+            if gate_rules is not None:
                 gate = quality.check(valid, gate_rules, payload_variant=PAYLOAD_VARIANT)
                 cached.append(gate.cached)
                 violations = gate.violations
@@ -239,7 +260,7 @@ class BatchProcessor:
                 if violations and gate_rules.on_violation == "fail":
                     raise quality.ExpectationFailed(cfg.source, batch_id, violations, gate.rows)
                 checked = gate.checked
-                if gate_rules.on_violation == "drop":
+                if gate_rules.on_violation == "drop" and violations:
                     violating = checked.where(F.col(quality.EXPECTATION).isNotNull())
                     dropped_by = violating.groupBy(quality.EXPECTATION).count().collect()
                     for row in dropped_by:
@@ -251,35 +272,82 @@ class BatchProcessor:
                         ).drop(quality.EXPECTATION)
                     )
                     checked = checked.where(F.col(quality.EXPECTATION).isNull())
-                valid = checked.drop(quality.EXPECTATION)
+                    valid = checked.drop(quality.EXPECTATION)
+                    keys = keys_of(valid)
+                else:
+                    valid = checked.drop(quality.EXPECTATION)
             step("quality")
 
-            rejected_rows = bronze.quarantine_rows(rejected, source=cfg.source, batch_id=batch_id)
             quarantined = invalid + dropped
             if quarantined:
+                rejected_rows = bronze.quarantine_rows(rejected, source=cfg.source, batch_id=batch_id)
                 bronze.append(rejected_rows, path=cfg.quarantine_path, app_id=app_id, batch_id=batch_id)
             step("quarantine")
 
-            fresh = bronze.not_in_bronze(spark, valid, path=cfg.bronze_path, source=cfg.source)
-            fresh = bronze.bronze_rows(fresh, batch_id, self.typed).persist(StorageLevel.MEMORY_AND_DISK)
-            cached.append(fresh)
-            bronze_written = fresh.count()
+            selection = select_new(
+                spark,
+                cfg.pg_dsn,
+                keys,
+                path=cfg.bronze_path,
+                table=self.bronze_table_id(spark),
+                source=cfg.source,
+                query_id=query_id,
+                batch_id=batch_id,
+            )
             step("dedupe")
-            if bronze_written:
-                bronze.append(
-                    fresh,
-                    path=cfg.bronze_path,
-                    app_id=app_id,
-                    batch_id=batch_id,
-                    merge_schema=bool(self.typed),
-                    rows_hint=bronze_written,
-                )
-            step("bronze")
-            faults.after_bronze_write(batch_id)
 
-            merged = self._merge(valid, batch_id, self.query_id(spark))
+            # The merge (collect, COPY, upsert) runs beside the bronze append and commits after it:
+            # Postgres never holds a batch that bronze does not, as before, at the cost of neither.
+            bronze_done = threading.Event()
+            bronze_failed: list[BaseException] = []
+
+            def after_bronze() -> None:
+                bronze_done.wait()
+                if bronze_failed:
+                    raise TransientError(
+                        f"bronze append of batch {batch_id} of source {cfg.source} failed; merge rolled back"
+                    )
+
+            outcome: dict[str, MergeResult | BaseException] = {}
+
+            def merge_in_background() -> None:
+                try:
+                    outcome["result"] = self._merge(valid, batch_id, query_id, selection, after_bronze)
+                except BaseException as exc:  # re-raised on the batch's own thread below
+                    outcome["error"] = exc
+
+            merging = InheritableThread(target=merge_in_background, name=f"merge-{cfg.source}-{batch_id}")
+            merging.start()
+            try:
+                if selection.rows:
+                    bronze.append(
+                        bronze.bronze_rows(selection.apply(spark, valid), batch_id, self.typed),
+                        path=cfg.bronze_path,
+                        app_id=app_id,
+                        batch_id=batch_id,
+                        merge_schema=bool(self.typed),
+                        rows_hint=selection.rows,
+                    )
+                ledger.confirm(
+                    cfg.pg_dsn, table_id=self.bronze_table_id(spark), query_id=query_id, batch_id=batch_id
+                )
+                step("bronze")
+                faults.after_bronze_write(batch_id)
+            except BaseException as exc:
+                bronze_failed.append(exc)
+                raise
+            finally:
+                bronze_done.set()
+            merging.join()
+            merging = None
+            if "error" in outcome:
+                raise outcome["error"]
+            merged = outcome["result"]
+            assert isinstance(merged, MergeResult)
             step("postgres")
         finally:
+            if merging is not None:
+                merging.join()
             for df in cached:
                 df.unpersist()
 
@@ -287,7 +355,7 @@ class BatchProcessor:
             batch_id=batch_id,
             rows_read=rows_read,
             quarantined=quarantined,
-            bronze_written=bronze_written,
+            bronze_written=selection.rows,
             pg_inserted=merged.inserted,
             pg_updated=merged.updated,
             pg_replayed=merged.replayed,
@@ -312,18 +380,44 @@ class BatchProcessor:
         )
         return counts
 
-    def _merge(self, valid: DataFrame, batch_id: int, query_id: str) -> MergeResult:
+    def bronze_table_id(self, spark: SparkSession) -> str:
+        """The bronze table's Delta id, and its key ledger seeded for this source (once per query)."""
+        if self._bronze_table_id is None:
+            table = table_id(spark, self.config.bronze_path)
+            ensure_seeded(
+                spark,
+                self.config.pg_dsn,
+                path=self.config.bronze_path,
+                table=table,
+                source=self.config.source,
+            )
+            self._bronze_table_id = table
+        return self._bronze_table_id
+
+    def _merge(
+        self,
+        valid: DataFrame,
+        batch_id: int,
+        query_id: str,
+        selection: Selection,
+        before_commit: Callable[[], None],
+    ) -> MergeResult:
         cfg = self.config
+        # Collected once, as Arrow; a retry re-sends the same rows without another Spark job.
+        rows = valid.select(*ARROW_COLUMNS).toArrow()
+        if selection.duplicates:
+            rows = first_per_key(rows)
         attempts = len(_MERGE_RETRY_DELAYS) + 1
         for attempt in range(1, attempts + 1):
             try:
-                return merge_batch(
+                return merge_staged(
                     cfg.pg_dsn,
                     table=cfg.table,
                     source=cfg.source,
                     query_id=query_id,
                     batch_id=batch_id,
-                    rows=merge_rows(valid),
+                    stage=arrow_stager(rows, source=cfg.source, batch_id=batch_id),
+                    before_commit=before_commit,
                 )
             except TransientError as exc:
                 if attempt == attempts:
@@ -339,6 +433,13 @@ class BatchProcessor:
                 )
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def slim(validated: DataFrame, *, keep_variant: bool) -> DataFrame:
+    """What the batch caches: the raw Kafka value only for rows that go to quarantine, and the
+    payload VARIANT only when typed columns or expectations read it (each is as big as the payload)."""
+    slimmed = validated.withColumn("raw_value", F.when(F.col(REASON).isNotNull(), F.col("raw_value")))
+    return slimmed if keep_variant else slimmed.drop(PAYLOAD_VARIANT)
 
 
 def merge_rows(valid: DataFrame) -> Iterator[MergeRow]:

@@ -122,6 +122,13 @@ class Kube:
         out: list[str] = []
         listing = self.kubectl("get", "pods", "-A", "-o", "wide", check=False)
         out.append(f"$ kubectl get pods -A -o wide\n{listing.stdout}{listing.stderr}")
+        # The sources' status and the operator's own account: what a failed step's probe looked at.
+        sources = self.kubectl("get", "isrc", "-A", "-o", "yaml", check=False)
+        out.append(f"$ kubectl get isrc -A -o yaml\n{sources.stdout[-8000:]}{sources.stderr}")
+        operator = self.kubectl(
+            "logs", "-A", "-l", "app.kubernetes.io/component=operator", "--tail=120", check=False
+        )
+        out.append(f"$ kubectl logs -l (the operator)\n{operator.stdout}{operator.stderr}")
         for namespace in namespaces:
             events = self.kubectl(
                 "get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False

@@ -298,11 +298,9 @@ def test_two_sources_reach_ready_with_figures(kube: Kube, figures: Figures) -> N
         header, body = rows[0], rows[1:]
         assert header[:6] == ["NAME", "PHASE", "READY", "EVENTS", "LAG", "LAST"], header
         # NAME PHASE READY EVENTS LAG LAST-FETCH AGE: every column has a value.
-        return (
-            body
-            if len(body) == 2 and all(len(r) == 7 and r[2] == "True" and int(r[3]) > 0 for r in body)
-            else None
-        )
+        # Failing with the table, so that a timeout says which column stayed empty.
+        assert len(body) == 2 and all(len(r) == 7 and r[2] == "True" and int(r[3]) > 0 for r in body), rows
+        return body
 
     body = eventually(
         columns_filled, timeout=120, interval=5, what="Events, Lag and Last Fetch in kubectl get isrc"

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -17,8 +18,9 @@ from pydantic import SecretStr
 
 from restlake.errors import ConfigError, PermanentError, TransientError
 from restlake.postgres import migrations
+from restlake.postgres.arrow_stage import ARROW_COLUMNS, arrow_stager
 from restlake.postgres.identifiers import TableName
-from restlake.postgres.merge import MergeRow, VersionState, is_newer, merge_batch
+from restlake.postgres.merge import MergeRow, VersionState, is_newer, merge_batch, merge_staged
 from restlake.stack.manager import StackEndpoints
 
 pytestmark = pytest.mark.integration
@@ -33,10 +35,17 @@ def dsn(stack: StackEndpoints) -> str:
     return stack.pg_dsn
 
 
-@pytest.fixture
-def source() -> str:
+# How merge() stages each test source's rows: MergeRow values (merge_batch, the backfill's path)
+# or one Arrow table (arrow_stager, the stream job's path). Every merge test runs both ways.
+_STAGING: dict[str, str] = {}
+
+
+@pytest.fixture(params=["rows", "arrow"])
+def source(request: pytest.FixtureRequest) -> str:
     """A source name of the test's own, so tests share raw.api_events without seeing each other."""
-    return f"it-{uuid.uuid4().hex[:12]}"
+    name = f"it-{uuid.uuid4().hex[:12]}"
+    _STAGING[name] = request.param
+    return name
 
 
 def row(source: str, external_id: str, content: str, version: str | None, fetched: datetime = T0) -> MergeRow:
@@ -62,9 +71,22 @@ def stored(dsn: str, source: str, table: str = TABLE) -> dict[str, dict[str, Any
 
 
 def merge(dsn: str, source: str, batch_id: int, rows: list[MergeRow], **kw: Any) -> Any:
-    return merge_batch(
-        dsn, table=kw.pop("table", TABLE), source=source, query_id="q1", batch_id=batch_id, rows=rows
-    )
+    table = kw.pop("table", TABLE)
+    if _STAGING.get(source) == "arrow":
+        stage = arrow_stager(arrow_table(rows), source=source, batch_id=batch_id)
+        return merge_staged(dsn, table=table, source=source, query_id="q1", batch_id=batch_id, stage=stage)
+    return merge_batch(dsn, table=table, source=source, query_id="q1", batch_id=batch_id, rows=rows)
+
+
+def arrow_table(rows: list[MergeRow]) -> pa.Table:
+    """The rows as the stream job collects them from Spark: fetched_at a UTC timestamp column."""
+    columns = {c: [getattr(r, c) for r in rows] for c in ARROW_COLUMNS}
+    types = {
+        "fetched_at": pa.timestamp("us", tz="UTC"),
+        "kafka_partition": pa.int32(),
+        "kafka_offset": pa.int64(),
+    }
+    return pa.table({c: pa.array(v, types.get(c, pa.string())) for c, v in columns.items()})
 
 
 def test_migrations_applied_twice_are_a_noop(dsn: str) -> None:

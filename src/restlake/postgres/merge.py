@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -146,7 +146,7 @@ class MergeResult:
         return self.rows_distinct - self.merged
 
 
-_STAGE_COLUMNS = (
+STAGE_COLUMNS = (
     "source",
     "external_id",
     "idempotency_key",
@@ -170,8 +170,8 @@ _CREATE_STAGE = sql.SQL(
     ") ON COMMIT DROP"
 )
 
-_COPY_STAGE = sql.SQL("COPY restlake_stage ({}) FROM STDIN").format(
-    sql.SQL(", ").join(sql.Identifier(c) for c in _STAGE_COLUMNS)
+COPY_STAGE = sql.SQL("COPY restlake_stage ({}) FROM STDIN").format(
+    sql.SQL(", ").join(sql.Identifier(c) for c in STAGE_COLUMNS)
 )
 
 # {target} is the only composed part, and it is a validated, quoted identifier.
@@ -226,6 +226,10 @@ FROM upserted
 )
 
 
+# Writes one batch's rows into the temporary ``restlake_stage`` table; returns how many.
+Stager = Callable[[psycopg.Connection], int]
+
+
 def merge_batch(
     conn_or_dsn: psycopg.Connection | str | SecretStr,
     *,
@@ -241,17 +245,75 @@ def merge_batch(
     larger than memory. A connection passed in must not be inside a transaction of its own.
     Raises TransientError (retry the batch) or PermanentError; neither carries the DSN.
     """
+    return merge_staged(
+        conn_or_dsn,
+        table=table,
+        source=source,
+        query_id=query_id,
+        batch_id=batch_id,
+        stage=lambda conn: _stage_rows(conn, source, batch_id, rows),
+    )
+
+
+def merge_staged(
+    conn_or_dsn: psycopg.Connection | str | SecretStr,
+    *,
+    table: str | TableName,
+    source: str,
+    query_id: str,
+    batch_id: int,
+    stage: Stager,
+    before_commit: Callable[[], None] | None = None,
+) -> MergeResult:
+    """``merge_batch`` with the rows written into ``restlake_stage`` by ``stage`` (COPY of any format).
+
+    ``stage`` runs inside the batch's transaction, after the ledger said the batch is new, so a
+    replay never pays for staging. It must reject a row of another source (PermanentError).
+    ``before_commit`` runs after the upsert, before the ledger row and the commit: the stream job
+    waits there for its bronze append, so the merge overlaps the Delta write yet commits after it.
+    An exception it raises rolls the batch back.
+    """
     target = table if isinstance(table, TableName) else TableName.parse(table)
     doing = f"merging batch {batch_id} of source {source} into {target}"
     try:
         if isinstance(conn_or_dsn, psycopg.Connection):
-            return _merge(conn_or_dsn, target, source, query_id, batch_id, rows)
+            return _merge(conn_or_dsn, target, source, query_id, batch_id, stage, before_commit)
         dsn = conn_or_dsn.get_secret_value() if isinstance(conn_or_dsn, SecretStr) else conn_or_dsn
         with psycopg.connect(dsn) as conn:
-            return _merge(conn, target, source, query_id, batch_id, rows)
+            return _merge(conn, target, source, query_id, batch_id, stage, before_commit)
     except psycopg.Error as exc:
         # A client-side error (no SQLSTATE) may quote the host or user; keep it out of the chain.
         raise translate(exc, doing) from (exc if exc.sqlstate else None)
+
+
+def _stage_rows(conn: psycopg.Connection, source: str, batch_id: int, rows: Iterable[MergeRow]) -> int:
+    rows_in = 0
+    with conn.cursor() as cur, cur.copy(COPY_STAGE) as copy:
+        for row in rows:
+            if row.source != source:
+                raise PermanentError(
+                    f"batch {batch_id} of source {source} holds a record of source {row.source!r} "
+                    f"(external_id {row.external_id!r}); one batch merges one source"
+                )
+            parsed = parse_version(row.version)
+            copy.write_row(
+                (
+                    row.source,
+                    row.external_id,
+                    row.idempotency_key,
+                    row.content_hash,
+                    row.version,
+                    parsed.ts,
+                    parsed.num,
+                    row.fetched_at,
+                    row.payload,
+                    row.kafka_topic,
+                    row.kafka_partition,
+                    row.kafka_offset,
+                )
+            )
+            rows_in += 1
+    return rows_in
 
 
 def _merge(
@@ -260,7 +322,8 @@ def _merge(
     source: str,
     query_id: str,
     batch_id: int,
-    rows: Iterable[MergeRow],
+    stage: Stager,
+    before_commit: Callable[[], None] | None = None,
 ) -> MergeResult:
     started = time.monotonic()
     with conn.transaction():
@@ -285,37 +348,14 @@ def _merge(
             return result
 
         conn.execute(_CREATE_STAGE)
-        rows_in = 0
-        with conn.cursor() as cur, cur.copy(_COPY_STAGE) as copy:
-            for row in rows:
-                if row.source != source:
-                    raise PermanentError(
-                        f"batch {batch_id} of source {source} holds a record of source {row.source!r} "
-                        f"(external_id {row.external_id!r}); one batch merges one source"
-                    )
-                parsed = parse_version(row.version)
-                copy.write_row(
-                    (
-                        row.source,
-                        row.external_id,
-                        row.idempotency_key,
-                        row.content_hash,
-                        row.version,
-                        parsed.ts,
-                        parsed.num,
-                        row.fetched_at,
-                        row.payload,
-                        row.kafka_topic,
-                        row.kafka_partition,
-                        row.kafka_offset,
-                    )
-                )
-                rows_in += 1
+        rows_in = stage(conn)
 
         counts = conn.execute(
             _UPSERT.format(target=target.identifier()), {"query_id": query_id, "batch_id": batch_id}
         ).fetchone()
         distinct, inserted, updated = counts if counts is not None else (0, 0, 0)
+        if before_commit is not None:
+            before_commit()
         conn.execute(
             "INSERT INTO raw.ingest_batches (source, query_id, batch_id, target_table, rows_in, rows_merged)"
             " VALUES (%s, %s, %s, %s, %s, %s)",

@@ -1,0 +1,167 @@
+"""Which rows of a micro-batch bronze still lacks, decided by the Postgres key ledger.
+
+The ledger (``restlake.postgres.bronze_keys``) answers with one index probe per key, so deciding
+costs the same on an empty table and on one with years of history. This module is the Spark side:
+it collects the batch's keys (a few bytes per row), keeps the first occurrence of each key (the
+lowest Kafka partition and offset, so a replay keeps the same row), claims them, and turns the
+answer back into a filter on the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from delta.tables import DeltaTable
+from pydantic import SecretStr
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from restlake.postgres import bronze_keys as ledger
+
+log = logging.getLogger(__name__)
+
+KEY = "_key"
+_POSITION = "_pos"
+# Kafka offsets stay far below 2**40 (a trillion records per partition); partitions below 2**23.
+_PARTITION_SHIFT = 1 << 40
+
+
+def key_digest(idempotency_key: Column | str = "idempotency_key") -> Column:
+    """md5 of the idempotency key as 32 hex digits: the ledger's key."""
+    return F.md5(F.col(idempotency_key) if isinstance(idempotency_key, str) else idempotency_key)
+
+
+def table_id(spark: SparkSession, path: str) -> str:
+    """The Delta table's own id: a table deleted and created again at ``path`` gets a new one."""
+    row = DeltaTable.forPath(spark, path).detail().select("id").first()
+    if row is None or not row[0]:
+        raise RuntimeError(f"the Delta table at {path} has no id")
+    return str(row[0]).replace("-", "")
+
+
+def ensure_seeded(spark: SparkSession, dsn: SecretStr, *, path: str, table: str, source: str) -> None:
+    """Copy the keys bronze held for ``source`` before the ledger existed, once per (table, source)."""
+    if ledger.is_seeded(dsn, table_id=table, source=source):
+        return
+    keys = (
+        spark.read.format("delta")
+        .load(path)
+        .where(F.col("source") == F.lit(source))
+        .select(key_digest().alias(KEY))
+    )
+    ledger.seed(dsn, table_id=table, source=source, keys=(row[0] for row in keys.toLocalIterator()))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The batch's valid rows bronze should get: ``rows`` of them, all of ``valid`` when ``everything``.
+
+    ``duplicates``: some key occurs more than once in the batch (a page fetched twice).
+    """
+
+    rows: int
+    everything: bool
+    positions: pa.Table | None = None
+    duplicates: bool = False
+
+    def apply(self, spark: SparkSession, valid: DataFrame) -> DataFrame:
+        if self.everything or self.positions is None:
+            return valid
+        chosen = spark.createDataFrame(self.positions)
+        return valid.join(F.broadcast(chosen), on=["kafka_partition", "kafka_offset"], how="left_semi")
+
+
+def keys_of(valid: DataFrame) -> pa.Table:
+    """The batch's key, Kafka partition and offset per valid row, collected as Arrow (~50 bytes a row)."""
+    return valid.select(key_digest().alias(KEY), "kafka_partition", "kafka_offset").toArrow()
+
+
+def select_new(
+    spark: SparkSession,
+    dsn: SecretStr,
+    keys: pa.Table,
+    *,
+    path: str,
+    table: str,
+    source: str,
+    query_id: str,
+    batch_id: int,
+) -> Selection:
+    """Claim the batch's keys and say which of its rows bronze gets: one per key, new keys only."""
+    if keys.num_rows == 0:
+        return Selection(0, everything=True)
+    first = (
+        keys.select([KEY])
+        .append_column(_POSITION, _positions(keys))
+        .group_by(KEY)
+        .aggregate([(_POSITION, "min")])
+        .rename_columns([KEY, _POSITION])
+    )
+    claim = ledger.claim(
+        dsn, table_id=table, query_id=query_id, batch_id=batch_id, keys=first[KEY].to_pylist()
+    )
+    if claim.committed:
+        return Selection(0, everything=False, duplicates=first.num_rows < keys.num_rows)
+    fresh = set(claim.fresh)
+    if claim.unconfirmed:
+        # Claimed by another query that died before confirming its append: look in bronze itself.
+        present = present_in_bronze(spark, path=path, source=source, keys=claim.unconfirmed)
+        absent = claim.unconfirmed - present
+        ledger.settle(
+            dsn, table_id=table, query_id=query_id, batch_id=batch_id, present=present, absent=absent
+        )
+        fresh |= absent
+        log.warning(
+            "bronze keys claimed by an unfinished batch of another query source=%s batch_id=%s "
+            "unconfirmed=%s found_in_bronze=%s",
+            source,
+            batch_id,
+            len(claim.unconfirmed),
+            len(present),
+        )
+    duplicates = first.num_rows < keys.num_rows
+    if len(fresh) == first.num_rows and not duplicates:
+        return Selection(keys.num_rows, everything=True)
+    chosen = first.filter(pc.is_in(first[KEY], value_set=pa.array(sorted(fresh), pa.string())))
+    positions = chosen[_POSITION]
+    partition = pc.divide(positions, _PARTITION_SHIFT).cast(pa.int32())
+    offset = pc.subtract(positions, pc.multiply(partition.cast(pa.int64()), _PARTITION_SHIFT))
+    table_ = pa.table({"kafka_partition": partition, "kafka_offset": offset})
+    return Selection(chosen.num_rows, everything=False, positions=table_, duplicates=duplicates)
+
+
+def _positions(rows: pa.Table) -> pa.Array:
+    return pc.add(
+        pc.multiply(rows["kafka_partition"].cast(pa.int64()), _PARTITION_SHIFT), rows["kafka_offset"]
+    )
+
+
+def first_per_key(rows: pa.Table) -> pa.Table:
+    """One row per idempotency_key, the first on the topic: what bronze keeps of a batch."""
+    order = pa.table(
+        {
+            "k": rows["idempotency_key"],
+            _POSITION: _positions(rows),
+            "i": pa.array(range(rows.num_rows), pa.int64()),
+        }
+    ).sort_by(_POSITION)
+    firsts = order.group_by("k", use_threads=False).aggregate([("i", "first")])
+    keep = firsts["i_first"]
+    return rows.take(pc.take(keep, pc.sort_indices(keep)))
+
+
+def present_in_bronze(spark: SparkSession, *, path: str, source: str, keys: frozenset[str]) -> set[str]:
+    """Which of ``keys`` the source's rows in bronze hold: a scan of its history, the rare path."""
+    wanted = spark.createDataFrame([(k,) for k in sorted(keys)], f"{KEY} string")
+    found = (
+        spark.read.format("delta")
+        .load(path)
+        .where(F.col("source") == F.lit(source))
+        .select(key_digest().alias(KEY))
+        .join(F.broadcast(wanted), on=KEY, how="left_semi")
+        .distinct()
+    )
+    return {row[0] for row in found.collect()}

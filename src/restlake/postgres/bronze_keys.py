@@ -1,0 +1,202 @@
+"""The bronze key ledger (``raw.bronze_keys``): which idempotency keys a bronze Delta table holds.
+
+Bronze keeps one row per record version. A micro-batch used to learn which of its keys were new
+by an anti-join against the source's whole bronze history, so every batch got slower as the table
+grew. Here it asks Postgres instead, one index probe per key of the batch.
+
+The protocol, per micro-batch ``(query_id, batch_id)`` of a stream query writing table ``table_id``:
+
+1. ``claim``: insert the batch's keys; the ones inserted now, plus the ones this same batch
+   claimed on an earlier attempt, are *fresh*: this batch appends them. Claims commit before the
+   Delta write, so two writers never both take a key.
+2. The Delta append of the fresh rows, idempotent on ``txnAppId``/``txnVersion``.
+3. ``confirm``: record that the batch's append committed (``raw.bronze_batches``).
+
+A crash between 1 and 3 leaves claims without a confirmation. A replay of the same batch (same
+checkpoint) claims the same keys as its own again, and the Delta write is skipped if it had
+committed. Keys claimed by *another* query whose batch was never confirmed (its checkpoint was
+replaced after a crash) are returned as ``unconfirmed``: the caller looks them up in bronze itself,
+the only slow path, and ``settle``s them as present or as claimed by the current batch.
+
+Keys are ``md5(idempotency_key)`` as 32 hex digits, stored as uuid. Rows a table held before the
+ledger existed are copied in once per (table, source) by ``seed``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+from pydantic import SecretStr
+
+from restlake.postgres.errors import translate
+
+log = logging.getLogger(__name__)
+
+# The pseudo batch that owns keys found in the table itself (seeded, or settled as present).
+TABLE_QUERY_ID = "(bronze table)"
+TABLE_BATCH_ID = -1
+
+_CREATE_KEYS = "CREATE TEMP TABLE restlake_batch_keys (key uuid NOT NULL) ON COMMIT DROP"
+_COPY_KEYS = "COPY restlake_batch_keys (key) FROM STDIN"
+
+# The CTE's INSERT is invisible to the outer SELECT (one snapshot per statement), so the second
+# branch sees only claims made before this statement.
+_CLAIM = """
+WITH inserted AS (
+    INSERT INTO raw.bronze_keys (table_id, key, query_id, batch_id)
+    SELECT DISTINCT %(table_id)s::uuid, key, %(query_id)s, %(batch_id)s FROM restlake_batch_keys
+    ON CONFLICT (table_id, key) DO NOTHING
+    RETURNING key
+)
+SELECT replace(key::text, '-', ''), NULL, NULL FROM inserted
+UNION ALL
+SELECT replace(k.key::text, '-', ''), k.query_id, k.batch_id
+FROM raw.bronze_keys k
+JOIN (SELECT DISTINCT key FROM restlake_batch_keys) b ON b.key = k.key
+LEFT JOIN raw.bronze_batches c
+       ON c.table_id = k.table_id AND c.query_id = k.query_id AND c.batch_id = k.batch_id
+WHERE k.table_id = %(table_id)s::uuid
+  AND ((k.query_id = %(query_id)s AND k.batch_id = %(batch_id)s) OR c.batch_id IS NULL)
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What ``claim`` found for a batch's keys; ``committed``: this batch's append already committed
+    (a replay), so there is nothing to write."""
+
+    fresh: frozenset[str]
+    unconfirmed: frozenset[str]
+    committed: bool = False
+
+
+@contextmanager
+def _connection(
+    conn_or_dsn: psycopg.Connection | str | SecretStr, doing: str
+) -> Iterator[psycopg.Connection]:
+    try:
+        if isinstance(conn_or_dsn, psycopg.Connection):
+            yield conn_or_dsn
+            return
+        dsn = conn_or_dsn.get_secret_value() if isinstance(conn_or_dsn, SecretStr) else conn_or_dsn
+        with psycopg.connect(dsn) as conn:
+            yield conn
+    except psycopg.Error as exc:
+        raise translate(exc, doing) from (exc if exc.sqlstate else None)
+
+
+def _copy_keys(conn: psycopg.Connection, keys: Iterable[str]) -> None:
+    conn.execute(_CREATE_KEYS)
+    with conn.cursor() as cur, cur.copy(_COPY_KEYS) as copy:
+        chunk: list[str] = []
+        for key in keys:
+            chunk.append(key)
+            if len(chunk) == 65536:
+                copy.write("\n".join(chunk) + "\n")
+                chunk.clear()
+        if chunk:
+            copy.write("\n".join(chunk) + "\n")
+
+
+def claim(
+    conn_or_dsn: psycopg.Connection | str | SecretStr,
+    *,
+    table_id: str,
+    query_id: str,
+    batch_id: int,
+    keys: Sequence[str],
+) -> Claim:
+    """Claim ``keys`` (md5 hex digests) for batch ``(query_id, batch_id)`` of table ``table_id``."""
+    if not keys:
+        return Claim(frozenset(), frozenset())
+    with _connection(conn_or_dsn, f"claiming bronze keys of batch {batch_id}") as conn, conn.transaction():
+        committed = conn.execute(
+            "SELECT 1 FROM raw.bronze_batches WHERE table_id = %s::uuid AND query_id = %s AND batch_id = %s",
+            (table_id, query_id, batch_id),
+        ).fetchone()
+        if committed is not None:
+            return Claim(frozenset(), frozenset(), committed=True)
+        _copy_keys(conn, keys)
+        found = conn.execute(
+            _CLAIM, {"table_id": table_id, "query_id": query_id, "batch_id": batch_id}
+        ).fetchall()
+    fresh = frozenset(k for k, q, b in found if q is None or (q == query_id and b == batch_id))
+    unconfirmed = frozenset(k for k, q, b in found if q is not None and (q, b) != (query_id, batch_id))
+    return Claim(fresh, unconfirmed)
+
+
+def settle(
+    conn_or_dsn: psycopg.Connection | str | SecretStr,
+    *,
+    table_id: str,
+    query_id: str,
+    batch_id: int,
+    present: Iterable[str],
+    absent: Iterable[str],
+) -> None:
+    """Resolve unconfirmed claims after looking them up in the table: ``present`` ones are owned by
+    the table itself from now on, ``absent`` ones are claimed by ``(query_id, batch_id)``."""
+    with _connection(conn_or_dsn, f"settling bronze keys of batch {batch_id}") as conn, conn.transaction():
+        _confirm(conn, table_id, TABLE_QUERY_ID, TABLE_BATCH_ID)
+        for owner, owned in (((TABLE_QUERY_ID, TABLE_BATCH_ID), present), ((query_id, batch_id), absent)):
+            keys = list(owned)
+            if keys:
+                conn.execute(
+                    "UPDATE raw.bronze_keys SET query_id = %s, batch_id = %s"
+                    " WHERE table_id = %s::uuid AND key = ANY(%s::uuid[])",
+                    (owner[0], owner[1], table_id, keys),
+                )
+
+
+def _confirm(conn: psycopg.Connection, table_id: str, query_id: str, batch_id: int) -> None:
+    conn.execute(
+        "INSERT INTO raw.bronze_batches (table_id, query_id, batch_id) VALUES (%s::uuid, %s, %s)"
+        " ON CONFLICT DO NOTHING",
+        (table_id, query_id, batch_id),
+    )
+
+
+def confirm(
+    conn_or_dsn: psycopg.Connection | str | SecretStr, *, table_id: str, query_id: str, batch_id: int
+) -> None:
+    """Record that batch ``(query_id, batch_id)``'s bronze append committed."""
+    with _connection(conn_or_dsn, f"confirming bronze batch {batch_id}") as conn, conn.transaction():
+        _confirm(conn, table_id, query_id, batch_id)
+
+
+def is_seeded(conn_or_dsn: psycopg.Connection | str | SecretStr, *, table_id: str, source: str) -> bool:
+    """Whether the table's rows of ``source`` from before the ledger have been copied into it."""
+    with _connection(conn_or_dsn, f"reading the bronze key ledger of source {source}") as conn:
+        row = conn.execute(
+            "SELECT 1 FROM raw.bronze_key_sources WHERE table_id = %s::uuid AND source = %s",
+            (table_id, source),
+        ).fetchone()
+    return row is not None
+
+
+def seed(
+    conn_or_dsn: psycopg.Connection | str | SecretStr, *, table_id: str, source: str, keys: Iterable[str]
+) -> int:
+    """Copy the keys the table already holds for ``source`` into the ledger, once; returns how many."""
+    with (
+        _connection(conn_or_dsn, f"seeding the bronze key ledger of source {source}") as conn,
+        conn.transaction(),
+    ):
+        _copy_keys(conn, keys)
+        inserted = conn.execute(
+            "INSERT INTO raw.bronze_keys (table_id, key, query_id, batch_id)"
+            " SELECT DISTINCT %s::uuid, key, %s, %s FROM restlake_batch_keys ON CONFLICT DO NOTHING",
+            (table_id, TABLE_QUERY_ID, TABLE_BATCH_ID),
+        ).rowcount
+        _confirm(conn, table_id, TABLE_QUERY_ID, TABLE_BATCH_ID)
+        conn.execute(
+            "INSERT INTO raw.bronze_key_sources (table_id, source, seeded_keys) VALUES (%s::uuid, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (table_id, source, inserted),
+        )
+    log.info("bronze key ledger seeded source=%s table_id=%s keys=%s", source, table_id, inserted)
+    return inserted

@@ -1,10 +1,13 @@
 """The foreachBatch function: validate, quarantine, bronze, then Postgres, each idempotent on replay.
 
-Order matters for a crash between steps: the Delta writes come first and are skipped on a replay
-of the same batch (txnAppId/txnVersion); the Postgres merge comes last and is skipped by its
-ledger. Postgres gets every valid record of the batch, not only those new to bronze: after a
-crash between the two, the replay's bronze write is a no-op and the rows must still reach
-Postgres, where an unchanged record is not rewritten anyway.
+Per batch: one Spark job fills the cache and brings back each valid row's key and Kafka position;
+the key ledger in Postgres says which keys bronze lacks (``bronze_keys``); then the bronze append
+and the Postgres merge run side by side. The merge collects its rows as Arrow and COPYs them into
+staging while Delta writes, but commits only after the Delta commit, so the crash order is as it
+always was: the Delta writes are skipped on a replay of the same batch (txnAppId/txnVersion) and
+the merge by its ledger. Postgres gets every valid record of the batch, not only those new to
+bronze: after a crash between the two commits, the replay's bronze write is a no-op and the rows
+must still reach Postgres, where an unchanged record is not rewritten anyway.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark import InheritableThread, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -32,11 +37,11 @@ from restlake.jobs.spark.bronze_keys import (
     key_digest,
     keys_of,
     select_new,
-    table_id,
+    table_state,
 )
 from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.typed_columns import typed_columns
-from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, validate
+from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, SCHEMA_FALLBACK, validate
 from restlake.lineage.emitter import LineageEmitter
 from restlake.lineage.stream import BatchCounts as LineageCounts
 from restlake.lineage.stream import StreamTargets, emit_stream_batch
@@ -117,12 +122,14 @@ class BatchCounts:
     duration_s: float
     dropped: int = 0
     violations: dict[str, int] = field(default_factory=dict)
+    schema_fallback: int = 0
 
     def export(self, source: str) -> None:
         """Add this batch to the Prometheus counters of ``source``."""
         prom.BATCHES.labels(source).inc()
         prom.ROWS_READ.labels(source).inc(self.rows_read)
         prom.ROWS_QUARANTINED.labels(source).inc(self.quarantined)
+        prom.SCHEMA_FALLBACK_ROWS.labels(source).inc(self.schema_fallback)
         prom.BRONZE_ROWS.labels(source).inc(self.bronze_written)
         prom.ROWS_MERGED.labels(source, "inserted").inc(self.pg_inserted)
         prom.ROWS_MERGED.labels(source, "updated").inc(self.pg_updated)
@@ -229,13 +236,17 @@ class BatchProcessor:
         try:
             # One job fills the cache and brings back what every later step needs to know: which
             # rows are valid, and the key and Kafka position of each (a few bytes a row).
+            fallback = F.col(SCHEMA_FALLBACK) if SCHEMA_FALLBACK in validated.columns else F.lit(False)
             facts = validated.select(
                 F.col(REASON).isNull().alias("_ok"),
                 key_digest().alias(KEY),
                 "kafka_partition",
                 "kafka_offset",
+                fallback.alias("_fallback"),
             ).toArrow()
             rows_read = facts.num_rows
+            schema_fallback = int(pc.sum(facts["_fallback"].cast(pa.int64())).as_py() or 0)
+            facts = facts.drop_columns(["_fallback"])
             keys = facts.filter(facts["_ok"]).drop_columns(["_ok"])
             invalid = rows_read - keys.num_rows
             step("validate")
@@ -362,15 +373,17 @@ class BatchProcessor:
             duration_s=time.monotonic() - started,
             dropped=dropped,
             violations=violations,
+            schema_fallback=schema_fallback,
         )
         log.info(
-            "batch done source=%s batch_id=%s rows_read=%s quarantined=%s dropped=%s bronze_written=%s "
-            "pg_inserted=%s pg_updated=%s pg_replayed=%s duration_s=%.2f steps=%s",
+            "batch done source=%s batch_id=%s rows_read=%s quarantined=%s dropped=%s schema_fallback=%s "
+            "bronze_written=%s pg_inserted=%s pg_updated=%s pg_replayed=%s duration_s=%.2f steps=%s",
             cfg.source,
             batch_id,
             counts.rows_read,
             counts.quarantined,
             counts.dropped,
+            counts.schema_fallback,
             counts.bronze_written,
             counts.pg_inserted,
             counts.pg_updated,
@@ -383,15 +396,15 @@ class BatchProcessor:
     def bronze_table_id(self, spark: SparkSession) -> str:
         """The bronze table's Delta id, and its key ledger seeded for this source (once per query)."""
         if self._bronze_table_id is None:
-            table = table_id(spark, self.config.bronze_path)
+            state = table_state(spark, self.config.bronze_path)
             ensure_seeded(
                 spark,
                 self.config.pg_dsn,
                 path=self.config.bronze_path,
-                table=table,
+                table=state,
                 source=self.config.source,
             )
-            self._bronze_table_id = table
+            self._bronze_table_id = state.id
         return self._bronze_table_id
 
     def _merge(

@@ -1,15 +1,11 @@
 """The bronze and quarantine Delta tables: explicit schemas and idempotent appends.
 
-Bronze holds one row per distinct ``idempotency_key`` (a record version), never two: a batch is
-deduplicated by key, then left-anti-joined against the source's partition of the table and
-appended with ``txnAppId``/``txnVersion``.
-
-Why an anti-join plus a blind append rather than an insert-only MERGE on idempotency_key: both
-read the key column of the source's partition once per batch (the cost grows with the history,
-as a MERGE's join would), but an append never rewrites files, and a blind append does not
-conflict with other sources' queries appending to the same table, where a MERGE that read the
-table can fail with a concurrent-append conflict. The txn options make a replayed batch a
-no-op before any scan; the anti-join makes a refetch, or a new checkpoint, add nothing.
+Bronze holds one row per distinct ``idempotency_key`` (a record version), never two. Which rows
+of a batch are new is decided by the key ledger in Postgres (``bronze_keys``), at a cost that
+grows with the batch, not with the table; the append carries ``txnAppId``/``txnVersion`` so that
+a replayed batch is a no-op in Delta itself. A blind append (rather than a MERGE on the key)
+never rewrites files and does not conflict with other sources' queries appending to the same
+table.
 """
 
 from __future__ import annotations
@@ -128,25 +124,6 @@ def quarantine_rows(rejected: DataFrame, *, source: str, batch_id: int) -> DataF
         F.lit(batch_id).cast("long").alias("batch_id"),
         F.to_date(now).alias("ingest_date"),
     )
-
-
-def not_in_bronze(spark: SparkSession, rows: DataFrame, *, path: str, source: str) -> DataFrame:
-    """The rows whose idempotency_key the source's partition of bronze does not hold yet.
-
-    A plain anti-join of the batch against the table shuffles the key column of the source's
-    whole history every batch. The table side is big and the batch small, so the batch's keys are
-    broadcast and the history is scanned once, without a shuffle, for the few keys it already
-    holds; the batch is then anti-joined against that (small, also broadcast) set.
-    """
-    existing = (
-        spark.read.format("delta")
-        .load(path)
-        .where(F.col("source") == F.lit(source))
-        .select("idempotency_key")
-    )
-    keys = rows.select("idempotency_key")
-    seen = existing.join(F.broadcast(keys), on="idempotency_key", how="left_semi").distinct()
-    return rows.join(F.broadcast(seen), on="idempotency_key", how="left_anti")
 
 
 def append(

@@ -34,17 +34,40 @@ def key_digest(idempotency_key: Column | str = "idempotency_key") -> Column:
     return F.md5(F.col(idempotency_key) if isinstance(idempotency_key, str) else idempotency_key)
 
 
-def table_id(spark: SparkSession, path: str) -> str:
-    """The Delta table's own id: a table deleted and created again at ``path`` gets a new one."""
-    row = DeltaTable.forPath(spark, path).detail().select("id").first()
-    if row is None or not row[0]:
-        raise RuntimeError(f"the Delta table at {path} has no id")
-    return str(row[0]).replace("-", "")
+@dataclass(frozen=True)
+class TableState:
+    """A Delta table's own id (a table deleted and created again at a path gets a new one) and version."""
+
+    id: str
+    version: int
 
 
-def ensure_seeded(spark: SparkSession, dsn: SecretStr, *, path: str, table: str, source: str) -> None:
+def table_state(spark: SparkSession, path: str) -> TableState:
+    """Read from the Delta log on the driver: ``DeltaTable.detail()`` would run a Spark job for it."""
+    try:
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        snapshot = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path).update(
+            False, jvm.scala.Option.empty(), jvm.scala.Option.empty()
+        )
+        return TableState(str(snapshot.metadata().id()).replace("-", ""), int(snapshot.version()))
+    except Exception as exc:  # an internal API: fall back to the public one, slower
+        log.info("reading the Delta log directly failed (%s); using DeltaTable.detail()", type(exc).__name__)
+        table = DeltaTable.forPath(spark, path)
+        row = table.detail().select("id").first()
+        version = table.history(1).select("version").first()
+        if row is None or not row[0] or version is None:
+            raise RuntimeError(f"the Delta table at {path} has no id") from None
+        return TableState(str(row[0]).replace("-", ""), int(version[0]))
+
+
+def ensure_seeded(spark: SparkSession, dsn: SecretStr, *, path: str, table: TableState, source: str) -> None:
     """Copy the keys bronze held for ``source`` before the ledger existed, once per (table, source)."""
-    if ledger.is_seeded(dsn, table_id=table, source=source):
+    if ledger.is_seeded(dsn, table_id=table.id, source=source):
+        return
+    if table.version == 0:
+        # Only the commit that created the table: nothing to copy, no need to scan.
+        ledger.seed(dsn, table_id=table.id, source=source, keys=())
         return
     keys = (
         spark.read.format("delta")
@@ -52,7 +75,7 @@ def ensure_seeded(spark: SparkSession, dsn: SecretStr, *, path: str, table: str,
         .where(F.col("source") == F.lit(source))
         .select(key_digest().alias(KEY))
     )
-    ledger.seed(dsn, table_id=table, source=source, keys=(row[0] for row in keys.toLocalIterator()))
+    ledger.seed(dsn, table_id=table.id, source=source, keys=(row[0] for row in keys.toLocalIterator()))
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,12 @@ EXPECTATION_VIOLATIONS = Counter(
     "Records violating an expectation, whatever onViolation does about it.",
     ["source", "expectation"],
 )
+SCHEMA_FALLBACK_ROWS = Counter(
+    "restlake_stream_schema_fallback_rows_total",
+    "Records whose payload the compiled JSON Schema check could not accept, so jsonschema judged them "
+    "in Python (every record, when the schema uses keywords the compiler does not translate).",
+    ["source"],
+)
 BRONZE_ROWS = Counter(
     "restlake_stream_bronze_rows_written_total", "Record versions appended to bronze.", ["source"]
 )
@@ -91,7 +97,14 @@ def init_source(source: str, quality: Quality | None) -> None:
     resolve. The expectation label takes the spec's names only, the same bounded set the gate counts
     under. Gauges stay unset: a batch id or a lag of 0 before any batch would be a claim, not a count.
     """
-    for counter in (ROWS_READ, ROWS_QUARANTINED, BRONZE_ROWS, BATCHES, REPLAYED_BATCHES):
+    for counter in (
+        ROWS_READ,
+        ROWS_QUARANTINED,
+        SCHEMA_FALLBACK_ROWS,
+        BRONZE_ROWS,
+        BATCHES,
+        REPLAYED_BATCHES,
+    ):
         counter.labels(source)
     for op in MERGE_OPS:
         ROWS_MERGED.labels(source, op)

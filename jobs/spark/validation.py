@@ -34,6 +34,8 @@ from restlake.jobs.spark.envelope_schema import (
 from restlake.jobs.spark.schema_fastpath import fast_accept
 
 REASON = "reason"
+# True where the payload went to jsonschema (the compiled check could not accept it); internal.
+SCHEMA_FALLBACK = "_schema_fallback"
 # A schema violation message is for people; cap it so one huge payload cannot bloat quarantine.
 _MAX_REASON_CHARS = 500
 # The payload as VARIANT, kept next to its JSON text for typed columns and expectations; internal.
@@ -143,5 +145,7 @@ def validate(
     # already rejected too; coalesce keeps their first reason. Payloads the Spark-native pre-check
     # accepts reach the UDF as NULL, which it passes without parsing: only doubtful ones cost.
     accepted = fast_accept(json_schema, F.col("payload"), F.col(PAYLOAD_VARIANT))
-    payload = F.col("payload") if accepted is None else F.when(~accepted, F.col("payload"))
-    return with_reason.withColumn(REASON, F.coalesce(F.col(REASON), check(payload)))
+    doubtful = F.col(REASON).isNull() & (F.lit(True) if accepted is None else ~accepted)
+    return with_reason.withColumn(SCHEMA_FALLBACK, doubtful).withColumn(
+        REASON, F.coalesce(F.col(REASON), check(F.when(F.col(SCHEMA_FALLBACK), F.col("payload"))))
+    )

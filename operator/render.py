@@ -16,6 +16,7 @@ import yaml
 
 from restlake.contracts.backfill import Backfill
 from restlake.contracts.spec import API_VERSION, KIND, ContainerResources, IngestionSource, SecretRef
+from restlake.jobs.spark.config import StreamJobConfig
 from restlake.operator import reporters
 from restlake.operator.settings import FIELD_MANAGER, OperatorSettings
 
@@ -156,27 +157,17 @@ def stream_job_config(
     new checkpoint reads the new topic from the start; bronze and Postgres stay exact because
     both sinks are idempotent. Seen on kind.
     """
-    root = settings.lake_root
-    checkpoint = source.checkpoint_path(root) + (f"/{uid}" if uid else "")
-    config: dict[str, Any] = {
-        "source": source.name,
-        "topic": source.topic(settings.topic_prefix),
-        "kafka_bootstrap": settings.kafka_bootstrap,
-        "bronze_path": source.bronze_path(root),
-        "quarantine_path": source.quarantine_path(root),
-        "checkpoint_path": checkpoint,
-        "pg_table": source.spec.sinks.postgres.table,
-    }
-    if source.spec.schema_ is not None:
-        config["json_schema"] = source.spec.schema_.json_schema
-    if source.spec.quality is not None:
-        # The inline expectations run in the stream job on every micro-batch: leaving them out would
-        # skip them without a word.
-        config["quality"] = source.spec.quality.model_dump(mode="json", by_alias=True, exclude_none=True)
-    # Probes, the status timer's Lag figure and Prometheus all read the driver's ops port.
-    config["metrics_port"] = settings.stream_metrics_port
-    config["metrics_address"] = "0.0.0.0"
-    return config
+    checkpoint = source.checkpoint_path(settings.lake_root) + (f"/{uid}" if uid else "")
+    return StreamJobConfig.for_source(
+        source,
+        kafka_bootstrap=settings.kafka_bootstrap,
+        topic=source.topic(settings.topic_prefix),
+        lake_root=settings.lake_root,
+        checkpoint_path=checkpoint,
+        # Probes, the status timer's Lag figure and Prometheus all read the driver's ops port.
+        metrics_port=settings.stream_metrics_port,
+        metrics_address="0.0.0.0",
+    ).job_file()
 
 
 def executor_conf(source: IngestionSource, settings: OperatorSettings) -> dict[str, str]:

@@ -344,16 +344,6 @@ def config_for(
     source: IngestionSource, *, kafka_bootstrap: str, topic: str, pg_dsn: str, lake_root: str
 ) -> StreamJobConfig:
     """The stream job's config for ``source``: the backfill validates and gates exactly as the stream."""
-    schema = source.spec.schema_
-    return StreamJobConfig(
-        source=source.name,
-        topic=topic,
-        kafka_bootstrap=kafka_bootstrap,
-        bronze_path=source.bronze_path(lake_root),
-        quarantine_path=source.quarantine_path(lake_root),
-        checkpoint_path=source.checkpoint_path(lake_root),
-        pg_dsn=pg_dsn,
-        pg_table=source.spec.sinks.postgres.table,
-        json_schema=schema.json_schema if schema else None,
-        quality=source.spec.quality,
+    return StreamJobConfig.for_source(
+        source, kafka_bootstrap=kafka_bootstrap, topic=topic, lake_root=lake_root, pg_dsn=pg_dsn
     )

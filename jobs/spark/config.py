@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from restlake.contracts.spec import Quality
+from restlake.contracts.spec import IngestionSource, Quality
 from restlake.errors import ConfigError
 from restlake.postgres.identifiers import TableName
 from restlake.settings import PostgresSettings
@@ -120,6 +120,42 @@ class StreamJobConfig(BaseModel):
             except SchemaError as exc:
                 raise ValueError(f"json_schema is not a valid JSON Schema: {exc.message}") from None
         return self
+
+    @classmethod
+    def for_source(
+        cls,
+        source: IngestionSource,
+        *,
+        kafka_bootstrap: str,
+        topic: str,
+        lake_root: str,
+        pg_dsn: str | SecretStr | None = None,
+        checkpoint_path: str | None = None,
+        **options: Any,
+    ) -> StreamJobConfig:
+        """The one place a source's spec becomes a stream job config: ``restlake run``, the operator's
+        ``stream.json`` and the backfill all come through here, so none of them can drop a part of the
+        spec (the schema, the quality gate) that the others keep."""
+        schema = source.spec.schema_
+        values: dict[str, Any] = {
+            "source": source.name,
+            "topic": topic,
+            "kafka_bootstrap": kafka_bootstrap,
+            "bronze_path": source.bronze_path(lake_root),
+            "quarantine_path": source.quarantine_path(lake_root),
+            "checkpoint_path": checkpoint_path or source.checkpoint_path(lake_root),
+            "pg_table": source.spec.sinks.postgres.table,
+            "json_schema": schema.json_schema if schema else None,
+            "quality": source.spec.quality,
+            **options,
+        }
+        if pg_dsn is not None:
+            values["pg_dsn"] = pg_dsn
+        return cls(**values)
+
+    def job_file(self) -> dict[str, Any]:
+        """The JSON a deployed job reads with ``from_file``, without the DSN (from the pod's environment)."""
+        return self.model_dump(mode="json", by_alias=True, exclude={"pg_dsn"}, exclude_none=True)
 
     @property
     def table(self) -> TableName:

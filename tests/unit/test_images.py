@@ -349,3 +349,18 @@ def test_kafka_advertises_the_service_name_and_never_creates_topics() -> None:
     assert env["KAFKA_ADVERTISED_LISTENERS"]["value"] == "PLAINTEXT://kafka.$(POD_NAMESPACE).svc:9092"
     entrypoint = (SERVICES / "kafka" / "entrypoint.sh").read_text()
     assert "auto.create.topics.enable=false" in entrypoint
+
+
+def test_the_operator_imports_without_the_spark_or_postgres_stack(tmp_path: Path) -> None:
+    # The operator image has neither (see the operator extra); it renders stream.json through the
+    # stream job's own config model, which must therefore not pull them in.
+    blocked = ("psycopg", "pyspark", "pyarrow", "pandas", "delta", "great_expectations")
+    code = (
+        "import sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        "import restlake.operator.handlers, restlake.operator.render\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from psycopg import sql
+from typing import TYPE_CHECKING
 
 from restlake.errors import ConfigError
+
+if TYPE_CHECKING:
+    from psycopg import sql
 
 # Lower-case unquoted Postgres identifiers only, at most 63 bytes (NAMEDATALEN - 1). Stricter than
 # Postgres itself on purpose: a name that needs quoting to mean what it says is a spec mistake.
@@ -34,6 +36,9 @@ class TableName:
 
     def identifier(self) -> sql.Identifier:
         """The quoted ``"schema"."table"`` for composing SQL."""
+        # Imported here: the operator validates table names (stream.json) without psycopg installed.
+        from psycopg import sql
+
         return sql.Identifier(self.schema, self.table)
 
     def __str__(self) -> str:

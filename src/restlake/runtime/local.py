@@ -147,18 +147,12 @@ class LocalRunner:
     def stream_config(self, *, available_now: bool) -> Any:
         from restlake.jobs.spark.config import StreamJobConfig
 
-        schema = self.source.spec.schema_
-        return StreamJobConfig(
-            source=self.layout.name,
-            topic=self.layout.topic,
+        return StreamJobConfig.for_source(
+            self.source,
             kafka_bootstrap=self.endpoints.kafka_bootstrap,
-            bronze_path=self.layout.bronze_path,
-            quarantine_path=self.layout.quarantine_path,
-            checkpoint_path=self.layout.checkpoint_path,
+            topic=self.layout.topic,
+            lake_root=self.endpoints.lake_root,
             pg_dsn=self.endpoints.pg_dsn,
-            pg_table=self.layout.pg_table,
-            json_schema=schema.json_schema if schema else None,
-            quality=self.source.spec.quality,
             available_now=available_now,
         )
 

@@ -35,8 +35,9 @@ from psycopg import sql
 from bench.common import Context, fmt, interleaved, paired_ratios, ratio, spread, summary, timed
 from restlake.postgres import merge as merge_mod
 from restlake.postgres import migrations
+from restlake.postgres.arrow_stage import ARROW_COLUMNS, arrow_stager
 from restlake.postgres.identifiers import TableName
-from restlake.postgres.merge import MergeRow, merge_batch, parse_version
+from restlake.postgres.merge import MergeRow, merge_batch, merge_staged, parse_version
 
 log = logging.getLogger("bench.sink")
 
@@ -203,6 +204,36 @@ class SinkBench:
             raise AssertionError(f"merge wrote {result.merged} rows, expected {expected}")
         return len(rows) / t["wall"]
 
+    def prepare_arrow(self, rows: list[MergeRow]) -> Any:
+        """The batch as the stream job holds it after ``toArrow()`` (built untimed)."""
+        import pyarrow as pa
+
+        types = {
+            "fetched_at": pa.timestamp("us", tz="UTC"),
+            "kafka_partition": pa.int32(),
+            "kafka_offset": pa.int64(),
+        }
+        return pa.table(
+            {c: pa.array([getattr(r, c) for r in rows], types.get(c, pa.string())) for c in ARROW_COLUMNS}
+        )
+
+    def run_arrow(self, table: Any, n: int, preload: list[MergeRow] | None) -> float:
+        self.reset(preload)
+        self._batch += 1
+        with timed() as t:
+            result = merge_staged(
+                self.ctx.pg_dsn,
+                table=TARGET,
+                source=SOURCE,
+                query_id=f"bench-{self._batch}",
+                batch_id=self._batch,
+                stage=arrow_stager(table, source=SOURCE, batch_id=self._batch),
+            )
+        expected = n if preload is None else n // 2 + n % 2
+        if result.merged != expected:
+            raise AssertionError(f"arrow merge wrote {result.merged} rows, expected {expected}")
+        return n / t["wall"]
+
     def prepare_copy(self, rows: list[MergeRow]) -> list[tuple[Any, ...]]:
         return [_target_tuple(r, 0) for r in rows]
 
@@ -223,7 +254,7 @@ class SinkBench:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        cols: dict[str, list[Any]] = {c: [] for c in merge_mod._STAGE_COLUMNS}
+        cols: dict[str, list[Any]] = {c: [] for c in merge_mod.STAGE_COLUMNS}
         for r in rows:
             parsed = parse_version(r.version)
             for key, value in (
@@ -315,6 +346,9 @@ def run(ctx: Context) -> dict[str, Any]:
             "rows/s = batch rows / wall seconds of the whole call (connect, stage, upsert, commit).",
             "update: target preloaded with v1 of every key; the batch has every key, half newer.",
             "update COPY = the same batch rows copied into the emptied target (the transport limit).",
+            "merge from Arrow: the same merge with the rows staged from an Arrow table by one CSV COPY "
+            "(restlake.postgres.arrow_stage), as the stream job does after toArrow(); the table is built "
+            "untimed, as merge's row objects are.",
             "jdbc: Spark df.write.jdbc (driver org.postgresql.Driver, default batchsize 1000, 2 "
             "partitions) into a staging table, then the same INSERT ... ON CONFLICT; no ledger row.",
             *(
@@ -336,8 +370,10 @@ def _run_size(ctx: Context, n: int, *, reps: int, with_jdbc: bool, warmup: int =
     out = []
     for scenario, rows, preload in (("insert", v1, None), ("update", upd, v1)):
         tuples = bench.prepare_copy(rows)
+        table = bench.prepare_arrow(rows)
         variants = {
             "merge": lambda rows=rows, preload=preload: bench.run_merge(rows, preload),
+            "arrow": lambda table=table, preload=preload: bench.run_arrow(table, n, preload),
             "copy": lambda tuples=tuples: bench.run_copy(tuples),
         }
         df = None
@@ -357,6 +393,8 @@ def _run_size(ctx: Context, n: int, *, reps: int, with_jdbc: bool, warmup: int =
             "ratios": {
                 "merge_vs_copy": ratio(stats["merge"]["median"], stats["copy"]["median"]),
                 "merge_vs_copy_paired": paired_ratios(measured["merge"], measured["copy"]),
+                "arrow_vs_copy": ratio(stats["arrow"]["median"], stats["copy"]["median"]),
+                "arrow_vs_copy_paired": paired_ratios(measured["arrow"], measured["copy"]),
             },
         }
         if with_jdbc:
@@ -370,15 +408,15 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         "### 1. Postgres sink (rows/s, median (min..max); ratio = merge ÷ baseline)",
         "",
-        "| rows | scenario | restlake merge | raw COPY (limit) | Spark JDBC + upsert (seed) "
-        "| merge ÷ COPY (target ≥ 0.5) | merge ÷ JDBC (target ≥ 5) |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| rows | scenario | restlake merge (rows) | merge from Arrow (stream job) | raw COPY (limit) "
+        "| Spark JDBC + upsert (seed) | merge ÷ COPY | Arrow merge ÷ COPY (target ≥ 0.6) | merge ÷ JDBC |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in doc["results"]:
         s = r["rows_per_s"]
         lines.append(
-            f"| {r['rows']:,} | {r['scenario']} | {spread(s['merge'])} | {spread(s['copy'])} | "
-            f"{spread(s.get('jdbc', {}))} | {fmt(r['ratios']['merge_vs_copy'])} | "
-            f"{fmt(r['ratios'].get('merge_vs_jdbc'))} |"
+            f"| {r['rows']:,} | {r['scenario']} | {spread(s['merge'])} | {spread(s.get('arrow', {}))} "
+            f"| {spread(s['copy'])} | {spread(s.get('jdbc', {}))} | {fmt(r['ratios']['merge_vs_copy'])} | "
+            f"{fmt(r['ratios'].get('arrow_vs_copy'))} | {fmt(r['ratios'].get('merge_vs_jdbc'))} |"
         )
     return "\n".join(lines)

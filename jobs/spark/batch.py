@@ -31,7 +31,6 @@ from restlake.jobs.spark import bronze, faults, quality
 from restlake.jobs.spark import metrics as prom
 from restlake.jobs.spark.bronze_keys import (
     KEY,
-    Selection,
     ensure_seeded,
     first_per_key,
     key_digest,
@@ -289,25 +288,8 @@ class BatchProcessor:
                     valid = checked.drop(quality.EXPECTATION)
             step("quality")
 
-            quarantined = invalid + dropped
-            if quarantined:
-                rejected_rows = bronze.quarantine_rows(rejected, source=cfg.source, batch_id=batch_id)
-                bronze.append(rejected_rows, path=cfg.quarantine_path, app_id=app_id, batch_id=batch_id)
-            step("quarantine")
-
-            selection = select_new(
-                spark,
-                cfg.pg_dsn,
-                keys,
-                path=cfg.bronze_path,
-                table=self.bronze_table_id(spark),
-                source=cfg.source,
-                query_id=query_id,
-                batch_id=batch_id,
-            )
-            step("dedupe")
-
-            # The merge (collect, COPY, upsert) runs beside the bronze append and commits after it:
+            # The merge (collect as Arrow, COPY, upsert) starts now and runs beside the quarantine
+            # write, the key claim and the bronze append, but commits only after the bronze commit:
             # Postgres never holds a batch that bronze does not, as before, at the cost of neither.
             bronze_done = threading.Event()
             bronze_failed: list[BaseException] = []
@@ -320,16 +302,34 @@ class BatchProcessor:
                     )
 
             outcome: dict[str, MergeResult | BaseException] = {}
+            duplicates = pc.count_distinct(keys[KEY]).as_py() < keys.num_rows
 
             def merge_in_background() -> None:
                 try:
-                    outcome["result"] = self._merge(valid, batch_id, query_id, selection, after_bronze)
+                    outcome["result"] = self._merge(valid, batch_id, query_id, duplicates, after_bronze)
                 except BaseException as exc:  # re-raised on the batch's own thread below
                     outcome["error"] = exc
 
             merging = InheritableThread(target=merge_in_background, name=f"merge-{cfg.source}-{batch_id}")
             merging.start()
             try:
+                quarantined = invalid + dropped
+                if quarantined:
+                    rejected_rows = bronze.quarantine_rows(rejected, source=cfg.source, batch_id=batch_id)
+                    bronze.append(rejected_rows, path=cfg.quarantine_path, app_id=app_id, batch_id=batch_id)
+                step("quarantine")
+
+                selection = select_new(
+                    spark,
+                    cfg.pg_dsn,
+                    keys,
+                    path=cfg.bronze_path,
+                    table=self.bronze_table_id(spark),
+                    source=cfg.source,
+                    query_id=query_id,
+                    batch_id=batch_id,
+                )
+                step("dedupe")
                 if selection.rows:
                     bronze.append(
                         bronze.bronze_rows(selection.apply(spark, valid), batch_id, self.typed),
@@ -412,13 +412,13 @@ class BatchProcessor:
         valid: DataFrame,
         batch_id: int,
         query_id: str,
-        selection: Selection,
+        duplicates: bool,
         before_commit: Callable[[], None],
     ) -> MergeResult:
         cfg = self.config
         # Collected once, as Arrow; a retry re-sends the same rows without another Spark job.
         rows = valid.select(*ARROW_COLUMNS).toArrow()
-        if selection.duplicates:
+        if duplicates:
             rows = first_per_key(rows)
         attempts = len(_MERGE_RETRY_DELAYS) + 1
         for attempt in range(1, attempts + 1):

@@ -80,15 +80,11 @@ def ensure_seeded(spark: SparkSession, dsn: SecretStr, *, path: str, table: Tabl
 
 @dataclass(frozen=True)
 class Selection:
-    """The batch's valid rows bronze should get: ``rows`` of them, all of ``valid`` when ``everything``.
-
-    ``duplicates``: some key occurs more than once in the batch (a page fetched twice).
-    """
+    """The batch's valid rows bronze should get: ``rows`` of them, all of ``valid`` when ``everything``."""
 
     rows: int
     everything: bool
     positions: pa.Table | None = None
-    duplicates: bool = False
 
     def apply(self, spark: SparkSession, valid: DataFrame) -> DataFrame:
         if self.everything or self.positions is None:
@@ -127,7 +123,7 @@ def select_new(
         dsn, table_id=table, query_id=query_id, batch_id=batch_id, keys=first[KEY].to_pylist()
     )
     if claim.committed:
-        return Selection(0, everything=False, duplicates=first.num_rows < keys.num_rows)
+        return Selection(0, everything=False)
     fresh = set(claim.fresh)
     if claim.unconfirmed:
         # Claimed by another query that died before confirming its append: look in bronze itself.
@@ -153,7 +149,7 @@ def select_new(
     partition = pc.divide(positions, _PARTITION_SHIFT).cast(pa.int32())
     offset = pc.subtract(positions, pc.multiply(partition.cast(pa.int64()), _PARTITION_SHIFT))
     table_ = pa.table({"kafka_partition": partition, "kafka_offset": offset})
-    return Selection(chosen.num_rows, everything=False, positions=table_, duplicates=duplicates)
+    return Selection(chosen.num_rows, everything=False, positions=table_)
 
 
 def _positions(rows: pa.Table) -> pa.Array:

@@ -248,5 +248,4 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{fmt(h['job_wall_s_incl_startup'])} s ({h['batches']} batches); writing the history took "
         f"{fmt(h['history_write_s'])} s (not in the job's time).",
     ]
-    lines += [f"- {note}" for note in doc.get("notes", [])]
     return "\n".join(lines)

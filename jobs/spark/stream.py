@@ -97,6 +97,9 @@ def _start(
     prepare(spark, config)
     prom.init_source(config.source, config.quality)
     processor = BatchProcessor(config, metrics)
+    # Before the query: a first run against a table written before the key ledger copies its keys
+    # (a one-off scan of the source's history) here rather than inside the first micro-batch.
+    processor.bronze_table_id(spark)
     listener = _listener(spark, config.source)
     writer = (
         read_kafka(spark, config)

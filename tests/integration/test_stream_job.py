@@ -6,16 +6,20 @@ Spark session and raw.api_events without seeing each other's rows.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
+from restlake.jobs.spark.bronze_keys import table_state
 from restlake.jobs.spark.stream import StreamSummary
+from restlake.postgres import bronze_keys as ledger
 from restlake.stack.manager import StackEndpoints
 
 from .fixtures_stream import StreamJob
@@ -152,3 +156,32 @@ def test_replayed_batch_and_new_checkpoint_add_no_duplicates(
     assert len(job.bronze(spark)) == 12
     assert job.postgres() == pg
     assert len({query_id for query_id, *_ in job.ledger()}) == 2
+
+
+def test_a_ledger_that_lost_its_keys_or_holds_a_dead_querys_claims_neither_loses_nor_doubles(
+    stack: StackEndpoints, spark: SparkSession, tmp_path: Path
+) -> None:
+    job = StreamJob(stack, tmp_path, max_offsets_per_trigger=5)
+    first = [job.envelope(i, name=f"item {i}") for i in range(6)]
+    job.send(*first)
+    assert job.run(spark).bronze_written == 6
+
+    # As after an upgrade from a version without the key ledger: bronze holds rows it does not know.
+    table = table_state(spark, job.config.bronze_path).id
+    second = [job.envelope(i, name=f"item {i}") for i in range(6, 12)]
+    with psycopg.connect(stack.pg_dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM raw.bronze_keys WHERE table_id = %s::uuid", (table,))
+        conn.execute("DELETE FROM raw.bronze_key_sources WHERE table_id = %s::uuid", (table,))
+        # And a query that claimed the next records' keys, then died before appending them.
+        digests = [hashlib.md5(e.idempotency_key.encode()).hexdigest() for e in second]
+        ledger.claim(conn, table_id=table, query_id="dead-query", batch_id=0, keys=digests)
+    job.send(*second)
+
+    # A new checkpoint reads all 12: the 6 in bronze are found by seeding the ledger from the table,
+    # the 6 claimed by the dead query are looked up in bronze, found missing, and written once.
+    fresh = job.run(spark, job.config_for("ckpt-2", max_offsets_per_trigger=5))
+    assert (fresh.rows_read, fresh.bronze_written) == (12, 6)
+    keys = Counter(r.idempotency_key for r in job.bronze(spark))
+    assert len(keys) == 12 and set(keys.values()) == {1}
+    assert keys.keys() == {e.idempotency_key for e in [*first, *second]}
+    assert len(job.postgres()) == 12

@@ -101,6 +101,9 @@ def test_topic_pattern_reads_every_matching_topic(
     job.send(*[job.envelope(i, name=f"item {i}") for i in range(3)])
     job.send(*[job.envelope(i, name=f"item {i}") for i in range(3, 6)], topic=other)
     summary = job.run(spark, config)
-    assert summary.batches >= 3
+    # The cap holds across both topics: not all 6 in one batch. Not >= 3: Spark gives every
+    # partition with data at least one offset per batch, and the 4 partitions' shares of the keys
+    # vary with the test's random source name.
+    assert summary.batches >= 2
     assert (summary.rows_read, summary.bronze_written, summary.merged) == (6, 6, 6)
     assert Counter(r.kafka_topic for r in job.bronze(spark)) == {job.topic: 3, other: 3}

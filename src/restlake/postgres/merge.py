@@ -357,8 +357,11 @@ def _merge(
         if before_commit is not None:
             before_commit()
         conn.execute(
-            "INSERT INTO raw.ingest_batches (source, query_id, batch_id, target_table, rows_in, rows_merged)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
+            # clock_timestamp(), not the column default now() (the transaction's start): the stream
+            # job opens this transaction while its bronze append still runs, and commits after it.
+            "INSERT INTO raw.ingest_batches"
+            " (source, query_id, batch_id, target_table, rows_in, rows_merged, committed_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp())",
             (source, query_id, batch_id, str(target), rows_in, inserted + updated),
         )
     result = MergeResult(

@@ -35,7 +35,7 @@ from psycopg import sql
 from bench.common import Context, fmt, interleaved, paired_ratios, ratio, spread, summary, timed
 from restlake.postgres import merge as merge_mod
 from restlake.postgres import migrations
-from restlake.postgres.arrow_stage import ARROW_COLUMNS, arrow_stager
+from restlake.postgres.arrow_stage import arrow_stager, rows_table
 from restlake.postgres.identifiers import TableName
 from restlake.postgres.merge import MergeRow, merge_batch, merge_staged, parse_version
 
@@ -204,19 +204,6 @@ class SinkBench:
             raise AssertionError(f"merge wrote {result.merged} rows, expected {expected}")
         return len(rows) / t["wall"]
 
-    def prepare_arrow(self, rows: list[MergeRow]) -> Any:
-        """The batch as the stream job holds it after ``toArrow()`` (built untimed)."""
-        import pyarrow as pa
-
-        types = {
-            "fetched_at": pa.timestamp("us", tz="UTC"),
-            "kafka_partition": pa.int32(),
-            "kafka_offset": pa.int64(),
-        }
-        return pa.table(
-            {c: pa.array([getattr(r, c) for r in rows], types.get(c, pa.string())) for c in ARROW_COLUMNS}
-        )
-
     def run_arrow(self, table: Any, n: int, preload: list[MergeRow] | None) -> float:
         self.reset(preload)
         self._batch += 1
@@ -370,7 +357,7 @@ def _run_size(ctx: Context, n: int, *, reps: int, with_jdbc: bool, warmup: int =
     out = []
     for scenario, rows, preload in (("insert", v1, None), ("update", upd, v1)):
         tuples = bench.prepare_copy(rows)
-        table = bench.prepare_arrow(rows)
+        table = rows_table(rows)  # untimed, as merge's row objects are
         variants = {
             "merge": lambda rows=rows, preload=preload: bench.run_merge(rows, preload),
             "arrow": lambda table=table, preload=preload: bench.run_arrow(table, n, preload),

@@ -50,17 +50,8 @@ from restlake.postgres.merge import MergeResult, MergeRow, merge_staged
 
 log = logging.getLogger(__name__)
 
-_MERGE_COLUMNS = (
-    "source",
-    "external_id",
-    "idempotency_key",
-    "content_hash",
-    "version",
-    "payload",
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-)
+# The row path's columns (the backfill's): the Arrow path's but fetched_at, read as epoch micros.
+_MERGE_COLUMNS = tuple(c for c in ARROW_COLUMNS if c != "fetched_at")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Retries of a merge that failed transiently (Postgres restarting, a serialization failure);
 # safe because the ledger makes a merge that did commit a no-op. Delays in seconds: 30 s in all,

@@ -194,18 +194,22 @@ def _number(schema: dict[str, Any], value: Column) -> Column:
     return out
 
 
-def _string(schema: dict[str, Any], value: Column) -> Column:
-    text = F.try_variant_get(value, "$", "string")
-    out = text.isNotNull()
-    for key, holds in (
-        ("minLength", lambda n: F.char_length(text) >= F.lit(n)),
-        ("maxLength", lambda n: F.char_length(text) <= F.lit(n)),
-    ):
+def _count_limits(schema: dict[str, Any], count: Column, lower: str, upper: str) -> Column:
+    """``lower`` <= ``count`` <= ``upper`` for the integer bounds the schema sets (minLength, minItems …)."""
+    out = F.lit(True)
+    for key, holds in ((lower, lambda n: count >= F.lit(n)), (upper, lambda n: count <= F.lit(n))):
         limit = schema.get(key)
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int):
                 raise _Unsupported
             out = out & holds(limit)
+    return out
+
+
+def _string(schema: dict[str, Any], value: Column) -> Column:
+    text = F.try_variant_get(value, "$", "string")
+    out = text.isNotNull()
+    out = out & _count_limits(schema, F.char_length(text), "minLength", "maxLength")
     pattern = schema.get("pattern")
     if pattern is not None:
         if not isinstance(pattern, str) or not _SAFE_PATTERN.match(pattern):
@@ -219,15 +223,7 @@ def _string(schema: dict[str, Any], value: Column) -> Column:
 def _array(schema: dict[str, Any], value: Column) -> Column:
     elements = F.try_variant_get(value, "$", "array<variant>")
     out = elements.isNotNull()
-    for key, holds in (
-        ("minItems", lambda n: F.size(elements) >= F.lit(n)),
-        ("maxItems", lambda n: F.size(elements) <= F.lit(n)),
-    ):
-        limit = schema.get(key)
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int):
-                raise _Unsupported
-            out = out & holds(limit)
+    out = out & _count_limits(schema, F.size(elements), "minItems", "maxItems")
     items = schema.get("items")
     if items is not None:
         if not isinstance(items, dict | bool):

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-import pyarrow as pa
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -18,7 +17,7 @@ from pydantic import SecretStr
 
 from restlake.errors import ConfigError, PermanentError, TransientError
 from restlake.postgres import migrations
-from restlake.postgres.arrow_stage import ARROW_COLUMNS, arrow_stager
+from restlake.postgres.arrow_stage import arrow_stager, rows_table
 from restlake.postgres.identifiers import TableName
 from restlake.postgres.merge import MergeRow, VersionState, is_newer, merge_batch, merge_staged
 from restlake.stack.manager import StackEndpoints
@@ -73,20 +72,9 @@ def stored(dsn: str, source: str, table: str = TABLE) -> dict[str, dict[str, Any
 def merge(dsn: str, source: str, batch_id: int, rows: list[MergeRow], **kw: Any) -> Any:
     table = kw.pop("table", TABLE)
     if _STAGING.get(source) == "arrow":
-        stage = arrow_stager(arrow_table(rows), source=source, batch_id=batch_id)
+        stage = arrow_stager(rows_table(rows), source=source, batch_id=batch_id)
         return merge_staged(dsn, table=table, source=source, query_id="q1", batch_id=batch_id, stage=stage)
     return merge_batch(dsn, table=table, source=source, query_id="q1", batch_id=batch_id, rows=rows)
-
-
-def arrow_table(rows: list[MergeRow]) -> pa.Table:
-    """The rows as the stream job collects them from Spark: fetched_at a UTC timestamp column."""
-    columns = {c: [getattr(r, c) for r in rows] for c in ARROW_COLUMNS}
-    types = {
-        "fetched_at": pa.timestamp("us", tz="UTC"),
-        "kafka_partition": pa.int32(),
-        "kafka_offset": pa.int64(),
-    }
-    return pa.table({c: pa.array(v, types.get(c, pa.string())) for c, v in columns.items()})
 
 
 def test_migrations_applied_twice_are_a_noop(dsn: str) -> None:

@@ -9,13 +9,14 @@ parsed by the same ``parse_version`` as the row path, so "newer" means the same 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
 from restlake.errors import PermanentError
-from restlake.postgres.merge import STAGE_COLUMNS, Stager, parse_version
+from restlake.postgres.merge import STAGE_COLUMNS, MergeRow, Stager, parse_version
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -39,6 +40,21 @@ _CHUNK_ROWS = 8192
 _COPY_CSV = sql.SQL("COPY restlake_stage ({}) FROM STDIN WITH (FORMAT csv)").format(
     sql.SQL(", ").join(sql.Identifier(c) for c in STAGE_COLUMNS)
 )
+
+
+def rows_table(rows: Iterable[MergeRow]) -> pa.Table:
+    """``MergeRow`` values as the Arrow table the stream job collects from Spark (tests, benchmarks)."""
+    import pyarrow as pa
+
+    listed = list(rows)
+    types = {
+        "fetched_at": pa.timestamp("us", tz="UTC"),
+        "kafka_partition": pa.int32(),
+        "kafka_offset": pa.int64(),
+    }
+    return pa.table(
+        {c: pa.array([getattr(r, c) for r in listed], types.get(c, pa.string())) for c in ARROW_COLUMNS}
+    )
 
 
 def arrow_stager(rows: pa.Table, *, source: str, batch_id: int) -> Stager:

@@ -287,6 +287,16 @@ def run_backfill(
     progress: Callable[[int, int], None] | None = None,
 ) -> BackfillSummary:
     """Replay ``replay`` into Postgres; ``progress(done, total)`` after each merged chunk."""
+    if not cfg.postgres_enabled:
+        raise ConfigError(
+            f"backfill of {cfg.source}: sinks.postgres.enabled is false, and a backfill replays into "
+            "Postgres; enable the sink first"
+        )
+    if isinstance(replay, BronzeRange) and not cfg.bronze_enabled:
+        raise ConfigError(
+            f"backfill of {cfg.source}: sinks.bronze.enabled is false, so there is no bronze history to "
+            "replay; replay a Kafka range (--from-offsets or --from-time) instead"
+        )
     started = time.monotonic()
     query_id = f"backfill-{run_id or uuid.uuid4().hex}"
     cached: list[DataFrame] = []

@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 
@@ -27,37 +27,27 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from restlake.errors import TransientError
-from restlake.jobs.spark import bronze, faults, quality
+from restlake.jobs.spark import faults, quality
 from restlake.jobs.spark import metrics as prom
 from restlake.jobs.spark.bronze_keys import (
-    KEY,
-    ensure_seeded,
-    first_per_key,
-    key_digest,
+    key_columns,
     keys_of,
-    select_new,
-    table_state,
 )
 from restlake.jobs.spark.config import StreamJobConfig
+from restlake.jobs.spark.sinks import MicroBatch, Sink, Written, sinks_for
 from restlake.jobs.spark.typed_columns import typed_columns
 from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, SCHEMA_FALLBACK, validate
 from restlake.lineage.emitter import LineageEmitter
 from restlake.lineage.stream import BatchCounts as LineageCounts
 from restlake.lineage.stream import StreamTargets, emit_stream_batch
-from restlake.postgres import bronze_keys as ledger
-from restlake.postgres.arrow_stage import ARROW_COLUMNS, arrow_stager
-from restlake.postgres.merge import MergeResult, MergeRow, merge_staged
+from restlake.postgres.arrow_stage import ARROW_COLUMNS
+from restlake.postgres.merge import MergeRow
 
 log = logging.getLogger(__name__)
 
 # The row path's columns (the backfill's): the Arrow path's but fetched_at, read as epoch micros.
 _MERGE_COLUMNS = tuple(c for c in ARROW_COLUMNS if c != "fetched_at")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Retries of a merge that failed transiently (Postgres restarting, a serialization failure);
-# safe because the ledger makes a merge that did commit a no-op. Delays in seconds: 30 s in all,
-# enough for a Postgres restart or a managed failover; beyond that the batch fails and the query
-# stops, and its restart replays the batch from the checkpoint.
-_MERGE_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 @dataclass
@@ -149,8 +139,8 @@ class BatchProcessor:
         self.metrics = metrics if metrics is not None else StreamMetrics()
         self.failure: BaseException | None = None
         self._query_id: str | None = None
-        self._bronze_table_id: str | None = None
         self.typed = typed_columns(config.json_schema)
+        self.sinks = sinks_for(config, self.typed)
         # Transport "none" unless RESTLAKE_LINEAGE_TRANSPORT says otherwise; a failed send is logged
         # and counted by the emitter, never raised, so lineage cannot stop ingestion.
         self.lineage = LineageEmitter.from_settings()
@@ -163,6 +153,7 @@ class BatchProcessor:
             pg_dsn=config.pg_dsn.get_secret_value(),
             pg_table=config.pg_table,
             typed_columns=tuple((c.column, c.data_type.simpleString()) for c in self.typed),
+            sinks=frozenset(sink.name for sink in self.sinks),
         )
 
     def query_id(self, spark: SparkSession) -> str:
@@ -222,16 +213,14 @@ class BatchProcessor:
         validated = slim(validated, keep_variant=bool(self.typed) or gate_rules is not None)
         validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
         cached: list[DataFrame] = [validated]
-        merging: InheritableThread | None = None
+        beside: list[InheritableThread] = []
         try:
             # One job fills the cache and brings back what every later step needs to know: which
             # rows are valid, and the key and Kafka position of each (a few bytes a row).
             fallback = F.col(SCHEMA_FALLBACK) if SCHEMA_FALLBACK in validated.columns else F.lit(False)
             facts = validated.select(
                 F.col(REASON).isNull().alias("_ok"),
-                key_digest().alias(KEY),
-                "kafka_partition",
-                "kafka_offset",
+                *key_columns(),
                 fallback.alias("_fallback"),
             ).toArrow()
             rows_read = facts.num_rows
@@ -279,85 +268,84 @@ class BatchProcessor:
                     valid = checked.drop(quality.EXPECTATION)
             step("quality")
 
-            # The merge (collect as Arrow, COPY, upsert) starts now and runs beside the quarantine
-            # write, the key claim and the bronze append, but commits only after the bronze commit:
-            # Postgres never holds a batch that bronze does not, as before, at the cost of neither.
-            bronze_done = threading.Event()
-            bronze_failed: list[BaseException] = []
+            # Sinks that commit after the lake (the Postgres merge: collect as Arrow, COPY, upsert)
+            # start now and run beside the quarantine write, the key claim and the bronze append,
+            # but commit only after the bronze commit: Postgres never holds a batch that bronze
+            # does not, as before, at the cost of neither.
+            lake_done = threading.Event()
+            lake_failed: list[BaseException] = []
 
-            def after_bronze() -> None:
-                bronze_done.wait()
-                if bronze_failed:
+            def lake_committed() -> None:
+                lake_done.wait()
+                if lake_failed:
                     raise TransientError(
                         f"bronze append of batch {batch_id} of source {cfg.source} failed; merge rolled back"
                     )
 
-            outcome: dict[str, MergeResult | BaseException] = {}
-            duplicates = pc.count_distinct(keys[KEY]).as_py() < keys.num_rows
+            quarantined = invalid + dropped
+            batch = MicroBatch(
+                spark=spark,
+                batch_id=batch_id,
+                query_id=query_id,
+                app_id=app_id,
+                valid=valid,
+                rejected=rejected,
+                rejected_rows=quarantined,
+                keys=keys,
+                lake_committed=lake_committed,
+            )
+            written: dict[str, Written] = {}
+            errors: list[BaseException] = []
 
-            def merge_in_background() -> None:
+            def write_beside(sink: Sink) -> None:
                 try:
-                    outcome["result"] = self._merge(valid, batch_id, query_id, duplicates, after_bronze)
-                except BaseException as exc:  # re-raised on the batch's own thread below
-                    outcome["error"] = exc
+                    written[sink.name] = sink.write(batch)
+                except BaseException as exc:  # re-raised on the driver thread below
+                    errors.append(exc)
 
-            merging = InheritableThread(target=merge_in_background, name=f"merge-{cfg.source}-{batch_id}")
-            merging.start()
-            try:
-                quarantined = invalid + dropped
-                if quarantined:
-                    rejected_rows = bronze.quarantine_rows(rejected, source=cfg.source, batch_id=batch_id)
-                    bronze.append(rejected_rows, path=cfg.quarantine_path, app_id=app_id, batch_id=batch_id)
-                step("quarantine")
-
-                selection = select_new(
-                    spark,
-                    cfg.pg_dsn,
-                    keys,
-                    path=cfg.bronze_path,
-                    table=self.bronze_table_id(spark),
-                    source=cfg.source,
-                    query_id=query_id,
-                    batch_id=batch_id,
-                )
-                step("dedupe")
-                if selection.rows:
-                    bronze.append(
-                        bronze.bronze_rows(selection.apply(spark, valid), batch_id, self.typed),
-                        path=cfg.bronze_path,
-                        app_id=app_id,
-                        batch_id=batch_id,
-                        merge_schema=bool(self.typed),
-                        rows_hint=selection.rows,
+            for sink in self.sinks:
+                if sink.commits_after_lake:
+                    thread = InheritableThread(
+                        target=write_beside, args=(sink,), name=f"{sink.name}-{cfg.source}-{batch_id}"
                     )
-                ledger.confirm(
-                    cfg.pg_dsn, table_id=self.bronze_table_id(spark), query_id=query_id, batch_id=batch_id
-                )
-                step("bronze")
+                    thread.start()
+                    beside.append(thread)
+            try:
+                for sink in self.sinks:
+                    if not sink.commits_after_lake:
+                        written[sink.name] = sink.write(batch)
+                        step(sink.name)
+                if quarantined and not self.config.quarantine_enabled:
+                    log.warning(
+                        "quarantine disabled: rejected records not kept source=%s batch_id=%s rejected=%s",
+                        cfg.source,
+                        batch_id,
+                        quarantined,
+                    )
                 faults.after_bronze_write(batch_id)
             except BaseException as exc:
-                bronze_failed.append(exc)
+                lake_failed.append(exc)
                 raise
             finally:
-                bronze_done.set()
-            merging.join()
-            merging = None
-            if "error" in outcome:
-                raise outcome["error"]
-            merged = outcome["result"]
-            assert isinstance(merged, MergeResult)
+                lake_done.set()
+            for thread in beside:
+                thread.join()
+            beside.clear()
+            if errors:
+                raise errors[0]
             step("postgres")
         finally:
-            if merging is not None:
-                merging.join()
+            for thread in beside:
+                thread.join()
             for df in cached:
                 df.unpersist()
 
+        merged = written.get("postgres", Written())
         counts = BatchCounts(
             batch_id=batch_id,
             rows_read=rows_read,
             quarantined=quarantined,
-            bronze_written=selection.rows,
+            bronze_written=written.get("bronze", Written()).rows,
             pg_inserted=merged.inserted,
             pg_updated=merged.updated,
             pg_replayed=merged.replayed,
@@ -383,60 +371,6 @@ class BatchProcessor:
             " ".join(f"{k}:{v:.2f}" for k, v in steps.items()),
         )
         return counts
-
-    def bronze_table_id(self, spark: SparkSession) -> str:
-        """The bronze table's Delta id, and its key ledger seeded for this source (once per query)."""
-        if self._bronze_table_id is None:
-            state = table_state(spark, self.config.bronze_path)
-            ensure_seeded(
-                spark,
-                self.config.pg_dsn,
-                path=self.config.bronze_path,
-                table=state,
-                source=self.config.source,
-            )
-            self._bronze_table_id = state.id
-        return self._bronze_table_id
-
-    def _merge(
-        self,
-        valid: DataFrame,
-        batch_id: int,
-        query_id: str,
-        duplicates: bool,
-        before_commit: Callable[[], None],
-    ) -> MergeResult:
-        cfg = self.config
-        # Collected once, as Arrow; a retry re-sends the same rows without another Spark job.
-        rows = valid.select(*ARROW_COLUMNS).toArrow()
-        if duplicates:
-            rows = first_per_key(rows)
-        attempts = len(_MERGE_RETRY_DELAYS) + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return merge_staged(
-                    cfg.pg_dsn,
-                    table=cfg.table,
-                    source=cfg.source,
-                    query_id=query_id,
-                    batch_id=batch_id,
-                    stage=arrow_stager(rows, source=cfg.source, batch_id=batch_id),
-                    before_commit=before_commit,
-                )
-            except TransientError as exc:
-                if attempt == attempts:
-                    raise
-                delay = _MERGE_RETRY_DELAYS[attempt - 1]
-                log.warning(
-                    "merge failed transiently, retrying source=%s batch_id=%s attempt=%s delay_s=%s error=%s",
-                    cfg.source,
-                    batch_id,
-                    attempt,
-                    delay,
-                    exc,
-                )
-                time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def slim(validated: DataFrame, *, keep_variant: bool) -> DataFrame:

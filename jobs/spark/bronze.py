@@ -67,13 +67,16 @@ QUARANTINE_SCHEMA = T.StructType(
 )
 
 
-def ensure_table(spark: SparkSession, path: str, schema: T.StructType) -> None:
-    """Create the Delta table at ``path`` with ``schema``, partitioned by source and ingest_date."""
+def ensure_table(
+    spark: SparkSession, path: str, schema: T.StructType, *, partition_by: tuple[str, ...] = PARTITION_COLUMNS
+) -> None:
+    """Create the Delta table at ``path`` with ``schema``, partitioned by source and ingest_date
+    unless the spec says otherwise (``sinks.bronze.partitionBy``)."""
     (
         DeltaTable.createIfNotExists(spark)
         .location(path)
         .addColumns(schema)
-        .partitionedBy(*PARTITION_COLUMNS)
+        .partitionedBy(*partition_by)
         .execute()
     )
 

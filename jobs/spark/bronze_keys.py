@@ -93,9 +93,14 @@ class Selection:
         return valid.join(F.broadcast(chosen), on=["kafka_partition", "kafka_offset"], how="left_semi")
 
 
+def key_columns() -> list[Column]:
+    """What ``select_new`` reads per row: the key and the Kafka position (~50 bytes a row as Arrow)."""
+    return [key_digest().alias(KEY), F.col("kafka_partition"), F.col("kafka_offset")]
+
+
 def keys_of(valid: DataFrame) -> pa.Table:
-    """The batch's key, Kafka partition and offset per valid row, collected as Arrow (~50 bytes a row)."""
-    return valid.select(key_digest().alias(KEY), "kafka_partition", "kafka_offset").toArrow()
+    """The batch's key, Kafka partition and offset per valid row, collected as Arrow."""
+    return valid.select(*key_columns()).toArrow()
 
 
 def select_new(

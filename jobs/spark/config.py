@@ -56,6 +56,16 @@ class StreamJobConfig(BaseModel):
         description="libpq URI of the Postgres that holds pg_table (defaults to RESTLAKE_PG_DSN).",
     )
     pg_table: str = Field("raw.api_events", description="schema.table the records are upserted into.")
+    bronze_enabled: bool = Field(True, description="Append valid record versions to the bronze table.")
+    quarantine_enabled: bool = Field(
+        True, description="Write rejected records to the quarantine table; off, they are counted and logged."
+    )
+    postgres_enabled: bool = Field(True, description="Upsert valid records into pg_table.")
+    partition_by: tuple[str, ...] = Field(
+        ("source", "ingest_date"),
+        min_length=1,
+        description="Partition columns of a bronze table this job creates (spec.sinks.bronze.partitionBy).",
+    )
     json_schema: dict[str, Any] | None = Field(
         None,
         description="JSON Schema every payload must satisfy; None checks only the envelope. Its top-level "
@@ -110,6 +120,12 @@ class StreamJobConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _one_sink(self) -> StreamJobConfig:
+        if not (self.bronze_enabled or self.postgres_enabled):
+            raise ValueError("at least one of bronze_enabled and postgres_enabled must be true")
+        return self
+
+    @model_validator(mode="after")
     def _schema_is_valid(self) -> StreamJobConfig:
         if self.json_schema is not None:
             from jsonschema.exceptions import SchemaError
@@ -137,6 +153,7 @@ class StreamJobConfig(BaseModel):
         ``stream.json`` and the backfill all come through here, so none of them can drop a part of the
         spec (the schema, the quality gate) that the others keep."""
         schema = source.spec.schema_
+        sinks = source.spec.sinks
         values: dict[str, Any] = {
             "source": source.name,
             "topic": topic,
@@ -144,7 +161,11 @@ class StreamJobConfig(BaseModel):
             "bronze_path": source.bronze_path(lake_root),
             "quarantine_path": source.quarantine_path(lake_root),
             "checkpoint_path": checkpoint_path or source.checkpoint_path(lake_root),
-            "pg_table": source.spec.sinks.postgres.table,
+            "pg_table": sinks.postgres.table,
+            "bronze_enabled": sinks.bronze.enabled,
+            "quarantine_enabled": sinks.quarantine.enabled,
+            "postgres_enabled": sinks.postgres.enabled,
+            "partition_by": tuple(sinks.bronze.partition_by),
             "json_schema": schema.json_schema if schema else None,
             "quality": source.spec.quality,
             **options,

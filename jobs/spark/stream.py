@@ -33,13 +33,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from restlake.errors import ConfigError
-from restlake.jobs.spark import bronze, ops
 from restlake.jobs.spark import metrics as prom
+from restlake.jobs.spark import ops
 from restlake.jobs.spark.batch import BatchProcessor, StreamMetrics
 from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.session import build_spark
-from restlake.jobs.spark.typed_columns import typed_columns
-from restlake.postgres import migrations
 
 log = logging.getLogger(__name__)
 
@@ -83,23 +81,16 @@ def read_kafka(spark: SparkSession, config: StreamJobConfig) -> DataFrame:
     return reader.load()
 
 
-def prepare(spark: SparkSession, config: StreamJobConfig) -> None:
-    """Create what the job writes to, idempotently: Postgres migrations and table, Delta tables."""
-    migrations.apply(config.pg_dsn)
-    migrations.ensure_table(config.pg_dsn, config.table)
-    bronze.ensure_table(spark, config.bronze_path, bronze.bronze_schema(typed_columns(config.json_schema)))
-    bronze.ensure_table(spark, config.quarantine_path, bronze.QUARANTINE_SCHEMA)
-
-
 def _start(
     spark: SparkSession, config: StreamJobConfig, metrics: StreamMetrics | None
 ) -> tuple[StreamingQuery, BatchProcessor]:
-    prepare(spark, config)
     prom.init_source(config.source, config.quality)
     processor = BatchProcessor(config, metrics)
-    # Before the query: a first run against a table written before the key ledger copies its keys
-    # (a one-off scan of the source's history) here rather than inside the first micro-batch.
-    processor.bronze_table_id(spark)
+    # Before the query: each sink creates what it writes; a first run against a bronze table
+    # written before the key ledger copies its keys (a one-off scan of the source's history) here
+    # rather than inside the first micro-batch.
+    for sink in processor.sinks:
+        sink.prepare(spark)
     listener = _listener(spark, config.source)
     writer = (
         read_kafka(spark, config)

@@ -66,6 +66,17 @@ CASES = {
         variant("spec.sinks", {"postgres": {"enabled": False}, "bronze": {"enabled": False}}),
         ["spec.sinks", "at least one of postgres or bronze must be enabled"],
     ),
+    # CEL across blocks: bronze checks need the bronze sink.
+    "bronze-checks-without-bronze": (
+        variant(
+            "spec",
+            {
+                **variant("spec.quality", {"bronze": {"schedule": "@daily"}})["spec"],
+                "sinks": {"bronze": {"enabled": False}},
+            },
+        ),
+        ["spec", "quality.bronze checks the bronze table"],
+    ),
 }
 
 

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from restlake.cli.backfill import backfill
 from restlake.errors import BackfillRangeError, ConfigError
-from restlake.jobs.spark.backfill import KafkaRange, parse_offsets, replay_range
+from restlake.jobs.spark.backfill import KafkaRange, parse_offsets, replay_range, run_backfill
 from restlake.jobs.spark.bronze_range import BronzeRange, Commit, History, parse_as_of
+from restlake.jobs.spark.config import StreamJobConfig
 
 
 def test_offsets_parse_and_errors_name_the_option() -> None:
@@ -208,3 +209,27 @@ def test_cli_refuses_mixed_origins_and_bad_versions_before_starting_spark(tmp_pa
     assert (alone.exit_code, "error: --to-version: needs --from-version" in alone.output) == (2, True)
     negative = cli_run(tmp_path, "--from-version", "-1")
     assert negative.exit_code == 2  # typer's own range check, before restlake is involved
+
+
+@pytest.mark.parametrize(
+    ("off", "replay", "message"),
+    [
+        ("postgres_enabled", KafkaRange(from_offsets={0: 0}), "sinks.postgres.enabled is false"),
+        ("bronze_enabled", BronzeRange(as_of=1), "no bronze history to replay; replay a Kafka range"),
+    ],
+)
+def test_a_backfill_into_or_from_a_sink_that_is_off_is_refused_before_spark(
+    off: str, replay: KafkaRange | BronzeRange, message: str
+) -> None:
+    config = StreamJobConfig(
+        source="s",
+        topic="restlake.s",
+        kafka_bootstrap="127.0.0.1:1",
+        bronze_path="/tmp/b",
+        quarantine_path="/tmp/q",
+        checkpoint_path="/tmp/c",
+        pg_dsn="postgresql://x@127.0.0.1:1/db",
+        **{off: False},
+    )
+    with pytest.raises(ConfigError, match=message):
+        run_backfill(None, config, replay)  # type: ignore[arg-type]  # refused before Spark is touched

@@ -215,6 +215,23 @@ def test_body_needs_post_and_a_sink_must_be_enabled() -> None:
     ]
 
 
+def test_bronze_checks_need_the_bronze_sink() -> None:
+    assert problems(
+        source(
+            quality={"bronze": {"schedule": "@daily"}},
+            sinks={"bronze": {"enabled": False}},
+        )
+    ) == [
+        (
+            "spec.quality.bronze",
+            "checks the bronze table, and sinks.bronze.enabled is false: enable the bronze sink or "
+            "remove quality.bronze",
+        )
+    ]
+    # Without bronze checks, a source may write Postgres only.
+    assert not parse_source(source(sinks={"bronze": {"enabled": False}}), "t.yaml").spec.sinks.bronze.enabled
+
+
 def test_basic_auth_needs_one_username() -> None:
     auth = {"type": "basic", "passwordSecretRef": {"name": "api", "key": "password"}}
     assert problems(source(request={"url": "http://a", "auth": auth})) == [

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from restlake.contracts.spec import parse_source
 from restlake.errors import ConfigError
 from restlake.jobs.spark.config import PG_DSN_ENV, StreamJobConfig
 from restlake.jobs.spark.stream import main, spark_conf_for
@@ -59,6 +60,11 @@ def test_dsn_from_the_environment_is_used_and_never_shown(tmp_path: Path) -> Non
         ({"pg_table": "Raw.Events"}, "pg_table"),
         ({"quality": {"onViolation": "explode"}}, "quality.onViolation"),
         ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
+        (
+            {"bronze_enabled": False, "postgres_enabled": False},
+            "at least one of bronze_enabled and postgres_enabled must be true",
+        ),
+        ({"partition_by": []}, "partition_by: Tuple should have at least 1 item"),
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, changes: dict[str, object], message: str) -> None:
@@ -78,3 +84,33 @@ def test_s3a_paths_bring_the_s3_settings_and_conf_pairs_are_checked(
     assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         spark_conf_for(local, ["nonsense"])
+
+
+def test_the_specs_sink_toggles_and_partition_columns_reach_the_job_and_its_file() -> None:
+    source = parse_source(
+        {
+            "apiVersion": "restlake.io/v1alpha1",
+            "kind": "IngestionSource",
+            "metadata": {"name": "orders"},
+            "spec": {
+                "request": {"url": "https://api.example.com/orders"},
+                "sinks": {
+                    "postgres": {"enabled": False},
+                    "quarantine": {"enabled": False},
+                    "bronze": {"partitionBy": ["ingest_date"]},
+                },
+            },
+        },
+        "test",
+    )
+    config = StreamJobConfig.for_source(
+        source,
+        kafka_bootstrap="k:9092",
+        topic="restlake.orders",
+        lake_root="/lake",
+        pg_dsn="postgresql://x@h/db",
+    )
+    assert (config.bronze_enabled, config.quarantine_enabled, config.postgres_enabled) == (True, False, False)
+    assert config.partition_by == ("ingest_date",)
+    again = StreamJobConfig.model_validate({**config.job_file(), "pg_dsn": "postgresql://x@h/db"})
+    assert again == config

@@ -827,6 +827,16 @@ class Resources(_Model):
 class IngestionSourceSpec(_Model):
     """What to fetch, how, and where it lands."""
 
+    model_config = _rules(
+        {
+            "rule": "!has(self.quality) || !has(self.quality.bronze) || !has(self.sinks)"
+            " || !has(self.sinks.bronze) || !has(self.sinks.bronze.enabled) || self.sinks.bronze.enabled"
+            " || (!has(self.quality.bronze.schedule) && (!has(self.quality.bronze.expectations)"
+            " || size(self.quality.bronze.expectations) == 0))",
+            "message": "quality.bronze checks the bronze table, and sinks.bronze.enabled is false",
+        }
+    )
+
     request: Request = Field(description="The HTTP request that returns the first page.")
     records: Records = Field(
         default_factory=Records, description="Where records are in a body, how to identify them."
@@ -846,6 +856,17 @@ class IngestionSourceSpec(_Model):
     resources: Resources | None = Field(
         None, description="Kubernetes resources of the fetcher and Spark driver."
     )
+
+    @model_validator(mode="after")
+    def _bronze_checks_need_bronze(self) -> IngestionSourceSpec:
+        checks = self.quality.bronze if self.quality is not None else None
+        if checks is not None and (checks.schedule or checks.expectations) and not self.sinks.bronze.enabled:
+            raise field_error(
+                "quality.bronze",
+                "checks the bronze table, and sinks.bronze.enabled is false: enable the bronze sink "
+                "or remove quality.bronze",
+            )
+        return self
 
 
 # Fields the API server fills in; accepted (and dropped) so `kubectl get -o yaml` output parses.

@@ -37,6 +37,8 @@ class StreamTargets:
     pg_table: str = "raw.api_events"
     # (bronze column, type) of the typed columns the source's schema declares.
     typed_columns: tuple[tuple[str, str], ...] = ()
+    # The sinks the spec enables; a sink that is off is no output of the job.
+    sinks: frozenset[str] = frozenset({"bronze", "quarantine", "postgres"})
 
 
 @dataclass(frozen=True)
@@ -78,22 +80,33 @@ def stream_batch_events(
 ) -> dict[str, Any]:
     """One event of a micro-batch run; ``counts`` become outputStatistics on each output."""
     topic = kafka_topic(targets.kafka_bootstrap, targets.topic, BRONZE_FIELDS)
-    outputs = [
-        delta_table(targets.bronze_uri, BRONZE_FIELDS + targets.typed_columns),
-        delta_table(targets.quarantine_uri, QUARANTINE_FIELDS),
-        postgres_table(targets.pg_dsn, targets.pg_table, POSTGRES_FIELDS),
-    ]
-    lineage = (
-        _bronze_lineage(targets),
-        [(name, name, "IDENTITY") for name in _ENVELOPE],
-        _POSTGRES_FROM_ENVELOPE,
+    outputs: list[dict[str, Any]] = []
+    lineage = {
+        "bronze": (
+            delta_table(targets.bronze_uri, BRONZE_FIELDS + targets.typed_columns),
+            _bronze_lineage(targets),
+        ),
+        "quarantine": (
+            delta_table(targets.quarantine_uri, QUARANTINE_FIELDS),
+            [(n, n, "IDENTITY") for n in _ENVELOPE],
+        ),
+        "postgres": (
+            postgres_table(targets.pg_dsn, targets.pg_table, POSTGRES_FIELDS),
+            _POSTGRES_FROM_ENVELOPE,
+        ),
+    }
+    rows = (
+        {"bronze": counts.bronze_rows, "quarantine": counts.quarantine_rows, "postgres": counts.postgres_rows}
+        if counts is not None
+        else None
     )
-    for output, mappings in zip(outputs, lineage, strict=True):
+    for sink, (output, mappings) in lineage.items():
+        if sink not in targets.sinks:
+            continue
         output.setdefault("facets", {})["columnLineage"] = column_lineage(topic, mappings)
-    if counts is not None:
-        rows = (counts.bronze_rows, counts.quarantine_rows, counts.postgres_rows)
-        for output, count in zip(outputs, rows, strict=True):
-            output["outputFacets"] = {"outputStatistics": output_statistics(count)}
+        if rows is not None:
+            output["outputFacets"] = {"outputStatistics": output_statistics(rows[sink])}
+        outputs.append(output)
     return run_event(
         event_type,
         run_id=run_id,

@@ -25,14 +25,13 @@ ledger existed are copied in once per (table, source) by ``seed``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import psycopg
 from pydantic import SecretStr
 
-from restlake.postgres.errors import translate
+from restlake.postgres.connection import connection
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +73,6 @@ class Claim:
     committed: bool = False
 
 
-@contextmanager
-def _connection(
-    conn_or_dsn: psycopg.Connection | str | SecretStr, doing: str
-) -> Iterator[psycopg.Connection]:
-    try:
-        if isinstance(conn_or_dsn, psycopg.Connection):
-            yield conn_or_dsn
-            return
-        dsn = conn_or_dsn.get_secret_value() if isinstance(conn_or_dsn, SecretStr) else conn_or_dsn
-        with psycopg.connect(dsn) as conn:
-            yield conn
-    except psycopg.Error as exc:
-        raise translate(exc, doing) from (exc if exc.sqlstate else None)
-
-
 def _copy_keys(conn: psycopg.Connection, keys: Iterable[str]) -> None:
     conn.execute(_CREATE_KEYS)
     with conn.cursor() as cur, cur.copy(_COPY_KEYS) as copy:
@@ -113,7 +97,7 @@ def claim(
     """Claim ``keys`` (md5 hex digests) for batch ``(query_id, batch_id)`` of table ``table_id``."""
     if not keys:
         return Claim(frozenset(), frozenset())
-    with _connection(conn_or_dsn, f"claiming bronze keys of batch {batch_id}") as conn, conn.transaction():
+    with connection(conn_or_dsn, f"claiming bronze keys of batch {batch_id}") as conn, conn.transaction():
         committed = conn.execute(
             "SELECT 1 FROM raw.bronze_batches WHERE table_id = %s::uuid AND query_id = %s AND batch_id = %s",
             (table_id, query_id, batch_id),
@@ -140,7 +124,7 @@ def settle(
 ) -> None:
     """Resolve unconfirmed claims after looking them up in the table: ``present`` ones are owned by
     the table itself from now on, ``absent`` ones are claimed by ``(query_id, batch_id)``."""
-    with _connection(conn_or_dsn, f"settling bronze keys of batch {batch_id}") as conn, conn.transaction():
+    with connection(conn_or_dsn, f"settling bronze keys of batch {batch_id}") as conn, conn.transaction():
         _confirm(conn, table_id, TABLE_QUERY_ID, TABLE_BATCH_ID)
         for owner, owned in (((TABLE_QUERY_ID, TABLE_BATCH_ID), present), ((query_id, batch_id), absent)):
             keys = list(owned)
@@ -164,13 +148,13 @@ def confirm(
     conn_or_dsn: psycopg.Connection | str | SecretStr, *, table_id: str, query_id: str, batch_id: int
 ) -> None:
     """Record that batch ``(query_id, batch_id)``'s bronze append committed."""
-    with _connection(conn_or_dsn, f"confirming bronze batch {batch_id}") as conn, conn.transaction():
+    with connection(conn_or_dsn, f"confirming bronze batch {batch_id}") as conn, conn.transaction():
         _confirm(conn, table_id, query_id, batch_id)
 
 
 def is_seeded(conn_or_dsn: psycopg.Connection | str | SecretStr, *, table_id: str, source: str) -> bool:
     """Whether the table's rows of ``source`` from before the ledger have been copied into it."""
-    with _connection(conn_or_dsn, f"reading the bronze key ledger of source {source}") as conn:
+    with connection(conn_or_dsn, f"reading the bronze key ledger of source {source}") as conn:
         row = conn.execute(
             "SELECT 1 FROM raw.bronze_key_sources WHERE table_id = %s::uuid AND source = %s",
             (table_id, source),
@@ -183,7 +167,7 @@ def seed(
 ) -> int:
     """Copy the keys the table already holds for ``source`` into the ledger, once; returns how many."""
     with (
-        _connection(conn_or_dsn, f"seeding the bronze key ledger of source {source}") as conn,
+        connection(conn_or_dsn, f"seeding the bronze key ledger of source {source}") as conn,
         conn.transaction(),
     ):
         _copy_keys(conn, keys)

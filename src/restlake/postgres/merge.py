@@ -36,7 +36,7 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from restlake.errors import PermanentError
-from restlake.postgres.errors import translate
+from restlake.postgres.connection import connection
 from restlake.postgres.identifiers import TableName
 
 log = logging.getLogger(__name__)
@@ -274,16 +274,8 @@ def merge_staged(
     An exception it raises rolls the batch back.
     """
     target = table if isinstance(table, TableName) else TableName.parse(table)
-    doing = f"merging batch {batch_id} of source {source} into {target}"
-    try:
-        if isinstance(conn_or_dsn, psycopg.Connection):
-            return _merge(conn_or_dsn, target, source, query_id, batch_id, stage, before_commit)
-        dsn = conn_or_dsn.get_secret_value() if isinstance(conn_or_dsn, SecretStr) else conn_or_dsn
-        with psycopg.connect(dsn) as conn:
-            return _merge(conn, target, source, query_id, batch_id, stage, before_commit)
-    except psycopg.Error as exc:
-        # A client-side error (no SQLSTATE) may quote the host or user; keep it out of the chain.
-        raise translate(exc, doing) from (exc if exc.sqlstate else None)
+    with connection(conn_or_dsn, f"merging batch {batch_id} of source {source} into {target}") as conn:
+        return _merge(conn, target, source, query_id, batch_id, stage, before_commit)
 
 
 def _stage_rows(conn: psycopg.Connection, source: str, batch_id: int, rows: Iterable[MergeRow]) -> int:

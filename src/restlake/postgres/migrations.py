@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 from pydantic import SecretStr
 
+from restlake.postgres.connection import dsn_text
 from restlake.postgres.errors import translate
 from restlake.postgres.identifiers import TableName
 
@@ -52,7 +53,7 @@ def apply(dsn: str | SecretStr) -> list[str]:
     """
     migrations = load()
     try:
-        with psycopg.connect(_secret(dsn)) as conn, conn.transaction():
+        with psycopg.connect(dsn_text(dsn)) as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
             conn.execute(
@@ -88,7 +89,7 @@ def ensure_table(dsn: str | SecretStr, table: TableName) -> None:
     if table == SEED_TABLE:
         return
     try:
-        with psycopg.connect(_secret(dsn)) as conn, conn.transaction():
+        with psycopg.connect(dsn_text(dsn)) as conn, conn.transaction():
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema)))
             conn.execute(
                 sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING ALL)").format(
@@ -97,7 +98,3 @@ def ensure_table(dsn: str | SecretStr, table: TableName) -> None:
             )
     except psycopg.Error as exc:
         raise translate(exc, f"creating table {table}") from None
-
-
-def _secret(dsn: str | SecretStr) -> str:
-    return dsn.get_secret_value() if isinstance(dsn, SecretStr) else dsn

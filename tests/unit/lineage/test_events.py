@@ -100,6 +100,16 @@ def test_stream_outputs_carry_column_lineage(validator: jsonschema.protocols.Val
     assert SECRET not in json.dumps(rec.events)
 
 
+def test_a_sink_the_spec_turns_off_is_no_output(validator: jsonschema.protocols.Validator) -> None:
+    rec = Recorder()
+    postgres_only = StreamTargets(**{**targets().__dict__, "sinks": frozenset({"postgres"})})
+    emit_stream_batch(LineageEmitter(rec), postgres_only, BatchCounts(0, 3, 5))
+    assert_valid(validator, rec.events)
+    (output,) = rec.events[1]["outputs"]
+    assert output["name"] == "ingest.raw.api_events"
+    assert output["outputFacets"]["outputStatistics"]["rowCount"] == 5
+
+
 def test_fetcher_service_emits_start_heartbeat_complete_and_fail(
     validator: jsonschema.protocols.Validator,
 ) -> None:

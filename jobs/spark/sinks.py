@@ -1,0 +1,252 @@
+"""Where a validated micro-batch lands: the quarantine and bronze Delta tables and Postgres.
+
+Each sink is one class: ``prepare`` creates what it writes (idempotently, before the query
+starts) and ``write`` lands one micro-batch, a no-op when the batch is a replay. Only the sinks
+the spec enables (``sinks.<name>.enabled``) are built. ``BatchProcessor`` runs the lake sinks one
+after the other on the driver and the sinks with ``commits_after_lake`` beside them; those call
+``MicroBatch.lake_committed()`` before their commit, so Postgres never holds a batch that bronze
+does not. A new sink is a class here, a field in the spec and its toggle in ``StreamJobConfig``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+from restlake.errors import ConfigError, TransientError
+from restlake.jobs.spark import bronze
+from restlake.jobs.spark.bronze_keys import KEY, ensure_seeded, first_per_key, select_new, table_state
+from restlake.jobs.spark.config import StreamJobConfig
+from restlake.jobs.spark.typed_columns import TypedColumn
+from restlake.postgres import bronze_keys as ledger
+from restlake.postgres import migrations
+from restlake.postgres.arrow_stage import ARROW_COLUMNS, arrow_stager
+from restlake.postgres.merge import MergeResult, merge_staged
+
+log = logging.getLogger(__name__)
+
+# Retries of a merge that failed transiently (Postgres restarting, a serialization failure);
+# safe because the ledger makes a merge that did commit a no-op. Delays in seconds: 30 s in all,
+# enough for a Postgres restart or a managed failover; beyond that the batch fails and the query
+# stops, and its restart replays the batch from the checkpoint.
+MERGE_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """One micro-batch as the sinks see it, after validation and the quality gate."""
+
+    spark: SparkSession
+    batch_id: int
+    query_id: str
+    app_id: str
+    valid: DataFrame
+    rejected: DataFrame
+    rejected_rows: int
+    # Key (md5 of idempotency_key), kafka_partition and kafka_offset of every valid row, as Arrow.
+    keys: pa.Table
+    # Blocks until the lake sinks have committed this batch; raises if one of them failed.
+    lake_committed: Callable[[], None]
+
+    @property
+    def has_duplicate_keys(self) -> bool:
+        return bool(pc.count_distinct(self.keys[KEY]).as_py() < self.keys.num_rows)
+
+
+@dataclass(frozen=True)
+class Written:
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    replayed: bool = False
+
+
+class Sink(Protocol):
+    name: str
+    # True: runs beside the lake sinks and commits only after them (a table fed from the batch).
+    commits_after_lake: bool
+
+    def prepare(self, spark: SparkSession) -> None: ...
+
+    def write(self, batch: MicroBatch) -> Written: ...
+
+
+class QuarantineSink:
+    """Rejected records with their reason and Kafka coordinates, appended to a Delta table."""
+
+    name = "quarantine"
+    commits_after_lake = False
+
+    def __init__(self, config: StreamJobConfig) -> None:
+        self.config = config
+
+    def prepare(self, spark: SparkSession) -> None:
+        bronze.ensure_table(spark, self.config.quarantine_path, bronze.QUARANTINE_SCHEMA)
+
+    def write(self, batch: MicroBatch) -> Written:
+        if batch.rejected_rows:
+            rows = bronze.quarantine_rows(batch.rejected, source=self.config.source, batch_id=batch.batch_id)
+            bronze.append(
+                rows, path=self.config.quarantine_path, app_id=batch.app_id, batch_id=batch.batch_id
+            )
+        return Written(rows=batch.rejected_rows)
+
+
+class BronzeSink:
+    """One row per record version, appended once: new keys come from the key ledger in Postgres."""
+
+    name = "bronze"
+    commits_after_lake = False
+
+    def __init__(self, config: StreamJobConfig, typed: list[TypedColumn]) -> None:
+        self.config = config
+        self.typed = typed
+        self._table_id: str | None = None
+
+    def prepare(self, spark: SparkSession) -> None:
+        cfg = self.config
+        schema = bronze.bronze_schema(self.typed)
+        check_partition_columns(schema.fieldNames(), cfg.partition_by)
+        existing = _partition_columns(spark, cfg.bronze_path)
+        if existing is not None and tuple(existing) != tuple(cfg.partition_by):
+            raise ConfigError(
+                f"spec.sinks.bronze.partitionBy is {list(cfg.partition_by)} but the bronze table at "
+                f"{cfg.bronze_path} is partitioned by {existing}; Delta cannot repartition a table in "
+                "place: keep the table's columns, or point sinks.bronze.path at a new table"
+            )
+        # The key ledger lives in Postgres even when the Postgres sink is off.
+        migrations.apply(cfg.pg_dsn)
+        bronze.ensure_table(spark, cfg.bronze_path, schema, partition_by=cfg.partition_by)
+        self.table_id(spark)
+
+    def table_id(self, spark: SparkSession) -> str:
+        """The table's Delta id, and its key ledger seeded for this source (once per query)."""
+        if self._table_id is None:
+            state = table_state(spark, self.config.bronze_path)
+            ensure_seeded(
+                spark,
+                self.config.pg_dsn,
+                path=self.config.bronze_path,
+                table=state,
+                source=self.config.source,
+            )
+            self._table_id = state.id
+        return self._table_id
+
+    def write(self, batch: MicroBatch) -> Written:
+        cfg = self.config
+        table_id = self.table_id(batch.spark)
+        selection = select_new(
+            batch.spark,
+            cfg.pg_dsn,
+            batch.keys,
+            path=cfg.bronze_path,
+            table=table_id,
+            source=cfg.source,
+            query_id=batch.query_id,
+            batch_id=batch.batch_id,
+        )
+        if selection.rows:
+            bronze.append(
+                bronze.bronze_rows(selection.apply(batch.spark, batch.valid), batch.batch_id, self.typed),
+                path=cfg.bronze_path,
+                app_id=batch.app_id,
+                batch_id=batch.batch_id,
+                merge_schema=bool(self.typed),
+                rows_hint=selection.rows,
+            )
+        ledger.confirm(cfg.pg_dsn, table_id=table_id, query_id=batch.query_id, batch_id=batch.batch_id)
+        return Written(rows=selection.rows)
+
+
+class PostgresSink:
+    """The newest version of every record upserted into the source's table, exactly once per batch."""
+
+    name = "postgres"
+    commits_after_lake = True
+
+    def __init__(self, config: StreamJobConfig) -> None:
+        self.config = config
+
+    def prepare(self, spark: SparkSession) -> None:
+        migrations.apply(self.config.pg_dsn)
+        migrations.ensure_table(self.config.pg_dsn, self.config.table)
+
+    def write(self, batch: MicroBatch) -> Written:
+        cfg = self.config
+        # Collected once, as Arrow; a retry re-sends the same rows without another Spark job.
+        rows = batch.valid.select(*ARROW_COLUMNS).toArrow()
+        if batch.has_duplicate_keys:
+            rows = first_per_key(rows)
+        attempts = len(MERGE_RETRY_DELAYS) + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                merged = merge_staged(
+                    cfg.pg_dsn,
+                    table=cfg.table,
+                    source=cfg.source,
+                    query_id=batch.query_id,
+                    batch_id=batch.batch_id,
+                    stage=arrow_stager(rows, source=cfg.source, batch_id=batch.batch_id),
+                    before_commit=batch.lake_committed,
+                )
+                return _written(merged)
+            except TransientError as exc:
+                if attempt == attempts:
+                    raise
+                delay = MERGE_RETRY_DELAYS[attempt - 1]
+                log.warning(
+                    "merge failed transiently, retrying source=%s batch_id=%s attempt=%s delay_s=%s error=%s",
+                    cfg.source,
+                    batch.batch_id,
+                    attempt,
+                    delay,
+                    exc,
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _written(merged: MergeResult) -> Written:
+    return Written(
+        rows=merged.rows_in, inserted=merged.inserted, updated=merged.updated, replayed=merged.replayed
+    )
+
+
+def sinks_for(config: StreamJobConfig, typed: list[TypedColumn]) -> list[Sink]:
+    """The enabled sinks, lake sinks in the order they write: quarantine, bronze; then Postgres."""
+    sinks: list[Sink] = []
+    if config.quarantine_enabled:
+        sinks.append(QuarantineSink(config))
+    if config.bronze_enabled:
+        sinks.append(BronzeSink(config, typed))
+    if config.postgres_enabled:
+        sinks.append(PostgresSink(config))
+    return sinks
+
+
+def check_partition_columns(columns: list[str], partition_by: tuple[str, ...]) -> None:
+    """Partition columns must be bronze columns, each once; raised before any table is created."""
+    unknown = [c for c in partition_by if c not in columns]
+    if unknown:
+        raise ConfigError(
+            f"spec.sinks.bronze.partitionBy names {unknown}, not columns of the bronze table; "
+            f"choose from {columns}"
+        )
+    if len(set(partition_by)) != len(partition_by):
+        raise ConfigError(f"spec.sinks.bronze.partitionBy repeats a column: {list(partition_by)}")
+
+
+def _partition_columns(spark: SparkSession, path: str) -> list[str] | None:
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    row = DeltaTable.forPath(spark, path).detail().select("partitionColumns").first()
+    return list(row[0]) if row is not None else None

@@ -35,6 +35,7 @@ from restlake.contracts.spec import (
     UniqueExpectation,
 )
 from restlake.errors import PermanentError
+from restlake.jobs.spark.bronze import dedupe_by_key
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,15 @@ class GateResult:
 
 
 def check(rows: DataFrame, quality: Quality, *, payload_variant: str) -> GateResult:
-    """Evaluate every expectation on ``rows`` (valid, deduplicated records); one Spark job for the counts."""
+    """Evaluate every expectation on ``rows`` (valid records); one Spark job for the counts.
+
+    With a ``unique`` expectation the rows are deduplicated by idempotency key first, and
+    ``checked`` holds one row per key: a record fetched twice (a retried page, a restarted
+    fetcher) is one record, not two that collide.
+    """
     expectations = list(quality.expectations)
+    if any(isinstance(e, UniqueExpectation) for e in expectations):
+        rows = dedupe_by_key(rows)
     names = [expectation_name(e) for e in expectations]
     flags = [f"_violated_{i}" for i in range(len(expectations))]
     payload = F.col(payload_variant)

@@ -29,14 +29,19 @@ VIOLATED = ["has_score", "range:id", "regex:name", "unique:name", "inSet:kind"]
 
 def feed(job: StreamJob) -> None:
     # One partition, so "the first on the topic" (kept by unique) is the first sent.
+    item2 = job.envelope(2, name="item 2", score=2, kind="b")
+    item6 = job.envelope(6, name="item 1", score=1)  # name not unique in the batch
     job.send(
         job.envelope(1, name="item 1", score=1.0, kind="a"),
-        job.envelope(2, name="item 2", score=2, kind="b"),
+        item2,
         job.envelope(3, name="item 3"),  # no score
         job.envelope(20, name="item 20", score=1),  # id out of range
         job.envelope(5, name="x 5", score=1),  # name does not match
-        job.envelope(6, name="item 1", score=1),  # name not unique in the batch
+        item6,
         job.envelope(7, name="item 7", score=1, kind="c"),  # kind not in the set
+        # Fetched twice (same idempotency key): one record, so neither collides with itself.
+        item2,
+        item6,
     )
 
 

@@ -123,7 +123,8 @@ class RedirectPolicy:
             log.debug("following HTTP %d redirect to %s", resp.status, self.redactor.url(target))
             url, params = target.with_query(None), dict(target.query)
         raise RedirectError(
-            f"more than {MAX_REDIRECTS} redirects starting at {self.redactor.url(request.full_url())}: "
+            f"more than {MAX_REDIRECTS} redirects starting at {self.redactor.url(request.full_url())} "
+            f"(the last to {self.redactor.text(resp.headers['Location'])}): "
             "a redirect loop or a moved API; set spec.request.url to the final URL",
             reason="too_many_redirects",
             status=resp.status,

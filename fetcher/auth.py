@@ -23,6 +23,8 @@ _TOKEN_REFRESH_MARGIN_S = 30.0
 class AuthError(PermanentError):
     """Credentials were refused or could not be obtained."""
 
+    reason = "auth"  # the bad-page reason code (metric label, dead-letter field)
+
 
 class Authenticator:
     """Adds credentials to a request's headers and query parameters; the no-auth default adds nothing."""

@@ -40,6 +40,7 @@ from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.session import build_spark
 from restlake.jobs.spark.typed_columns import typed_columns
 from restlake.postgres import migrations
+from restlake.redaction import redact_log_handlers
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    redact_log_handlers()
 
     try:
         config = StreamJobConfig.from_file(args.config)

@@ -211,3 +211,14 @@ def remove_log_redaction(log_filter: logging.Filter, prefix: str = "restlake") -
     for name in [prefix, *logging.Logger.manager.loggerDict]:
         if name == prefix or name.startswith(prefix + "."):
             logging.getLogger(name).removeFilter(log_filter)
+
+
+def redact_log_handlers(logger: logging.Logger | None = None) -> None:
+    """Add a pattern-only :class:`RedactingFilter` to the handlers of ``logger`` (the root by default).
+
+    A handler's filters see every record it emits, whichever logger made it: the belt for the lines
+    of modules imported later and of libraries.
+    """
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

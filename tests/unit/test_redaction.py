@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
@@ -11,6 +12,7 @@ from restlake.redaction import (
     install_log_redaction,
     is_secret_name,
     redact,
+    redact_log_handlers,
     remove_log_redaction,
 )
 
@@ -137,3 +139,20 @@ def test_the_log_filter_keeps_a_line_whose_arguments_do_not_fit_its_format() -> 
     record = logging.LogRecord("restlake.x", logging.INFO, __file__, 1, "%d items", ("token=abc",), None)
     assert RedactingFilter().filter(record) is True
     assert record.getMessage() == "%d items ('token=***',)"
+
+
+def test_handler_redaction_covers_every_logger_that_reaches_the_handler() -> None:
+
+    stream = io.StringIO()
+    owner = logging.getLogger("restlake.test_redaction_handler")
+    owner.propagate = False
+    handler = logging.StreamHandler(stream)
+    owner.addHandler(handler)
+    try:
+        redact_log_handlers(owner)
+        redact_log_handlers(owner)  # idempotent: one filter per handler
+        logging.getLogger("restlake.test_redaction_handler.child").warning("dsn host=db password=pw1234")
+    finally:
+        owner.removeHandler(handler)
+    assert len(handler.filters) == 1
+    assert stream.getvalue() == "dsn host=db password=***\n"

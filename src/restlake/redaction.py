@@ -74,9 +74,11 @@ def is_secret_name(name: str) -> bool:
 _PEM = re.compile(
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)", re.DOTALL
 )
-# An HTTP credential after its scheme word: ``Authorization: Bearer abc``, ``Basic dXNlcjpwdw==``.
+# An HTTP credential after its scheme word: ``Authorization: Bearer abc1…``, ``Basic dXNlcjpwdw==``.
+# The value must hold a digit or symbol, so prose ("token endpoint", "basic authentication") stays.
 _SCHEME_CREDENTIAL = re.compile(
-    r"\b(Bearer|Basic|Digest|Token|Bot)(\s+)([A-Za-z0-9._~+/=:-]{8,})", re.IGNORECASE
+    r"\b(Bearer|Basic|Digest|Token|Bot)(\s+)(?=[A-Za-z]*[0-9._~+/=:-])([A-Za-z0-9._~+/=:-]{8,})",
+    re.IGNORECASE,
 )
 # Shapes issued by well-known providers: recognisable without knowing the value.
 _TOKEN_SHAPES = re.compile(

@@ -56,8 +56,8 @@ HIDDEN = [
     ("AccessKeyId=ASIAABCDEFGHIJKLMNOP", "AccessKeyId=***"),
     ("key id AKIAIOSFODNN7EXAMPLE in prose", "key id *** in prose"),
     ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sflKxwRJSMeKKF2QT4fwpM ok", "jwt *** ok"),
-    ("Authorization: Bearer abcdefghijkl", "Authorization: *** ***"),
-    ("sent Bearer abcdefghijkl", "sent Bearer ***"),
+    ("Authorization: Bearer abc.def-123", "Authorization: *** ***"),
+    ("sent Bearer 8f1b2c3d4e5f", "sent Bearer ***"),
     ("sent Basic dXNlcjpwYXNzd29yZA==", "sent Basic ***"),
     ("ghp_0123456789abcdefghijABCDEFGHIJ012345 leaked", "*** leaked"),
     ("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----", "***"),
@@ -71,6 +71,8 @@ KEPT = [
     '{"id": 7, "name": "widget", "updated_at": "2026-01-01"}',
     "fetch pass complete: 3 pages, 0 not modified, 120 records",
     "auth://host/path",
+    "token endpoint http://127.0.0.1:8080/token refused client 'restlake' (HTTP 401)",
+    "Basic authentication failed; Bearer tokens expire",
     "ab",  # configured values this short are not redacted (they are no credential)
 ]
 

@@ -215,6 +215,8 @@ async def get_page(
             extra=log_extra,
         )
     redirect_policy = RedirectPolicy(origin, redirects, redactor)
+    # Error messages are built redacted: whoever catches one may print it.
+    shown = redactor.url(request.url)
     attempt = 0
     refreshed_token = False
     while True:
@@ -246,7 +248,7 @@ async def get_page(
                         if retry_after is not None and limiter is not None:
                             limiter.hold(retry_after)
                         raise HttpStatusError(
-                            f"HTTP {resp.status} from {request.url}",
+                            f"HTTP {resp.status} from {shown}",
                             status=resp.status,
                             retry_after=retry_after,
                         )
@@ -264,7 +266,7 @@ async def get_page(
                         continue
                     elif resp.status >= 400:
                         raise HttpClientError(
-                            f"HTTP {resp.status} from {request.url}: the request was refused "
+                            f"HTTP {resp.status} from {shown}: the request was refused "
                             "(check the credentials and spec.request)",
                             status=resp.status,
                         )
@@ -272,12 +274,10 @@ async def get_page(
                         body, size = await _read_json(resp, max_body_bytes)
                         result = Response(resp.status, resp.headers, body, size, attempt)
             except TimeoutError as exc:
-                raise RequestTimeoutError(
-                    f"no complete answer from {request.url} within {timeout:g}s"
-                ) from exc
+                raise RequestTimeoutError(f"no complete answer from {shown} within {timeout:g}s") from exc
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 raise ConnectionFailedError(
-                    redactor.text(f"{type(exc).__name__} fetching {request.url}: {exc}")
+                    redactor.text(f"{type(exc).__name__} fetching {shown}: {exc}")
                 ) from exc
             if metrics is not None:
                 metrics.requests.labels(source, status_class(status)).inc()

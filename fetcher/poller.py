@@ -309,7 +309,7 @@ class SourceFetcher:
                     if prior is None:
                         # Nothing was asked conditionally, so nothing can be reused: treat as a bad page.
                         unexpected = BadPageError(
-                            f"HTTP 304 from {request.url} without a conditional request",
+                            f"HTTP 304 from {page_url} without a conditional request",
                             reason="unexpected_304",
                             status=304,
                         )

@@ -1,4 +1,4 @@
-"""Request authentication: bearer, basic, API key (header or query) and OAuth2 client credentials.
+"""Request authentication: bearer, basic, API key (header, query or cookie), OAuth2 client credentials.
 
 Secrets are resolved once, kept as ``SecretStr`` and only unwrapped when a request is built, so a
 token never reaches a log line, a repr or an exception message.
@@ -22,6 +22,8 @@ _TOKEN_REFRESH_MARGIN_S = 30.0
 
 class AuthError(PermanentError):
     """Credentials were refused or could not be obtained."""
+
+    reason = "auth"  # the bad-page reason code (metric label, dead-letter field)
 
 
 class Authenticator:
@@ -71,6 +73,25 @@ class QueryKeyAuth(Authenticator):
         params[self.param] = self._value.get_secret_value()
 
 
+class CookieAuth(Authenticator):
+    """An API key sent as a cookie (OpenAPI ``apiKey`` with ``in: cookie``)."""
+
+    def __init__(self, name: str, value: SecretStr) -> None:
+        self.name = name
+        self._value = value
+
+    def secret_values(self) -> list[str]:
+        return [self._value.get_secret_value()]
+
+    async def apply(
+        self, session: aiohttp.ClientSession, headers: dict[str, str], params: dict[str, str]
+    ) -> None:
+        # Set on the request, not in the session's cookie jar: the jar would match by domain and
+        # ignore the port, so the cookie could reach another origin on the same host.
+        cookie = f"{self.name}={self._value.get_secret_value()}"
+        headers["Cookie"] = f"{headers['Cookie']}; {cookie}" if headers.get("Cookie") else cookie
+
+
 class OAuth2ClientCredentials(Authenticator):
     """RFC 6749 §4.4: trade client id + secret for a bearer token; cache it until shortly before expiry."""
 
@@ -91,7 +112,15 @@ class OAuth2ClientCredentials(Authenticator):
         pair = f"{self.client_id}:{self._client_secret.get_secret_value()}".encode()
         headers = {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
         try:
-            async with session.post(self.token_url, data=form, headers=headers) as resp:
+            # Not following redirects: the client secret must not travel to wherever a 307 points.
+            async with session.post(
+                self.token_url, data=form, headers=headers, allow_redirects=False
+            ) as resp:
+                if 300 <= resp.status < 400:
+                    raise AuthError(
+                        f"token endpoint {self.token_url} redirected (HTTP {resp.status}); "
+                        "set spec.request.auth.tokenUrl to the final URL"
+                    )
                 if resp.status >= 500 or resp.status == 429:
                     raise TransientError(f"token endpoint {self.token_url} answered HTTP {resp.status}")
                 if resp.status >= 400:
@@ -150,6 +179,8 @@ def make_authenticator(auth: Any) -> Authenticator:
         key = auth.secret_ref.resolve()
         if auth.in_ == "header":
             return StaticHeaderAuth(auth.name, key, (key,))
+        if auth.in_ == "cookie":
+            return CookieAuth(auth.name, key)
         return QueryKeyAuth(auth.name, key)
     if auth.type == "oauth2ClientCredentials":
         return OAuth2ClientCredentials(

@@ -19,11 +19,13 @@ from typing import Any
 
 import aiohttp
 from multidict import CIMultiDictProxy
+from yarl import URL
 
 from restlake.errors import PermanentError, RestlakeError, TransientError
 from restlake.fetcher.auth import Authenticator, OAuth2ClientCredentials
 from restlake.fetcher.breaker import CircuitBreaker, CircuitOpenError
 from restlake.fetcher.metrics import FetcherMetrics, status_class
+from restlake.fetcher.origin import RedirectPolicy, Redirects, same_origin
 from restlake.fetcher.pagination.base import PageRequest
 from restlake.fetcher.ratelimit import RateLimiter
 from restlake.fetcher.redaction import Redactor
@@ -194,13 +196,27 @@ async def get_page(
     metrics: FetcherMetrics | None = None,
     source: str = "",
     redactor: Redactor | None = None,
+    credential_origin: URL | None = None,
+    redirects: Redirects = "sameOrigin",
 ) -> Response:
     """GET one page, retrying what the policy allows; raises the last error's type when attempts run out.
 
-    The raised error carries ``attempts`` (requests made for this page).
+    Credentials go only to ``credential_origin`` (by default the origin of ``request.url``); how
+    redirects are followed is :class:`RedirectPolicy`'s business. The raised error carries
+    ``attempts`` (requests made for this page).
     """
     auth = auth or Authenticator()
     redactor = redactor or Redactor(auth.secret_values, auth.secret_params)
+    origin = credential_origin if credential_origin is not None else request.url
+    if not same_origin(request.url, origin):
+        log.info(
+            "page %s is on another origin than spec.request.url: requesting it without credentials",
+            redactor.url(request.full_url()),
+            extra=log_extra,
+        )
+    redirect_policy = RedirectPolicy(origin, redirects, redactor)
+    # Error messages are built redacted: whoever catches one may print it.
+    shown = redactor.url(request.url)
     attempt = 0
     refreshed_token = False
     while True:
@@ -213,16 +229,15 @@ async def get_page(
                 waited = await limiter.acquire()
                 if waited and metrics is not None:
                     metrics.rate_limit_wait.labels(source).inc(waited)
-            send_headers, send_params = dict(headers), dict(request.params)
-            await auth.apply(session, send_headers, send_params)
             try:
-                async with session.get(
-                    request.url,
-                    params=send_params,
-                    headers=send_headers,
+                resp = await redirect_policy.send(
+                    session,
+                    request,
+                    headers=headers,
+                    auth=auth,
                     timeout=aiohttp.ClientTimeout(total=timeout),
-                    allow_redirects=True,
-                ) as resp:
+                )
+                async with resp:
                     status = resp.status
                     if limiter is not None:
                         limiter.observe(resp.headers)
@@ -233,7 +248,7 @@ async def get_page(
                         if retry_after is not None and limiter is not None:
                             limiter.hold(retry_after)
                         raise HttpStatusError(
-                            f"HTTP {resp.status} from {request.url}",
+                            f"HTTP {resp.status} from {shown}",
                             status=resp.status,
                             retry_after=retry_after,
                         )
@@ -251,7 +266,7 @@ async def get_page(
                         continue
                     elif resp.status >= 400:
                         raise HttpClientError(
-                            f"HTTP {resp.status} from {request.url}: the request was refused "
+                            f"HTTP {resp.status} from {shown}: the request was refused "
                             "(check the credentials and spec.request)",
                             status=resp.status,
                         )
@@ -259,12 +274,10 @@ async def get_page(
                         body, size = await _read_json(resp, max_body_bytes)
                         result = Response(resp.status, resp.headers, body, size, attempt)
             except TimeoutError as exc:
-                raise RequestTimeoutError(
-                    f"no complete answer from {request.url} within {timeout:g}s"
-                ) from exc
+                raise RequestTimeoutError(f"no complete answer from {shown} within {timeout:g}s") from exc
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 raise ConnectionFailedError(
-                    redactor.text(f"{type(exc).__name__} fetching {request.url}: {exc}")
+                    redactor.text(f"{type(exc).__name__} fetching {shown}: {exc}")
                 ) from exc
             if metrics is not None:
                 metrics.requests.labels(source, status_class(status)).inc()

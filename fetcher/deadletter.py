@@ -7,16 +7,20 @@ see what the server sent without turning the DLQ into a copy of a runaway respon
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from restlake.contracts.spec import DEAD_LETTER_SUFFIX
+from restlake.redaction import redact as redact_text
 
 # One name for the suffix, so the topic the operator creates is the one the fetcher writes to.
 DLQ_SUFFIX = DEAD_LETTER_SUFFIX
 # Bytes of the raw body kept in an event; the digest covers all of it.
 EXCERPT_BYTES = 512
+# The excerpt is redacted over this many times its size, so context around the cut is seen.
+_REDACTION_WINDOW = 4
 
 
 def dlq_topic(topic: str) -> str:
@@ -38,7 +42,9 @@ class DeadLetter(BaseModel):
     body_sha256: str | None = Field(None, description="sha256 of the raw body received, if any.")
     body_bytes: int | None = Field(None, description="Size of the raw body received (up to the cap).")
     body_excerpt: str | None = Field(
-        None, description=f"First {EXCERPT_BYTES} bytes of the body, undecodable bytes escaped."
+        None,
+        description=f"First {EXCERPT_BYTES} characters of the body, secrets redacted, undecodable "
+        "bytes escaped.",
     )
     failed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
@@ -49,9 +55,16 @@ class DeadLetter(BaseModel):
         return self.model_dump_json().encode("utf-8")
 
 
-def body_reference(raw: bytes | None) -> tuple[str | None, int | None, str | None]:
-    """``(sha256, size, excerpt)`` of a raw body; all None when there was none."""
+def body_reference(
+    raw: bytes | None, redact: Callable[[str], str] = redact_text
+) -> tuple[str | None, int | None, str | None]:
+    """``(sha256, size, excerpt)`` of a raw body; all None when there was none.
+
+    The excerpt is redacted before it is cut to size: cut first, a secret straddling the cut, or a
+    ``"SecretAccessKey": "…`` whose value the cut separates from its name, would slip through.
+    """
     if raw is None:
         return None, None, None
-    excerpt = raw[:EXCERPT_BYTES].decode("utf-8", errors="backslashreplace")
+    window = raw[: EXCERPT_BYTES * _REDACTION_WINDOW].decode("utf-8", errors="backslashreplace")
+    excerpt = redact(window)[:EXCERPT_BYTES]
     return hashlib.sha256(raw).hexdigest(), len(raw), excerpt

@@ -6,6 +6,8 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from restlake.redaction import redact
+
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -25,7 +27,10 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        elif record.exc_text:  # a RedactingFilter replaced the traceback by its redacted text
+            line["exception"] = record.exc_text
+        # Secret values are the loggers' filters' business; the patterns apply to every line.
+        return redact(json.dumps(line, default=str))
 
 
 def use_json_logs(level: int = logging.INFO) -> None:

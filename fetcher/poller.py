@@ -92,6 +92,18 @@ class PassStats:
         return asdict(self)
 
 
+def _paging_params(spec: Any) -> set[str]:
+    """Query parameters the spec names for paging: a cursor called ``pageToken`` is no credential,
+    and redacting it would make every page's URL look the same."""
+    names = {
+        getattr(spec.pagination, attr, None)
+        for attr in ("param", "size_param", "offset_param", "limit_param")
+    }
+    if spec.incremental is not None:
+        names.add(spec.incremental.param)
+    return {n for n in names if isinstance(n, str)}
+
+
 class _PassAbort(Exception):
     """Internal: the pass cannot go on (delivery or state failure); the message is in stats.error."""
 
@@ -128,7 +140,10 @@ class SourceFetcher:
         self.paginator = make_paginator(spec.pagination)
         self.headers = dict(spec.request.headers)
         self.auth = auth if auth is not None else make_authenticator(spec.request.auth)
-        self.redactor = Redactor(self.auth.secret_values, self.auth.secret_params)
+        self.redactor = Redactor(self.auth.secret_values, self.auth.secret_params, _paging_params(spec))
+        # Credentials go only to the origin of spec.request.url, never to one a response names.
+        self.origin = URL(spec.request.url)
+        self.redirects = spec.request.redirects
         self.timeout = spec.request.timeout.total_seconds()
         # Without a store the fetcher still sends validators, but only remembers them for its lifetime.
         self.state_store = state_store if state_store is not None else MemoryStateStore()
@@ -279,6 +294,8 @@ class SourceFetcher:
                         metrics=self.metrics,
                         source=self.name,
                         redactor=self.redactor,
+                        credential_origin=self.origin,
+                        redirects=self.redirects,
                     )
                 except RestlakeError as exc:
                     stats.requests += int(getattr(exc, "attempts", 1))
@@ -292,7 +309,7 @@ class SourceFetcher:
                     if prior is None:
                         # Nothing was asked conditionally, so nothing can be reused: treat as a bad page.
                         unexpected = BadPageError(
-                            f"HTTP 304 from {request.url} without a conditional request",
+                            f"HTTP 304 from {page_url} without a conditional request",
                             reason="unexpected_304",
                             status=304,
                         )
@@ -405,7 +422,7 @@ class SourceFetcher:
         stats.bad_pages += 1
         stats.error = message
         self.metrics.bad_pages.labels(self.name, reason).inc()
-        sha, size, excerpt = body_reference(getattr(exc, "raw", None))
+        sha, size, excerpt = body_reference(getattr(exc, "raw", None), self.redactor.text)
         event = DeadLetter(
             source=self.name,
             url=page_url,
@@ -416,7 +433,7 @@ class SourceFetcher:
             attempts=int(getattr(exc, "attempts", 1)),
             body_sha256=sha,
             body_bytes=size,
-            body_excerpt=self.redactor.text(excerpt) if excerpt is not None else None,
+            body_excerpt=excerpt,
         )
         log.error(
             "page given up (%s, %s after %d attempt(s)): %s",
@@ -429,7 +446,7 @@ class SourceFetcher:
         try:
             self.producer.produce_raw(self.dead_letter_topic, event.kafka_key(), event.kafka_value(), tracker)
         except (KafkaException, BufferError) as dlq_exc:  # must not hide the failure it reports
-            log.error("dead-letter event not produced: %s", dlq_exc, extra=fields)
+            log.error("dead-letter event not produced: %s", self.redactor.text(str(dlq_exc)), extra=fields)
             return
         stats.dead_letters += 1
         self.metrics.dead_letters.labels(self.name).inc()

@@ -1,4 +1,5 @@
-"""Keeping secrets out of URLs, log lines, errors and dead-letter events."""
+"""The fetcher's view of redaction: its configured secrets and parameter names, on top of
+:mod:`restlake.redaction` (the one function every component's output passes through)."""
 
 from __future__ import annotations
 
@@ -6,62 +7,52 @@ from collections.abc import Callable, Iterable
 
 from yarl import URL
 
-REDACTED = "***"
+from restlake.redaction import REDACTED, is_secret_name, redact
 
-# Query parameters that carry credentials in common APIs; redacted even when auth did not add them,
-# because a next link or a hand-written spec.request.params may echo them back.
-DEFAULT_SECRET_PARAMS = frozenset(
-    {
-        "access_token",
-        "api_key",
-        "apikey",
-        "api-key",
-        "client_secret",
-        "key",
-        "password",
-        "secret",
-        "sig",
-        "signature",
-        "token",
-    }
-)
+__all__ = ["REDACTED", "Redactor", "redact_url"]
 
 
-def redact_url(url: str | URL, secret_params: Iterable[str] = ()) -> str:
-    """``url`` with the values of secret query parameters and any userinfo password replaced."""
+def redact_url(url: str | URL, secret_params: Iterable[str] = (), public_params: Iterable[str] = ()) -> str:
+    """``url`` with any userinfo password and the values of secret query parameters replaced.
+
+    A parameter is secret when ``secret_params`` names it (auth adds it) or its name looks secret;
+    ``public_params`` are the exceptions a spec declares (a pagination cursor called ``pageToken``).
+    """
     parsed = url if isinstance(url, URL) else URL(str(url))
-    names = {p.lower() for p in secret_params} | DEFAULT_SECRET_PARAMS
+    named = {p.lower() for p in secret_params}
+    public = {p.lower() for p in public_params} - named
     if parsed.password is not None:
         parsed = parsed.with_password(REDACTED)
-    if not parsed.query:
+
+    def hidden(name: str) -> bool:
+        key = name.lower()
+        return key in named or (key not in public and is_secret_name(name))
+
+    if not any(hidden(k) for k in parsed.query):
         return str(parsed)
-    if not any(k.lower() in names for k in parsed.query):
-        return str(parsed)
-    query = [(k, REDACTED if k.lower() in names else v) for k, v in parsed.query.items()]
-    return str(parsed.with_query(query))
+    return str(parsed.with_query([(k, REDACTED if hidden(k) else v) for k, v in parsed.query.items()]))
 
 
 class Redactor:
-    """Scrubs known secret values (tokens, keys, passwords) from arbitrary text.
-
-    URL redaction handles the places we build; this is the belt for the places we do not (a
-    library's exception message that quotes a full URL, a server echoing a header into a body).
-    """
+    """Scrubs a source's secrets from arbitrary text: its credential values plus every pattern of
+    :func:`restlake.redaction.redact`."""
 
     def __init__(
-        self, secrets: Callable[[], Iterable[str]] = tuple, secret_params: Iterable[str] = ()
+        self,
+        secrets: Callable[[], Iterable[str]] = tuple,
+        secret_params: Iterable[str] = (),
+        public_params: Iterable[str] = (),
     ) -> None:
         # A callable, because some secrets (an OAuth2 access token) change while the fetcher runs.
         self._secrets = secrets
         self.secret_params = frozenset(secret_params)
+        self.public_params = frozenset(public_params) - self.secret_params
+
+    def secrets(self) -> list[str]:
+        return list(self._secrets())
 
     def text(self, value: str) -> str:
-        # Longest first, so a secret that contains another is replaced whole; very short values
-        # would redact innocent text and are not credentials anyone issues.
-        for secret in sorted({s for s in self._secrets() if len(s) >= 4}, key=len, reverse=True):
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
+        return redact(value, self._secrets(), public_names=self.public_params)
 
     def url(self, url: str | URL) -> str:
-        return self.text(redact_url(url, self.secret_params))
+        return self.text(redact_url(url, self.secret_params, self.public_params))

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import random
 import time
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from restlake.fetcher.settings import FetcherSettings
 from restlake.fetcher.state import StateStore
 from restlake.lineage import FetcherRun, LineageEmitter, LineageSettings
 from restlake.lineage.fetcher import heartbeat
+from restlake.redaction import install_log_redaction, remove_log_redaction
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +132,16 @@ class FetcherService:
                     run, self.lineage_settings.heartbeat_seconds, self.lineage_settings.heartbeat_event_type
                 ):
                     stats = await fetcher.fetch_pass(session, self._stop)
-            except Exception:  # one source's bug must not stop the others; the pass is retried next time
-                log.exception("fetch pass crashed", extra={"source": fetcher.name})
-                stats = PassStats(error="fetch pass crashed; see the log")
+            except Exception as exc:  # one source's bug must not stop the others; retried next time
+                # The traceback quotes URLs and arguments verbatim: only its redacted text is logged.
+                summary = fetcher.redactor.text(f"{type(exc).__name__}: {exc}")
+                log.error(
+                    "fetch pass crashed: %s\n%s",
+                    summary,
+                    fetcher.redactor.text(traceback.format_exc()),
+                    extra={"source": fetcher.name},
+                )
+                stats = PassStats(error=f"fetch pass crashed: {summary}")
             if stats.complete:
                 await asyncio.to_thread(run.complete, stats.produced)
             else:
@@ -160,6 +169,18 @@ class FetcherService:
 
     async def run(self, *, once: bool = False) -> dict[str, list[PassStats]]:
         """Poll until ``request_stop`` (with ``once``: one pass per source); returns each pass's stats."""
+        # The belt under every call site's own redaction: each record of restlake's loggers is
+        # scrubbed of every source's current secrets before any handler sees it.
+        log_filter = install_log_redaction(self._secret_values)
+        try:
+            return await self._run(once=once)
+        finally:
+            remove_log_redaction(log_filter)
+
+    def _secret_values(self) -> list[str]:
+        return [value for fetcher in self.fetchers for value in fetcher.redactor.secrets()]
+
+    async def _run(self, *, once: bool) -> dict[str, list[PassStats]]:
         await asyncio.to_thread(self._provision_topics)
         if self.settings.ops_port is not None:
             settings = self.settings

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from restlake.redaction import redact
+
 Status = Literal["True", "False", "Unknown"]
 
 READY = "Ready"
@@ -38,7 +40,8 @@ class Condition:
             "type": self.type,
             "status": self.status,
             "reason": self.reason,
-            "message": self.message,
+            # Messages quote what the cluster and the spec said (URLs, errors): never a secret.
+            "message": redact(self.message),
             "lastTransitionTime": now,
         }
         if generation is not None:

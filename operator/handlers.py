@@ -18,6 +18,7 @@ from restlake.errors import PermanentError, SpecError, TransientError
 from restlake.operator import backfills, conditions, reconcile, render, topic_ledger, topics
 from restlake.operator.kube import Kube
 from restlake.operator.settings import OperatorSettings
+from restlake.redaction import install_log_redaction, redact
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
     _cluster()
+    # Every record of restlake's loggers passes the redaction patterns (URLs, DSNs, tokens in errors).
+    install_log_redaction()
     log.info(
         "operator configured peering=%s priority=%s namespaces=%s",
         ours.peering,
@@ -108,9 +111,9 @@ def sweep_topics(**_: Any) -> None:
 
 def _raise_for_kopf(exc: Exception) -> None:
     if isinstance(exc, TransientError):
-        raise kopf.TemporaryError(str(exc), delay=exc.retry_after or 10) from exc
+        raise kopf.TemporaryError(redact(str(exc)), delay=exc.retry_after or 10) from exc
     if isinstance(exc, PermanentError):
-        raise kopf.PermanentError(str(exc)) from exc
+        raise kopf.PermanentError(redact(str(exc))) from exc
     raise exc
 
 
@@ -125,12 +128,12 @@ def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         )
     except SpecError as exc:
         # The API server validated the schema; the model's cross-field rules are a superset.
-        kopf.warn(body, reason="InvalidSpec", message=str(exc))
+        kopf.warn(body, reason="InvalidSpec", message=redact(str(exc)))
         patch.status["phase"] = "Failed"
         patch.status["observedGeneration"] = body["metadata"].get("generation")
-        raise kopf.PermanentError(str(exc)) from exc
+        raise kopf.PermanentError(redact(str(exc))) from exc
     except (TransientError, PermanentError) as exc:
-        kopf.warn(body, reason="ReconcileFailed", message=str(exc))
+        kopf.warn(body, reason="ReconcileFailed", message=redact(str(exc)))
         _raise_for_kopf(exc)
         return
     patch.status.update(outcome.status)
@@ -142,7 +145,7 @@ def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
             + "; ".join(str(p) for p in outcome.refused),
         )
     if outcome.topic_error:
-        kopf.warn(body, reason="TopicNotCreated", message=outcome.topic_error)
+        kopf.warn(body, reason="TopicNotCreated", message=redact(outcome.topic_error))
     kopf.info(
         body,
         reason="Reconciled",
@@ -220,7 +223,7 @@ def start_backfill(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     try:
         status = backfills.start(_cluster(), body, _settings(), now=conditions.now_rfc3339())
     except (TransientError, PermanentError) as exc:
-        kopf.warn(body, reason="BackfillNotStarted", message=str(exc))
+        kopf.warn(body, reason="BackfillNotStarted", message=redact(str(exc)))
         _raise_for_kopf(exc)
         return
     if not status:
@@ -228,7 +231,7 @@ def start_backfill(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     patch.status.update(status)
     if status["phase"] == backfills.FAILED:
         failed = next(c for c in status["conditions"] if c["type"] == backfills.FAILED_CONDITION)
-        kopf.warn(body, reason=failed["reason"], message=failed["message"])
+        kopf.warn(body, reason=failed["reason"], message=redact(failed["message"]))
     else:
         kopf.info(body, reason="JobCreated", message=f"created Job {status['jobName']}")
 

@@ -38,6 +38,7 @@ from restlake.jobs.spark import ops
 from restlake.jobs.spark.batch import BatchProcessor, StreamMetrics
 from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.session import build_spark
+from restlake.redaction import redact_log_handlers
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    redact_log_handlers()
 
     try:
         config = StreamJobConfig.from_file(args.config)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from restlake.errors import RestlakeError
+from restlake.redaction import redact_log_handlers
 
 if TYPE_CHECKING:
     from restlake.fetcher.poller import PassStats
@@ -64,6 +65,7 @@ def run(
         use_json_logs(logging.getLogger().level or logging.INFO)
     elif not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    redact_log_handlers()
     try:
         sources = [source for file in files for source in load_sources(file)]
         kafka, pg = KafkaSettings(), PostgresSettings()

@@ -8,6 +8,7 @@ import os
 import typer
 
 from restlake.cli import backfill, demoapi, fetcher, operator, quality, run, stack, validate
+from restlake.redaction import redact_log_handlers
 
 app = typer.Typer(
     name="restlake",
@@ -32,6 +33,7 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log 
         logging.DEBUG if verbose else getattr(logging, os.environ.get("RESTLAKE_LOG_LEVEL", "INFO").upper())
     )
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    redact_log_handlers()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import logging
 
 import typer
 
+from restlake.redaction import redact_log_handlers
+
 log = logging.getLogger(__name__)
 
 app = typer.Typer(no_args_is_help=True, help="Run the Kubernetes operator.")
@@ -53,4 +55,5 @@ def run(
 
 if __name__ == "__main__":  # until `restlake operator` is registered in restlake.cli.main
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    redact_log_handlers()
     app()

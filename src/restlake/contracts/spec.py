@@ -266,10 +266,12 @@ class ApiKeyAuth(_Model):
     """Send an API key in a header or a query parameter."""
 
     type: Literal["apiKey"] = Field(description="apiKey: send an API key in a header or query parameter.")
-    in_: Literal["header", "query"] = Field(
-        "header", alias="in", description="Where the key goes: a request header or a query parameter."
+    in_: Literal["header", "query", "cookie"] = Field(
+        "header",
+        alias="in",
+        description="Where the key goes: a request header, a query parameter or a cookie.",
     )
-    name: str = Field(min_length=1, description="Header or query parameter name, e.g. X-API-Key.")
+    name: str = Field(min_length=1, description="Header, query parameter or cookie name, e.g. X-API-Key.")
     secret_ref: SecretRef = Field(
         description="Secret key holding the token (bearer) or the API key (apiKey)."
     )
@@ -327,6 +329,11 @@ class Request(_Model):
     body: dict[str, Any] | None = Field(None, description="JSON body sent with POST.")
     timeout: Duration = Field(Duration("30s"), description="Timeout of one HTTP request, e.g. 30s.")
     auth: Auth | None = Field(None, description="How to authenticate; credentials come from Secrets.")
+    redirects: Literal["sameOrigin", "allow"] = Field(
+        "sameOrigin",
+        description="Redirects to another origin (scheme, host, port) than url's: sameOrigin refuses them "
+        "(a bad page); allow follows them without credentials. Credentials only ever go to url's origin.",
+    )
 
     @model_validator(mode="after")
     def _check_body_and_timeout(self) -> Request:

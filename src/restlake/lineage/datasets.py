@@ -7,6 +7,7 @@ Every URL is reduced to scheme, host and port: user info and query strings may c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -95,20 +96,45 @@ def delta_table(uri: str, fields: Sequence[tuple[str, str]] = ()) -> dict[str, A
     """A Delta table by location: ``file`` + absolute path, or ``s3://bucket`` + key for s3a URIs."""
     parts = urlsplit(uri)
     if parts.scheme in ("s3", "s3a", "s3n"):
-        namespace, name = f"s3://{parts.netloc}", parts.path.lstrip("/")
+        # The bucket only: an old-style ``s3a://key:secret@bucket`` must not name the dataset.
+        namespace, name = f"s3://{parts.netloc.rpartition('@')[2]}", parts.path.lstrip("/")
     else:
         namespace, name = "file", parts.path if parts.scheme == "file" else uri
     facets = {"schema": schema_facet(fields)} if fields else None
     return dataset(namespace, name, facets)
 
 
+# libpq's key=value connection string: ``host=db port=5432 password='a b' dbname=lake``.
+_CONNINFO_PAIR = re.compile(r"([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)")
+
+
+def _conninfo(dsn: str) -> dict[str, str]:
+    """The keys of a key=value DSN, unquoted (``\\'`` and ``\\\\`` escapes as libpq reads them)."""
+    found: dict[str, str] = {}
+    for key, raw in _CONNINFO_PAIR.findall(dsn):
+        found[key.lower()] = re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw.startswith("'") else raw
+    return found
+
+
 def postgres_table(dsn: str, table: str, fields: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
-    """A Postgres table: namespace ``postgres://host:port``, name ``db.schema.table``; no credentials."""
-    parts = urlsplit(dsn)
-    database = parts.path.lstrip("/") or "postgres"
+    """A Postgres table: namespace ``postgres://host:port``, name ``db.schema.table``; no credentials.
+
+    ``dsn`` is a URL (``postgresql://user:pw@host:port/db``) or a libpq key=value string; only host,
+    port and database are read from either.
+    """
     qualified = table if table.count(".") == 1 else f"public.{table}"
     facets = {"schema": schema_facet(fields)} if fields else None
-    return dataset(f"postgres://{_host_port(dsn, 5432)}", f"{database}.{qualified}", facets)
+    if "://" in dsn:
+        database = urlsplit(dsn).path.lstrip("/") or "postgres"
+        host_port = _host_port(dsn, 5432)
+    else:
+        keys = _conninfo(dsn)
+        database = keys.get("dbname") or "postgres"
+        # A comma-separated host list (libpq failover): the first one names the server.
+        host = (keys.get("host") or keys.get("hostaddr") or "localhost").split(",")[0]
+        port = (keys.get("port") or "5432").split(",")[0]
+        host_port = f"{host}:{port}"
+    return dataset(f"postgres://{host_port}", f"{database}.{qualified}", facets)
 
 
 # (output field, input field, subtype): DIRECT transformations, as the ColumnLineageDatasetFacet names them.

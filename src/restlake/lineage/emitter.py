@@ -8,6 +8,7 @@ from typing import Any
 from restlake.errors import RestlakeError
 from restlake.lineage.settings import LineageSettings
 from restlake.lineage.transports import Transport, create_transport
+from restlake.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class LineageEmitter:
                 "OpenLineage %s event for job %s not sent: %s",
                 event.get("eventType"),
                 event.get("job", {}).get("name"),
-                exc,
+                redact(str(exc)),
             )
             return False
         return True

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from restlake.lineage.datasets import PRODUCER, facet
+from restlake.redaction import redact
 
 EventType = Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"]
 RUN_EVENT_SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
@@ -35,14 +36,25 @@ def run_event(
     """One run event; ``error`` adds the errorMessage run facet (FAIL events)."""
     run: dict[str, Any] = {"runId": run_id}
     if error is not None:
+        error = redact(error)
         run["facets"] = {"errorMessage": facet(ERROR_FACET_URL, message=error, programmingLanguage="python")}
     return {
         "eventType": event_type,
         "eventTime": (event_time or datetime.now(UTC)).isoformat(),
         "run": run,
         "job": {"namespace": job_namespace, "name": job_name},
-        "inputs": list(inputs),
-        "outputs": list(outputs),
+        "inputs": [_redacted_dataset(d) for d in inputs],
+        "outputs": [_redacted_dataset(d) for d in outputs],
         "producer": PRODUCER,
         "schemaURL": RUN_EVENT_SCHEMA_URL,
+    }
+
+
+def _redacted_dataset(found: dict[str, Any]) -> dict[str, Any]:
+    # The dataset builders drop credentials by construction; this is the belt for a name or
+    # namespace built from a connection string or URL they did not foresee.
+    return {
+        **found,
+        "namespace": redact(str(found.get("namespace", ""))),
+        "name": redact(str(found.get("name", ""))),
     }

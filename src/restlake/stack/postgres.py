@@ -17,7 +17,6 @@ import importlib.util
 import logging
 import os
 import pwd
-import re
 import shutil
 import signal
 import stat
@@ -25,9 +24,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from restlake.errors import StackError
+from restlake.redaction import redact as redact_text
 from restlake.stack import process
 from restlake.stack.process import ServiceStatus
 from restlake.stack.state import LOOPBACK, PostgresState, StackPaths, wait_port_free
@@ -48,14 +47,7 @@ _MAX_SOCKET_PATH = 107
 
 def redact(dsn: str) -> str:
     """The DSN with any password replaced, fit for logs and error messages."""
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return "<unparseable DSN>"
-    if parts.password is None:
-        return re.sub(r"(password\s*=\s*)\S+", r"\1***", dsn)
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redact_text(dsn)
 
 
 def bin_dir() -> Path:

@@ -167,7 +167,7 @@ def source_gone(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         return
     meta = body["metadata"]
     try:
-        source = reconcile.load(body)
+        source = reconcile.load(body, ours)
         names = list(render.topics(source, ours).values())
     except SpecError:
         names = []

@@ -138,7 +138,7 @@ class StreamJobConfig(BaseModel):
         spec (the schema, the quality gate) that the others keep."""
         schema = source.spec.schema_
         values: dict[str, Any] = {
-            "source": source.name,
+            "source": source.identity,
             "topic": topic,
             "kafka_bootstrap": kafka_bootstrap,
             "bronze_path": source.bronze_path(lake_root),

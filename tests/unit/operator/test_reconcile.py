@@ -11,11 +11,12 @@ import pytest
 import yaml
 
 from restlake.errors import TransientError
-from restlake.operator import conditions, reconcile, render, scrape, topic_ledger
+from restlake.operator import conditions, credentials, reconcile, render, scrape, topic_ledger
 from restlake.operator.settings import OperatorSettings
 
 REPO = Path(__file__).resolve().parents[3]
-SETTINGS = OperatorSettings(metrics_url="http://metrics/{namespace}/{service}:{port}")
+# The operator runs in the sources' namespace: their identity is the bare name (see render.identity).
+SETTINGS = OperatorSettings(metrics_url="http://metrics/{namespace}/{service}:{port}", release_namespace="ns")
 NOW = "2030-01-01T00:00:00Z"
 
 
@@ -35,6 +36,10 @@ class FakeCluster:
         # IngestionSources exist unless stored or named here as gone (the operator reads its own).
         self.sources_gone: set[str] = set()
         self.sources: dict[str, dict[str, Any]] = {}
+        # Secret metadata by name; the examples' token is labelled for restlake.
+        self.secrets: dict[str, dict[str, Any]] = {
+            "github-token": {"metadata": {"name": "github-token", "labels": {credentials.LABEL: "true"}}}
+        }
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Like server-side apply: the resourceVersion moves only when the content changes."""
@@ -64,6 +69,12 @@ class FakeCluster:
         if found is not None and kind == "KafkaTopic" and found.get("apiVersion") != api_version:
             return None
         return copy.deepcopy(found)
+
+    def metadata(
+        self, api_version: str, kind: str, name: str, namespace: str | None
+    ) -> dict[str, Any] | None:
+        assert kind == "Secret", f"only Secrets are read by metadata, not {kind}"
+        return copy.deepcopy(self.secrets.get(name))
 
     def served(self, api_version: str, kind: str) -> bool:
         if kind == "KafkaTopic":
@@ -110,6 +121,7 @@ def test_first_reconcile_applies_everything_and_reports_honest_unknowns() -> Non
     out = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
     assert out.applied == [
         "ConfigMap/github-issues-config",
+        "ServiceAccount/github-issues-fetcher",
         "ServiceAccount/github-issues-runtime",
         "Service/github-issues-fetcher",
         "Service/github-issues-stream",
@@ -129,10 +141,12 @@ def test_first_reconcile_applies_everything_and_reports_honest_unknowns() -> Non
         "FetcherReady",
         "StreamReady",
         "TopicReady",
+        "CredentialsAllowed",
         "SchemaCompatible",
         "QualityPassing",
         "ReconciliationPaused",
     ]
+    assert cond(status, "CredentialsAllowed")["reason"] == "SecretsLabelled"
     assert cond(status, "FetcherReady")["status"] == "Unknown"
     assert cond(status, "FetcherReady")["reason"] == "RolloutPending"
     assert cond(status, "TopicReady")["reason"] == "WaitingForTopicOperator"

@@ -35,6 +35,7 @@ def test_every_example_renders_the_same_set_of_owned_objects(example: Path) -> N
     )
     assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
         ("ConfigMap", f"{source.name}-config"),
+        ("ServiceAccount", f"{source.name}-fetcher"),
         ("ServiceAccount", f"{source.name}-runtime"),
         ("Service", f"{source.name}-fetcher"),
         ("Service", f"{source.name}-stream"),
@@ -66,7 +67,15 @@ def test_optional_integrations_are_left_out_when_their_crds_are_absent() -> None
         o["kind"]
         for o in render.render_all(source, owner("g"), SETTINGS, paused=False, strimzi=None, prometheus=False)
     ]
-    assert kinds == ["ConfigMap", "ServiceAccount", "Service", "Service", "Deployment", "Deployment"]
+    assert kinds == [
+        "ConfigMap",
+        "ServiceAccount",
+        "ServiceAccount",
+        "Service",
+        "Service",
+        "Deployment",
+        "Deployment",
+    ]
 
 
 def test_config_map_round_trips_through_the_spec_model_and_the_stream_job_config() -> None:
@@ -273,23 +282,30 @@ def test_executor_share_comes_from_the_spec_else_the_installation() -> None:
 def test_pods_run_as_their_own_account_without_a_token_except_the_reporting_jobs() -> None:
     source = github()
     o = owner(source.name)
-    account = render.runtime_service_account(o)
-    assert account["metadata"]["name"] == "github-issues-runtime"
-    assert account["automountServiceAccountToken"] is False
-    for dep in (
-        render.fetcher_deployment(source, o, SETTINGS, paused=False),
-        render.stream_deployment(source, o, SETTINGS, paused=False),
+    for account, name in (
+        (render.runtime_service_account(o), "github-issues-runtime"),
+        (render.fetcher_service_account(o), "github-issues-fetcher"),
+    ):
+        assert (account["metadata"]["name"], account["automountServiceAccountToken"]) == (name, False)
+    for dep, name in (
+        (render.fetcher_deployment(source, o, SETTINGS, paused=False), "github-issues-fetcher"),
+        (render.stream_deployment(source, o, SETTINGS, paused=False), "github-issues-runtime"),
     ):
         pod = dep["spec"]["template"]["spec"]
-        assert pod["serviceAccountName"] == "github-issues-runtime"
-        assert pod["automountServiceAccountToken"] is False
+        assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == (name, False)
+    # An installation-wide account is the lake writer's: the driver's, never the fetcher's.
     with_account = OperatorSettings(service_account="lake-writer")
-    pod = render.fetcher_deployment(source, o, with_account, paused=False)["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == "lake-writer"
-    assert "ServiceAccount" not in [
-        x["kind"]
+    fetcher_pod = render.fetcher_deployment(source, o, with_account, paused=False)["spec"]["template"]["spec"]
+    driver_pod = render.stream_deployment(source, o, with_account, paused=False)["spec"]["template"]["spec"]
+    assert (fetcher_pod["serviceAccountName"], driver_pod["serviceAccountName"]) == (
+        "github-issues-fetcher",
+        "lake-writer",
+    )
+    assert [
+        x["metadata"]["name"]
         for x in render.render_all(source, o, with_account, paused=False, strimzi=None, prometheus=False)
-    ]
+        if x["kind"] == "ServiceAccount"
+    ] == ["github-issues-fetcher"]
     # Backfill and quality pods patch their status, so they keep a token (of the jobs account).
     jobs = OperatorSettings(job_service_account="rl-jobs")
     doc = yaml.safe_load((REPO / "examples" / "github-issues.yaml").read_text())

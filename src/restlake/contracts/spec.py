@@ -777,7 +777,7 @@ class Egress(_Model):
     A NetworkPolicy matches IP addresses, not host names, so the API's hosts are given as IP ranges.
     """
 
-    cidrs: list[Annotated[str, AfterValidator(_check_cidr), Field(max_length=43, pattern=CIDR)]] = Field(
+    cidrs: list[Annotated[str, Field(max_length=43, pattern=CIDR), AfterValidator(_check_cidr)]] = Field(
         default_factory=list,
         max_length=32,
         description="IP ranges (CIDR) of the API's hosts, and of the OAuth token endpoint's; the fetcher "

@@ -143,6 +143,8 @@ def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         )
     if outcome.topic_error:
         kopf.warn(body, reason="TopicNotCreated", message=outcome.topic_error)
+    if outcome.credentials_refused:
+        kopf.warn(body, reason="CredentialsNotAllowed", message=outcome.credentials_refused)
     kopf.info(
         body,
         reason="Reconciled",

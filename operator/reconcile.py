@@ -57,6 +57,8 @@ class Outcome:
     deleted: list[str] = field(default_factory=list)
     refused: list[compatibility.Incompatibility] = field(default_factory=list)
     topic_error: str | None = None
+    # The CredentialsAllowed message when a referenced Secret is refused (the fetcher is held).
+    credentials_refused: str | None = None
 
 
 def load(body: Mapping[str, Any], settings: OperatorSettings) -> IngestionSource:
@@ -286,6 +288,7 @@ def reconcile(
         deleted=deleted,
         refused=refused,
         topic_error=topic_error,
+        credentials_refused=None if allowed else credentials_condition.message,
     )
 
 

@@ -449,6 +449,11 @@ def test_a_source_reads_only_secrets_labelled_for_restlake(
         "Degraded",
         "SecretNotLabelled",
     )
+    warned = eventually(
+        lambda: [e for e in cluster.events("demo-cursor") if e["reason"] == "CredentialsNotAllowed"],
+        what="a CredentialsNotAllowed Event",
+    )
+    assert warned[0]["type"] == "Warning" and "db-admin" in warned[0]["message"]
     fetcher = cluster.deployment("demo-cursor-fetcher")
     assert fetcher["spec"]["replicas"] == 0
     assert _fetcher_secret_refs(cluster) == []

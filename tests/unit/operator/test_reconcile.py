@@ -638,6 +638,7 @@ def test_an_unlabelled_or_missing_secret_holds_the_fetcher_and_says_which_field(
     allowed = cond(out.status, "CredentialsAllowed")
     assert (allowed["status"], allowed["reason"]) == ("False", reason)
     assert allowed["message"].startswith(says)
+    assert out.credentials_refused == allowed["message"]  # posted as a CredentialsNotAllowed Event
     assert "kubectl label secret <name> restlake.io/source-credentials=true" in allowed["message"]
     fetcher = cluster.objects[("Deployment", "github-issues-fetcher")]
     assert fetcher["spec"]["replicas"] == 0
@@ -655,6 +656,7 @@ def test_an_unlabelled_or_missing_secret_holds_the_fetcher_and_says_which_field(
     cluster.secrets["github-token"] = {"metadata": {"labels": {credentials.LABEL: "true"}}}
     out = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
     assert (cond(out.status, "CredentialsAllowed")["status"], out.status["phase"]) == ("True", "Provisioning")
+    assert out.credentials_refused is None
     assert cluster.objects[("Deployment", "github-issues-fetcher")]["spec"]["replicas"] == 1
     assert [
         e["valueFrom"]["secretKeyRef"]

@@ -468,8 +468,16 @@ def test_a_source_reads_only_secrets_labelled_for_restlake(
         what="the fetcher scaled up once the Secret is labelled",
     )
     assert _fetcher_secret_refs(cluster) == [{"name": "db-admin", "key": "token"}]
-    allowed = condition(cluster.source("demo-cursor"), "CredentialsAllowed")
-    assert (allowed["status"], allowed["reason"]) == ("True", "SecretsLabelled")  # type: ignore[index]
+    # The timer applies first and patches the status after: wait for the condition too.
+    allowed = eventually(
+        lambda: (
+            (c := condition(cluster.source("demo-cursor"), "CredentialsAllowed"))
+            and c["status"] == "True"
+            and c
+        ),
+        what="CredentialsAllowed True",
+    )
+    assert allowed["reason"] == "SecretsLabelled"
 
     # A Secret that is not there (a typo, or deleted) holds the fetcher again, naming the field.
     _spec_patch(

@@ -297,13 +297,15 @@ def test_breaking_schema_change_is_refused_with_condition_and_event(
 def test_kubectl_get_isrc_shows_the_printer_columns(
     operator: Any, control_plane: Any, api: Any, namespace: str, metrics_stub: Any
 ) -> None:
+    # The pods label their series with the source's identity (namespace-qualified here).
+    identity = f"{namespace}.github-issues"
     metrics_stub.set(
         namespace,
         "github-issues-fetcher",
         "# TYPE restlake_fetcher_records_produced counter\n"
-        'restlake_fetcher_records_produced_total{source="github-issues"} 1234\n'
+        f'restlake_fetcher_records_produced_total{{source="{identity}"}} 1234\n'
         "# TYPE restlake_fetcher_last_success_timestamp_seconds gauge\n"
-        'restlake_fetcher_last_success_timestamp_seconds{source="github-issues"} 1.7e9\n',
+        f'restlake_fetcher_last_success_timestamp_seconds{{source="{identity}"}} 1.7e9\n',
     )
     # The lag is the stream job's: its driver exports it per partition, behind its own Service.
     metrics_stub.set(
@@ -311,10 +313,11 @@ def test_kubectl_get_isrc_shows_the_printer_columns(
         "github-issues-stream",
         "# TYPE restlake_stream_kafka_lag_records gauge\n"
         + "".join(
-            f'restlake_stream_kafka_lag_records{{source="github-issues",topic="t",partition="{p}"}} {lag}\n'
+            f'restlake_stream_kafka_lag_records{{source="{identity}",topic="t",partition="{p}"}} {lag}\n'
             for p, lag in ((0, 3), (1, 4))
         ),
     )
+    create_secret(control_plane, namespace, "github-token", labelled=True)
     apply(control_plane, namespace, REPO / "examples" / "github-issues.yaml")
     cluster = Cluster(api, namespace)
     eventually(

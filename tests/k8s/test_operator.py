@@ -16,7 +16,9 @@ from harness import REPO_ROOT as REPO
 from harness import eventually
 
 from restlake.contracts.spec import load_source, parse_source
+from restlake.operator import render
 from restlake.operator.credentials import secret_fields
+from restlake.operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.k8s
 
@@ -522,3 +524,24 @@ def test_same_named_sources_in_two_namespaces_share_no_data(
         seen[ns] = (stream["source"], topic, stream["bronze_path"], stream["checkpoint_path"])
     first, second = seen.values()
     assert all(a != b for a, b in zip(first, second, strict=True))
+
+
+def test_the_egress_policy_is_one_the_api_server_accepts(control_plane: Any, namespace: str) -> None:
+    doc = yaml.safe_load((REPO / "examples" / "demo-cursor.yaml").read_text())
+    doc["metadata"]["namespace"] = namespace
+    doc["spec"]["egress"] = {"cidrs": ["203.0.113.0/24", "2001:db8::/32"]}
+    settings = OperatorSettings(
+        network_policy=True,
+        kafka_bootstrap="kafka-0.k:9092,kafka-1.k:9093",
+        network_policy_kafka_peers=[{"namespaceSelector": {"matchLabels": {"team": "kafka"}}}],
+        lineage_transport="http",
+        lineage_url="http://marquez.marquez:5000",
+    )
+    owner = render.Owner(name="demo-cursor", namespace=namespace, uid="00000000-0000-0000-0000-000000000000")
+    policy = render.egress_policy(parse_source(doc, "test"), owner, settings)
+    del policy["metadata"]["ownerReferences"]  # the owner does not exist; dry-run checks it
+    out = control_plane.kubectl(
+        "apply", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(policy)
+    ).stdout
+    # Accepted as rendered: nothing pruned, nothing defaulted away.
+    assert json.loads(out)["spec"]["egress"] == policy["spec"]["egress"]

@@ -130,7 +130,7 @@ class SourceFetcher:
         delivery_timeout: float = 120.0,
     ) -> None:
         spec = source.spec
-        self.name: str = source.name
+        self.name: str = source.identity
         self.spec = spec
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic or dlq_topic(topic)

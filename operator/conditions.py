@@ -23,9 +23,19 @@ QUALITY_PASSING = "QualityPassing"
 PAUSED = "ReconciliationPaused"
 SCHEMA_COMPATIBLE = "SchemaCompatible"
 TOPIC_READY = "TopicReady"
+CREDENTIALS_ALLOWED = "CredentialsAllowed"
 
 # Status order in `kubectl describe`: the summary first, then what it summarises.
-_ORDER = (READY, FETCHER_READY, STREAM_READY, TOPIC_READY, SCHEMA_COMPATIBLE, QUALITY_PASSING, PAUSED)
+_ORDER = (
+    READY,
+    FETCHER_READY,
+    STREAM_READY,
+    TOPIC_READY,
+    CREDENTIALS_ALLOWED,
+    SCHEMA_COMPATIBLE,
+    QUALITY_PASSING,
+    PAUSED,
+)
 
 
 @dataclass(frozen=True)
@@ -104,9 +114,14 @@ def summarise(
     paused: bool,
     schema: Condition | None = None,
     topic: Condition | None = None,
+    credentials: Condition | None = None,
 ) -> tuple[str, list[Condition]]:
-    """The phase and the full condition set (Ready first) from the component conditions."""
-    parts = [fetcher, stream, *(c for c in (topic, schema) if c is not None)]
+    """The phase and the full condition set (Ready first) from the component conditions.
+
+    A refused credential comes first among the blockers: it is why the fetcher is not ready, and
+    the one thing the user has to act on.
+    """
+    parts = [fetcher, stream, *(c for c in (topic, credentials, schema) if c is not None)]
     paused_condition = Condition(
         PAUSED,
         "True" if paused else "False",
@@ -126,10 +141,10 @@ def summarise(
         ready = Condition(READY, "True", "Running", "fetcher and stream job are available")
         phase = "Running"
     else:
-        first = blocking[0]
+        first = next((c for c in blocking if c is credentials), blocking[0])
         status: Status = "False" if any(c.status == "False" for c in blocking) else "Unknown"
         ready = Condition(READY, status, first.reason, f"{first.type}: {first.message}")
-        refused = schema is not None and schema.status == "False"
+        refused = any(c is not None and c.status == "False" for c in (schema, credentials))
         stuck = any(c.reason == "ProgressDeadlineExceeded" for c in blocking)
         phase = "Degraded" if refused or stuck else "Provisioning"
     return phase, [ready, *parts, paused_condition]

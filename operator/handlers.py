@@ -146,6 +146,8 @@ def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         )
     if outcome.topic_error:
         kopf.warn(body, reason="TopicNotCreated", message=redact(outcome.topic_error))
+    if outcome.credentials_refused:
+        kopf.warn(body, reason="CredentialsNotAllowed", message=redact(outcome.credentials_refused))
     kopf.info(
         body,
         reason="Reconciled",
@@ -170,7 +172,7 @@ def source_gone(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         return
     meta = body["metadata"]
     try:
-        source = reconcile.load(body)
+        source = reconcile.load(body, ours)
         names = list(render.topics(source, ours).values())
     except SpecError:
         names = []

@@ -94,8 +94,9 @@ class Kube:
         body: Any = None,
         query: list[tuple[str, Any]] | None = None,
         content_type: str | None = None,
+        accept: str = "application/json",
     ) -> Any:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if content_type:
             headers["Content-Type"] = content_type
         try:
@@ -203,6 +204,25 @@ class Kube:
         found = self._kind(api_version, kind)
         try:
             return self._call("GET", found.path(name, namespace), what=f"get {kind} {namespace}/{name}")
+        except NotFoundError:
+            return None
+
+    def metadata(
+        self, api_version: str, kind: str, name: str, namespace: str | None
+    ) -> dict[str, Any] | None:
+        """Only the object's metadata (``PartialObjectMetadata``), or None when it does not exist.
+
+        How the operator looks at Secrets: their labels, never their data, which the API server
+        leaves out of the response.
+        """
+        found = self._kind(api_version, kind)
+        try:
+            return self._call(
+                "GET",
+                found.path(name, namespace),
+                what=f"get metadata of {kind} {namespace}/{name}",
+                accept="application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+            )
         except NotFoundError:
             return None
 

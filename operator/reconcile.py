@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from restlake.contracts.spec import API_VERSION, KIND, IngestionSource, parse_source
 from restlake.errors import TransientError
-from restlake.operator import compatibility, conditions, render, scrape, topics
+from restlake.operator import compatibility, conditions, credentials, render, scrape, topics
 from restlake.operator.conditions import Condition
 from restlake.operator.settings import OperatorSettings
 from restlake.operator.topic_ledger import TopicLedger
@@ -32,6 +32,10 @@ class Cluster(Protocol):
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None: ...
+
+    def metadata(
+        self, api_version: str, kind: str, name: str, namespace: str | None
+    ) -> dict[str, Any] | None: ...
 
     def served(self, api_version: str, kind: str) -> bool: ...
 
@@ -53,13 +57,16 @@ class Outcome:
     deleted: list[str] = field(default_factory=list)
     refused: list[compatibility.Incompatibility] = field(default_factory=list)
     topic_error: str | None = None
+    # The CredentialsAllowed message when a referenced Secret is refused (the fetcher is held).
+    credentials_refused: str | None = None
 
 
-def load(body: Mapping[str, Any]) -> IngestionSource:
-    """The source model from a watched object (status is the operator's own, so it is not parsed)."""
+def load(body: Mapping[str, Any], settings: OperatorSettings) -> IngestionSource:
+    """The source model from a watched object (status is the operator's own, so it is not parsed),
+    with the identity the operator gives it (``render.identity``)."""
     document = {k: v for k, v in body.items() if k != "status"}
     origin = f"{body['metadata'].get('namespace')}/{body['metadata'].get('name')}"
-    return parse_source(json.loads(json.dumps(document)), origin)
+    return render.with_identity(parse_source(json.loads(json.dumps(document)), origin), settings)
 
 
 def accepted_schema(config_map: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -166,7 +173,7 @@ def reconcile(
     in force (the ConfigMap keeps it), everything else in the update is applied, and the
     ``SchemaCompatible`` condition says why.
     """
-    source = load(body)
+    source = load(body, settings)
     owner = render.Owner.of(body)
     paused = render.is_paused(body["metadata"].get("annotations"))
 
@@ -194,10 +201,29 @@ def reconcile(
             conditions.SCHEMA_COMPATIBLE, "True", "Accepted", f"schema accepted (compatibility {mode})"
         )
 
+    # Before anything is applied: a refused Secret must never reach a pod spec, not even once.
+    credentials_condition = credentials.check(
+        source, lambda name: cluster.metadata("v1", "Secret", name, owner.namespace)
+    )
+    allowed = credentials_condition.status == "True"
+    if not allowed:
+        log.warning(
+            "credentials refused source=%s namespace=%s reason=%s",
+            owner.name,
+            owner.namespace,
+            credentials_condition.reason,
+        )
+
     strimzi = strimzi_topic_api(cluster)
     prometheus = cluster.served(render.SERVICE_MONITOR_API, "ServiceMonitor")
     objects = render.render_all(
-        source, owner, settings, paused=paused, strimzi=strimzi, prometheus=prometheus
+        source,
+        owner,
+        settings,
+        paused=paused,
+        strimzi=strimzi,
+        prometheus=prometheus,
+        credentials_allowed=allowed,
     )
     applied: list[str] = []
     changed: list[str] = []
@@ -223,8 +249,21 @@ def reconcile(
         )
 
     fetcher, stream = _component_conditions(cluster, owner, paused=paused)
+    if not allowed and not paused:
+        # Zero replicas are "available" to the deployment controller; say why there are none.
+        fetcher = Condition(
+            conditions.FETCHER_READY,
+            "False",
+            credentials_condition.reason,
+            "held at zero replicas: a referenced Secret is not allowed (see CredentialsAllowed)",
+        )
     phase, current = conditions.summarise(
-        fetcher, stream, paused=paused, schema=schema_condition, topic=topic_condition
+        fetcher,
+        stream,
+        paused=paused,
+        schema=schema_condition,
+        topic=topic_condition,
+        credentials=credentials_condition,
     )
     generation = body["metadata"].get("generation")
     previous = (body.get("status") or {}).get("conditions", [])
@@ -249,6 +288,7 @@ def reconcile(
         deleted=deleted,
         refused=refused,
         topic_error=topic_error,
+        credentials_refused=None if allowed else credentials_condition.message,
     )
 
 
@@ -278,6 +318,8 @@ def figures(
     if not settings.metrics_url or render.is_paused(body["metadata"].get("annotations")):
         return {}
     owner = render.Owner.of(body)
+    # The fetcher labels its series with the source's identity, not the object's name.
+    source = render.identity(owner.namespace, owner.name, settings)
     found = scrape.Figures()
     for component, port in (
         (render.FETCHER, settings.http_port),
@@ -286,7 +328,7 @@ def figures(
         url = settings.metrics_url.format(
             service=render.child_name(owner.name, component), namespace=owner.namespace, port=port
         )
-        found = found.merged(scraper(url, owner.name, timeout=settings.metrics_timeout))
+        found = found.merged(scraper(url, source, timeout=settings.metrics_timeout))
     return found.status()
 
 

@@ -11,13 +11,22 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from restlake.contracts.backfill import Backfill
-from restlake.contracts.spec import API_VERSION, KIND, ContainerResources, IngestionSource, SecretRef
+from restlake.contracts.spec import (
+    API_VERSION,
+    IDENTITY_ANNOTATION,
+    KIND,
+    ContainerResources,
+    IngestionSource,
+    SecretRef,
+    qualified_identity,
+)
 from restlake.jobs.spark.config import StreamJobConfig
-from restlake.operator import reporters
+from restlake.operator import credentials, reporters
 from restlake.operator.settings import FIELD_MANAGER, OperatorSettings
 
 CONFIG_DIR = "/etc/restlake"
@@ -129,6 +138,32 @@ def _metadata(name: str, owner: Owner, component: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Identity
+# ---------------------------------------------------------------------------------------------------
+
+
+def identity(namespace: str, name: str, settings: OperatorSettings) -> str:
+    """What a source's data is keyed by on Kubernetes (``IngestionSource.identity``).
+
+    ``<namespace>.<name>``, so same-named sources of two namespaces never share a topic, a lake path,
+    a checkpoint, fetch state or Postgres rows. Sources in the operator's own namespace keep the bare
+    name: that is where every source lived before the operator watched other namespaces, and their
+    topics, tables and rows stay theirs after an upgrade.
+    """
+    if settings.release_namespace and namespace == settings.release_namespace:
+        return name
+    return qualified_identity(namespace, name)
+
+
+def with_identity(source: IngestionSource, settings: OperatorSettings) -> IngestionSource:
+    """The source with the identity annotation the operator decides, whatever the object carried."""
+    meta = source.metadata
+    value = identity(meta.namespace or "", meta.name, settings)
+    annotations = {**meta.annotations, IDENTITY_ANNOTATION: value}
+    return source.model_copy(update={"metadata": meta.model_copy(update={"annotations": annotations})})
+
+
+# ---------------------------------------------------------------------------------------------------
 # ConfigMap
 # ---------------------------------------------------------------------------------------------------
 
@@ -137,12 +172,15 @@ def source_document(source: IngestionSource) -> dict[str, Any]:
     """The source as `restlake run -f` reads it: spec with defaults, and only name and namespace.
 
     Labels and annotations are left out on purpose: toggling the pause annotation or a label must
-    not change the config hash and roll the pods.
+    not change the config hash and roll the pods. The identity annotation is the exception: the pods
+    key their data by it, and it never changes for a given object.
     """
     spec = source.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-    meta = {"name": source.metadata.name}
+    meta: dict[str, Any] = {"name": source.metadata.name}
     if source.metadata.namespace:
         meta["namespace"] = source.metadata.namespace
+    if IDENTITY_ANNOTATION in source.metadata.annotations:
+        meta["annotations"] = {IDENTITY_ANNOTATION: source.identity}
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec}
 
 
@@ -210,15 +248,12 @@ def content_hash(text: str) -> str:
 
 
 def secret_refs(source: IngestionSource) -> list[SecretRef]:
-    """Every Secret key the source's auth refers to, in a stable order, without duplicates."""
-    auth = source.spec.request.auth
-    if auth is None:
-        return []
-    found = [
-        getattr(auth, attr)
-        for attr in ("secret_ref", "username_secret_ref", "password_secret_ref", "client_secret_ref")
-        if getattr(auth, attr, None) is not None
-    ]
+    """Every Secret key the spec refers to, in a stable order, without duplicates.
+
+    The same walk as the label check (``credentials.secret_fields``): a Secret that becomes an env
+    var is always one the check saw.
+    """
+    found = [ref for _, ref in credentials.secret_fields(source.spec)]
     unique: dict[tuple[str, str], SecretRef] = {(r.name, r.key): r for r in found}
     return [unique[k] for k in sorted(unique)]
 
@@ -338,7 +373,7 @@ def _pod_spec(
 
 
 def runtime_service_account(owner: Owner) -> dict[str, Any]:
-    """ServiceAccount ``<name>-runtime`` of the fetcher and driver pods: no RBAC, no token mounted.
+    """ServiceAccount ``<name>-runtime`` of the driver pods: no RBAC, no token mounted.
 
     Not the namespace's ``default``: that one may carry rights granted for something else, and a
     per-source account is what workload identity (IRSA, GKE) binds lake credentials to.
@@ -355,6 +390,17 @@ def _runtime_account(owner: Owner, settings: OperatorSettings) -> str:
     return settings.service_account or child_name(owner.name, RUNTIME)
 
 
+def fetcher_service_account(owner: Owner) -> dict[str, Any]:
+    """ServiceAccount ``<name>-fetcher``: the fetcher calls no Kubernetes API and writes no lake, so
+    its account has no token, no RBAC and nothing a workload-identity binding could attach to."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(child_name(owner.name, FETCHER), owner, FETCHER),
+        "automountServiceAccountToken": False,
+    }
+
+
 def _scrape_annotations(port: int) -> dict[str, str]:
     # The prometheus.io/* convention: read by Prometheus' kubernetes_sd relabelling where no
     # Prometheus Operator (ServiceMonitor) is installed.
@@ -366,9 +412,19 @@ def _env_from(settings: OperatorSettings) -> list[dict[str, Any]]:
 
 
 def fetcher_deployment(
-    source: IngestionSource, owner: Owner, settings: OperatorSettings, *, paused: bool
+    source: IngestionSource,
+    owner: Owner,
+    settings: OperatorSettings,
+    *,
+    paused: bool,
+    credentials_allowed: bool = True,
 ) -> dict[str, Any]:
-    """Deployment ``<name>-fetcher``: one stateless poller (its state lives in Postgres)."""
+    """Deployment ``<name>-fetcher``: one stateless poller (its state lives in Postgres).
+
+    Without ``credentials_allowed`` (a referenced Secret is missing or not labelled for restlake)
+    it has zero replicas and no reference to any Secret of the spec, so no pod can read one. It gets
+    the Postgres DSN (its fetch state) but not the lake's keys: it writes only to Kafka.
+    """
     text = config_map(source, owner, settings)["data"][SOURCE_FILE]
     port = settings.http_port
     probe = {"httpGet": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3}
@@ -391,23 +447,20 @@ def fetcher_deployment(
             {"name": "HOME", "value": "/tmp"},
             # The fetcher serves its ops port on loopback by default; the kubelet probes the pod IP.
             {"name": "RESTLAKE_FETCHER_OPS_HOST", "value": "0.0.0.0"},
-            *_secret_env(source),
+            *(_secret_env(source) if credentials_allowed else []),
         ],
-        "envFrom": _env_from(settings),
         "livenessProbe": {**probe, "httpGet": {"path": "/healthz", "port": "http"}},
         "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": "http"}},
         "resources": _resources(_declared_resources(source, FETCHER), FETCHER),
         "securityContext": _container_security(),
         "volumeMounts": _mounts(),
     }
-    if not container["envFrom"]:
-        del container["envFrom"]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _metadata(child_name(owner.name, FETCHER), owner, FETCHER),
         "spec": {
-            "replicas": 0 if paused else 1,
+            "replicas": 0 if paused or not credentials_allowed else 1,
             "selector": {"matchLabels": selector_labels(owner.name, FETCHER)},
             "template": {
                 "metadata": {
@@ -418,7 +471,7 @@ def fetcher_deployment(
                     settings,
                     container,
                     _volumes(owner.name, [SOURCE_FILE]),
-                    service_account=_runtime_account(owner, settings),
+                    service_account=child_name(owner.name, FETCHER),
                 ),
             },
         },
@@ -769,6 +822,80 @@ def service_monitors(owner: Owner, settings: OperatorSettings) -> list[dict[str,
     ]
 
 
+def _port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _host_ports(servers: str) -> list[int]:
+    """The ports of a ``host:port,host:port`` bootstrap list."""
+    return sorted({int(entry.rsplit(":", 1)[1]) for entry in servers.split(",") if ":" in entry})
+
+
+def _tcp(ports: list[int]) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": port} for port in ports]
+
+
+def api_ports(source: IngestionSource) -> list[int]:
+    """Ports the fetcher connects to for the API: the request URL's and the OAuth token URL's."""
+    urls = [source.spec.request.url]
+    token_url = getattr(source.spec.request.auth, "token_url", None)
+    if token_url:
+        urls.append(token_url)
+    return sorted({_port(url) for url in urls})
+
+
+def egress_policy(source: IngestionSource, owner: Owner, settings: OperatorSettings) -> dict[str, Any]:
+    """NetworkPolicy ``<name>-fetcher``: the fetcher pods may reach DNS, Kafka and the API, nothing else.
+
+    NetworkPolicy matches addresses, not host names: the API is ``spec.egress.cidrs`` on the API's
+    ports, or, without them, those ports anywhere outside ``network_policy_except_cidrs``. DNS is
+    allowed on port 53 to any address, since clusters label their resolvers differently. Postgres
+    (fetch state) and an HTTP lineage receiver are reached at addresses the installation knows,
+    so their ports are allowed too.
+    """
+    declared = source.spec.egress.cidrs if source.spec.egress else []
+    api_peers: list[dict[str, Any]] = (
+        [{"ipBlock": {"cidr": cidr}} for cidr in declared]
+        if declared
+        else [
+            {
+                "ipBlock": {
+                    "cidr": "0.0.0.0/0",
+                    **(
+                        {"except": list(settings.network_policy_except_cidrs)}
+                        if settings.network_policy_except_cidrs
+                        else {}
+                    ),
+                }
+            }
+        ]
+    )
+    kafka: dict[str, Any] = {"ports": _tcp(_host_ports(settings.kafka_bootstrap))}
+    if settings.network_policy_kafka_peers:
+        kafka["to"] = [dict(peer) for peer in settings.network_policy_kafka_peers]
+    rules: list[dict[str, Any]] = [
+        {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        kafka,
+        {"to": api_peers, "ports": _tcp(api_ports(source))},
+        # The fetch state store: the DSN is a Secret the operator does not read, so the port is
+        # Postgres' conventional one.
+        {"ports": _tcp([settings.network_policy_postgres_port])},
+    ]
+    if settings.lineage_transport == "http" and settings.lineage_url:
+        rules.append({"ports": _tcp([_port(settings.lineage_url)])})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(child_name(owner.name, FETCHER), owner, FETCHER),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(owner.name, FETCHER)},
+            "policyTypes": ["Egress"],
+            "egress": rules,
+        },
+    }
+
+
 def render_all(
     source: IngestionSource,
     owner: Owner,
@@ -777,18 +904,22 @@ def render_all(
     paused: bool,
     strimzi: str | None,
     prometheus: bool,
+    credentials_allowed: bool = True,
 ) -> list[dict[str, Any]]:
     """Every object the source needs, in apply order (config before the pods that mount it).
 
     ``strimzi`` is the KafkaTopic apiVersion the cluster serves, or None without Strimzi.
     """
-    objects = [config_map(source, owner, settings)]
+    objects = [config_map(source, owner, settings), fetcher_service_account(owner)]
     if not settings.service_account:
         objects.append(runtime_service_account(owner))
+    if settings.network_policy:
+        # Before the Deployment, so no fetcher pod starts unconfined.
+        objects.append(egress_policy(source, owner, settings))
     objects += [
         fetcher_service(owner, settings),
         stream_service(owner, settings),
-        fetcher_deployment(source, owner, settings, paused=paused),
+        fetcher_deployment(source, owner, settings, paused=paused, credentials_allowed=credentials_allowed),
         stream_deployment(source, owner, settings, paused=paused),
     ]
     quality = quality_cron_job(source, owner, settings, paused=paused)

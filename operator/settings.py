@@ -6,7 +6,7 @@ spec plus these values, so two installs in one cluster differ only here.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,7 +59,9 @@ class OperatorSettings(BaseSettings):
     )
     image_pull_policy: str = Field("IfNotPresent", description="imagePullPolicy of rendered containers.")
     service_account: str | None = Field(
-        None, description="ServiceAccount of the fetcher and driver pods; absent uses the namespace default."
+        None,
+        description="ServiceAccount of the Spark driver pods (the ones that write the lake); absent renders "
+        "<source>-runtime per source. Fetchers always run as their own <source>-fetcher account.",
     )
     job_service_account: str | None = Field(
         None,
@@ -156,6 +158,24 @@ class OperatorSettings(BaseSettings):
         "http://{service}.{namespace}.svc:{port}/metrics",
         description="Where the status timer reads a fetcher's metrics; {service}, {namespace} and {port} "
         "are filled in. Empty disables scraping.",
+    )
+    network_policy: bool = Field(
+        False,
+        description="Render an egress NetworkPolicy per source for its fetcher pods: DNS, Kafka and the "
+        "API's ports (to spec.egress.cidrs) only.",
+    )
+    network_policy_kafka_peers: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="NetworkPolicy peers (`to` entries) of the Kafka brokers, JSON in the env var; empty "
+        "allows the bootstrap servers' ports on any address.",
+    )
+    network_policy_except_cidrs: list[str] = Field(
+        default_factory=lambda: ["169.254.0.0/16"],
+        description="IPv4 ranges the fetcher may never reach when a source gives no spec.egress.cidrs "
+        "(default: link-local, where cloud metadata endpoints hand out node credentials).",
+    )
+    network_policy_postgres_port: int = Field(
+        5432, ge=1, le=65535, description="Port of Postgres (the fetch state) in the egress NetworkPolicy."
     )
     topic_admin: bool = Field(
         True,

@@ -155,7 +155,7 @@ class StreamJobConfig(BaseModel):
         schema = source.spec.schema_
         sinks = source.spec.sinks
         values: dict[str, Any] = {
-            "source": source.name,
+            "source": source.identity,
             "topic": topic,
             "kafka_bootstrap": kafka_bootstrap,
             "bronze_path": source.bronze_path(lake_root),

@@ -180,6 +180,12 @@ resource "kubernetes_manifest" "github_token" {
       target = {
         name           = "github-token"
         creationPolicy = "Owner"
+        # The operator lets a source read only Secrets carrying this label.
+        template = {
+          metadata = {
+            labels = { "restlake.io/source-credentials" = "true" }
+          }
+        }
       }
       data = [{
         secretKey = "token"

@@ -213,3 +213,13 @@ def namespace(control_plane: harness.ControlPlane) -> Iterator[str]:
     yield name
     with contextlib.suppress(AssertionError):
         control_plane.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture
+def second_namespace(control_plane: harness.ControlPlane) -> Iterator[str]:
+    """Another throw-away namespace, for what two namespaces must not share."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    control_plane.kubectl("create", "namespace", name)
+    yield name
+    with contextlib.suppress(AssertionError):
+        control_plane.kubectl("delete", "namespace", name, "--wait=false")

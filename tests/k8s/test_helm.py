@@ -58,6 +58,12 @@ OPERATOR_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "create", "patch", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+    {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["networkpolicies"],
+        "verbs": ["get", "create", "patch"],
+    },
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {"apiGroups": ["kafka.strimzi.io"], "resources": ["kafkatopics"], "verbs": ["get", "create", "patch"]},
     {
@@ -268,6 +274,36 @@ def test_operator_env_is_what_the_operator_settings_read(helm: Path, monkeypatch
     assert qualified == f"spark://{master['metadata']['name']}.{NAMESPACE}.svc:{rpc}"
 
 
+def test_fetcher_network_policy_values_reach_the_operator_settings(
+    helm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    off = env_of(container(by_kind(render(helm))["Deployment", "rl-restlake-operator"], "operator"))
+    assert not [k for k in off if k.startswith("RESTLAKE_OPERATOR_NETWORK_POLICY")]
+    docs = by_kind(
+        render(
+            helm,
+            "fetcher.networkPolicy.enabled=true",
+            "fetcher.networkPolicy.kafkaPeers[0].podSelector.matchLabels.strimzi\\.io/cluster=restlake-kafka",
+            "fetcher.networkPolicy.postgresPort=6432",
+        )
+    )
+    env = env_of(container(docs["Deployment", "rl-restlake-operator"], "operator"))
+    for key in list(OperatorSettings.model_fields):
+        monkeypatch.delenv(f"RESTLAKE_OPERATOR_{key.upper()}", raising=False)
+    for key, value in env.items():
+        if key.startswith("RESTLAKE_OPERATOR_NETWORK_POLICY"):
+            monkeypatch.setenv(key, value)
+    settings = OperatorSettings()
+    assert settings.network_policy is True
+    assert settings.network_policy_kafka_peers == [
+        {"podSelector": {"matchLabels": {"strimzi.io/cluster": "restlake-kafka"}}}
+    ]
+    assert (settings.network_policy_except_cidrs, settings.network_policy_postgres_port) == (
+        ["169.254.0.0/16"],
+        6432,
+    )
+
+
 def test_spark_workers_follow_the_values(helm: Path) -> None:
     docs = by_kind(render(helm, "spark.worker.replicas=3", "spark.worker.cores=2", "spark.worker.memory=3g"))
     workers = docs["Deployment", "rl-restlake-spark-worker"]
@@ -473,9 +509,11 @@ def test_installed_rbac_grants_exactly_the_operator_verbs(cluster: Any, installe
     ]:
         assert _can(cluster, ns, verb, resource), f"cannot {verb} {resource}"
     assert not _can(cluster, ns, "delete", "deployments.apps"), "the garbage collector deletes children"
-    assert not _can(cluster, ns, "get", "secrets"), (
-        "secrets reach pods by reference; the operator never reads them"
-    )
+    # One Secret at a time, by the name a source gives, for its restlake.io/source-credentials
+    # label (the operator asks for metadata only); never a listing of the namespace's Secrets.
+    assert _can(cluster, ns, "get", "secrets")
+    for verb in ("list", "watch", "patch"):
+        assert not _can(cluster, ns, verb, "secrets"), f"the operator may {verb} secrets"
     assert not _can(cluster, ns, "watch", "ingestionsources.restlake.io", within="default"), (
         "Role is namespaced"
     )

@@ -15,6 +15,11 @@ import yaml
 from harness import REPO_ROOT as REPO
 from harness import eventually
 
+from restlake.contracts.spec import load_source, parse_source
+from restlake.operator import render
+from restlake.operator.credentials import secret_fields
+from restlake.operator.settings import OperatorSettings
+
 pytestmark = pytest.mark.k8s
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -86,6 +91,17 @@ class Cluster:
         return self._dicts(self.core.list_namespaced_event(self.ns, field_selector=selector).items)
 
 
+def create_secret(control_plane: Any, namespace: str, name: str, *, labelled: bool) -> None:
+    labels = {"restlake.io/source-credentials": "true"} if labelled else {}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": labels},
+        "stringData": {"token": "tok-never-in-status"},
+    }
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(secret))
+
+
 def condition(source: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return next((c for c in (source.get("status") or {}).get("conditions", []) if c["type"] == kind), None)
 
@@ -98,6 +114,7 @@ def apply(control_plane: Any, namespace: str, document: dict[str, Any] | Path) -
 def expected_objects(name: str) -> set[tuple[str, str]]:
     return {
         ("ConfigMap", f"{name}-config"),
+        ("ServiceAccount", f"{name}-fetcher"),
         ("ServiceAccount", f"{name}-runtime"),
         ("Service", f"{name}-fetcher"),
         ("Service", f"{name}-stream"),
@@ -121,6 +138,9 @@ def test_example_creates_exactly_the_expected_objects(
     example: Path, operator: Any, control_plane: Any, api: Any, namespace: str
 ) -> None:
     name = example.stem
+    # What a user does for a source with auth: the Secret carries restlake's label.
+    for secret in sorted({ref.name for _, ref in secret_fields(load_source(example).spec)}):
+        create_secret(control_plane, namespace, secret, labelled=True)
     apply(control_plane, namespace, example)
     cluster = Cluster(api, namespace)
     eventually(lambda: set(cluster.owned(name)) == expected_objects(name), what=f"the objects of {name}")
@@ -137,7 +157,8 @@ def test_example_creates_exactly_the_expected_objects(
         assert managers == {"restlake-operator"}, f"{kind}/{obj_name} applied by {managers}"
 
     topic = cluster.owned(name)[("KafkaTopic", f"{name}-topic")]
-    assert topic["spec"]["topicName"] == f"restlake.{name}"
+    # The operator here runs outside the test namespace (no RESTLAKE_OPERATOR_RELEASE_NAMESPACE).
+    assert topic["spec"]["topicName"] == f"restlake.{namespace}.{name}"
     assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "restlake-kafka"
     monitor = cluster.owned(name)[("ServiceMonitor", f"{name}-fetcher")]
     assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
@@ -148,6 +169,7 @@ def test_example_creates_exactly_the_expected_objects(
     assert ready is not None and ready["status"] in ("False", "Unknown")
     assert condition(source, "QualityPassing")["status"] == "Unknown"  # type: ignore[index]
     assert condition(source, "SchemaCompatible")["status"] == "True"  # type: ignore[index]
+    assert condition(source, "CredentialsAllowed")["status"] == "True"  # type: ignore[index]
     # Nothing runs pods here: the topic operator never answers, and the deployment controller sees
     # pods that no kubelet will start. Status must say exactly that.
     topic_ready = condition(source, "TopicReady")
@@ -277,13 +299,15 @@ def test_breaking_schema_change_is_refused_with_condition_and_event(
 def test_kubectl_get_isrc_shows_the_printer_columns(
     operator: Any, control_plane: Any, api: Any, namespace: str, metrics_stub: Any
 ) -> None:
+    # The pods label their series with the source's identity (namespace-qualified here).
+    identity = f"{namespace}.github-issues"
     metrics_stub.set(
         namespace,
         "github-issues-fetcher",
         "# TYPE restlake_fetcher_records_produced counter\n"
-        'restlake_fetcher_records_produced_total{source="github-issues"} 1234\n'
+        f'restlake_fetcher_records_produced_total{{source="{identity}"}} 1234\n'
         "# TYPE restlake_fetcher_last_success_timestamp_seconds gauge\n"
-        'restlake_fetcher_last_success_timestamp_seconds{source="github-issues"} 1.7e9\n',
+        f'restlake_fetcher_last_success_timestamp_seconds{{source="{identity}"}} 1.7e9\n',
     )
     # The lag is the stream job's: its driver exports it per partition, behind its own Service.
     metrics_stub.set(
@@ -291,10 +315,11 @@ def test_kubectl_get_isrc_shows_the_printer_columns(
         "github-issues-stream",
         "# TYPE restlake_stream_kafka_lag_records gauge\n"
         + "".join(
-            f'restlake_stream_kafka_lag_records{{source="github-issues",topic="t",partition="{p}"}} {lag}\n'
+            f'restlake_stream_kafka_lag_records{{source="{identity}",topic="t",partition="{p}"}} {lag}\n'
             for p, lag in ((0, 3), (1, 4))
         ),
     )
+    create_secret(control_plane, namespace, "github-token", labelled=True)
     apply(control_plane, namespace, REPO / "examples" / "github-issues.yaml")
     cluster = Cluster(api, namespace)
     eventually(
@@ -393,3 +418,130 @@ def test_sources_carry_no_finalizer_so_deletion_never_waits_for_the_operator(
     time.sleep(5)
     assert cluster.source("demo-pages")["metadata"].get("finalizers") in (None, [])
     control_plane.kubectl("delete", "isrc", "demo-pages", "-n", namespace, "--wait=true", "--timeout=10s")
+
+
+def _with_bearer(secret: str) -> dict[str, Any]:
+    doc = yaml.safe_load((REPO / "examples" / "demo-cursor.yaml").read_text())
+    doc["spec"]["request"]["auth"] = {"type": "bearer", "secretRef": {"name": secret, "key": "token"}}
+    parse_source(doc, "test")  # a valid spec: what is refused below is the Secret, not the spec
+    return doc
+
+
+def _fetcher_secret_refs(cluster: Cluster) -> list[dict[str, Any]]:
+    (container,) = cluster.deployment("demo-cursor-fetcher")["spec"]["template"]["spec"]["containers"]
+    return [
+        e["valueFrom"]["secretKeyRef"]
+        for e in container.get("env", [])
+        if (e.get("valueFrom") or {}).get("secretKeyRef") and e["name"].startswith("RESTLAKE_SECRET_")
+    ]
+
+
+def test_a_source_reads_only_secrets_labelled_for_restlake(
+    operator: Any, control_plane: Any, api: Any, namespace: str
+) -> None:
+    create_secret(control_plane, namespace, "db-admin", labelled=False)
+    apply(control_plane, namespace, _with_bearer("db-admin"))
+    cluster = Cluster(api, namespace)
+    source = eventually(lambda: reconciled(cluster, "demo-cursor", 1), what="first reconcile")
+    allowed = condition(source, "CredentialsAllowed")
+    assert allowed is not None
+    assert (allowed["status"], allowed["reason"]) == ("False", "SecretNotLabelled")
+    assert allowed["message"].startswith(
+        'Secret db-admin (spec.request.auth.secretRef) is not labelled restlake.io/source-credentials: "true"'
+    )
+    assert "tok-never-in-status" not in json.dumps(source)
+    assert (source["status"]["phase"], condition(source, "Ready")["reason"]) == (  # type: ignore[index]
+        "Degraded",
+        "SecretNotLabelled",
+    )
+    warned = eventually(
+        lambda: [e for e in cluster.events("demo-cursor") if e["reason"] == "CredentialsNotAllowed"],
+        what="a CredentialsNotAllowed Event",
+    )
+    assert warned[0]["type"] == "Warning" and "db-admin" in warned[0]["message"]
+    fetcher = cluster.deployment("demo-cursor-fetcher")
+    assert fetcher["spec"]["replicas"] == 0
+    assert _fetcher_secret_refs(cluster) == []
+    assert "db-admin" not in json.dumps(fetcher["spec"])
+
+    # The namespace owner consents: the status timer (every second here) rolls the fetcher out.
+    control_plane.kubectl(
+        "label", "secret", "db-admin", "-n", namespace, "restlake.io/source-credentials=true"
+    )
+    eventually(
+        lambda: cluster.deployment("demo-cursor-fetcher")["spec"]["replicas"] == 1,
+        what="the fetcher scaled up once the Secret is labelled",
+    )
+    assert _fetcher_secret_refs(cluster) == [{"name": "db-admin", "key": "token"}]
+    # The timer applies first and patches the status after: wait for the condition too.
+    allowed = eventually(
+        lambda: (
+            (c := condition(cluster.source("demo-cursor"), "CredentialsAllowed"))
+            and c["status"] == "True"
+            and c
+        ),
+        what="CredentialsAllowed True",
+    )
+    assert allowed["reason"] == "SecretsLabelled"
+
+    # A Secret that is not there (a typo, or deleted) holds the fetcher again, naming the field.
+    _spec_patch(
+        control_plane,
+        namespace,
+        "demo-cursor",
+        {"spec": {"request": {"auth": {"secretRef": {"name": "no-such-secret", "key": "token"}}}}},
+    )
+    source = eventually(lambda: reconciled(cluster, "demo-cursor", 2), what="observedGeneration 2")
+    allowed = condition(source, "CredentialsAllowed")
+    assert (allowed["status"], allowed["reason"]) == ("False", "SecretNotFound")  # type: ignore[index]
+    assert allowed["message"].startswith(  # type: ignore[index]
+        "Secret no-such-secret (spec.request.auth.secretRef) does not exist"
+    )
+    assert cluster.deployment("demo-cursor-fetcher")["spec"]["replicas"] == 0
+    assert _fetcher_secret_refs(cluster) == []
+
+
+def test_same_named_sources_in_two_namespaces_share_no_data(
+    operator: Any, control_plane: Any, api: Any, namespace: str, second_namespace: str
+) -> None:
+    for ns in (namespace, second_namespace):
+        apply(control_plane, ns, REPO / "examples" / "demo-cursor.yaml")
+    seen: dict[str, tuple[Any, ...]] = {}
+    for ns in (namespace, second_namespace):
+        cluster = Cluster(api, ns)
+        eventually(lambda c=cluster: reconciled(c, "demo-cursor", 1), what=f"first reconcile in {ns}")
+        config = cluster.core.read_namespaced_config_map("demo-cursor-config", ns).data
+        stream = json.loads(config["stream.json"])
+        pod_source = parse_source(yaml.safe_load(config["source.yaml"]), "configmap")
+        topic = cluster.owned("demo-cursor")[("KafkaTopic", "demo-cursor-topic")]["spec"]["topicName"]
+        identity = f"{ns}.demo-cursor"
+        # What the fetcher keys its state, envelopes and metrics by, and what the driver writes.
+        assert pod_source.identity == stream["source"] == identity
+        assert topic == stream["topic"] == f"restlake.{identity}"
+        assert stream["bronze_path"] == f"s3a://restlake/lake/bronze/{identity}"
+        assert stream["quarantine_path"] == f"s3a://restlake/lake/quarantine/{identity}"
+        assert stream["checkpoint_path"].startswith(f"s3a://restlake/lake/_checkpoints/{identity}/")
+        seen[ns] = (stream["source"], topic, stream["bronze_path"], stream["checkpoint_path"])
+    first, second = seen.values()
+    assert all(a != b for a, b in zip(first, second, strict=True))
+
+
+def test_the_egress_policy_is_one_the_api_server_accepts(control_plane: Any, namespace: str) -> None:
+    doc = yaml.safe_load((REPO / "examples" / "demo-cursor.yaml").read_text())
+    doc["metadata"]["namespace"] = namespace
+    doc["spec"]["egress"] = {"cidrs": ["203.0.113.0/24", "2001:db8::/32"]}
+    settings = OperatorSettings(
+        network_policy=True,
+        kafka_bootstrap="kafka-0.k:9092,kafka-1.k:9093",
+        network_policy_kafka_peers=[{"namespaceSelector": {"matchLabels": {"team": "kafka"}}}],
+        lineage_transport="http",
+        lineage_url="http://marquez.marquez:5000",
+    )
+    owner = render.Owner(name="demo-cursor", namespace=namespace, uid="00000000-0000-0000-0000-000000000000")
+    policy = render.egress_policy(parse_source(doc, "test"), owner, settings)
+    del policy["metadata"]["ownerReferences"]  # the owner does not exist; dry-run checks it
+    out = control_plane.kubectl(
+        "apply", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(policy)
+    ).stdout
+    # Accepted as rendered: nothing pruned, nothing defaulted away.
+    assert json.loads(out)["spec"]["egress"] == policy["spec"]["egress"]

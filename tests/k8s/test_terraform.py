@@ -380,6 +380,9 @@ def test_external_secrets_are_optional_and_feed_the_examples_secret(
     ref = example["spec"]["request"]["auth"]["secretRef"]
     assert unquote(external["spec"]["target"]["name"]) == ref["name"]
     assert [unquote(d["secretKey"]) for d in external["spec"]["data"]] == [ref["key"]]
+    # ... labelled, so the operator lets the examples read it.
+    labels = external["spec"]["target"]["template"]["metadata"]["labels"]
+    assert {unquote(k): unquote(v) for k, v in labels.items()} == {"restlake.io/source-credentials": "true"}
     # OpenBao's values hold a heredoc (its postStart script), which python-hcl2 cannot re-read.
     text = (MODULE / "secrets.tf").read_text()
     assert "dev = { enabled = true }" in text and "injector = { enabled = false }" in text

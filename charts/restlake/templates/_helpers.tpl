@@ -129,6 +129,15 @@ rule. Peering rules are added by operator-rbac.yaml, per scope.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
+{{- /* Only to read the restlake.io/source-credentials label of the Secrets a source refers to:
+       the operator asks for metadata only (PartialObjectMetadata), but RBAC cannot grant less
+       than get. */}}
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, create, patch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import functools
+import ipaddress
 import re
 import types
 import typing
@@ -49,6 +50,9 @@ from restlake.settings import LakeSettings
 API_GROUP = "restlake.io"
 API_VERSION = "restlake.io/v1alpha1"
 KIND = "IngestionSource"
+# Set by the operator on the source document it renders: the name every data-plane artefact (topic,
+# lake paths, checkpoint, fetch state, the Postgres `source` value, metric labels) is keyed by.
+IDENTITY_ANNOTATION = "restlake.io/identity"
 
 # It names a Kafka topic, Kubernetes objects and label values, hence a DNS-1123 label (≤ 63).
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -58,6 +62,7 @@ PG_TABLE = r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$"
 KAFKA_TOPIC = r"^[a-zA-Z0-9._-]+$"
 COLUMN = r"^[a-z_][a-z0-9_]*$"
 HTTP_URL = r"^https?://[^\s/?#]+[^\s]*$"
+CIDR = r"^[0-9a-fA-F:.]+/[0-9]{1,3}$"
 # Kubernetes resource.Quantity, as in the built-in OpenAPI schemas.
 QUANTITY = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
@@ -79,6 +84,7 @@ _PATTERN_HINTS = {
     KAFKA_TOPIC: "must be a Kafka topic name (letters, digits, '.', '_' and '-')",
     COLUMN: "must be a lowercase column name (letters, digits and '_')",
     HTTP_URL: "must be an http:// or https:// URL",
+    CIDR: "must be an IP range in CIDR notation such as 203.0.113.0/24",
     QUANTITY: "must be a Kubernetes quantity such as 500m, 2, 512Mi or 1Gi",
     CONDITION_REASON: "must be one CamelCase word",
     CRON: "must be a cron schedule of 5 fields (such as '*/15 * * * *') or @hourly, @daily, ...",
@@ -762,6 +768,31 @@ class Kafka(_Model):
     partitions: int | None = Field(None, ge=1, description="Partitions when the topic is created.")
 
 
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"must be an IP range in CIDR notation such as 203.0.113.0/24, got {value!r}"
+        ) from None
+    return value
+
+
+class Egress(_Model):
+    """Where the fetcher may connect when the installation renders egress NetworkPolicies.
+
+    A NetworkPolicy matches IP addresses, not host names, so the API's hosts are given as IP ranges.
+    """
+
+    cidrs: list[Annotated[str, Field(max_length=43, pattern=CIDR), AfterValidator(_check_cidr)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="IP ranges (CIDR) of the API's hosts, and of the OAuth token endpoint's; the fetcher "
+        "may reach them on the ports of request.url and auth.tokenUrl only. Empty allows those ports on "
+        "any address outside the installation's excluded ranges (networkPolicy.exceptCidrs).",
+    )
+
+
 class ResourceQuantities(_Model):
     """CPU and memory quantities."""
 
@@ -860,6 +891,10 @@ class IngestionSourceSpec(_Model):
     quality: Quality | None = Field(None, description="Data-quality expectations.")
     sinks: Sinks = Field(default_factory=Sinks, description="Where records land.")
     kafka: Kafka | None = Field(None, description="Overrides for the Kafka topic.")
+    egress: Egress | None = Field(
+        None,
+        description="IP ranges the fetcher may reach when the installation renders egress NetworkPolicies.",
+    )
     resources: Resources | None = Field(
         None, description="Kubernetes resources of the fetcher and Spark driver."
     )
@@ -948,7 +983,8 @@ class IngestionSourceStatus(_Model):
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,
-        description="Conditions: Ready, FetcherReady, StreamReady, QualityPassing.",
+        description="Conditions: Ready, FetcherReady, StreamReady, TopicReady, CredentialsAllowed, "
+        "SchemaCompatible, QualityPassing, ReconciliationPaused.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     last_fetch_time: dt.datetime | None = Field(None, description="When the last page was fetched (UTC).")
@@ -967,31 +1003,62 @@ class IngestionSource(_Model):
     spec: IngestionSourceSpec = Field(description="What to fetch, how, and where it lands.")
     status: IngestionSourceStatus | None = Field(None, description="What the operator observed.")
 
+    @model_validator(mode="after")
+    def _own_identity(self) -> IngestionSource:
+        # Only the two identities the object itself can have: an annotation naming another
+        # namespace's source would share its topic, lake paths and Postgres rows.
+        claimed = self.metadata.annotations.get(IDENTITY_ANNOTATION)
+        allowed = {self.metadata.name, qualified_identity(self.metadata.namespace or "", self.metadata.name)}
+        if claimed is not None and claimed not in allowed:
+            raise field_error(
+                f"metadata.annotations.{IDENTITY_ANNOTATION}",
+                f"must be {self.metadata.name!r} or <namespace>.{self.metadata.name}, got {claimed!r}; "
+                "leave it out, the operator sets it",
+            )
+        return self
+
     @property
     def name(self) -> str:
         return self.metadata.name
 
+    @property
+    def identity(self) -> str:
+        """What the source's data is keyed by: topic, lake paths, checkpoint, fetch state, the Postgres
+        ``source`` value and metric labels.
+
+        The name, unless the ``restlake.io/identity`` annotation says otherwise; the operator sets
+        it to ``<namespace>.<name>`` for sources outside its own namespace (see ``operator/README.md``),
+        so same-named sources in two namespaces never share data. `restlake run -f` uses the name.
+        """
+        return self.metadata.annotations.get(IDENTITY_ANNOTATION) or self.name
+
     def topic(self, prefix: str = "restlake.") -> str:
-        """The Kafka topic: ``spec.kafka.topic``, else ``<prefix><name>``."""
+        """The Kafka topic: ``spec.kafka.topic``, else ``<prefix><identity>``."""
         if self.spec.kafka is not None and self.spec.kafka.topic:
             return self.spec.kafka.topic
-        return f"{prefix}{self.name}"
+        return f"{prefix}{self.identity}"
 
     def dead_letter_topic(self, prefix: str = "restlake.") -> str:
         """Where the fetcher sends pages it could not use: ``<topic>.dlq``."""
         return self.topic(prefix) + DEAD_LETTER_SUFFIX
 
     def bronze_path(self, lake_root: str) -> str:
-        """Bronze table: ``spec.sinks.bronze.path`` (relative to the lake root), else ``bronze/<name>``."""
-        return _table_path(lake_root, self.spec.sinks.bronze.path, "bronze", self.name)
+        """Bronze table: ``spec.sinks.bronze.path`` (relative to the lake root), else bronze/<identity>."""
+        return _table_path(lake_root, self.spec.sinks.bronze.path, "bronze", self.identity)
 
     def quarantine_path(self, lake_root: str) -> str:
-        """Quarantine table location, like ``bronze_path`` under ``quarantine/<name>``."""
-        return _table_path(lake_root, self.spec.sinks.quarantine.path, "quarantine", self.name)
+        """Quarantine table location, like ``bronze_path`` under ``quarantine/<identity>``."""
+        return _table_path(lake_root, self.spec.sinks.quarantine.path, "quarantine", self.identity)
 
     def checkpoint_path(self, lake_root: str) -> str:
-        """Spark checkpoint location of the source's stream: ``<lake root>/_checkpoints/<name>``."""
-        return LakeSettings(root=lake_root).table_uri("_checkpoints", self.name)
+        """Spark checkpoint location of the source's stream: ``<lake root>/_checkpoints/<identity>``."""
+        return LakeSettings(root=lake_root).table_uri("_checkpoints", self.identity)
+
+
+def qualified_identity(namespace: str, name: str) -> str:
+    """``<namespace>.<name>``: both are DNS-1123 labels (no dots), so it is unambiguous, never equal to
+    a bare name, and valid as it is in a topic name, a path segment and a Postgres text value."""
+    return f"{namespace}.{name}"
 
 
 def _table_path(lake_root: str, explicit: str | None, kind: str, name: str) -> str:

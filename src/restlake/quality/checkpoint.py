@@ -147,18 +147,18 @@ def run_checkpoint(
     """Validate the source's bronze rows (since the last run unless ``full``); see the module doc."""
     settings = settings or QualitySettings()
     suite = build_suite(source)
-    paths = QualityPaths.for_source(settings, lake_root, source.name)
+    paths = QualityPaths.for_source(settings, lake_root, source.identity)
     bronze_uri = source.bronze_path(lake_root)
     incremental = not full and (source.spec.quality is None or source.spec.quality.bronze.since_last_run)
     watermark = read_watermark(paths) if incremental else None
     run_id = str(uuid.uuid4())
     started_at = datetime.now(UTC)
     started = time.monotonic()
-    events = QualityLineage(lineage or LineageEmitter.from_settings(), source.name, bronze_uri, run_id)
+    events = QualityLineage(lineage or LineageEmitter.from_settings(), source.identity, bronze_uri, run_id)
     events.start()
     log.info(
         "quality run starting source=%s run_id=%s full=%s watermark=%s expectations=%d",
-        source.name,
+        source.identity,
         run_id,
         not incremental,
         watermark.isoformat() if watermark else None,
@@ -170,7 +170,7 @@ def run_checkpoint(
         duration = time.monotonic() - started
         events.fail(f"{type(exc).__name__}: {exc}" if isinstance(exc, RestlakeError) else type(exc).__name__)
         registry = metrics.run_registry(
-            source.name,
+            source.identity,
             success=False,
             passed=0,
             failed=0,
@@ -179,12 +179,12 @@ def run_checkpoint(
             finished_at=time.time(),
             duration_s=duration,
         )
-        metrics.publish(registry, source.name, paths.metrics, settings)
+        metrics.publish(registry, source.identity, paths.metrics, settings)
         raise
     run.full = not incremental
     run.duration_s = time.monotonic() - started
     registry = metrics.run_registry(
-        source.name,
+        source.identity,
         success=run.passed,
         passed=len(run.outcomes) - len(run.failed),
         failed=len(run.failed),
@@ -193,7 +193,7 @@ def run_checkpoint(
         finished_at=time.time(),
         duration_s=run.duration_s,
     )
-    run.metrics_pushed = metrics.publish(registry, source.name, paths.metrics, settings)
+    run.metrics_pushed = metrics.publish(registry, source.identity, paths.metrics, settings)
     events.complete(
         run.rows_validated,
         [Assertion(o.name, o.success, o.column) for o in run.outcomes],
@@ -201,7 +201,7 @@ def run_checkpoint(
     )
     write_json(paths.last_run, run.summary())
     log.info(
-        "quality run done source=%s run_id=%s passed=%s %s", source.name, run_id, run.passed, run.message
+        "quality run done source=%s run_id=%s passed=%s %s", source.identity, run_id, run.passed, run.message
     )
     return run
 

@@ -150,7 +150,7 @@ class BronzeSuite:
 
 def build_suite(source: IngestionSource) -> BronzeSuite:
     """The default suite of ``source``, then its inline and bronze expectations; raises ``SuiteError``."""
-    suite = BronzeSuite(source.name)
+    suite = BronzeSuite(source.identity)
     for column in ID_COLUMNS:
         suite.add(f"not_null:{column}", "default", gxe.ExpectColumnValuesToNotBeNull(column=column), column)
     suite.add(

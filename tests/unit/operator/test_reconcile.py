@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
-from restlake.errors import TransientError
-from restlake.operator import conditions, reconcile, render, scrape, topic_ledger
+from restlake.contracts.spec import parse_source
+from restlake.errors import SpecError, TransientError
+from restlake.operator import conditions, credentials, reconcile, render, scrape, topic_ledger
 from restlake.operator.settings import OperatorSettings
 
 REPO = Path(__file__).resolve().parents[3]
-SETTINGS = OperatorSettings(metrics_url="http://metrics/{namespace}/{service}:{port}")
+# The operator runs in the sources' namespace: their identity is the bare name (see render.identity).
+SETTINGS = OperatorSettings(metrics_url="http://metrics/{namespace}/{service}:{port}", release_namespace="ns")
 NOW = "2030-01-01T00:00:00Z"
 
 
@@ -35,6 +37,10 @@ class FakeCluster:
         # IngestionSources exist unless stored or named here as gone (the operator reads its own).
         self.sources_gone: set[str] = set()
         self.sources: dict[str, dict[str, Any]] = {}
+        # Secret metadata by name; the examples' token is labelled for restlake.
+        self.secrets: dict[str, dict[str, Any]] = {
+            "github-token": {"metadata": {"name": "github-token", "labels": {credentials.LABEL: "true"}}}
+        }
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Like server-side apply: the resourceVersion moves only when the content changes."""
@@ -64,6 +70,12 @@ class FakeCluster:
         if found is not None and kind == "KafkaTopic" and found.get("apiVersion") != api_version:
             return None
         return copy.deepcopy(found)
+
+    def metadata(
+        self, api_version: str, kind: str, name: str, namespace: str | None
+    ) -> dict[str, Any] | None:
+        assert kind == "Secret", f"only Secrets are read by metadata, not {kind}"
+        return copy.deepcopy(self.secrets.get(name))
 
     def served(self, api_version: str, kind: str) -> bool:
         if kind == "KafkaTopic":
@@ -110,6 +122,7 @@ def test_first_reconcile_applies_everything_and_reports_honest_unknowns() -> Non
     out = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
     assert out.applied == [
         "ConfigMap/github-issues-config",
+        "ServiceAccount/github-issues-fetcher",
         "ServiceAccount/github-issues-runtime",
         "Service/github-issues-fetcher",
         "Service/github-issues-stream",
@@ -129,10 +142,12 @@ def test_first_reconcile_applies_everything_and_reports_honest_unknowns() -> Non
         "FetcherReady",
         "StreamReady",
         "TopicReady",
+        "CredentialsAllowed",
         "SchemaCompatible",
         "QualityPassing",
         "ReconciliationPaused",
     ]
+    assert cond(status, "CredentialsAllowed")["reason"] == "SecretsLabelled"
     assert cond(status, "FetcherReady")["status"] == "Unknown"
     assert cond(status, "FetcherReady")["reason"] == "RolloutPending"
     assert cond(status, "TopicReady")["reason"] == "WaitingForTopicOperator"
@@ -586,3 +601,158 @@ def test_a_stale_timer_body_does_not_roll_back_an_update() -> None:
     )
     assert drifted == []
     assert "interval: 5m" in cluster.objects[("ConfigMap", "github-issues-config")]["data"]["source.yaml"]
+
+
+def _fetcher_env(cluster: FakeCluster) -> list[dict[str, Any]]:
+    return cluster.objects[("Deployment", "github-issues-fetcher")]["spec"]["template"]["spec"]["containers"][
+        0
+    ]["env"]
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason", "says"),
+    [
+        (
+            {"metadata": {"name": "github-token", "labels": {"team": "a"}}},
+            "SecretNotLabelled",
+            "Secret github-token (spec.request.auth.secretRef) is not labelled "
+            'restlake.io/source-credentials: "true"',
+        ),
+        (
+            {"metadata": {"name": "github-token", "labels": {credentials.LABEL: "yes"}}},
+            "SecretNotLabelled",
+            "Secret github-token (spec.request.auth.secretRef) is not labelled",
+        ),
+        (None, "SecretNotFound", "Secret github-token (spec.request.auth.secretRef) does not exist"),
+    ],
+)
+def test_an_unlabelled_or_missing_secret_holds_the_fetcher_and_says_which_field(
+    secret: dict[str, Any] | None, reason: str, says: str
+) -> None:
+    cluster = FakeCluster()
+    if secret is None:
+        del cluster.secrets["github-token"]
+    else:
+        cluster.secrets["github-token"] = secret
+    out = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    allowed = cond(out.status, "CredentialsAllowed")
+    assert (allowed["status"], allowed["reason"]) == ("False", reason)
+    assert allowed["message"].startswith(says)
+    assert out.credentials_refused == allowed["message"]  # posted as a CredentialsNotAllowed Event
+    assert "kubectl label secret <name> restlake.io/source-credentials=true" in allowed["message"]
+    fetcher = cluster.objects[("Deployment", "github-issues-fetcher")]
+    assert fetcher["spec"]["replicas"] == 0
+    # Not even a reference: no pod of this Deployment can read the Secret.
+    assert "github-token" not in json.dumps(fetcher)
+    assert (cond(out.status, "FetcherReady")["status"], cond(out.status, "FetcherReady")["reason"]) == (
+        "False",
+        reason,
+    )
+    assert (cond(out.status, "Ready")["reason"], out.status["phase"]) == (reason, "Degraded")
+    # The stream job reads no source Secret and keeps running.
+    assert cluster.objects[("Deployment", "github-issues-stream")]["spec"]["replicas"] == 1
+
+    # Labelled later: the next reconcile (the status timer's) rolls the fetcher out with its token.
+    cluster.secrets["github-token"] = {"metadata": {"labels": {credentials.LABEL: "true"}}}
+    out = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    assert (cond(out.status, "CredentialsAllowed")["status"], out.status["phase"]) == ("True", "Provisioning")
+    assert out.credentials_refused is None
+    assert cluster.objects[("Deployment", "github-issues-fetcher")]["spec"]["replicas"] == 1
+    assert [
+        e["valueFrom"]["secretKeyRef"]
+        for e in _fetcher_env(cluster)
+        if e["name"].startswith("RESTLAKE_SECRET_")
+    ] == [{"name": "github-token", "key": "token"}]
+
+
+def test_every_secret_of_the_spec_is_checked_once_and_a_spec_without_any_passes() -> None:
+    cluster = FakeCluster()
+    looked_up: list[str] = []
+    plain_metadata = cluster.metadata
+
+    def counting(api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
+        looked_up.append(f"{namespace}/{name}")
+        return plain_metadata(api_version, kind, name, namespace)
+
+    cluster.metadata = counting  # type: ignore[method-assign]
+    basic = {
+        "type": "basic",
+        "usernameSecretRef": {"name": "api-creds", "key": "user"},
+        "passwordSecretRef": {"name": "api-creds", "key": "password"},
+    }
+    cluster.secrets["api-creds"] = {"metadata": {"labels": {credentials.LABEL: "true"}}}
+    out = reconcile.reconcile(
+        cluster,
+        body(request={"url": "https://api.example.com/x", "auth": basic}),
+        SETTINGS,
+        now=NOW,
+        create_topic=no_topic,
+    )
+    assert looked_up == ["ns/api-creds"]
+    assert cond(out.status, "CredentialsAllowed")["message"] == (
+        "Secrets api-creds are labelled restlake.io/source-credentials"
+    )
+    looked_up.clear()
+    out = reconcile.reconcile(
+        cluster, body(request={"url": "https://api.example.com/x"}), SETTINGS, now=NOW, create_topic=no_topic
+    )
+    assert looked_up == []
+    assert cond(out.status, "CredentialsAllowed")["reason"] == "NoSecretsReferenced"
+
+
+def test_sources_outside_the_operator_namespace_get_a_namespace_qualified_identity() -> None:
+    cluster = FakeCluster(strimzi=False, prometheus=False)
+    created: list[str] = []
+
+    def create(bootstrap: str, topic: str, **_: Any) -> bool:
+        created.append(topic)
+        return True
+
+    elsewhere = OperatorSettings(metrics_url=SETTINGS.metrics_url, release_namespace="restlake")
+    reconcile.reconcile(cluster, body(), elsewhere, now=NOW, create_topic=create)
+    assert created == ["restlake.ns.github-issues", "restlake.ns.github-issues.dlq"]
+    data = cluster.objects[("ConfigMap", "github-issues-config")]["data"]
+    pod_source = yaml.safe_load(data[render.SOURCE_FILE])
+    assert pod_source["metadata"]["annotations"] == {"restlake.io/identity": "ns.github-issues"}
+    # What the fetcher (and backfill, quality) read back from the mounted file.
+    parsed = parse_source(pod_source, "pod")
+    assert (parsed.identity, parsed.topic(), parsed.bronze_path("s3a://l")) == (
+        "ns.github-issues",
+        "restlake.ns.github-issues",
+        "s3a://l/bronze/ns.github-issues",
+    )
+    stream = json.loads(data[render.STREAM_FILE])
+    assert (stream["source"], stream["topic"], stream["bronze_path"], stream["checkpoint_path"]) == (
+        "ns.github-issues",
+        "restlake.ns.github-issues",
+        "s3a://restlake/lake/bronze/ns.github-issues",
+        "s3a://restlake/lake/_checkpoints/ns.github-issues/uid-1",
+    )
+    # Kubernetes objects keep the object's own name: they are namespaced already.
+    assert ("Deployment", "github-issues-fetcher") in cluster.objects
+
+
+def test_an_identity_annotation_on_the_object_cannot_claim_another_namespace() -> None:
+    # Overwritten by the operator when it is one of the object's own identities ...
+    own = body(metadata={"annotations": {"restlake.io/identity": "github-issues"}})
+    elsewhere = OperatorSettings(release_namespace="restlake")
+    assert reconcile.load(own, elsewhere).identity == "ns.github-issues"
+    # ... and refused, naming the annotation, when it names another namespace's source.
+    theirs = body(metadata={"annotations": {"restlake.io/identity": "team-b.github-issues"}})
+    with pytest.raises(SpecError, match=r"metadata\.annotations\.restlake\.io/identity: must be"):
+        reconcile.load(theirs, elsewhere)
+
+
+def test_the_status_scrape_reads_the_series_of_the_identity() -> None:
+    live = body()
+    seen: list[str] = []
+
+    def scraper(url: str, source: str, *, timeout: float) -> scrape.Figures:
+        seen.append(source)
+        return scrape.Figures()
+
+    reconcile.figures(
+        live, OperatorSettings(metrics_url="http://m/{service}", release_namespace="x"), scraper=scraper
+    )
+    reconcile.figures(live, SETTINGS, scraper=scraper)
+    assert seen == ["ns.github-issues", "ns.github-issues", "github-issues", "github-issues"]

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from restlake.contracts.spec import load_source, parse_source
+from restlake.errors import SpecError
 from restlake.jobs.spark.config import StreamJobConfig
-from restlake.operator import render
+from restlake.operator import credentials, render
 from restlake.operator.settings import OperatorSettings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -35,6 +36,7 @@ def test_every_example_renders_the_same_set_of_owned_objects(example: Path) -> N
     )
     assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
         ("ConfigMap", f"{source.name}-config"),
+        ("ServiceAccount", f"{source.name}-fetcher"),
         ("ServiceAccount", f"{source.name}-runtime"),
         ("Service", f"{source.name}-fetcher"),
         ("Service", f"{source.name}-stream"),
@@ -66,7 +68,15 @@ def test_optional_integrations_are_left_out_when_their_crds_are_absent() -> None
         o["kind"]
         for o in render.render_all(source, owner("g"), SETTINGS, paused=False, strimzi=None, prometheus=False)
     ]
-    assert kinds == ["ConfigMap", "ServiceAccount", "Service", "Service", "Deployment", "Deployment"]
+    assert kinds == [
+        "ConfigMap",
+        "ServiceAccount",
+        "ServiceAccount",
+        "Service",
+        "Service",
+        "Deployment",
+        "Deployment",
+    ]
 
 
 def test_config_map_round_trips_through_the_spec_model_and_the_stream_job_config() -> None:
@@ -273,23 +283,30 @@ def test_executor_share_comes_from_the_spec_else_the_installation() -> None:
 def test_pods_run_as_their_own_account_without_a_token_except_the_reporting_jobs() -> None:
     source = github()
     o = owner(source.name)
-    account = render.runtime_service_account(o)
-    assert account["metadata"]["name"] == "github-issues-runtime"
-    assert account["automountServiceAccountToken"] is False
-    for dep in (
-        render.fetcher_deployment(source, o, SETTINGS, paused=False),
-        render.stream_deployment(source, o, SETTINGS, paused=False),
+    for account, name in (
+        (render.runtime_service_account(o), "github-issues-runtime"),
+        (render.fetcher_service_account(o), "github-issues-fetcher"),
+    ):
+        assert (account["metadata"]["name"], account["automountServiceAccountToken"]) == (name, False)
+    for dep, name in (
+        (render.fetcher_deployment(source, o, SETTINGS, paused=False), "github-issues-fetcher"),
+        (render.stream_deployment(source, o, SETTINGS, paused=False), "github-issues-runtime"),
     ):
         pod = dep["spec"]["template"]["spec"]
-        assert pod["serviceAccountName"] == "github-issues-runtime"
-        assert pod["automountServiceAccountToken"] is False
+        assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == (name, False)
+    # An installation-wide account is the lake writer's: the driver's, never the fetcher's.
     with_account = OperatorSettings(service_account="lake-writer")
-    pod = render.fetcher_deployment(source, o, with_account, paused=False)["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == "lake-writer"
-    assert "ServiceAccount" not in [
-        x["kind"]
+    fetcher_pod = render.fetcher_deployment(source, o, with_account, paused=False)["spec"]["template"]["spec"]
+    driver_pod = render.stream_deployment(source, o, with_account, paused=False)["spec"]["template"]["spec"]
+    assert (fetcher_pod["serviceAccountName"], driver_pod["serviceAccountName"]) == (
+        "github-issues-fetcher",
+        "lake-writer",
+    )
+    assert [
+        x["metadata"]["name"]
         for x in render.render_all(source, o, with_account, paused=False, strimzi=None, prometheus=False)
-    ]
+        if x["kind"] == "ServiceAccount"
+    ] == ["github-issues-fetcher"]
     # Backfill and quality pods patch their status, so they keep a token (of the jobs account).
     jobs = OperatorSettings(job_service_account="rl-jobs")
     doc = yaml.safe_load((REPO / "examples" / "github-issues.yaml").read_text())
@@ -332,3 +349,105 @@ def test_rendering_is_deterministic() -> None:
     first = render.render_all(source, owner("g"), SETTINGS, paused=False, strimzi=api, prometheus=True)
     second = render.render_all(source, owner("g"), SETTINGS, paused=False, strimzi=api, prometheus=True)
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+
+def test_only_the_pods_that_write_the_lake_get_its_keys() -> None:
+    source = github()
+    o = owner(source.name)
+    with_lake = OperatorSettings(lake_secret="restlake-lake", job_service_account="rl-jobs")
+    fetcher = render.fetcher_deployment(source, o, with_lake, paused=False)
+    stream = render.stream_deployment(source, o, with_lake, paused=False)
+    (fetcher_container,) = fetcher["spec"]["template"]["spec"]["containers"]
+    (driver,) = stream["spec"]["template"]["spec"]["containers"]
+    assert "envFrom" not in fetcher_container
+    assert "restlake-lake" not in json.dumps(fetcher)
+    assert driver["envFrom"] == [{"secretRef": {"name": "restlake-lake"}}]
+    doc = yaml.safe_load((REPO / "examples" / "github-issues.yaml").read_text())
+    doc["spec"]["quality"]["bronze"] = {"schedule": "@daily"}
+    cron = render.quality_cron_job(parse_source(doc, "test"), o, with_lake, paused=False)
+    assert cron is not None
+    (checker,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert checker["envFrom"] == [{"secretRef": {"name": "restlake-lake"}}]
+
+
+def test_egress_policy_allows_dns_kafka_postgres_and_the_api_ports_only() -> None:
+    doc = yaml.safe_load((REPO / "examples" / "demo-cursor.yaml").read_text())
+    doc["spec"]["request"]["url"] = "https://api.example.com:8443/v1/items"
+    doc["spec"]["request"]["auth"] = {
+        "type": "oauth2ClientCredentials",
+        "tokenUrl": "https://auth.example.com/token",
+        "clientId": "restlake",
+        "clientSecretRef": {"name": "api-creds", "key": "client-secret"},
+    }
+    doc["spec"]["egress"] = {"cidrs": ["203.0.113.0/24", "2001:db8::/32"]}
+    source = parse_source(doc, "test")
+    settings = OperatorSettings(
+        network_policy=True,
+        kafka_bootstrap="kafka-0.k:9092,kafka-1.k:9093",
+        network_policy_kafka_peers=[{"namespaceSelector": {"matchLabels": {"name": "kafka"}}}],
+    )
+    o = owner(source.name)
+    objects = render.render_all(source, o, settings, paused=False, strimzi=None, prometheus=False)
+    kinds = [x["kind"] for x in objects]
+    # Applied before the Deployment, so no fetcher pod ever starts unconfined.
+    assert kinds.index("NetworkPolicy") < kinds.index("Deployment")
+    policy = objects[kinds.index("NetworkPolicy")]
+    assert policy["metadata"]["name"] == f"{source.name}-fetcher"
+    assert policy["spec"]["podSelector"] == {"matchLabels": render.selector_labels(source.name, "fetcher")}
+    assert policy["spec"]["policyTypes"] == ["Egress"]
+    assert policy["spec"]["egress"] == [
+        {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {
+            "ports": [{"protocol": "TCP", "port": 9092}, {"protocol": "TCP", "port": 9093}],
+            "to": [{"namespaceSelector": {"matchLabels": {"name": "kafka"}}}],
+        },
+        {
+            "to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}, {"ipBlock": {"cidr": "2001:db8::/32"}}],
+            "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 8443}],
+        },
+        {"ports": [{"protocol": "TCP", "port": 5432}]},
+    ]
+
+
+def test_egress_policy_without_cidrs_keeps_the_api_ports_off_link_local_and_is_off_by_default() -> None:
+    source = load_source(REPO / "examples" / "demo-pages.yaml")
+    o = owner(source.name)
+    assert "NetworkPolicy" not in [
+        x["kind"]
+        for x in render.render_all(source, o, SETTINGS, paused=False, strimzi=None, prometheus=False)
+    ]
+    settings = OperatorSettings(
+        network_policy=True, lineage_transport="http", lineage_url="http://marquez:5000"
+    )
+    rules = render.egress_policy(source, o, settings)["spec"]["egress"]
+    assert rules[2] == {
+        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}}],
+        "ports": [{"protocol": "TCP", "port": 8085}],  # the port of its request.url
+    }
+    # Kafka without declared peers: its port anywhere; the lineage receiver's port is allowed too.
+    assert rules[1] == {"ports": [{"protocol": "TCP", "port": 9092}]}
+    assert rules[-1] == {"ports": [{"protocol": "TCP", "port": 5000}]}
+
+
+def test_a_cidr_that_is_not_one_is_refused_naming_the_field() -> None:
+    doc = yaml.safe_load((REPO / "examples" / "demo-pages.yaml").read_text())
+    doc["spec"]["egress"] = {"cidrs": ["api.example.com"]}
+    with pytest.raises(SpecError, match=r"spec\.egress\.cidrs\[0\]: must be an IP range in CIDR notation"):
+        parse_source(doc, "test")
+    doc["spec"]["egress"] = {"cidrs": ["10.0.0.300/8"]}
+    with pytest.raises(SpecError, match=r"spec\.egress\.cidrs\[0\]: must be an IP range in CIDR notation"):
+        parse_source(doc, "test")
+
+
+def test_secret_refs_are_found_wherever_the_spec_holds_them() -> None:
+    doc = yaml.safe_load((REPO / "examples" / "demo-cursor.yaml").read_text())
+    doc["spec"]["request"]["auth"] = {
+        "type": "basic",
+        "usernameSecretRef": {"name": "api-creds", "key": "user"},
+        "passwordSecretRef": {"name": "api-pass", "key": "password"},
+    }
+    source = parse_source(doc, "test")
+    assert [(field, ref.name) for field, ref in credentials.secret_fields(source.spec)] == [
+        ("spec.request.auth.usernameSecretRef", "api-creds"),
+        ("spec.request.auth.passwordSecretRef", "api-pass"),
+    ]

@@ -104,11 +104,19 @@ _PAIR = re.compile(
 )
 
 
+# Values that are never a credential, whatever the name beside them says.
+_LITERALS = frozenset({"true", "false", "null", "none", "yes", "no", "on", "off", ""})
+
+
 def _pair(match: re.Match[str], public: frozenset[str] = frozenset()) -> str:
     name = match["name"].strip("\"'")
     if name.lower() in public:
         return match[0]
     value = match["value"]
+    if value.strip("\"'").lower() in _LITERALS:
+        # ``credentials: "true"`` (a label selector, a flag) carries no secret, and hiding it
+        # turns an instruction a user must follow into a riddle.
+        return match[0]
     colon = match["sep"].strip() == ":"
     # ``spec.request.auth.type: …`` is a field path in an error message, not a field and its value.
     if not is_secret_name(name) or (colon and "." in match["name"]):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -160,14 +160,16 @@ class SourceFetcher:
             return request
         params = {k: v for k, v in request.params.items() if k not in self.auth.secret_params}
         cursor = self.redactor.text(request.cursor) if request.cursor is not None else None
-        return PageRequest(url=request.url, params=params, cursor=cursor)
+        return replace(request, params=params, cursor=cursor)
 
     def _first_request(self, watermark: str | None) -> PageRequest:
         url = URL(self.spec.request.url)
         params = {**dict(url.query), **self.spec.request.params}
         if self.incremental is not None and watermark is not None:
             params[self.incremental.param] = request_value(watermark, self.incremental.lookback.timedelta)
-        first = self.paginator.first(url.with_query(None), params)
+        request = self.spec.request
+        body = dict(request.body) if request.body is not None else None
+        first = self.paginator.first(url.with_query(None), params, method=request.method, body=body)
         stripped = self._strip_secrets(first)
         assert stripped is not None
         return stripped
@@ -254,15 +256,19 @@ class SourceFetcher:
                     log.info("stopping at maxPages=%d", self.paginator.max_pages, extra=fields)
                     break
                 page_url = self.redactor.url(request.full_url())
+                # A POST source asks one URL for every page; its body tells the pages apart.
+                page_id = request.identity(page_url)
                 fields = {"source": self.name, "url": page_url}
-                if page_url in seen:
+                if page_id in seen:
                     # A next link or cursor that points back at a page already read would loop forever.
-                    log.warning("pagination repeated %s; stopping the pass", page_url, extra=fields)
+                    log.warning("pagination repeated %s; stopping the pass", page_id, extra=fields)
                     break
-                seen.add(page_url)
-                prior = state.page(page_url)
+                seen.add(page_id)
+                prior = state.page(page_id)
                 headers = dict(self.headers)
-                if self.conditional and prior is not None and prior.has_validators:
+                # Conditional requests are GET-only: a POST query's answer has no validators to reuse.
+                conditional = self.conditional and request.method == "GET"
+                if conditional and prior is not None and prior.has_validators:
                     headers.update(prior.conditional_headers())
                 try:
                     response = await get_page(
@@ -279,13 +285,14 @@ class SourceFetcher:
                         metrics=self.metrics,
                         source=self.name,
                         redactor=self.redactor,
+                        records_format=self.spec.records.format,
                     )
                 except RestlakeError as exc:
                     stats.requests += int(getattr(exc, "attempts", 1))
                     self._record_bad_page(exc, page_url, stats, tracker, fields)
                     break
                 stats.requests += response.attempts
-                visited.add(prior.key if prior is not None else PageState(page_url).key)
+                visited.add(prior.key if prior is not None else PageState(page_id).key)
                 if response.status == 304:
                     stats.not_modified += 1
                     self.metrics.not_modified.labels(self.name).inc()
@@ -351,13 +358,18 @@ class SourceFetcher:
                     published += 1
                 stats.records += len(records)
                 produced_unconfirmed += published
-                following = self._strip_secrets(
-                    self.paginator.next(Page(request, response.headers, response.body, records))
-                )
+                try:
+                    following = self._strip_secrets(
+                        self.paginator.next(Page(request, response.headers, response.body, records))
+                    )
+                except RestlakeError as exc:
+                    # The page's records are produced, its state is not saved: the next pass reads it again.
+                    self._record_bad_page(exc, page_url, stats, tracker, fields, status=response.status)
+                    break
                 max_cursor = newest(max_cursor, page_max)
                 pending.append(
                     PageState(
-                        url=page_url,
+                        url=page_id,
                         etag=etag,
                         last_modified=last_modified,
                         next=request_to_json(following),

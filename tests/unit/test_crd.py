@@ -162,9 +162,7 @@ def test_discriminated_union_becomes_one_object_with_cel_rules() -> None:
     assert rules[
         "self.type != 'cursor' || "
         "(has(self.cursorPath) || has(self.cursorHeader) || has(self.cursorFromLastRecord))"
-    ][
-        "fieldPath"
-    ] == (".cursorPath")
+    ]["fieldPath"] == (".cursorPath")
     assert "self.type != 'offset' || has(self.limit)" in rules
     assert "!has(self.rel) || self.type == 'linkHeader'" in rules
     # A variant's default would be applied to every variant by the API server; it is documented instead.
@@ -272,4 +270,6 @@ def test_spec_rules_tie_pagination_to_method_and_format() -> None:
     assert rules[in_body] == "pagination.in body needs request.method POST"
     assert "self.request.method == 'POST'" in in_body
     line_formats = next(rule for rule in rules if "records.format" in rule)
-    assert all(f"has(self.pagination.{n})" in line_formats for n in ("cursorPath", "nextUrlPath", "hasMorePath"))
+    assert all(
+        f"has(self.pagination.{n})" in line_formats for n in ("cursorPath", "nextUrlPath", "totalPath")
+    )

@@ -140,7 +140,10 @@ def test_field_of_another_pagination_type_is_an_unknown_field() -> None:
 
 def test_bad_union_tag_lists_the_choices() -> None:
     assert problems(source(pagination={"type": "cursr"})) == [
-        ("spec.pagination.type", "must be one of linkHeader, nextUrl, cursor, pageNumber, offset, none, got 'cursr'",)
+        (
+            "spec.pagination.type",
+            "must be one of linkHeader, nextUrl, cursor, pageNumber, offset, none, got 'cursr'",
+        )
     ]
     assert problems(
         source(request={"url": "http://a", "auth": {"secretRef": {"name": "s", "key": "k"}}})

@@ -473,7 +473,8 @@ class CursorPagination(_Paged):
         ]
         if not named:
             raise field_error(
-                "cursorPath", "required when pagination.type is cursor (or cursorHeader, cursorFromLastRecord)"
+                "cursorPath",
+                "required when pagination.type is cursor (or cursorHeader, cursorFromLastRecord)",
             )
         if len(named) > 1:
             raise field_error(named[1], f"cannot be combined with {named[0]}; set exactly one")
@@ -912,7 +913,8 @@ class IngestionSourceSpec(_Model):
     model_config = _rules(
         {
             # `in` is a CEL keyword; the API server exposes the property as __in__.
-            "rule": "!has(self.pagination) || !has(self.pagination.__in__) || self.pagination.__in__ != 'body'"
+            "rule": "!has(self.pagination) || !has(self.pagination.__in__)"
+            " || self.pagination.__in__ != 'body'"
             " || (has(self.request.method) && self.request.method == 'POST')",
             "message": "pagination.in body needs request.method POST",
             "fieldPath": ".pagination",

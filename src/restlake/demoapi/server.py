@@ -151,7 +151,11 @@ async def _listing_middleware(request: web.Request, handler: Handler) -> web.Str
         state.statuses[400] += 1
         return _error(400, "bad_request", str(exc), headers=limit_headers)
     if plan.body_fault is not None and response.status == 200 and isinstance(response, web.Response):
-        body, content_type = break_body(plan.body_fault, bytes(response.body))  # type: ignore[arg-type]
+        body, content_type = break_body(
+            plan.body_fault,
+            bytes(response.body),  # type: ignore[arg-type]
+            response.content_type,
+        )
         state.faults.injected[plan.body_fault] += 1
         headers = {k: v for k, v in response.headers.items() if k not in ("Content-Type", "Content-Length")}
         response = web.Response(body=body, status=200, headers=headers)

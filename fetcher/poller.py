@@ -11,6 +11,9 @@ representation (body and the validators' view of its headers) is the one it was 
 changed page is answered 200 and gives a fresh continuation. Hence a change anywhere in the chain is
 always seen; the price is one cheap request per page per pass, with nothing produced downstream.
 
+Conditional requests are GET-only. A POST source (a search or database query, its page parameter
+in the JSON body) is read whole on every pass; its pages are told apart by URL *and* body.
+
 State advances only after delivery
 ----------------------------------
 Records are produced while paging; every ``checkpoint_pages`` pages and at the end, the fetcher waits

@@ -28,6 +28,7 @@ from restlake.fetcher.metrics import FetcherMetrics, status_class
 from restlake.fetcher.origin import RedirectPolicy, Redirects, same_origin
 from restlake.fetcher.pagination.base import PageRequest
 from restlake.fetcher.ratelimit import RateLimiter
+from restlake.fetcher.records import LineFormatError, parse_lines
 from restlake.fetcher.redaction import Redactor
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,15 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-async def _read_json(resp: aiohttp.ClientResponse, max_bytes: int) -> tuple[Any, int]:
+# Content types a line format may arrive with; servers label JSON Lines and CSV inconsistently.
+_LINE_TYPES = {
+    "jsonl": ("json", "ndjson", "jsonl", "text/plain", "octet-stream"),
+    "csv": ("csv", "text/plain", "octet-stream"),
+}
+
+
+async def _read_json(resp: aiohttp.ClientResponse, max_bytes: int, fmt: str = "json") -> tuple[Any, int]:
+    """The body parsed per ``records.format``: one JSON document, or the records of a jsonl/csv body."""
     declared = resp.content_length
     if declared is not None and declared > max_bytes:
         raise BadPageError(
@@ -152,9 +161,10 @@ async def _read_json(resp: aiohttp.ClientResponse, max_bytes: int) -> tuple[Any,
                 raw=bytes(raw),
             )
     ctype = resp.headers.get("Content-Type", "")
-    if raw and "json" not in ctype.lower():
+    accepted = _LINE_TYPES.get(fmt, ("json",))
+    if raw and not any(kind in ctype.lower() for kind in accepted) and (fmt == "json" or ctype):
         raise BadPageError(
-            f"expected a JSON content type, got {ctype or 'none'!r}",
+            f"expected a {fmt} content type ({', '.join(accepted)}), got {ctype or 'none'!r}",
             reason="wrong_content_type",
             status=resp.status,
             raw=bytes(raw),
@@ -170,6 +180,16 @@ async def _read_json(resp: aiohttp.ClientResponse, max_bytes: int) -> tuple[Any,
             status=resp.status,
             raw=bytes(raw),
         ) from exc
+    if fmt != "json":
+        try:
+            return parse_lines(text, fmt), len(raw)
+        except LineFormatError as exc:
+            raise BadPageError(
+                f"malformed {fmt} body at {exc}",
+                reason=f"malformed_{fmt}",
+                status=resp.status,
+                raw=bytes(raw),
+            ) from exc
     try:
         return json.loads(text), len(raw)
     except json.JSONDecodeError as exc:
@@ -198,8 +218,12 @@ async def get_page(
     redactor: Redactor | None = None,
     credential_origin: URL | None = None,
     redirects: Redirects = "sameOrigin",
+    records_format: str = "json",
 ) -> Response:
-    """GET one page, retrying what the policy allows; raises the last error's type when attempts run out.
+    """Request one page (GET, or POST with its JSON body), retrying what the policy allows.
+
+    Raises the last error's type when attempts run out. A POST is retried like a GET: the POSTs a
+    source makes are queries (Notion's database query, a search), which read and change nothing.
 
     Credentials go only to ``credential_origin`` (by default the origin of ``request.url``); how
     redirects are followed is :class:`RedirectPolicy`'s business. The raised error carries
@@ -271,7 +295,7 @@ async def get_page(
                             status=resp.status,
                         )
                     else:
-                        body, size = await _read_json(resp, max_body_bytes)
+                        body, size = await _read_json(resp, max_body_bytes, records_format)
                         result = Response(resp.status, resp.headers, body, size, attempt)
             except TimeoutError as exc:
                 raise RequestTimeoutError(f"no complete answer from {shown} within {timeout:g}s") from exc

@@ -7,6 +7,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 # Bad-page reasons: the closed set used as the ``reason`` label (and in dead-letter events).
 BAD_PAGE_REASONS = (
     "malformed_json",
+    "malformed_jsonl",
+    "malformed_csv",
     "wrong_content_type",
     "oversized_body",
     "bad_encoding",
@@ -18,6 +20,7 @@ BAD_PAGE_REASONS = (
     "circuit_open",
     "rate_limited",
     "unexpected_304",
+    "cross_origin_link",
     "other",
 )
 # The status classes a request ends in; 1xx never ends one (aiohttp handles it).

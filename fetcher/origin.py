@@ -63,6 +63,9 @@ def public_headers(headers: dict[str, str]) -> dict[str, str]:
     }
 
 
+_REDIRECTS_TO_GET = frozenset({301, 302, 303})
+
+
 class RedirectPolicy:
     """Sends one request and follows its redirects under the origin rule."""
 
@@ -82,6 +85,7 @@ class RedirectPolicy:
     ) -> aiohttp.ClientResponse:
         """The first non-redirect response (the caller releases it); raises :class:`RedirectError`."""
         url, params = request.url, dict(request.params)
+        method, body = request.method, (request.body if request.method == "POST" else None)
         for hop in range(MAX_REDIRECTS + 1):
             if url.scheme.lower() not in HTTP_SCHEMES:
                 raise RedirectError(
@@ -95,8 +99,14 @@ class RedirectPolicy:
             else:
                 send_headers = public_headers(send_headers)
                 params = self._without_credentials(params, auth)
-            resp = await session.get(
-                url, params=params, headers=send_headers, timeout=timeout, allow_redirects=False
+            resp = await session.request(
+                method,
+                url,
+                params=params,
+                json=body,
+                headers=send_headers,
+                timeout=timeout,
+                allow_redirects=False,
             )
             if resp.status not in REDIRECT_STATUSES or "Location" not in resp.headers:
                 return resp
@@ -122,6 +132,10 @@ class RedirectPolicy:
                 )
             log.debug("following HTTP %d redirect to %s", resp.status, self.redactor.url(target))
             url, params = target.with_query(None), dict(target.query)
+            if resp.status in _REDIRECTS_TO_GET and method != "GET":
+                # What browsers and aiohttp do: 301/302/303 turn a POST into a GET without its body;
+                # 307 and 308 repeat the request as it was.
+                method, body = "GET", None
         raise RedirectError(
             f"more than {MAX_REDIRECTS} redirects starting at {self.redactor.url(request.full_url())} "
             f"(the last to {self.redactor.text(resp.headers['Location'])}): "

@@ -11,6 +11,9 @@ representation (body and the validators' view of its headers) is the one it was 
 changed page is answered 200 and gives a fresh continuation. Hence a change anywhere in the chain is
 always seen; the price is one cheap request per page per pass, with nothing produced downstream.
 
+Conditional requests are GET-only. A POST source (a search or database query, its page parameter
+in the JSON body) is read whole on every pass; its pages are told apart by URL *and* body.
+
 State advances only after delivery
 ----------------------------------
 Records are produced while paging; every ``checkpoint_pages`` pages and at the end, the fetcher waits
@@ -26,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -175,14 +178,16 @@ class SourceFetcher:
             return request
         params = {k: v for k, v in request.params.items() if k not in self.auth.secret_params}
         cursor = self.redactor.text(request.cursor) if request.cursor is not None else None
-        return PageRequest(url=request.url, params=params, cursor=cursor)
+        return replace(request, params=params, cursor=cursor)
 
     def _first_request(self, watermark: str | None) -> PageRequest:
         url = URL(self.spec.request.url)
         params = {**dict(url.query), **self.spec.request.params}
         if self.incremental is not None and watermark is not None:
             params[self.incremental.param] = request_value(watermark, self.incremental.lookback.timedelta)
-        first = self.paginator.first(url.with_query(None), params)
+        request = self.spec.request
+        body = dict(request.body) if request.body is not None else None
+        first = self.paginator.first(url.with_query(None), params, method=request.method, body=body)
         stripped = self._strip_secrets(first)
         assert stripped is not None
         return stripped
@@ -269,15 +274,19 @@ class SourceFetcher:
                     log.info("stopping at maxPages=%d", self.paginator.max_pages, extra=fields)
                     break
                 page_url = self.redactor.url(request.full_url())
+                # A POST source asks one URL for every page; its body tells the pages apart.
+                page_id = request.identity(page_url)
                 fields = {"source": self.name, "url": page_url}
-                if page_url in seen:
+                if page_id in seen:
                     # A next link or cursor that points back at a page already read would loop forever.
-                    log.warning("pagination repeated %s; stopping the pass", page_url, extra=fields)
+                    log.warning("pagination repeated %s; stopping the pass", page_id, extra=fields)
                     break
-                seen.add(page_url)
-                prior = state.page(page_url)
+                seen.add(page_id)
+                prior = state.page(page_id)
                 headers = dict(self.headers)
-                if self.conditional and prior is not None and prior.has_validators:
+                # Conditional requests are GET-only: a POST query's answer has no validators to reuse.
+                conditional = self.conditional and request.method == "GET"
+                if conditional and prior is not None and prior.has_validators:
                     headers.update(prior.conditional_headers())
                 try:
                     response = await get_page(
@@ -296,13 +305,14 @@ class SourceFetcher:
                         redactor=self.redactor,
                         credential_origin=self.origin,
                         redirects=self.redirects,
+                        records_format=self.spec.records.format,
                     )
                 except RestlakeError as exc:
                     stats.requests += int(getattr(exc, "attempts", 1))
                     self._record_bad_page(exc, page_url, stats, tracker, fields)
                     break
                 stats.requests += response.attempts
-                visited.add(prior.key if prior is not None else PageState(page_url).key)
+                visited.add(prior.key if prior is not None else PageState(page_id).key)
                 if response.status == 304:
                     stats.not_modified += 1
                     self.metrics.not_modified.labels(self.name).inc()
@@ -368,13 +378,18 @@ class SourceFetcher:
                     published += 1
                 stats.records += len(records)
                 produced_unconfirmed += published
-                following = self._strip_secrets(
-                    self.paginator.next(Page(request, response.headers, response.body, records))
-                )
+                try:
+                    following = self._strip_secrets(
+                        self.paginator.next(Page(request, response.headers, response.body, records))
+                    )
+                except RestlakeError as exc:
+                    # The page's records are produced, its state is not saved: the next pass reads it again.
+                    self._record_bad_page(exc, page_url, stats, tracker, fields, status=response.status)
+                    break
                 max_cursor = newest(max_cursor, page_max)
                 pending.append(
                     PageState(
-                        url=page_url,
+                        url=page_id,
                         etag=etag,
                         last_modified=last_modified,
                         next=request_to_json(following),

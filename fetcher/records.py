@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -90,3 +93,60 @@ class RecordExtractor:
 
     def version(self, record: Any) -> str | None:
         return scalar_text(self._version(record)) if self._version else None
+
+
+class LineFormatError(ValueError):
+    """A line of a JSON Lines or CSV body that cannot be read; the message names the line (1 = first)."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(f"line {line}: {message}")
+        self.line = line
+
+
+def parse_json_lines(text: str) -> list[Any]:
+    """Every non-blank line of a JSON Lines body as a record; blank lines (a trailing newline) are skipped."""
+    records: list[Any] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise LineFormatError(number, f"not a JSON value ({exc})") from exc
+    return records
+
+
+def parse_csv(text: str) -> list[dict[str, str]]:
+    """A CSV body with a header row: one record per row, keyed by the header, every value a string.
+
+    Line numbers count physical lines (a quoted value may span several): an error names the line where
+    the bad row ends.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records: list[dict[str, str]] = []
+    header: list[str] | None = None
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row:
+                continue
+            if header is None:
+                header = row
+                if len(set(header)) != len(header):
+                    raise LineFormatError(line, f"the header row repeats a column name: {header}")
+                continue
+            if len(row) != len(header):
+                raise LineFormatError(line, f"{len(row)} values for the header's {len(header)} columns")
+            records.append(dict(zip(header, row, strict=True)))
+    except csv.Error as exc:
+        raise LineFormatError(reader.line_num, f"not valid CSV ({exc})") from exc
+    return records
+
+
+def parse_lines(text: str, fmt: str) -> list[Any]:
+    """The records of a ``jsonl`` or ``csv`` body; raises ``LineFormatError`` naming the bad line."""
+    if fmt == "jsonl":
+        return parse_json_lines(text)
+    if fmt == "csv":
+        return parse_csv(text)
+    raise ValueError(f"records.format {fmt!r} is not a line format (jsonl or csv)")

@@ -60,7 +60,14 @@ def request_to_json(request: PageRequest | None) -> dict[str, Any] | None:
     if request is None:
         return None
     # Pairs, not an object: jsonb reorders object keys, and the query order is part of the page URL.
-    return {"url": str(request.url), "params": list(request.params.items()), "cursor": request.cursor}
+    value: dict[str, Any] = {
+        "url": str(request.url),
+        "params": list(request.params.items()),
+        "cursor": request.cursor,
+    }
+    if request.method != "GET":
+        value.update(method=request.method, body=request.body)
+    return value
 
 
 def request_from_json(value: dict[str, Any] | None) -> PageRequest | None:
@@ -68,7 +75,13 @@ def request_from_json(value: dict[str, Any] | None) -> PageRequest | None:
         return None
     raw = value.get("params") or []
     params = {str(k): str(v) for k, v in (raw.items() if isinstance(raw, dict) else raw)}
-    return PageRequest(url=URL(value["url"]), params=params, cursor=value.get("cursor"))
+    return PageRequest(
+        url=URL(value["url"]),
+        params=params,
+        cursor=value.get("cursor"),
+        method=str(value.get("method") or "GET"),
+        body=value.get("body"),
+    )
 
 
 @dataclass

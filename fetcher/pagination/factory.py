@@ -8,6 +8,7 @@ from restlake.errors import ConfigError
 from restlake.fetcher.pagination.base import Paginator
 from restlake.fetcher.pagination.cursor import CursorPaginator
 from restlake.fetcher.pagination.link_header import LinkHeaderPaginator
+from restlake.fetcher.pagination.next_url import NextUrlPaginator
 from restlake.fetcher.pagination.offset import OffsetPaginator
 from restlake.fetcher.pagination.page_number import PageNumberPaginator
 from restlake.fetcher.pagination.single import SinglePagePaginator
@@ -20,13 +21,22 @@ def make_paginator(spec: Any) -> Paginator:
     kind = spec.type
     max_pages = getattr(spec, "max_pages", None)
     total_path = getattr(spec, "total_path", None)
+    has_more_path = getattr(spec, "has_more_path", None)
+    place = getattr(spec, "in_", "query")
     if kind == "linkHeader":
         return LinkHeaderPaginator(rel=spec.rel, max_pages=max_pages)
+    if kind == "nextUrl":
+        return NextUrlPaginator(
+            next_url_path=spec.next_url_path, has_more_path=has_more_path, max_pages=max_pages
+        )
     if kind == "cursor":
         return CursorPaginator(
             param=spec.param,
             cursor_path=spec.cursor_path,
             cursor_header=spec.cursor_header,
+            cursor_from_last_record=spec.cursor_from_last_record,
+            has_more_path=has_more_path,
+            place=place,
             max_pages=max_pages,
         )
     if kind == "pageNumber":
@@ -36,6 +46,8 @@ def make_paginator(spec: Any) -> Paginator:
             size=spec.size,
             size_param=spec.size_param,
             total_path=total_path,
+            has_more_path=has_more_path,
+            place=place,
             max_pages=max_pages,
         )
     if kind == "offset":
@@ -44,6 +56,8 @@ def make_paginator(spec: Any) -> Paginator:
             offset_param=spec.offset_param,
             limit_param=spec.limit_param,
             total_path=total_path,
+            has_more_path=has_more_path,
+            place=place,
             max_pages=max_pages,
         )
     if kind == "none":

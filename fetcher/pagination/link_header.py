@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from yarl import URL
 
@@ -38,4 +39,4 @@ class LinkHeaderPaginator(Paginator):
         # The next link carries its own query (and may point to another path); resolve it against
         # the URL actually requested so relative links work too.
         nxt = page.request.full_url().join(URL(target))
-        return PageRequest(url=nxt.with_query(None), params=dict(nxt.query), cursor=str(nxt))
+        return replace(page.request, url=nxt.with_query(None), params=dict(nxt.query), cursor=str(nxt))

@@ -39,6 +39,16 @@ CASES = {
         variant("spec.request.body", {"q": 1}),
         ["spec.request.body", "only allowed when method is POST"],
     ),
+    # CEL across request and pagination (`in` reaches CEL as __in__): a body parameter needs POST.
+    "pagination-in-body-with-get": (
+        variant("spec.pagination", {"type": "cursor", "cursorPath": "$.next_cursor", "in": "body"}),
+        ["spec.pagination", "pagination.in body needs request.method POST"],
+    ),
+    # CEL: a jsonl or csv body has no JSON document for cursorPath to read.
+    "line-format-with-cursor-path": (
+        variant("spec.records.format", "jsonl"),
+        ["spec.pagination", "need records.format json"],
+    ),
     # CEL on a union variant: basic auth needs a user name.
     "basic-without-username": (
         variant("spec.request.auth", {"type": "basic", "passwordSecretRef": {"name": "s", "key": "k"}}),

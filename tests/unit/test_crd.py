@@ -152,15 +152,17 @@ def test_discriminated_union_becomes_one_object_with_cel_rules() -> None:
     assert pagination["required"] == ["type"]
     assert pagination["properties"]["type"]["enum"] == [
         "linkHeader",
+        "nextUrl",
         "cursor",
         "pageNumber",
         "offset",
         "none",
     ]
     rules = {r["rule"]: r for r in pagination["x-kubernetes-validations"]}
-    assert rules["self.type != 'cursor' || (has(self.cursorPath) || has(self.cursorHeader))"][
-        "fieldPath"
-    ] == (".cursorPath")
+    assert rules[
+        "self.type != 'cursor' || "
+        "(has(self.cursorPath) || has(self.cursorHeader) || has(self.cursorFromLastRecord))"
+    ]["fieldPath"] == (".cursorPath")
     assert "self.type != 'offset' || has(self.limit)" in rules
     assert "!has(self.rel) || self.type == 'linkHeader'" in rules
     # A variant's default would be applied to every variant by the API server; it is documented instead.
@@ -258,3 +260,16 @@ def test_backfill_crd_names_columns_and_rules() -> None:
         "summary",
     }
     assert status["summary"]["x-kubernetes-preserve-unknown-fields"] is True
+
+
+def test_spec_rules_tie_pagination_to_method_and_format() -> None:
+    spec = schema()["properties"]["spec"]
+    rules = {r["rule"]: r["message"] for r in spec["x-kubernetes-validations"]}
+    # `in` is a CEL keyword: the API server only exposes the property as __in__.
+    in_body = next(rule for rule in rules if "__in__" in rule)
+    assert rules[in_body] == "pagination.in body needs request.method POST"
+    assert "self.request.method == 'POST'" in in_body
+    line_formats = next(rule for rule in rules if "records.format" in rule)
+    assert all(
+        f"has(self.pagination.{n})" in line_formats for n in ("cursorPath", "nextUrlPath", "totalPath")
+    )

@@ -14,7 +14,16 @@ DEMO_BASE = "http://127.0.0.1:8085"
 
 def test_there_are_examples_for_every_pagination_style() -> None:
     styles = {load_source(path).spec.pagination.type for path in EXAMPLES}
-    assert {"linkHeader", "cursor", "pageNumber", "offset"} <= styles
+    assert {"linkHeader", "nextUrl", "cursor", "pageNumber", "offset"} <= styles
+
+
+def test_there_are_examples_for_every_request_and_body_pattern() -> None:
+    specs = {path.stem: load_source(path).spec for path in EXAMPLES}
+    assert {spec.records.format for spec in specs.values()} == {"json", "jsonl", "csv"}
+    assert specs["demo-notion"].request.method == "POST"
+    assert specs["demo-notion"].pagination.in_ == "body"  # type: ignore[union-attr]
+    assert specs["demo-stripe"].pagination.cursor_from_last_record == "$.id"  # type: ignore[union-attr]
+    assert specs["demo-hal"].pagination.next_url_path == "$._links.next.href"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)

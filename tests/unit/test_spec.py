@@ -118,10 +118,17 @@ def test_typo_names_the_path_and_suggests_the_field() -> None:
 
 def test_cursor_needs_exactly_one_cursor_source() -> None:
     assert problems(source(pagination={"type": "cursor"})) == [
-        ("spec.pagination.cursorPath", "required when pagination.type is cursor")
+        (
+            "spec.pagination.cursorPath",
+            "required when pagination.type is cursor (or cursorHeader, cursorFromLastRecord)",
+        )
     ]
     assert problems(source(pagination={"type": "cursor", "cursorPath": "$.c", "cursorHeader": "X-Next"})) == [
         ("spec.pagination.cursorHeader", "cannot be combined with cursorPath; set exactly one")
+    ]
+    both = {"type": "cursor", "cursorPath": "$.c", "cursorFromLastRecord": "$.id"}
+    assert problems(source(pagination=both)) == [
+        ("spec.pagination.cursorFromLastRecord", "cannot be combined with cursorPath; set exactly one")
     ]
 
 
@@ -133,7 +140,10 @@ def test_field_of_another_pagination_type_is_an_unknown_field() -> None:
 
 def test_bad_union_tag_lists_the_choices() -> None:
     assert problems(source(pagination={"type": "cursr"})) == [
-        ("spec.pagination.type", "must be one of linkHeader, cursor, pageNumber, offset, none, got 'cursr'")
+        (
+            "spec.pagination.type",
+            "must be one of linkHeader, nextUrl, cursor, pageNumber, offset, none, got 'cursr'",
+        )
     ]
     assert problems(
         source(request={"url": "http://a", "auth": {"secretRef": {"name": "s", "key": "k"}}})
@@ -353,5 +363,56 @@ def test_round_trip_by_alias() -> None:
         "offsetParam": "offset",
         "limitParam": "limit",
         "limit": 50,
+        "in": "query",
     }
     assert IngestionSource.model_validate(dumped, by_alias=True, by_name=False) == src
+
+
+def test_next_url_pagination_and_has_more() -> None:
+    src = parse_source(
+        source(pagination={"type": "nextUrl", "nextUrlPath": "$._links.next.href", "hasMorePath": "$.more"}),
+        "t",
+    )
+    assert src.spec.pagination.type == "nextUrl"
+    assert (src.spec.pagination.next_url_path, src.spec.pagination.has_more_path) == (
+        "$._links.next.href",
+        "$.more",
+    )
+    assert problems(source(pagination={"type": "nextUrl"})) == [("spec.pagination.nextUrlPath", "required")]
+    # nextUrl carries its own query, so there is no parameter to place.
+    assert problems(source(pagination={"type": "nextUrl", "nextUrlPath": "$.next", "in": "body"})) == [
+        ("spec.pagination.in", "unknown field")
+    ]
+
+
+def test_pagination_in_body_needs_post() -> None:
+    paginated = {"type": "cursor", "cursorFromLastRecord": "$.id", "param": "start", "in": "body"}
+    assert problems(source(pagination=paginated)) == [
+        ("spec.pagination.in", "body needs request.method POST, got 'GET' (or use in: query)")
+    ]
+    post = {"url": "http://a/query", "method": "POST", "body": {"page_size": 10}}
+    src = parse_source(source(request=post, pagination=paginated), "t")
+    assert (src.spec.request.method, src.spec.pagination.in_) == ("POST", "body")
+
+
+def test_line_formats_take_whole_lines_and_no_body_paths() -> None:
+    assert parse_source(source(records={"format": "csv"}), "t").spec.records.format == "csv"
+    assert problems(source(records={"format": "jsonl", "path": "$.data"})) == [
+        ("spec.records.path", "must be $ when format is jsonl (every line is a record), got '$.data'")
+    ]
+    assert problems(source(records={"format": "xml"})) == [
+        ("spec.records.format", "must be 'json', 'jsonl' or 'csv', got 'xml'")
+    ]
+    assert problems(
+        source(records={"format": "csv"}, pagination={"type": "offset", "limit": 5, "hasMorePath": "$.m"})
+    ) == [
+        (
+            "spec.pagination.hasMorePath",
+            "reads a JSON body, but records.format is csv; "
+            "use linkHeader, pageNumber, offset or cursorHeader/cursorFromLastRecord",
+        )
+    ]
+    last = {"type": "cursor", "cursorFromLastRecord": "$.id"}
+    assert parse_source(source(records={"format": "jsonl"}, pagination=last), "t").spec.pagination == (
+        CursorPagination(type="cursor", cursor_from_last_record=JsonPath("$.id"))
+    )

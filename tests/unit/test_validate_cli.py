@@ -39,7 +39,8 @@ def test_invalid_file_names_the_field_path(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         f"invalid IngestionSource orders ({path}):",
-        "  spec.pagination.cursorPath: required when pagination.type is cursor",
+        "  spec.pagination.cursorPath: required when pagination.type is cursor (or cursorHeader, "
+        "cursorFromLastRecord)",
     ]
 
 

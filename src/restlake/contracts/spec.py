@@ -39,7 +39,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
@@ -324,7 +324,11 @@ class Request(_Model):
     url: Annotated[str, AfterValidator(_check_url)] = Field(
         pattern=HTTP_URL, description="URL of the first page (http or https)."
     )
-    method: Literal["GET", "POST"] = Field("GET", description="HTTP method.")
+    method: Literal["GET", "POST"] = Field(
+        "GET",
+        description="HTTP method. Conditional requests (If-None-Match, If-Modified-Since) are sent "
+        "with GET only: a POST is answered afresh every poll.",
+    )
     params: dict[str, str] = Field(
         default_factory=dict,
         description="Query parameters added to the URL; values are strings (quote numbers).",
@@ -332,7 +336,11 @@ class Request(_Model):
     headers: dict[str, str] = Field(
         default_factory=dict, description="Request headers; put credentials in auth, never here."
     )
-    body: dict[str, Any] | None = Field(None, description="JSON body sent with POST.")
+    body: dict[str, Any] | None = Field(
+        None,
+        description="JSON object sent with POST; pagination with in: body sets its parameters as "
+        "top-level keys of it.",
+    )
     timeout: Duration = Field(Duration("30s"), description="Timeout of one HTTP request, e.g. 30s.")
     auth: Auth | None = Field(None, description="How to authenticate; credentials come from Secrets.")
     redirects: Literal["sameOrigin", "allow"] = Field(
@@ -358,6 +366,19 @@ class Request(_Model):
 class Records(_Model):
     """Where the records are in a response body and how to identify them."""
 
+    model_config = _rules(
+        {
+            "rule": "!has(self.format) || self.format == 'json' || !has(self.path) || self.path == '$'",
+            "message": "path must be $ when format is jsonl or csv (every line is a record)",
+            "fieldPath": ".path",
+        }
+    )
+
+    format: Literal["json", "jsonl", "csv"] = Field(
+        "json",
+        description="Body format: json (one JSON document), jsonl (one JSON value per line) or csv "
+        "(a header row, then one record per row, every value a string).",
+    )
     path: JsonPath = Field(
         JsonPath("$"), description="JSONPath to the list of records in the body; `$` is the body."
     )
@@ -369,6 +390,14 @@ class Records(_Model):
         description="JSONPath to a record's version (e.g. `$.updated_at`); the newer one wins in Postgres.",
     )
 
+    @model_validator(mode="after")
+    def _path_of_line_formats(self) -> Records:
+        if self.format != "json" and self.path != "$":
+            raise field_error(
+                "path", f"must be $ when format is {self.format} (every line is a record), got {self.path!r}"
+            )
+        return self
+
 
 class _Paged(_Model):
     max_pages: int | None = Field(
@@ -379,6 +408,13 @@ class _Paged(_Model):
     )
 
 
+_HAS_MORE = "JSONPath to a boolean in the body; false ends pagination (e.g. `$.has_more`)."
+_IN = (
+    "Where the pagination parameters go: query (the URL) or body (top-level keys of the JSON body; "
+    "needs request.method POST)."
+)
+
+
 class LinkHeaderPagination(_Paged):
     """Follow the URL of the RFC 8288 ``Link`` header with the given rel."""
 
@@ -386,18 +422,33 @@ class LinkHeaderPagination(_Paged):
     rel: str = Field("next", min_length=1, description="Link relation of the next page.")
 
 
+class NextUrlPagination(_Model):
+    """Follow the next page's URL found in the body (DRF's `next`, HAL's `_links.next.href`)."""
+
+    type: Literal["nextUrl"] = Field(description="nextUrl: follow the URL the body names for the next page.")
+    next_url_path: JsonPath = Field(
+        description="JSONPath to the next page's URL in the body, absolute or relative to the URL "
+        "requested; null or absent ends pagination."
+    )
+    has_more_path: JsonPath | None = Field(None, description=_HAS_MORE)
+    max_pages: int | None = Field(
+        None, ge=1, description="Stop after this many pages per poll (a safety bound)."
+    )
+
+
 class CursorPagination(_Paged):
-    """Send the cursor the previous page returned (in its body or a header) as a query parameter."""
+    """Send the cursor the previous page returned (in its body, a header or its last record)."""
 
     model_config = _rules(
         {
-            "rule": "has(self.cursorPath) || has(self.cursorHeader)",
-            "message": "cursorPath or cursorHeader is required when type is cursor",
+            "rule": "has(self.cursorPath) || has(self.cursorHeader) || has(self.cursorFromLastRecord)",
+            "message": "cursorPath, cursorHeader or cursorFromLastRecord is required when type is cursor",
             "fieldPath": ".cursorPath",
         },
         {
-            "rule": "!(has(self.cursorPath) && has(self.cursorHeader))",
-            "message": "set exactly one of cursorPath or cursorHeader",
+            "rule": "(has(self.cursorPath) ? 1 : 0) + (has(self.cursorHeader) ? 1 : 0)"
+            " + (has(self.cursorFromLastRecord) ? 1 : 0) <= 1",
+            "message": "set exactly one of cursorPath, cursorHeader or cursorFromLastRecord",
             "fieldPath": ".cursorHeader",
         },
     )
@@ -409,18 +460,37 @@ class CursorPagination(_Paged):
     cursor_header: str | None = Field(
         None, min_length=1, description="Response header carrying the next cursor."
     )
+    cursor_from_last_record: JsonPath | None = Field(
+        None,
+        description="JSONPath into the page's last record whose value is the next cursor (e.g. `$.id` "
+        "for Stripe's starting_after); an empty page ends pagination.",
+    )
+    has_more_path: JsonPath | None = Field(None, description=_HAS_MORE)
     param: str = Field(
         "cursor",
         min_length=1,
         description="Query parameter that carries the cursor (cursor) or page (pageNumber).",
     )
+    in_: Literal["query", "body"] = Field("query", alias="in", description=_IN)
 
     @model_validator(mode="after")
     def _one_cursor_source(self) -> CursorPagination:
-        if self.cursor_path is None and self.cursor_header is None:
-            raise field_error("cursorPath", "required when pagination.type is cursor")
-        if self.cursor_path is not None and self.cursor_header is not None:
-            raise field_error("cursorHeader", "cannot be combined with cursorPath; set exactly one")
+        named = [
+            alias
+            for alias, value in (
+                ("cursorPath", self.cursor_path),
+                ("cursorHeader", self.cursor_header),
+                ("cursorFromLastRecord", self.cursor_from_last_record),
+            )
+            if value is not None
+        ]
+        if not named:
+            raise field_error(
+                "cursorPath",
+                "required when pagination.type is cursor (or cursorHeader, cursorFromLastRecord)",
+            )
+        if len(named) > 1:
+            raise field_error(named[1], f"cannot be combined with {named[0]}; set exactly one")
         return self
 
 
@@ -446,6 +516,8 @@ class PageNumberPagination(_Paged):
     )
     size: int | None = Field(None, ge=1, description="Page size; a shorter page is the last one.")
     start_at: int = Field(1, ge=0, description="Number of the first page.")
+    has_more_path: JsonPath | None = Field(None, description=_HAS_MORE)
+    in_: Literal["query", "body"] = Field("query", alias="in", description=_IN)
 
     @model_validator(mode="after")
     def _size_with_param(self) -> PageNumberPagination:
@@ -461,6 +533,8 @@ class OffsetPagination(_Paged):
     offset_param: str = Field("offset", min_length=1, description="Query parameter that carries the offset.")
     limit_param: str = Field("limit", min_length=1, description="Query parameter that carries the limit.")
     limit: int = Field(ge=1, description="Records per page; a shorter page is the last one.")
+    has_more_path: JsonPath | None = Field(None, description=_HAS_MORE)
+    in_: Literal["query", "body"] = Field("query", alias="in", description=_IN)
 
 
 class NoPagination(_Model):
@@ -470,7 +544,12 @@ class NoPagination(_Model):
 
 
 Pagination = Annotated[
-    LinkHeaderPagination | CursorPagination | PageNumberPagination | OffsetPagination | NoPagination,
+    LinkHeaderPagination
+    | NextUrlPagination
+    | CursorPagination
+    | PageNumberPagination
+    | OffsetPagination
+    | NoPagination,
     Field(discriminator="type"),
 ]
 
@@ -862,6 +941,10 @@ class Resources(_Model):
 # ---------------------------------------------------------------------------------------------------
 
 
+# Pagination fields that read a JSON document; a jsonl or csv body has none to read.
+_BODY_PATHS = ("cursorPath", "nextUrlPath", "totalPath", "hasMorePath")
+
+
 class IngestionSourceSpec(_Model):
     """What to fetch, how, and where it lands."""
 
@@ -872,7 +955,23 @@ class IngestionSourceSpec(_Model):
             " || (!has(self.quality.bronze.schedule) && (!has(self.quality.bronze.expectations)"
             " || size(self.quality.bronze.expectations) == 0))",
             "message": "quality.bronze checks the bronze table, and sinks.bronze.enabled is false",
-        }
+        },
+        {
+            # `in` is a CEL keyword; the API server exposes the property as __in__.
+            "rule": "!has(self.pagination) || !has(self.pagination.__in__)"
+            " || self.pagination.__in__ != 'body'"
+            " || (has(self.request.method) && self.request.method == 'POST')",
+            "message": "pagination.in body needs request.method POST",
+            "fieldPath": ".pagination",
+        },
+        {
+            "rule": "!has(self.records) || !has(self.records.format) || self.records.format == 'json'"
+            " || !has(self.pagination) || !("
+            + " || ".join(f"has(self.pagination.{name})" for name in _BODY_PATHS)
+            + ")",
+            "message": "cursorPath, nextUrlPath, totalPath and hasMorePath need records.format json",
+            "fieldPath": ".pagination",
+        },
     )
 
     request: Request = Field(description="The HTTP request that returns the first page.")
@@ -908,6 +1007,25 @@ class IngestionSourceSpec(_Model):
                 "checks the bronze table, and sinks.bronze.enabled is false: enable the bronze sink "
                 "or remove quality.bronze",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _pagination_fits_request_and_format(self) -> IngestionSourceSpec:
+        pagination = self.pagination
+        if getattr(pagination, "in_", "query") == "body" and self.request.method != "POST":
+            raise field_error(
+                "pagination.in",
+                f"body needs request.method POST, got {self.request.method!r} (or use in: query)",
+            )
+        if self.records.format != "json":
+            for name in _BODY_PATHS:
+                field = to_snake(name)
+                if getattr(pagination, field, None) is not None:
+                    raise field_error(
+                        f"pagination.{name}",
+                        f"reads a JSON body, but records.format is {self.records.format}; "
+                        "use linkHeader, pageNumber, offset or cursorHeader/cursorFromLastRecord",
+                    )
         return self
 
 

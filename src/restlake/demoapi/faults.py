@@ -120,10 +120,11 @@ class FaultInjector:
         }
 
 
-def break_body(kind: FaultKind, body: bytes) -> tuple[bytes, str]:
-    """The broken body and its Content-Type for a body fault."""
+def break_body(kind: FaultKind, body: bytes, content_type: str = "application/json") -> tuple[bytes, str]:
+    """The broken body and its Content-Type for a body fault (``content_type``: the intact body's)."""
     if kind is FaultKind.TRUNCATE:
-        return body[: len(body) // 2], "application/json"
+        # A connection cut mid-body keeps its headers: a JSON Lines or CSV page stays labelled as such.
+        return body[: len(body) // 2], content_type
     if kind is FaultKind.WRONG_CONTENT_TYPE:
         # What a misbehaving proxy or maintenance page sends with a 200.
         html = b"<!DOCTYPE html><html><head><title>Maintenance</title></head><body>Back soon.</body></html>"

@@ -1,4 +1,4 @@
-"""The aiohttp application: four paginated listings over one Dataset, plus admin, health and OAuth.
+"""The aiohttp application: paginated listings over one Dataset, plus admin, health and OAuth.
 
 Request path of a listing (``/v1/*``): rate limit -> auth -> fault plan -> handler (params,
 page, validators, 304) -> body fault. ``/_admin/*``, ``/healthz`` and ``/oauth/token`` bypass
@@ -37,6 +37,15 @@ from restlake.demoapi.pagination import (
     window,
 )
 from restlake.demoapi.ratelimit import RateLimiter
+from restlake.demoapi.shapes import (
+    ShapedPage,
+    csv_page,
+    drf_page,
+    hal_page,
+    jsonl_page,
+    notion_query,
+    stripe_page,
+)
 from restlake.demoapi.timestamps import http_date, iso_z
 
 log = logging.getLogger(__name__)
@@ -142,7 +151,11 @@ async def _listing_middleware(request: web.Request, handler: Handler) -> web.Str
         state.statuses[400] += 1
         return _error(400, "bad_request", str(exc), headers=limit_headers)
     if plan.body_fault is not None and response.status == 200 and isinstance(response, web.Response):
-        body, content_type = break_body(plan.body_fault, bytes(response.body))  # type: ignore[arg-type]
+        body, content_type = break_body(
+            plan.body_fault,
+            bytes(response.body),  # type: ignore[arg-type]
+            response.content_type,
+        )
         state.faults.injected[plan.body_fault] += 1
         headers = {k: v for k, v in response.headers.items() if k not in ("Content-Type", "Content-Length")}
         response = web.Response(body=body, status=200, headers=headers)
@@ -155,7 +168,12 @@ async def _listing_middleware(request: web.Request, handler: Handler) -> web.Str
 
 
 def _page_response(
-    request: web.Request, body: bytes, ids: list[int], headers: dict[str, str], extra_tag: bytes = b""
+    request: web.Request,
+    body: bytes,
+    ids: list[int],
+    headers: dict[str, str],
+    extra_tag: bytes = b"",
+    content_type: str = JSON,
 ) -> web.Response:
     """200 with validators, or 304 when the client's validators still match."""
     state = request.app[STATE]
@@ -169,7 +187,7 @@ def _page_response(
         state.not_modified += 1
         return web.Response(status=304, headers=headers)
     state.records_served += len(ids)
-    return web.Response(body=body, content_type=JSON, headers=headers)
+    return web.Response(body=body, content_type=content_type, headers=headers)
 
 
 def _page_size(request: web.Request, name: str, default: int) -> int:
@@ -223,6 +241,61 @@ async def offset_items(request: web.Request) -> web.Response:
     ids = window(ds, since, offset, limit)
     body = f'{{"results":{ds.records_json(ids)},"total":{total}}}'
     return _page_response(request, body.encode(), ids, {})
+
+
+# -- listings shaped like well-known APIs ---------------------------------------------------------
+
+
+def _shaped(request: web.Request, page: ShapedPage) -> web.Response:
+    return _page_response(request, page.body, page.ids, dict(page.headers), content_type=page.content_type)
+
+
+async def drf_items(request: web.Request) -> web.Response:
+    ds = request.app[STATE].dataset
+    size = _page_size(request, "page_size", 100)
+    page = parse_int(request.query, "page", 1, 1)
+    return _shaped(request, drf_page(ds, request.url, page, size, parse_since(request.query)))
+
+
+async def hal_items(request: web.Request) -> web.Response:
+    ds = request.app[STATE].dataset
+    size = _page_size(request, "size", 20)
+    page = parse_int(request.query, "page", 1, 1)
+    return _shaped(request, hal_page(ds, request.url, page, size, parse_since(request.query)))
+
+
+async def stripe_items(request: web.Request) -> web.Response:
+    ds = request.app[STATE].dataset
+    limit = _page_size(request, "limit", 10)
+    return _shaped(request, stripe_page(ds, limit, request.query.get("starting_after")))
+
+
+async def notion_query_items(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        query = await request.json() if request.can_read_body else {}
+    except ValueError as exc:
+        raise BadRequest(f"the body must be a JSON object: {exc}") from exc
+    if not isinstance(query, dict):
+        raise BadRequest("the body must be a JSON object")
+    page = notion_query(state.dataset, query, state.config.max_page_size)
+    # A query answered by POST carries no validators: every call is answered afresh.
+    state.records_served += len(page.ids)
+    return web.Response(body=page.body, content_type=JSON)
+
+
+async def jsonl_items(request: web.Request) -> web.Response:
+    ds = request.app[STATE].dataset
+    per_page = _page_size(request, "per_page", 100)
+    page = parse_int(request.query, "page", 1, 1)
+    return _shaped(request, jsonl_page(ds, page, per_page, parse_since(request.query)))
+
+
+async def csv_items(request: web.Request) -> web.Response:
+    ds = request.app[STATE].dataset
+    per_page = _page_size(request, "per_page", 100)
+    page = parse_int(request.query, "page", 1, 1)
+    return _shaped(request, csv_page(ds, page, per_page, parse_since(request.query)))
 
 
 # -- admin, health, oauth ------------------------------------------------------------------------
@@ -319,6 +392,12 @@ def build_app(config: DemoApiConfig | None = None) -> web.Application:
     app.router.add_get("/v1/cursor/items", cursor_items)
     app.router.add_get("/v1/pages/items", pages_items)
     app.router.add_get("/v1/offset/items", offset_items)
+    app.router.add_get("/v1/drf/items", drf_items)
+    app.router.add_get("/v1/hal/items", hal_items)
+    app.router.add_get("/v1/stripe/items", stripe_items)
+    app.router.add_post("/v1/notion/query", notion_query_items)
+    app.router.add_get("/v1/jsonl/items", jsonl_items)
+    app.router.add_get("/v1/csv/items", csv_items)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/_admin/state", admin_state)
     app.router.add_post("/_admin/tick", admin_tick)

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from restlake.fetcher.records import RecordExtractor, RecordPathError, compile_path, is_missing
+from restlake.fetcher.records import (
+    LineFormatError,
+    RecordExtractor,
+    RecordPathError,
+    compile_path,
+    is_missing,
+    parse_lines,
+)
 
 
 def test_simple_and_complex_paths_agree() -> None:
@@ -30,3 +37,26 @@ def test_extractor_ids_versions_and_single_object() -> None:
 def test_bad_path_names_the_path() -> None:
     with pytest.raises(RecordPathError, match=r"\$\.\[\["):
         compile_path("$.[[")
+
+
+def test_json_lines_skip_blank_lines_and_name_the_bad_line() -> None:
+    assert parse_lines('{"id": 1}\n\n{"id": 2}\n[3]\n', "jsonl") == [{"id": 1}, {"id": 2}, [3]]
+    assert parse_lines("", "jsonl") == []
+    with pytest.raises(LineFormatError, match=r"^line 3: not a JSON value") as info:
+        parse_lines('{"id": 1}\n{"id": 2}\n{"id": 3, "na\n', "jsonl")
+    assert info.value.line == 3
+
+
+def test_csv_rows_become_string_records_keyed_by_the_header() -> None:
+    text = 'id,name,note\r\n1,a,"two\nlines"\r\n2,b,\r\n'
+    assert parse_lines(text, "csv") == [
+        {"id": "1", "name": "a", "note": "two\nlines"},
+        {"id": "2", "name": "b", "note": ""},
+    ]
+    assert parse_lines("id,name\n", "csv") == []  # a header alone is an empty page
+    with pytest.raises(LineFormatError, match=r"^line 4: 1 values for the header's 2 columns$"):
+        parse_lines("id,name\n1,a\n2,b\n3\n", "csv")
+    with pytest.raises(LineFormatError, match=r"^line 1: the header row repeats a column name"):
+        parse_lines("id,id\n1,2\n", "csv")
+    with pytest.raises(ValueError, match="not a line format"):
+        parse_lines("{}", "json")

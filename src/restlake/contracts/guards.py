@@ -58,16 +58,22 @@ def is_secret_name(name: str) -> bool:
     return _SECRET_NAME_RE.match(name) is not None
 
 
-def url_rules() -> list[dict[str, str]]:
-    """CEL rules on a URL string, the twins of ``url_credentials_problem``."""
+def url_rules(field: str) -> list[dict[str, str]]:
+    """CEL rules on the object holding URL ``field``, the twins of ``url_credentials_problem``.
+
+    They sit on the object, not on the string: for a string the API server puts the refused value
+    in its error, and here the value is the secret.
+    """
     return [
         {
-            "rule": f"!self.matches('{USERINFO_IN_URL}')",
+            "rule": f"!has(self.{field}) || !self.{field}.matches('{USERINFO_IN_URL}')",
             "message": f"must not contain user:password@; {CREDENTIALS_ADVICE}",
+            "fieldPath": f".{field}",
         },
         {
-            "rule": f"!self.matches('{SECRET_QUERY_IN_URL}')",
+            "rule": f"!has(self.{field}) || !self.{field}.matches('{SECRET_QUERY_IN_URL}')",
             "message": f"has a query parameter that looks like a credential; {CREDENTIALS_ADVICE}",
+            "fieldPath": f".{field}",
         },
     ]
 

@@ -311,6 +311,8 @@ class ApiKeyAuth(_Model):
 class OAuth2ClientCredentialsAuth(_Model):
     """OAuth 2.0 client-credentials grant; the token is fetched, cached and refreshed before expiry."""
 
+    model_config = _rules(*guards.url_rules("tokenUrl"))
+
     type: Literal["oauth2ClientCredentials"] = Field(
         description="oauth2ClientCredentials: OAuth 2.0 client-credentials grant."
     )
@@ -349,11 +351,7 @@ def _check_url(value: str) -> str:
 # Where a URL is configured: a scheme and host, no credential in user info or query string.
 Url = Annotated[
     str,
-    Field(
-        max_length=guards.URL_MAX_LENGTH,
-        pattern=HTTP_URL,
-        json_schema_extra={"x-kubernetes-validations": guards.url_rules()},
-    ),
+    Field(max_length=guards.URL_MAX_LENGTH, pattern=HTTP_URL),
     BeforeValidator(_no_credentials),
     AfterValidator(_check_url),
 ]
@@ -383,7 +381,8 @@ class Request(_Model):
             "rule": "!has(self.body) || (has(self.method) && self.method == 'POST')",
             "message": "body is only allowed when method is POST",
             "fieldPath": ".body",
-        }
+        },
+        *guards.url_rules("url"),
     )
 
     url: Url = Field(

@@ -182,14 +182,13 @@ def test_every_panel_query_has_series_from_prometheus_scraping_a_running_pipelin
         doc["spec"]["poll"] = {"interval": "1s", "jitter": 0.1}
         # Small pages: a pass gets 304s for the full ones and produces only the last page again.
         doc["spec"]["request"]["params"] = {"per_page": "10"}
-        doc["spec"]["sinks"] = {
-            "bronze": {"path": job.config.bronze_path},
-            "quarantine": {"path": job.config.quarantine_path},
-        }
+        # Relative to RESTLAKE_LAKE_ROOT (the job's root), as a spec must give them.
+        doc["spec"]["sinks"] = {"bronze": {"path": "bronze"}, "quarantine": {"path": "quarantine"}}
         source_file = tmp_path / "source.yaml"
         source_file.write_text(yaml.safe_dump(doc), encoding="utf-8")
         source = parse_source(doc, str(source_file))
         assert source.topic() == job.topic
+        assert source.bronze_path(str(tmp_path / "lake")) == job.config.bronze_path
         stream_config = job.config_for(
             "ckpt",
             json_schema=source.spec.schema_.json_schema if source.spec.schema_ else None,

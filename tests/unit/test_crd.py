@@ -180,15 +180,19 @@ def test_free_form_and_int_or_string_nodes() -> None:
     spec = schema()["properties"]["spec"]["properties"]
     assert spec["schema"]["properties"]["jsonSchema"]["x-kubernetes-preserve-unknown-fields"] is True
     assert spec["request"]["properties"]["body"]["x-kubernetes-preserve-unknown-fields"] is True
-    assert spec["request"]["properties"]["params"]["additionalProperties"] == {"type": "string"}
+    assert spec["request"]["properties"]["params"]["additionalProperties"] == {
+        "type": "string",
+        "maxLength": 4096,
+    }
     cpu = spec["resources"]["properties"]["driver"]["properties"]["limits"]["properties"]["cpu"]
     assert cpu["x-kubernetes-int-or-string"] is True
     assert spec["rateLimit"]["properties"]["requestsPerSecond"] == {
         "type": "number",
-        "description": "Sustained request rate.",
+        "description": "Sustained request rate, at most 1000 requests per second.",
         "default": 5,
         "minimum": 0,
         "exclusiveMinimum": True,
+        "maximum": 1000,
     }
 
 

@@ -84,3 +84,27 @@ def test_yaml_error_exit_code(tmp_path: Path) -> None:
 def test_file_option_is_required() -> None:
     result = runner.invoke(app, ["validate"])
     assert result.exit_code == 2
+
+
+def test_a_directory_without_yaml_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a spec")
+    (tmp_path / "orders.yaml").mkdir()  # a folder named like a file is not a file either
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "orders.yaml").write_text(GOOD)
+    result = runner.invoke(app, ["validate", "-f", str(tmp_path), "-f", str(tmp_path / "other")])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [f"no IngestionSource in {tmp_path}: it holds no .yaml or .yml file"]
+    found = tmp_path / "other" / "orders.yaml"
+    assert result.stdout.splitlines() == [
+        f"OK orders ({found}): cursor pagination, every 60s, topic restlake.orders"
+    ]
+
+
+def test_binary_stdin_is_an_error_not_a_traceback() -> None:
+    result = runner.invoke(app, ["validate", "-f", "-"], input=b"\xff\xfe\x00k")
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.splitlines() == [
+        "invalid IngestionSource <stdin>:",
+        "  <file>: not UTF-8 text (byte 0xff at offset 0)",
+    ]

@@ -14,15 +14,33 @@ from restlake.errors import SpecError
 _YAML_SUFFIXES = (".yaml", ".yml")
 
 
-def _expand(paths: list[Path]) -> list[Path]:
-    """Files as given; a directory stands for its *.yaml / *.yml files, like `kubectl apply -f DIR`."""
+def _expand(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Files as given; a directory stands for its *.yaml / *.yml files, like `kubectl apply -f DIR`.
+
+    Also returns the directories that held none: validating nothing must not look like success.
+    """
     files: list[Path] = []
+    empty: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.suffix in _YAML_SUFFIXES and p.is_file()))
+            found = sorted(p for p in path.iterdir() if p.suffix in _YAML_SUFFIXES and p.is_file())
+            files.extend(found)
+            if not found:
+                empty.append(path)
         else:
             files.append(path)
-    return files
+    return files, empty
+
+
+def _read_stdin() -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            "<stdin>",
+            [("<file>", f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})")],
+        ) from None
 
 
 def _summary(source: IngestionSource) -> str:
@@ -44,9 +62,13 @@ def validate(
     """Check IngestionSource files; print one OK line per valid source, every problem with its field path."""
     failed = 0
     seen: dict[tuple[str | None, str], str] = {}
-    for path in _expand(files):
+    paths, empty = _expand(files)
+    for directory in empty:
+        typer.echo(f"no IngestionSource in {directory}: it holds no .yaml or .yml file", err=True)
+        failed += 1
+    for path in paths:
         try:
-            text = sys.stdin.read() if str(path) == "-" else None
+            text = _read_stdin() if str(path) == "-" else None
             documents = read_documents("<stdin>" if text is not None else path, text)
         except OSError as exc:
             typer.echo(f"cannot read {path}: {exc.strerror or exc}", err=True)

@@ -42,8 +42,9 @@ from pydantic import (
 from pydantic.alias_generators import to_camel, to_snake
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
+from yaml.reader import ReaderError
 
-from restlake.contracts import secrets
+from restlake.contracts import guards, secrets, strict_yaml
 from restlake.errors import SpecError
 from restlake.settings import LakeSettings
 
@@ -90,6 +91,8 @@ _PATTERN_HINTS = {
     CRON: "must be a cron schedule of 5 fields (such as '*/15 * * * *') or @hourly, @daily, ...",
     GX_EXPECTATION: "must be a Great Expectations expectation type in snake case, such as "
     "expect_column_values_to_not_be_null",
+    guards.LAKE_PATH: "must be a path relative to the lake root: segments of letters, digits, '.', '_', "
+    "'=' and '-' separated by '/', each starting with a letter or digit",
 }
 
 
@@ -97,15 +100,13 @@ _PATTERN_HINTS = {
 # Scalar types that keep their YAML spelling but also parse
 # ---------------------------------------------------------------------------------------------------
 
-_DURATION_RE = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d))+$")
+# Nine digits per number and 32 characters keep every duration far inside timedelta's range (and
+# CEL's int64), so an absurd one is a field error rather than an OverflowError.
+_DURATION_RE = re.compile(r"^(?:[0-9]{1,9}(?:ms|s|m|h|d))+$")
+_DURATION_LOOSE = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d))+$")
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
-_DURATION_UNITS = {
-    "ms": dt.timedelta(milliseconds=1),
-    "s": dt.timedelta(seconds=1),
-    "m": dt.timedelta(minutes=1),
-    "h": dt.timedelta(hours=1),
-    "d": dt.timedelta(days=1),
-}
+_DURATION_MAX_LENGTH = 32
+_DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 class Duration(str):
@@ -114,16 +115,24 @@ class Duration(str):
     __slots__ = ()
 
     def __new__(cls, value: str) -> Duration:
-        if not isinstance(value, str) or not _DURATION_RE.match(value):
-            raise ValueError(f"must be a duration such as 500ms, 30s, 5m, 1h or 1d, got {value!r}")
+        if not isinstance(value, str) or not _DURATION_LOOSE.match(value):
+            raise ValueError(f"must be a duration such as 500ms, 30s, 5m, 1h or 1d, got {_short(value)}")
+        if not _DURATION_RE.match(value) or len(value) > _DURATION_MAX_LENGTH:
+            raise ValueError(
+                f"is too long a duration (at most 9 digits per number, {_DURATION_MAX_LENGTH} characters),"
+                f" got {_short(value)}"
+            )
         return super().__new__(cls, value)
+
+    @property
+    def milliseconds(self) -> int:
+        """The parsed value in whole milliseconds (exact, whatever the size)."""
+        return sum(int(n) * _DURATION_MS[unit] for n, unit in _DURATION_PART.findall(self))
 
     @property
     def timedelta(self) -> dt.timedelta:
         """The parsed value."""
-        return sum(
-            (int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(self)), dt.timedelta()
-        )
+        return dt.timedelta(milliseconds=self.milliseconds)
 
     def total_seconds(self) -> float:
         return self.timedelta.total_seconds()
@@ -140,7 +149,31 @@ class Duration(str):
     def __get_pydantic_json_schema__(
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {"type": "string", "pattern": _DURATION_RE.pattern}
+        return {"type": "string", "maxLength": _DURATION_MAX_LENGTH, "pattern": _DURATION_RE.pattern}
+
+
+def bounded_duration(at_most: str, at_least: str | None = None, *, positive: bool = False) -> Any:
+    """A ``Duration`` type with bounds, checked by the model and (as CEL) by the API server."""
+    high = Duration(at_most)
+    low = Duration(at_least) if at_least is not None else None
+
+    def check(value: Duration) -> Duration:
+        if positive and value.milliseconds <= 0:
+            raise ValueError(f"must be greater than 0s, got {value!r}")
+        if low is not None and value.milliseconds < low.milliseconds:
+            raise ValueError(f"must be at least {low}, got {value!r}")
+        if value.milliseconds > high.milliseconds:
+            raise ValueError(f"must be at most {high}, got {value!r}")
+        return value
+
+    if positive:
+        rules = guards.duration_rules((0, "0s"), (high.milliseconds, high), exclusive_minimum=True)
+    else:
+        minimum = (low.milliseconds, str(low)) if low is not None else None
+        rules = guards.duration_rules(minimum, (high.milliseconds, high))
+    return Annotated[
+        Duration, AfterValidator(check), Field(json_schema_extra={"x-kubernetes-validations": rules})
+    ]
 
 
 @functools.lru_cache(maxsize=256)
@@ -286,10 +319,15 @@ class ApiKeyAuth(_Model):
 class OAuth2ClientCredentialsAuth(_Model):
     """OAuth 2.0 client-credentials grant; the token is fetched, cached and refreshed before expiry."""
 
+    model_config = _rules(*guards.url_rules("tokenUrl"))
+
     type: Literal["oauth2ClientCredentials"] = Field(
         description="oauth2ClientCredentials: OAuth 2.0 client-credentials grant."
     )
-    token_url: str = Field(pattern=HTTP_URL, description="Token endpoint of the authorization server.")
+    token_url: Url = Field(
+        description="Token endpoint of the authorization server; no credentials in it (the client "
+        "secret comes from clientSecretRef)."
+    )
     client_id: str = Field(min_length=1, description="OAuth client id.")
     client_secret_ref: SecretRef = Field(description="Secret key holding the OAuth client secret.")
     scopes: list[str] = Field(
@@ -303,11 +341,44 @@ Auth = Annotated[
 ]
 
 
+def _no_credentials(value: Any) -> Any:
+    # Before the pattern check, whose message would repeat the URL and so the secret in it.
+    problem = guards.url_credentials_problem(value) if isinstance(value, str) else None
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 def _check_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
     return value
+
+
+# Where a URL is configured: a scheme and host, no credential in user info or query string.
+Url = Annotated[
+    str,
+    Field(max_length=guards.URL_MAX_LENGTH, pattern=HTTP_URL),
+    BeforeValidator(_no_credentials),
+    AfterValidator(_check_url),
+]
+# Query parameters and headers: bounded (CEL cost) and checked for credential-looking names.
+NameMap = Annotated[
+    dict[
+        Annotated[str, Field(min_length=1, max_length=guards.NAME_MAX_LENGTH)],
+        Annotated[str, Field(max_length=guards.VALUE_MAX_LENGTH)],
+    ],
+    Field(max_length=guards.MAP_MAX_ENTRIES),
+]
+
+
+def _credential_names(values: dict[str, str], field: str, what: str) -> None:
+    for name in values:
+        if guards.is_secret_name(name):
+            raise field_error(
+                f"{field}.{name}", f"{what} {name!r} looks like a credential; {guards.CREDENTIALS_ADVICE}"
+            )
 
 
 class Request(_Model):
@@ -318,30 +389,39 @@ class Request(_Model):
             "rule": "!has(self.body) || (has(self.method) && self.method == 'POST')",
             "message": "body is only allowed when method is POST",
             "fieldPath": ".body",
-        }
+        },
+        *guards.url_rules("url"),
     )
 
-    url: Annotated[str, AfterValidator(_check_url)] = Field(
-        pattern=HTTP_URL, description="URL of the first page (http or https)."
+    url: Url = Field(
+        description="URL of the first page (http or https, at most 2048 characters); no user:password@ "
+        "and no credential-looking query parameter (api_key, token, signature, ...): use auth."
     )
     method: Literal["GET", "POST"] = Field(
         "GET",
         description="HTTP method. Conditional requests (If-None-Match, If-Modified-Since) are sent "
         "with GET only: a POST is answered afresh every poll.",
     )
-    params: dict[str, str] = Field(
+    params: NameMap = Field(
         default_factory=dict,
-        description="Query parameters added to the URL; values are strings (quote numbers).",
+        description="Query parameters added to the URL (at most 64); values are strings (quote "
+        "numbers); a credential-looking name (api_key, token, ...) is refused: use auth.",
+        json_schema_extra={"x-kubernetes-validations": [guards.name_map_rule("query parameter")]},
     )
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="Request headers; put credentials in auth, never here."
+    headers: NameMap = Field(
+        default_factory=dict,
+        description="Request headers (at most 64); credential headers (Authorization, Cookie, "
+        "X-API-Key, ...) are refused: put credentials in auth.",
+        json_schema_extra={"x-kubernetes-validations": [guards.name_map_rule("header")]},
     )
     body: dict[str, Any] | None = Field(
         None,
         description="JSON object sent with POST; pagination with in: body sets its parameters as "
         "top-level keys of it.",
     )
-    timeout: Duration = Field(Duration("30s"), description="Timeout of one HTTP request, e.g. 30s.")
+    timeout: bounded_duration("10m", positive=True) = Field(  # type: ignore[valid-type]
+        Duration("30s"), description="Timeout of one HTTP request, e.g. 30s; more than 0s, at most 10m."
+    )
     auth: Auth | None = Field(None, description="How to authenticate; credentials come from Secrets.")
     redirects: Literal["sameOrigin", "allow"] = Field(
         "sameOrigin",
@@ -350,11 +430,11 @@ class Request(_Model):
     )
 
     @model_validator(mode="after")
-    def _check_body_and_timeout(self) -> Request:
+    def _check_body_and_names(self) -> Request:
         if self.body is not None and self.method != "POST":
             raise field_error("body", f"only allowed when method is POST, got method {self.method!r}")
-        if self.timeout.timedelta <= dt.timedelta(0):
-            raise field_error("timeout", f"must be greater than 0s, got {self.timeout!r}")
+        _credential_names(self.params, "params", "query parameter")
+        _credential_names(self.headers, "headers", "header")
         return self
 
 
@@ -514,7 +594,9 @@ class PageNumberPagination(_Paged):
     size_param: str | None = Field(
         None, min_length=1, description="Query parameter that carries the page size."
     )
-    size: int | None = Field(None, ge=1, description="Page size; a shorter page is the last one.")
+    size: int | None = Field(
+        None, ge=1, le=100_000, description="Page size, at most 100000; a shorter page is the last one."
+    )
     start_at: int = Field(1, ge=0, description="Number of the first page.")
     has_more_path: JsonPath | None = Field(None, description=_HAS_MORE)
     in_: Literal["query", "body"] = Field("query", alias="in", description=_IN)
@@ -532,7 +614,9 @@ class OffsetPagination(_Paged):
     type: Literal["offset"] = Field(description="offset: request offset 0, limit, 2*limit, ...")
     offset_param: str = Field("offset", min_length=1, description="Query parameter that carries the offset.")
     limit_param: str = Field("limit", min_length=1, description="Query parameter that carries the limit.")
-    limit: int = Field(ge=1, description="Records per page; a shorter page is the last one.")
+    limit: int = Field(
+        ge=1, le=100_000, description="Records per page, at most 100000; a shorter page is the last one."
+    )
     has_more_path: JsonPath | None = Field(None, description=_HAS_MORE)
     in_: Literal["query", "body"] = Field("query", alias="in", description=_IN)
 
@@ -559,8 +643,9 @@ class Incremental(_Model):
 
     param: str = Field(min_length=1, description="Query parameter that carries the watermark, e.g. since.")
     cursor_path: JsonPath = Field(description="JSONPath to the watermark in a record, e.g. `$.updated_at`.")
-    lookback: Duration = Field(
-        Duration("0s"), description="Subtracted from a timestamp watermark, to catch late writes upstream."
+    lookback: bounded_duration("30d") = Field(  # type: ignore[valid-type]
+        Duration("0s"),
+        description="Subtracted from a timestamp watermark, to catch late writes upstream; at most 30d.",
     )
     initial_value: str | None = Field(
         None, description="Watermark of the very first poll; absent fetches all."
@@ -575,8 +660,8 @@ class Incremental(_Model):
 class Poll(_Model):
     """How often to poll."""
 
-    interval: Duration = Field(
-        Duration("60s"), description="Time between the starts of two polls, at least 1s."
+    interval: bounded_duration("30d", "1s") = Field(  # type: ignore[valid-type]
+        Duration("60s"), description="Time between the starts of two polls, at least 1s, at most 30d."
     )
     jitter: float = Field(
         0.1,
@@ -585,19 +670,14 @@ class Poll(_Model):
         description="Random fraction of the interval added, so sources do not poll in lockstep.",
     )
 
-    @field_validator("interval")
-    @classmethod
-    def _at_least_one_second(cls, value: Duration) -> Duration:
-        if value.timedelta < dt.timedelta(seconds=1):
-            raise ValueError(f"must be at least 1s, got {value!r}")
-        return value
-
 
 class RateLimit(_Model):
     """Client-side rate limit (token bucket) on requests to the API."""
 
-    requests_per_second: float = Field(5, gt=0, description="Sustained request rate.")
-    burst: int = Field(1, ge=1, description="Requests that may go out back to back.")
+    requests_per_second: float = Field(
+        5, gt=0, le=1000, description="Sustained request rate, at most 1000 requests per second."
+    )
+    burst: int = Field(1, ge=1, le=1000, description="Requests that may go out back to back, at most 1000.")
     respect_headers: bool = Field(
         True, description="Honour Retry-After and X-RateLimit-* headers by slowing down further."
     )
@@ -780,22 +860,55 @@ class Quality(_Model):
 # ---------------------------------------------------------------------------------------------------
 
 
+def _writable_table(value: str) -> str:
+    problem = guards.postgres_table_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _inside_lake(value: Any) -> Any:
+    # Before the pattern, so an absolute path or a URL gets its own message, not the charset's.
+    problem = guards.lake_path_problem(value) if isinstance(value, str) else None
+    if problem is not None:
+        raise ValueError(f"{problem}, got {_short(value)}")
+    return value
+
+
+LakePath = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=guards.LAKE_PATH_MAX_LENGTH,
+        pattern=guards.LAKE_PATH,
+        json_schema_extra={"x-kubernetes-validations": guards.LAKE_PATH_RULES},
+    ),
+    BeforeValidator(_inside_lake),
+]
+
+
 class PostgresSink(_Model):
     """Upsert the latest version of every record into Postgres."""
 
     enabled: bool = Field(True, description="Write to Postgres.")
-    table: str = Field("raw.api_events", pattern=PG_TABLE, description="Target table, schema-qualified.")
+    table: Annotated[str, AfterValidator(_writable_table)] = Field(
+        "raw.api_events",
+        max_length=127,
+        pattern=PG_TABLE,
+        description="Target table, schema-qualified; not in pg_* or information_schema, and not one "
+        "of restlake's own tables (" + ", ".join(guards.RESTLAKE_TABLES) + ").",
+        json_schema_extra={"x-kubernetes-validations": guards.POSTGRES_TABLE_RULES},
+    )
 
 
 class BronzeSink(_Model):
     """Append every record version to a Delta table."""
 
     enabled: bool = Field(True, description="Write the bronze Delta table.")
-    path: str | None = Field(
+    path: LakePath | None = Field(
         None,
-        min_length=1,
-        description="Table location; relative paths are under the lake root; absent means "
-        "<lake root>/bronze/<name>.",
+        description="Table location relative to the lake root (no scheme, no leading /, no '..'); "
+        "absent means <lake root>/bronze/<name>.",
     )
     partition_by: list[Annotated[str, Field(pattern=COLUMN)]] = Field(
         ["source", "ingest_date"], min_length=1, max_length=8, description="Partition columns."
@@ -806,11 +919,10 @@ class QuarantineSink(_Model):
     """Where records that fail the schema (or quality, with onViolation drop) go, with the reason."""
 
     enabled: bool = Field(True, description="Write the quarantine Delta table.")
-    path: str | None = Field(
+    path: LakePath | None = Field(
         None,
-        min_length=1,
-        description="Table location; relative paths are under the lake root; absent means "
-        "<lake root>/quarantine/<name>.",
+        description="Table location relative to the lake root (no scheme, no leading /, no '..'); "
+        "absent means <lake root>/quarantine/<name>.",
     )
 
 
@@ -844,7 +956,9 @@ class Kafka(_Model):
     topic: str | None = Field(
         None, max_length=249, pattern=KAFKA_TOPIC, description="Topic name; absent means <prefix><name>."
     )
-    partitions: int | None = Field(None, ge=1, description="Partitions when the topic is created.")
+    partitions: int | None = Field(
+        None, ge=1, le=1000, description="Partitions when the topic is created, at most 1000."
+    )
 
 
 def _check_cidr(value: str) -> str:
@@ -1221,9 +1335,35 @@ def read_documents(path: Path | str, text: str | None = None) -> list[tuple[str,
     """The non-empty YAML documents of a file as ``(origin, document)``; YAML errors become ``SpecError``."""
     path = str(path)
     if text is None:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(
+                path,
+                [
+                    (
+                        "<file>",
+                        f"not a UTF-8 text file (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                        "an IngestionSource file is YAML text",
+                    )
+                ],
+            ) from None
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = [d for d in strict_yaml.load_all(text) if d is not None]
+    except ReaderError as exc:
+        # Control characters (NUL and the like): a binary file that happens to be valid UTF-8.
+        raise SpecError(
+            path,
+            [
+                (
+                    f"character {exc.position + 1}",
+                    f"not a YAML text file: control character #x{exc.character:04x} is not allowed"
+                    if isinstance(exc.character, int)
+                    else f"not a YAML text file: {exc.reason}",
+                )
+            ],
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "<document>"

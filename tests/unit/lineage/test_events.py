@@ -118,9 +118,11 @@ def test_fetcher_service_emits_start_heartbeat_complete_and_fail(
             "apiVersion": "restlake.io/v1alpha1",
             "kind": "IngestionSource",
             "metadata": {"name": "orders"},
-            "spec": {"request": {"url": f"http://127.0.0.1:8085/v1/items?api_key={SECRET}"}},
+            "spec": {"request": {"url": "http://127.0.0.1:8085/v1/items"}},
         }
     )
+    # The spec refuses a key in the URL; set after validation, it checks lineage's own redaction.
+    source.spec.request.url = f"http://127.0.0.1:8085/v1/items?api_key={SECRET}"
 
     class Producer:
         def flush(self, timeout: float) -> None:

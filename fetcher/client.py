@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -177,6 +178,20 @@ async def _read_json(resp: aiohttp.ClientResponse, max_bytes: int) -> tuple[Any,
             status=resp.status,
             raw=bytes(raw),
         ) from exc
+    except RecursionError as exc:
+        raise BadPageError(
+            "JSON nested deeper than the parser allows",
+            reason="malformed_json",
+            status=resp.status,
+            raw=bytes(raw),
+        ) from exc
+    except ValueError as exc:  # Python's int-string limit: a number of thousands of digits
+        raise BadPageError(
+            f"JSON holds a value Python refuses to parse: {exc}",
+            reason="malformed_json",
+            status=resp.status,
+            raw=bytes(raw),
+        ) from exc
 
 
 async def get_page(
@@ -194,9 +209,12 @@ async def get_page(
     metrics: FetcherMetrics | None = None,
     source: str = "",
     redactor: Redactor | None = None,
+    inspect: Callable[[Response], None] | None = None,
 ) -> Response:
     """GET one page, retrying what the policy allows; raises the last error's type when attempts run out.
 
+    ``inspect`` looks at a 2xx body before it is accepted (records path, pagination values, ids) and
+    raises ``BadPageError`` when the page cannot be used; that is retried like a malformed body.
     The raised error carries ``attempts`` (requests made for this page).
     """
     auth = auth or Authenticator()
@@ -258,6 +276,8 @@ async def get_page(
                     else:
                         body, size = await _read_json(resp, max_body_bytes)
                         result = Response(resp.status, resp.headers, body, size, attempt)
+                        if inspect is not None:
+                            inspect(result)
             except TimeoutError as exc:
                 raise RequestTimeoutError(
                     f"no complete answer from {request.url} within {timeout:g}s"

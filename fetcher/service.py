@@ -133,6 +133,7 @@ class FetcherService:
             except Exception:  # one source's bug must not stop the others; the pass is retried next time
                 log.exception("fetch pass crashed", extra={"source": fetcher.name})
                 stats = PassStats(error="fetch pass crashed; see the log")
+                self.metrics.passes.labels(fetcher.name, "crashed").inc()
             if stats.complete:
                 await asyncio.to_thread(run.complete, stats.produced)
             else:

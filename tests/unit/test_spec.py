@@ -336,5 +336,6 @@ def test_round_trip_by_alias() -> None:
         "offsetParam": "offset",
         "limitParam": "limit",
         "limit": 50,
+        "maxPages": 10_000,
     }
     assert IngestionSource.model_validate(dumped, by_alias=True, by_name=False) == src

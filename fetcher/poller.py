@@ -304,6 +304,8 @@ class SourceFetcher:
 
         try:
             while request is not None:
+                if tracker.failed:
+                    await checkpoint(final=False)  # raises: a failed delivery ends the pass
                 if stop is not None and stop.is_set():
                     stats.stopped = True
                     log.info("shutdown requested; stopping after the current page", extra=fields)
@@ -431,6 +433,11 @@ class SourceFetcher:
                                 continue
                     try:
                         await self.producer.publish(self.topic, envelope, tracker)
+                    except DeliveryError as exc:
+                        self.metrics.delivery_errors.labels(self.name).inc(tracker.failed)
+                        stats.error = stats.error or str(exc)
+                        log.error("delivery failing, pass aborted, state not advanced: %s", exc, extra=fields)
+                        raise _PassAbort from exc
                     except (RecordTooLargeError, ValueError, RecursionError) as exc:
                         await self._reject_record(
                             exc, envelope, page_url, response.status, stats, tracker, fields

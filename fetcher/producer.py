@@ -140,7 +140,10 @@ class EnvelopeProducer:
     async def send(
         self, topic: str, key: bytes, value: bytes, tracker: DeliveryTracker | None = None
     ) -> None:
-        """Produce one record without blocking the event loop; raises ``RecordTooLargeError``.
+        """Produce one record without blocking the event loop.
+
+        Raises ``RecordTooLargeError`` for a record over the producer's limit, and ``DeliveryError``
+        when the queue is full and ``tracker`` already has failed deliveries.
 
         When the local queue is full (the broker is slow or down) this waits for room in a worker
         thread, so other sources, the ops endpoints and shutdown keep running meanwhile: the
@@ -152,6 +155,13 @@ class EnvelopeProducer:
                 self._producer.produce(topic, value=value, key=key, on_delivery=callback)
                 break
             except BufferError:
+                if tracker is not None and tracker.failed:
+                    # Records of this unit already failed (an outage outlasting message.timeout.ms): its
+                    # state cannot advance, so waiting for room to queue more would only prolong it.
+                    raise DeliveryError(
+                        f"Kafka rejected {tracker.failed} record(s) and the local queue is full: "
+                        f"{tracker.first_error}"
+                    ) from None
                 await asyncio.to_thread(self._producer.poll, _BACKPRESSURE_POLL_SECONDS)
             except KafkaException as exc:
                 if exc.args and exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:

@@ -560,7 +560,12 @@ class SourceFetcher:
         message = self.redactor.text(f"{type(exc).__name__}: {exc}")
         stats.rejected += 1
         self.metrics.rejected_records.labels(self.name, reason).inc()
-        record_key = envelope.idempotency_key if envelope is not None else None
+        if envelope is not None:
+            record_key: str | None = envelope.idempotency_key
+        elif isinstance(exc, RecordTooLargeError):  # refused by the broker: only its Kafka key is left
+            record_key = exc.key.decode("utf-8", "backslashreplace")
+        else:
+            record_key = None
         size = exc.size if isinstance(exc, RecordTooLargeError) else None
         log.error(
             "record dead-lettered (%s): %s",

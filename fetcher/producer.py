@@ -122,6 +122,8 @@ class EnvelopeProducer:
             if err is None:
                 self.stats.delivered += 1
                 return
+            if tracker is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                return  # the tracker's owner dead-letters it: not a failure for flush() to report
             self.stats.failed += 1
             self._failed_unreported += 1
             if self._first_error is None:

@@ -180,6 +180,8 @@ def test_every_panel_query_has_series_from_prometheus_scraping_a_running_pipelin
             f"{api.base_url}/v1/{doc['spec']['request']['url'].split('/v1/', 1)[1]}"
         )
         doc["spec"]["poll"] = {"interval": "1s", "jitter": 0.1}
+        # Incremental, so the watermark panel has a timestamp watermark to show.
+        doc["spec"]["incremental"] = {"param": "since", "cursorPath": "$.updated_at"}
         # Small pages: a pass gets 304s for the full ones and produces only the last page again.
         doc["spec"]["request"]["params"] = {"per_page": "10"}
         doc["spec"]["sinks"] = {

@@ -15,8 +15,10 @@ external id → ``missing_field:external_id``) is covered by its own tests.
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import json
+import random
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -26,6 +28,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from restlake.contracts.spec import IngestionSource, parse_source
 from restlake.fetcher.client import RetryPolicy
@@ -76,6 +79,7 @@ class Case:
     spec: dict[str, Any] = field(default_factory=dict)
     every_page: bool = False
     producer: dict[str, Any] | None = None  # a producer of its own, with these settings
+    topic_config: dict[str, str] | None = None  # a topic of its own, with these settings
 
 
 def status(code: int, **headers: str) -> Handler:
@@ -144,6 +148,8 @@ def deep(levels: int) -> Any:
     return value
 
 
+# Random bytes as base64: still over the broker's 1 MB after lz4, which the broker checks.
+INCOMPRESSIBLE = base64.b64encode(random.Random(7).randbytes(1_500_000)).decode()
 GZIP_BOMB = gzip.compress(b'{"items": [' + b" " * (8 * 1024 * 1024) + b"]}")
 
 CASES: dict[str, Case] = {
@@ -192,11 +198,12 @@ CASES: dict[str, Case] = {
         complete=True,
     ),
     "record-over-broker-limit": Case(
-        with_records({"id": "big", "blob": "x" * 1_500_000}),
+        with_records({"id": "big", "blob": INCOMPRESSIBLE}),
         kafka=5,
         dlq=("oversized_record",),
         complete=True,
         producer={"message.max.bytes": 3_000_000},
+        topic_config={"max.message.bytes": "1000000"},
     ),
     "record-too-deep": Case(
         with_records({"id": "deep", "v": deep(300)}), kafka=5, dlq=("unserializable_record",), complete=True
@@ -312,6 +319,10 @@ def corpus(stack) -> Corpus:
     dlq = f"{topic}.dlq"
     for name in (topic, dlq):
         ensure_topic(bootstrap, name, partitions=1)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    own = [NewTopic(f"{topic}.{c}", 1, 1, config=s.topic_config) for c, s in CASES.items() if s.topic_config]
+    for future in admin.create_topics(own).values():
+        future.result(timeout=30)
     shared = EnvelopeProducer(bootstrap)
     served = {case: Served() for case in CASES}
 
@@ -332,7 +343,7 @@ def corpus(stack) -> Corpus:
                     fetcher = SourceFetcher(
                         make_source(case, f"http://{host}:{port}"),
                         producer,
-                        topic,
+                        topic if spec.topic_config is None else f"{topic}.{case}",
                         dead_letter_topic=dlq,
                         policy=RETRIES,
                         metrics=metrics,
@@ -355,7 +366,7 @@ def corpus(stack) -> Corpus:
 
     outcomes = asyncio.run(run_all())
     envelopes: dict[str, list[dict[str, Any]]] = {}
-    for _, value in read_topic(bootstrap, topic):
+    for _, value in [m for name in [topic, *(t.topic for t in own)] for m in read_topic(bootstrap, name)]:
         envelope = json.loads(value)
         envelopes.setdefault(envelope["source"], []).append(envelope)
     events: dict[str, list[dict[str, Any]]] = {}

@@ -64,7 +64,7 @@ def test_promtool_accepts_the_alert_rules(prometheus_bins: tuple[str, str]) -> N
         [prometheus_bins[0], "check", "rules", str(RULES)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def _free_port() -> int:

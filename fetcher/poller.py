@@ -595,7 +595,12 @@ class SourceFetcher:
         fields: dict[str, Any],
         stats: PassStats,
     ) -> list[tuple[Any, Envelope | Exception]]:
-        """Each record's envelope, or why it could not be made; applies ``records.onMissingId``."""
+        """Each record's envelope, or why it could not be made; applies ``records.onMissingId``.
+
+        Quarantine happens in the stream job, not here: a record published with an empty external id
+        is quarantined there as ``missing_field:external_id`` with its topic, partition and offset,
+        like every other invalid record, and stays replayable from Kafka. The DLQ would lose both.
+        """
         wrapped: list[tuple[Any, Envelope | Exception]] = []
         missing = 0
         for record in records:

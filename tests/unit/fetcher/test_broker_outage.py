@@ -66,7 +66,7 @@ def test_healthz_answers_while_the_broker_is_down_and_the_pass_fails_without_adv
         _dead_broker(),
         # A small local queue fills at once; a short timeout lets queued records fail instead of
         # waiting two minutes, so the pass ends (with a delivery error) within the test.
-        extra={"queue.buffering.max.messages": 20, "message.timeout.ms": 2500, "log_level": 0},
+        extra={"queue.buffering.max.messages": 20, "message.timeout.ms": 1500, "log_level": 0},
     )
     metrics = FetcherMetrics()
 
@@ -84,7 +84,7 @@ def test_healthz_answers_while_the_broker_is_down_and_the_pass_fails_without_adv
                 await asyncio.sleep(0.05)
             latencies = []
             async with aiohttp.ClientSession() as session:
-                for _ in range(4):  # the queue stays full for the 2.5 s of message.timeout.ms
+                for _ in range(3):  # the queue stays full for the 1.5 s of message.timeout.ms
                     started = time.monotonic()
                     async with session.get(f"{service.ops.base_url}/healthz") as resp:
                         assert resp.status == 200

@@ -48,8 +48,8 @@ class TracingProducer(EnvelopeProducer):
         super().__init__(bootstrap, **kwargs)
         self.ids: set[str] = set()
 
-    def produce(self, topic: str, envelope: Envelope, tracker: DeliveryTracker | None = None) -> None:
-        super().produce(topic, envelope, tracker)
+    async def publish(self, topic: str, envelope: Envelope, tracker: DeliveryTracker | None = None) -> None:
+        await super().publish(topic, envelope, tracker)
         self.ids.add(envelope.external_id)
 
 

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -199,6 +200,20 @@ async def _read_json(resp: aiohttp.ClientResponse, max_bytes: int, fmt: str = "j
             status=resp.status,
             raw=bytes(raw),
         ) from exc
+    except RecursionError as exc:
+        raise BadPageError(
+            "JSON nested deeper than the parser allows",
+            reason="malformed_json",
+            status=resp.status,
+            raw=bytes(raw),
+        ) from exc
+    except ValueError as exc:  # Python's int-string limit: a number of thousands of digits
+        raise BadPageError(
+            f"JSON holds a value Python refuses to parse: {exc}",
+            reason="malformed_json",
+            status=resp.status,
+            raw=bytes(raw),
+        ) from exc
 
 
 async def get_page(
@@ -219,6 +234,7 @@ async def get_page(
     credential_origin: URL | None = None,
     redirects: Redirects = "sameOrigin",
     records_format: str = "json",
+    inspect: Callable[[Response], None] | None = None,
 ) -> Response:
     """Request one page (GET, or POST with its JSON body), retrying what the policy allows.
 
@@ -228,6 +244,9 @@ async def get_page(
     Credentials go only to ``credential_origin`` (by default the origin of ``request.url``); how
     redirects are followed is :class:`RedirectPolicy`'s business. The raised error carries
     ``attempts`` (requests made for this page).
+
+    ``inspect`` looks at a 2xx body before it is accepted (records path, pagination values, ids) and
+    raises ``BadPageError`` when the page cannot be used; that is retried like a malformed body.
     """
     auth = auth or Authenticator()
     redactor = redactor or Redactor(auth.secret_values, auth.secret_params)
@@ -297,6 +316,8 @@ async def get_page(
                     else:
                         body, size = await _read_json(resp, max_body_bytes, records_format)
                         result = Response(resp.status, resp.headers, body, size, attempt)
+                        if inspect is not None:
+                            inspect(result)
             except TimeoutError as exc:
                 raise RequestTimeoutError(f"no complete answer from {shown} within {timeout:g}s") from exc
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:

@@ -28,7 +28,7 @@ def dlq_topic(topic: str) -> str:
 
 
 class DeadLetter(BaseModel):
-    """A page the fetcher gave up on."""
+    """A page the fetcher gave up on, or one record of a page it could not publish (``record_key`` set)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -45,6 +45,9 @@ class DeadLetter(BaseModel):
         None,
         description=f"First {EXCERPT_BYTES} characters of the body, secrets redacted, undecodable "
         "bytes escaped.",
+    )
+    record_key: str | None = Field(
+        None, description="Idempotency key of the one record dead-lettered; None when the whole page was."
     )
     failed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 

@@ -21,11 +21,20 @@ BAD_PAGE_REASONS = (
     "rate_limited",
     "unexpected_304",
     "cross_origin_link",
+    "bad_pagination",
+    "missing_id",
     "other",
 )
 # The status classes a request ends in; 1xx never ends one (aiohttp handles it).
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
-PASS_OUTCOMES = ("complete", "stopped", "error")
+# crashed: the pass raised something unexpected (a bug); error: it stopped on a handled failure.
+PASS_OUTCOMES = ("complete", "stopped", "error", "crashed")
+# Records the fetcher could not publish as they came: sent to the DLQ instead, by reason.
+RECORD_REJECT_REASONS = ("oversized_record", "unserializable_record")
+# Why a pass stopped paging before the chain ended.
+PAGINATION_STOPS = ("max_pages", "repeated_page")
+# What became of a record whose idPath is missing or null (spec.records.onMissingId).
+MISSING_ID_ACTIONS = ("hash", "quarantine", "fail")
 
 
 def status_class(status: int | None) -> str:
@@ -108,6 +117,39 @@ class FetcherMetrics:
             registry=r,
         )
 
+        self.rejected_records = Counter(
+            "restlake_fetcher_rejected_records_total",
+            "Records not published to the topic but dead-lettered, by reason (e.g. over the message limit).",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.pagination_stops = Counter(
+            "restlake_fetcher_pagination_stops_total",
+            "Passes stopped with pages left: maxPages reached, or a page identical to the previous one.",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.missing_id = Counter(
+            "restlake_fetcher_missing_id_total",
+            "Records whose idPath was missing or null, by what was done (spec.records.onMissingId).",
+            ["source", "action"],
+            registry=r,
+        )
+        self.future_cursor = Counter(
+            "restlake_fetcher_future_cursor_total",
+            "Records whose cursor lay beyond now + incremental.maxFutureSkew (not used for the watermark).",
+            ["source"],
+            registry=r,
+        )
+        # A timestamp, not an age: an age set once per pass would freeze between passes; dashboards and
+        # alerts take ``time() - this``, which is negative for a watermark in the future.
+        self.watermark_timestamp = Gauge(
+            "restlake_fetcher_watermark_timestamp_seconds",
+            "Unix time of the source's timestamp watermark (incremental sources with timestamp cursors).",
+            ["source"],
+            registry=r,
+        )
+
     def init_source(self, source: str) -> None:
         """Export every counter of ``source`` at 0, each label of the bounded sets included.
 
@@ -124,8 +166,15 @@ class FetcherMetrics:
             self.delivery_errors,
             self.dead_letters,
             self.circuit_open,
+            self.future_cursor,
         ):
             counter.labels(source)
+        for reason in RECORD_REJECT_REASONS:
+            self.rejected_records.labels(source, reason)
+        for reason in PAGINATION_STOPS:
+            self.pagination_stops.labels(source, reason)
+        for action in MISSING_ID_ACTIONS:
+            self.missing_id.labels(source, action)
         for status in STATUS_CLASSES:
             self.requests.labels(source, status)
         for reason in BAD_PAGE_REASONS:

@@ -27,8 +27,10 @@ with the same idempotency keys.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +46,7 @@ from restlake.fetcher.breaker import BreakerRegistry
 from restlake.fetcher.client import (
     DEFAULT_MAX_BODY_BYTES,
     BadPageError,
+    Response,
     RetryPolicy,
     failure_reason,
     get_page,
@@ -51,7 +54,7 @@ from restlake.fetcher.client import (
 from restlake.fetcher.deadletter import DeadLetter, body_reference, dlq_topic
 from restlake.fetcher.metrics import FetcherMetrics
 from restlake.fetcher.pagination import Page, PageRequest, make_paginator
-from restlake.fetcher.producer import DeliveryError, DeliveryTracker, EnvelopeProducer
+from restlake.fetcher.producer import DeliveryError, DeliveryTracker, EnvelopeProducer, RecordTooLargeError
 from restlake.fetcher.ratelimit import RateLimiter
 from restlake.fetcher.records import RecordExtractor, compile_path, scalar_text
 from restlake.fetcher.redaction import Redactor
@@ -85,8 +88,11 @@ class PassStats:
     bytes_received: int = 0
     bad_pages: int = 0
     dead_letters: int = 0
+    rejected: int = 0  # records dead-lettered instead of published (over the size limit, unserializable)
+    missing_ids: int = 0  # records whose idPath was missing or null
+    future_cursors: int = 0  # records whose cursor lay beyond now + maxFutureSkew
     complete: bool = False
-    truncated: bool = False  # stopped at maxPages with pages left
+    truncated: bool = False  # stopped with pages left: maxPages reached, or a page repeated the previous one
     stopped: bool = False  # stopped by a shutdown request
     watermark: str | None = None  # the watermark in force after the pass
     error: str | None = None
@@ -163,6 +169,9 @@ class SourceFetcher:
         self.delivery_timeout = delivery_timeout
         self.incremental = spec.incremental
         self._cursor = compile_path(spec.incremental.cursor_path) if spec.incremental else None
+        self.max_future_skew = spec.incremental.max_future_skew.timedelta if spec.incremental else None
+        # Without an idPath the content hash *is* the documented id; the policy is for ids that vanish.
+        self.on_missing_id: str | None = spec.records.on_missing_id if spec.records.id_path else None
 
     def __repr__(self) -> str:
         return f"SourceFetcher(source={self.name!r}, topic={self.topic!r})"
@@ -195,6 +204,46 @@ class SourceFetcher:
     def _record_cursor(self, record: Any) -> str | None:
         return scalar_text(self._cursor(record)) if self._cursor is not None else None
 
+    def _page_reader(self, request: PageRequest) -> tuple[Callable[[Response], None], list[_ReadPage]]:
+        """An ``inspect`` hook for ``get_page`` and the list it leaves the page's reading in.
+
+        Everything that can make a 2xx page unusable is checked inside the request's retry loop, so
+        such a page is retried, then dead-lettered, like a malformed body.
+        """
+        read: list[_ReadPage] = []
+
+        def inspect(response: Response) -> None:
+            read.clear()
+            try:
+                records = self.extractor.records(response.body)
+            except ValueError as exc:
+                raise BadPageError(str(exc), reason="no_record_list", status=response.status) from exc
+            if self.on_missing_id == "fail":
+                missing = sum(1 for r in records if self.extractor.external_id(r) in (None, ""))
+                if missing:
+                    raise BadPageError(
+                        f"{missing} of {len(records)} record(s) have no value at records.idPath "
+                        f"{self.spec.records.id_path!r} (records.onMissingId: fail; set it to quarantine "
+                        "or hash to accept such records)",
+                        reason="missing_id",
+                        status=response.status,
+                    )
+            try:
+                following = self.paginator.next(Page(request, response.headers, response.body, records))
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                # e.g. int() of a totalPath value that is not a number: the page cannot say what follows.
+                raise BadPageError(
+                    f"pagination value in the page is unusable: {type(exc).__name__}: {exc}",
+                    reason="bad_pagination",
+                    status=response.status,
+                ) from exc
+            except RestlakeError as exc:
+                read.append(_ReadPage(records, None, refused=exc))
+                return
+            read.append(_ReadPage(records, following))
+
+        return inspect, read
+
     # -- the pass ---------------------------------------------------------------------------------
     async def fetch_pass(
         self, session: aiohttp.ClientSession, stop: asyncio.Event | None = None
@@ -226,6 +275,7 @@ class SourceFetcher:
         tracker = DeliveryTracker()
         produced_unconfirmed = 0
         max_cursor: str | None = None
+        previous_signature: str | None = None
 
         async def checkpoint(*, final: bool) -> None:
             nonlocal tracker, produced_unconfirmed, pending
@@ -236,8 +286,20 @@ class SourceFetcher:
                 stats.error = stats.error or str(exc)
                 log.error("delivery not confirmed, state not advanced: %s", exc, extra=fields)
                 raise _PassAbort from exc
-            stats.produced += produced_unconfirmed
-            self.metrics.records_produced.labels(self.name).inc(produced_unconfirmed)
+            refused = list(tracker.too_large)
+            if refused:
+                # The broker's limit can be below the producer's: dead-letter what it refused, confirm those.
+                extra = DeliveryTracker()
+                for exc in refused:
+                    await self._reject_record(exc, None, "", None, stats, extra, fields)
+                try:
+                    await self.producer.confirm(extra, self.delivery_timeout)
+                except DeliveryError as exc:
+                    stats.error = stats.error or str(exc)
+                    log.error("dead-letter events not confirmed, state not advanced: %s", exc, extra=fields)
+                    raise _PassAbort from exc
+            stats.produced += produced_unconfirmed - len(refused)
+            self.metrics.records_produced.labels(self.name).inc(produced_unconfirmed - len(refused))
             walked_all = final and stats.error is None and not stats.stopped and not stats.truncated
             new_watermark = newest(state.watermark, max_cursor) if walked_all and self._cursor else None
             boundary: frozenset[str] | None = None
@@ -265,13 +327,21 @@ class SourceFetcher:
 
         try:
             while request is not None:
+                if tracker.failed:
+                    await checkpoint(final=False)  # raises: a failed delivery ends the pass
                 if stop is not None and stop.is_set():
                     stats.stopped = True
                     log.info("shutdown requested; stopping after the current page", extra=fields)
                     break
                 if self.paginator.max_pages and stats.pages >= self.paginator.max_pages:
-                    stats.truncated = True
-                    log.info("stopping at maxPages=%d", self.paginator.max_pages, extra=fields)
+                    self._stop_paging(
+                        "max_pages",
+                        f"stopped at spec.pagination.maxPages={self.paginator.max_pages} with pages left: "
+                        "raise maxPages if the chain really is longer, or check that the endpoint honours "
+                        "its pagination parameter",
+                        stats,
+                        fields,
+                    )
                     break
                 page_url = self.redactor.url(request.full_url())
                 # A POST source asks one URL for every page; its body tells the pages apart.
@@ -288,6 +358,7 @@ class SourceFetcher:
                 conditional = self.conditional and request.method == "GET"
                 if conditional and prior is not None and prior.has_validators:
                     headers.update(prior.conditional_headers())
+                inspect, read = self._page_reader(request)
                 try:
                     response = await get_page(
                         session,
@@ -306,10 +377,11 @@ class SourceFetcher:
                         credential_origin=self.origin,
                         redirects=self.redirects,
                         records_format=self.spec.records.format,
+                        inspect=inspect,
                     )
                 except RestlakeError as exc:
                     stats.requests += int(getattr(exc, "attempts", 1))
-                    self._record_bad_page(exc, page_url, stats, tracker, fields)
+                    await self._record_bad_page(exc, page_url, stats, tracker, fields)
                     break
                 stats.requests += response.attempts
                 visited.add(prior.key if prior is not None else PageState(page_id).key)
@@ -323,19 +395,17 @@ class SourceFetcher:
                             reason="unexpected_304",
                             status=304,
                         )
-                        self._record_bad_page(unexpected, page_url, stats, tracker, fields)
+                        await self._record_bad_page(unexpected, page_url, stats, tracker, fields)
                         break
                     max_cursor = newest(max_cursor, prior.max_cursor)
                     request = request_from_json(prior.next)
+                    previous_signature = None
                     continue
                 stats.pages += 1
                 stats.bytes_received += response.size
                 fetched_at = datetime.now(UTC)
-                try:
-                    records = self.extractor.records(response.body)
-                except ValueError as exc:
-                    self._record_bad_page(exc, page_url, stats, tracker, fields, status=response.status)
-                    break
+                read_page = read[0]
+                records, following = read_page.records, read_page.following
                 etag = response.headers.get("ETag")
                 last_modified = response.headers.get("Last-Modified")
                 info = RequestInfo(
@@ -345,22 +415,40 @@ class SourceFetcher:
                     last_modified=last_modified,
                     cursor=request.cursor,
                 )
+                wrapped = self._wrap(records, info, fetched_at, fields, stats)
+                signature = _page_signature(wrapped)
+                if signature is not None and signature == previous_signature:
+                    self._stop_paging(
+                        "repeated_page",
+                        f"page {page_url} has the same {len(records)} record(s) as the page before it: the "
+                        "endpoint seems to ignore the pagination parameter; the pass stops here (check "
+                        "spec.pagination)",
+                        stats,
+                        fields,
+                    )
+                    break
+                previous_signature = signature
                 page_max: str | None = None
                 page_rank: tuple[int, object] | None = None
+                future_limit = self._future_limit()
+                future: list[str] = []
                 published = 0
-                for record in records:
-                    envelope = Envelope.wrap(
-                        source=self.name,
-                        payload=record,
-                        external_id=self.extractor.external_id(record),
-                        version=self.extractor.version(record),
-                        request=info,
-                        fetched_at=fetched_at,
-                    )
+                for record, envelope in wrapped:
+                    if isinstance(envelope, Exception):
+                        await self._reject_record(
+                            envelope, None, page_url, response.status, stats, tracker, fields
+                        )
+                        continue
                     cursor = self._record_cursor(record)
                     if cursor is not None:
                         # One parse of the cursor serves the page's maximum, the boundary and the skip.
                         rank = sort_key(cursor)
+                        if future_limit is not None and rank[0] == 2 and rank > future_limit:
+                            # Delivered, but never the watermark: every later request would ask for
+                            # records newer than it, and ingestion would stop for good.
+                            future.append(cursor)
+                            cursor = None
+                    if cursor is not None:
                         if page_rank is None or rank > page_rank:
                             page_max, page_rank = cursor, rank
                         # Only records at or above the running top, or at the stored watermark, need
@@ -374,18 +462,39 @@ class SourceFetcher:
                             if rank == skip_at and digest in state.boundary:
                                 stats.skipped += 1
                                 continue
-                    self.producer.produce(self.topic, envelope, tracker)
+                    try:
+                        await self.producer.publish(self.topic, envelope, tracker)
+                    except DeliveryError as exc:
+                        self.metrics.delivery_errors.labels(self.name).inc(tracker.failed)
+                        stats.error = stats.error or str(exc)
+                        log.error("delivery failing, pass aborted, state not advanced: %s", exc, extra=fields)
+                        raise _PassAbort from exc
+                    except (RecordTooLargeError, ValueError, RecursionError) as exc:
+                        await self._reject_record(
+                            exc, envelope, page_url, response.status, stats, tracker, fields
+                        )
+                        continue
                     published += 1
+                if future:
+                    stats.future_cursors += len(future)
+                    self.metrics.future_cursor.labels(self.name).inc(len(future))
+                    log.warning(
+                        "%d record(s) have a cursor beyond now + incremental.maxFutureSkew (%s), e.g. %r: "
+                        "delivered, not used for the watermark",
+                        len(future),
+                        self.spec.incremental.max_future_skew,
+                        future[0],
+                        extra=fields,
+                    )
                 stats.records += len(records)
                 produced_unconfirmed += published
-                try:
-                    following = self._strip_secrets(
-                        self.paginator.next(Page(request, response.headers, response.body, records))
-                    )
-                except RestlakeError as exc:
+                if read_page.refused is not None:
                     # The page's records are produced, its state is not saved: the next pass reads it again.
-                    self._record_bad_page(exc, page_url, stats, tracker, fields, status=response.status)
+                    await self._record_bad_page(
+                        read_page.refused, page_url, stats, tracker, fields, status=response.status
+                    )
                     break
+                following = self._strip_secrets(following)
                 max_cursor = newest(max_cursor, page_max)
                 pending.append(
                     PageState(
@@ -409,6 +518,7 @@ class SourceFetcher:
         self.metrics.pass_seconds.labels(self.name).observe(elapsed)
         if stats.complete:
             self.metrics.last_success.labels(self.name).set(time.time())
+        self._export_watermark(stats.watermark)
         log.info(
             "fetch pass %s: %d pages, %d not modified, %d records, %d produced, %d skipped in %.2fs",
             outcome,
@@ -422,7 +532,7 @@ class SourceFetcher:
         )
         return stats
 
-    def _record_bad_page(
+    async def _record_bad_page(
         self,
         exc: Exception,
         page_url: str,
@@ -458,10 +568,152 @@ class SourceFetcher:
             message,
             extra={**fields, "reason": reason},
         )
+        await self._dead_letter(event, stats, tracker, fields)
+
+    async def _dead_letter(
+        self, event: DeadLetter, stats: PassStats, tracker: DeliveryTracker, fields: dict[str, Any]
+    ) -> None:
         try:
-            self.producer.produce_raw(self.dead_letter_topic, event.kafka_key(), event.kafka_value(), tracker)
-        except (KafkaException, BufferError) as dlq_exc:  # must not hide the failure it reports
+            await self.producer.send(self.dead_letter_topic, event.kafka_key(), event.kafka_value(), tracker)
+        except (KafkaException, RecordTooLargeError) as dlq_exc:  # must not hide the failure it reports
             log.error("dead-letter event not produced: %s", self.redactor.text(str(dlq_exc)), extra=fields)
             return
         stats.dead_letters += 1
         self.metrics.dead_letters.labels(self.name).inc()
+
+    async def _reject_record(
+        self,
+        exc: Exception,
+        envelope: Envelope | None,
+        page_url: str,
+        status: int | None,
+        stats: PassStats,
+        tracker: DeliveryTracker,
+        fields: dict[str, Any],
+    ) -> None:
+        """Dead-letter one record that cannot be published; the rest of the page goes on."""
+        # Not too large, then nested deeper than the serializer allows (or not serializable at all).
+        reason = exc.reason if isinstance(exc, RecordTooLargeError) else "unserializable_record"
+        message = self.redactor.text(f"{type(exc).__name__}: {exc}")
+        stats.rejected += 1
+        self.metrics.rejected_records.labels(self.name, reason).inc()
+        if envelope is not None:
+            record_key: str | None = envelope.idempotency_key
+        elif isinstance(exc, RecordTooLargeError):  # refused by the broker: only its Kafka key is left
+            record_key = exc.key.decode("utf-8", "backslashreplace")
+        else:
+            record_key = None
+        size = exc.size if isinstance(exc, RecordTooLargeError) else None
+        log.error(
+            "record dead-lettered (%s): %s",
+            reason,
+            message,
+            extra={**fields, "reason": reason, "record_key": self.redactor.text(record_key or "")},
+        )
+        event = DeadLetter(
+            source=self.name,
+            url=page_url,
+            status=status,
+            error_class=type(exc).__name__,
+            reason=reason,
+            message=message,
+            attempts=1,
+            body_sha256=envelope.content_hash if envelope is not None else None,
+            body_bytes=size,
+            record_key=self.redactor.text(record_key) if record_key is not None else None,
+        )
+        await self._dead_letter(event, stats, tracker, fields)
+
+    def _wrap(
+        self,
+        records: list[Any],
+        info: RequestInfo,
+        fetched_at: datetime,
+        fields: dict[str, Any],
+        stats: PassStats,
+    ) -> list[tuple[Any, Envelope | Exception]]:
+        """Each record's envelope, or why it could not be made; applies ``records.onMissingId``.
+
+        Quarantine happens in the stream job, not here: a record published with an empty external id
+        is quarantined there as ``missing_field:external_id`` with its topic, partition and offset,
+        like every other invalid record, and stays replayable from Kafka. The DLQ would lose both.
+        """
+        wrapped: list[tuple[Any, Envelope | Exception]] = []
+        missing = 0
+        for record in records:
+            external_id = self.extractor.external_id(record)
+            if self.on_missing_id is not None and external_id in (None, ""):
+                missing += 1
+            try:
+                envelope = Envelope.wrap(
+                    source=self.name,
+                    payload=record,
+                    external_id=external_id,
+                    version=self.extractor.version(record),
+                    request=info,
+                    fetched_at=fetched_at,
+                    quarantine_missing_id=self.on_missing_id == "quarantine",
+                )
+            except (ValueError, RecursionError) as exc:
+                wrapped.append((record, exc))
+                continue
+            wrapped.append((record, envelope))
+        if missing:
+            action = self.on_missing_id or "hash"
+            stats.missing_ids += missing
+            self.metrics.missing_id.labels(self.name, action).inc(missing)
+            consequence = (
+                "published with an empty id, for the stream job to quarantine"
+                if action == "quarantine"
+                else "identified by their content hash"
+            )
+            log.warning(
+                "%d record(s) have no value at records.idPath %r: %s (records.onMissingId: %s)",
+                missing,
+                self.spec.records.id_path,
+                consequence,
+                action,
+                extra=fields,
+            )
+        return wrapped
+
+    def _future_limit(self) -> tuple[int, object] | None:
+        """The sort key beyond which a timestamp cursor is in the future; None without incremental."""
+        if self.max_future_skew is None:
+            return None
+        return (2, datetime.now(UTC) + self.max_future_skew)
+
+    def _stop_paging(self, reason: str, message: str, stats: PassStats, fields: dict[str, Any]) -> None:
+        """End the pass with an error, keeping what was read: its records are confirmed and its pages'
+        state committed at the final checkpoint, but the watermark does not move (the chain was not
+        walked to its end)."""
+        stats.truncated = True
+        stats.error = message
+        self.metrics.pagination_stops.labels(self.name, reason).inc()
+        log.error("pagination stopped (%s): %s", reason, message, extra={**fields, "reason": reason})
+
+    def _export_watermark(self, watermark: str | None) -> None:
+        if watermark is None:
+            return
+        key = sort_key(watermark)
+        if key[0] == 2:
+            when = key[1]
+            assert isinstance(when, datetime)
+            self.metrics.watermark_timestamp.labels(self.name).set(when.timestamp())
+
+
+@dataclass(frozen=True)
+class _ReadPage:
+    records: list[Any]
+    following: PageRequest | None
+    # Where the page leads is refused (a next link on another origin), not the page: its records
+    # flow and the walk ends there.
+    refused: RestlakeError | None = None
+
+
+def _page_signature(wrapped: list[tuple[Any, Envelope | Exception]]) -> str | None:
+    """A digest of a page's records in order; None for an empty page (nothing to compare)."""
+    hashes = [e.content_hash for _, e in wrapped if isinstance(e, Envelope)]
+    if not hashes:
+        return None
+    return hashlib.sha256("".join(hashes).encode()).hexdigest()

@@ -142,6 +142,7 @@ class FetcherService:
                     extra={"source": fetcher.name},
                 )
                 stats = PassStats(error=f"fetch pass crashed: {summary}")
+                self.metrics.passes.labels(fetcher.name, "crashed").inc()
             if stats.complete:
                 await asyncio.to_thread(run.complete, stats.produced)
             else:

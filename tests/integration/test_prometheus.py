@@ -64,7 +64,7 @@ def test_promtool_accepts_the_alert_rules(prometheus_bins: tuple[str, str]) -> N
         [prometheus_bins[0], "check", "rules", str(RULES)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def _free_port() -> int:
@@ -180,6 +180,8 @@ def test_every_panel_query_has_series_from_prometheus_scraping_a_running_pipelin
             f"{api.base_url}/v1/{doc['spec']['request']['url'].split('/v1/', 1)[1]}"
         )
         doc["spec"]["poll"] = {"interval": "1s", "jitter": 0.1}
+        # Incremental, so the watermark panel has a timestamp watermark to show.
+        doc["spec"]["incremental"] = {"param": "since", "cursorPath": "$.updated_at"}
         # Small pages: a pass gets 304s for the full ones and produces only the last page again.
         doc["spec"]["request"]["params"] = {"per_page": "10"}
         # Relative to RESTLAKE_LAKE_ROOT (the job's root), as a spec must give them.

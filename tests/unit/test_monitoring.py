@@ -88,6 +88,7 @@ def test_the_dashboard_has_the_panels_operators_ask_for() -> None:
         "failed expectations",
         "unexpected values",
         "time since last checkpoint run",
+        "watermark distance from now",
     ):
         assert topic in titles, topic
     ids = [p["id"] for p in dashboard["panels"]]
@@ -99,6 +100,7 @@ def test_alerts_cover_lag_fetch_quarantine_stream_down_and_the_checkpoint() -> N
     rules = [r for g in groups for r in g["rules"]]
     assert [r["alert"] for r in rules] == [
         "RestlakeNoSuccessfulFetch",
+        "RestlakeWatermarkInFuture",
         "RestlakeKafkaLagGrowing",
         "RestlakeQuarantineRatioHigh",
         "RestlakeStreamDown",
@@ -113,6 +115,7 @@ def test_alerts_cover_lag_fetch_quarantine_stream_down_and_the_checkpoint() -> N
     assert "restlake_quality_last_run_success" in by_name["RestlakeQualityFailing"]["expr"]
     assert "== 0" in by_name["RestlakeQualityFailing"]["expr"]
     assert "> 26 * 3600" in by_name["RestlakeQualityStale"]["expr"]
+    assert "restlake_fetcher_watermark_timestamp_seconds" in by_name["RestlakeWatermarkInFuture"]["expr"]
 
 
 def test_templates_are_gated_and_embed_the_checked_files() -> None:

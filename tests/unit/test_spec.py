@@ -364,6 +364,7 @@ def test_round_trip_by_alias() -> None:
         "limitParam": "limit",
         "limit": 50,
         "in": "query",
+        "maxPages": 10_000,
     }
     assert IngestionSource.model_validate(dumped, by_alias=True, by_name=False) == src
 
@@ -416,3 +417,32 @@ def test_line_formats_take_whole_lines_and_no_body_paths() -> None:
     assert parse_source(source(records={"format": "jsonl"}, pagination=last), "t").spec.pagination == (
         CursorPagination(type="cursor", cursor_from_last_record=JsonPath("$.id"))
     )
+
+
+def test_hostile_api_defaults_and_their_fields_are_named_when_wrong() -> None:
+    spec = parse_source(
+        source(
+            records={"path": "$.items", "idPath": "$.id"},
+            pagination={"type": "pageNumber"},
+            incremental={"param": "since", "cursorPath": "$.updated_at"},
+        ),
+        "test.yaml",
+    ).spec
+    assert spec.records.on_missing_id == "quarantine"
+    assert spec.pagination is not None and spec.pagination.max_pages == 10_000
+    assert spec.incremental is not None and spec.incremental.max_future_skew.timedelta == dt.timedelta(
+        hours=1
+    )
+    bad = problems(
+        source(
+            records={"idPath": "$.id", "onMissingId": "drop"},
+            pagination={"type": "offset", "limit": 10, "maxPages": 0},
+            incremental={"param": "since", "cursorPath": "$.u", "maxFutureSkew": "soon"},
+        )
+    )
+    fields = sorted(field for field, _ in bad)
+    assert fields == [
+        "spec.incremental.maxFutureSkew",
+        "spec.pagination.maxPages",
+        "spec.records.onMissingId",
+    ], bad

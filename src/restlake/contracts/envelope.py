@@ -71,9 +71,13 @@ class Envelope(BaseModel):
         version: str | None,
         request: RequestInfo,
         fetched_at: datetime | None = None,
+        quarantine_missing_id: bool = False,
     ) -> Envelope:
+        """``quarantine_missing_id``: a missing id stays empty instead of becoming the content hash,
+        so the stream job quarantines the record (``missing_field:external_id``) with its Kafka
+        coordinates rather than storing each of its versions as a new row."""
         digest = content_hash(payload)
-        ext_id = external_id if external_id not in (None, "") else digest
+        ext_id = external_id or ("" if quarantine_missing_id else digest)
         return cls(
             source=source,
             external_id=ext_id,

@@ -469,6 +469,15 @@ class Records(_Model):
         None,
         description="JSONPath to a record's version (e.g. `$.updated_at`); the newer one wins in Postgres.",
     )
+    on_missing_id: Literal["hash", "quarantine", "fail"] = Field(
+        "quarantine",
+        description=(
+            "What to do with a record whose idPath is missing or null: `quarantine` publishes it with an "
+            "empty external id, which the stream job quarantines as `missing_field:external_id` with its "
+            "Kafka coordinates; `hash` uses the content hash as the id (each version becomes a new row); "
+            "`fail` makes the page a bad page (retried, then dead-lettered)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _path_of_line_formats(self) -> Records:
@@ -479,9 +488,18 @@ class Records(_Model):
         return self
 
 
+# Generous on purpose: a real chain this long is rare, an endpoint that ignores its page parameter is not.
+DEFAULT_MAX_PAGES = 10_000
+
+
 class _Paged(_Model):
-    max_pages: int | None = Field(
-        None, ge=1, description="Stop after this many pages per poll (a safety bound)."
+    max_pages: int = Field(
+        DEFAULT_MAX_PAGES,
+        ge=1,
+        description=(
+            "Pages per poll before the pass stops with an error (a safety bound against endpoints that "
+            "never stop paging); raise it for longer chains."
+        ),
     )
     total_path: JsonPath | None = Field(
         None, description="JSONPath to the total record count in the body, to stop without an extra request."
@@ -511,8 +529,13 @@ class NextUrlPagination(_Model):
         "requested; null or absent ends pagination."
     )
     has_more_path: JsonPath | None = Field(None, description=_HAS_MORE)
-    max_pages: int | None = Field(
-        None, ge=1, description="Stop after this many pages per poll (a safety bound)."
+    max_pages: int = Field(
+        DEFAULT_MAX_PAGES,
+        ge=1,
+        description=(
+            "Pages per poll before the pass stops with an error (a safety bound against endpoints that "
+            "never stop paging); raise it for longer chains."
+        ),
     )
 
 
@@ -649,6 +672,13 @@ class Incremental(_Model):
     )
     initial_value: str | None = Field(
         None, description="Watermark of the very first poll; absent fetches all."
+    )
+    max_future_skew: Duration = Field(
+        Duration("1h"),
+        description=(
+            "A timestamp cursor later than now plus this is not used for the watermark (the record is "
+            "still delivered): one record dated 9999-12-31 would otherwise stop ingestion for good."
+        ),
     )
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 
 from restlake.contracts.spec import IngestionSource, parse_source
-from restlake.fetcher.metrics import BAD_PAGE_REASONS, PASS_OUTCOMES, STATUS_CLASSES, FetcherMetrics
+from restlake.fetcher.metrics import (
+    BAD_PAGE_REASONS,
+    MISSING_ID_ACTIONS,
+    PAGINATION_STOPS,
+    PASS_OUTCOMES,
+    RECORD_REJECT_REASONS,
+    STATUS_CLASSES,
+    FetcherMetrics,
+)
 from restlake.fetcher.poller import SourceFetcher
 
 
@@ -32,6 +40,7 @@ def test_a_fresh_source_exports_every_counter_at_zero() -> None:
         "restlake_fetcher_not_modified_total",
         "restlake_fetcher_records_produced_total",
         "restlake_fetcher_delivery_errors_total",
+        "restlake_fetcher_future_cursor_total",
         "restlake_fetcher_pass_duration_seconds_count",
     ):
         assert value(name, {"source": "orders"}) == 0.0, name
@@ -41,10 +50,25 @@ def test_a_fresh_source_exports_every_counter_at_zero() -> None:
         assert value("restlake_fetcher_requests_total", {"source": "orders", "status_class": status}) == 0.0
     for outcome in PASS_OUTCOMES:
         assert value("restlake_fetcher_passes_total", {"source": "orders", "outcome": outcome}) == 0.0
+    for reason in RECORD_REJECT_REASONS:
+        assert value("restlake_fetcher_rejected_records_total", {"source": "orders", "reason": reason}) == 0.0
+    for reason in PAGINATION_STOPS:
+        assert value("restlake_fetcher_pagination_stops_total", {"source": "orders", "reason": reason}) == 0.0
+    for action in MISSING_ID_ACTIONS:
+        assert value("restlake_fetcher_missing_id_total", {"source": "orders", "action": action}) == 0.0
     # Absent until a pass succeeds: RestlakeNoSuccessfulFetch reads the absence as "never".
     assert value("restlake_fetcher_last_success_timestamp_seconds", {"source": "orders"}) is None
-    # Bounded: 13 reasons, 5 status classes, 3 outcomes, 7 single counters and the histogram's count.
+    # Bounded: the label sets above, 8 single counters and the histogram's count; the watermark gauge
+    # only once there is a timestamp watermark.
     exported = generate_latest(metrics.registry).decode()
     names = [line.split("{")[0] for line in exported.splitlines() if line.startswith("restlake_")]
     counted = [n for n in names if not n.endswith(("_bucket", "_sum", "_created"))]
-    assert len(counted) == len(BAD_PAGE_REASONS) + len(STATUS_CLASSES) + len(PASS_OUTCOMES) + 7 + 1
+    labelled = (
+        BAD_PAGE_REASONS,
+        STATUS_CLASSES,
+        PASS_OUTCOMES,
+        RECORD_REJECT_REASONS,
+        PAGINATION_STOPS,
+        MISSING_ID_ACTIONS,
+    )
+    assert len(counted) == sum(len(labels) for labels in labelled) + 8 + 1

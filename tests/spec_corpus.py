@@ -246,7 +246,7 @@ CORPUS: list[BadSpec] = [
     ),
     _case(
         "line-format-with-cursor-path",
-        variant(("spec.records.format", "jsonl")),
+        variant(("spec.records.format", "jsonl"), ("spec.records.path", "$")),
         "spec.pagination.cursorPath",
         "reads a JSON body, but records.format is jsonl",
         ("spec.pagination", "need records.format json"),
@@ -262,7 +262,7 @@ CORPUS: list[BadSpec] = [
         "pagination-type-unknown",
         variant(("spec.pagination", {"type": "scroll"})),
         "spec.pagination.type",
-        "must be one of linkHeader, cursor, pageNumber, offset, none, got 'scroll'",
+        "must be one of linkHeader, nextUrl, cursor, pageNumber, offset, none, got 'scroll'",
         ("spec.pagination.type", 'Unsupported value: "scroll"'),
     ),
     _case(

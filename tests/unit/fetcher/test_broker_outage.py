@@ -146,7 +146,7 @@ def test_a_crashed_pass_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(service.fetchers[0], "fetch_pass", crash)
     results = asyncio.run(service.run(once=True))
-    assert results["crashy"][0].error == "fetch pass crashed; see the log"
+    assert results["crashy"][0].error == "fetch pass crashed: RuntimeError: a bug"
     value = metrics.registry.get_sample_value
     assert value("restlake_fetcher_passes_total", {"source": "crashy", "outcome": "crashed"}) == 1
     assert value("restlake_fetcher_passes_total", {"source": "crashy", "outcome": "error"}) == 0

@@ -204,14 +204,17 @@ CORPUS: list[BadSpec] = [
         variant(("spec.pagination", {"type": "cursor", "param": "cursor"})),
         "spec.pagination.cursorPath",
         "required when pagination.type is cursor",
-        ("spec.pagination.cursorPath", "cursorPath or cursorHeader is required"),
+        ("spec.pagination.cursorPath", "cursorPath, cursorHeader or cursorFromLastRecord is required"),
     ),
     _case(
         "cursor-path-and-header",
         variant(("spec.pagination.cursorHeader", "X-Next")),
         "spec.pagination.cursorHeader",
         "cannot be combined with cursorPath",
-        ("spec.pagination.cursorHeader", "set exactly one of cursorPath or cursorHeader"),
+        (
+            "spec.pagination.cursorHeader",
+            "set exactly one of cursorPath, cursorHeader or cursorFromLastRecord",
+        ),
     ),
     _case(
         "body-with-get",

@@ -6,6 +6,7 @@ import base64
 import json
 import random
 import socket
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,13 @@ def test_cluster_id_has_kafka_random_uuid_shape() -> None:
     assert len(cid) == 22
     assert len(base64.urlsafe_b64decode(cid + "==")) == 16
     assert new_cluster_id() != cid
+
+
+def test_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 0xfb... encodes to "-..." in base64url: the storage tool would read it as an option.
+    draws = iter([uuid.UUID(bytes=b"\xfb" + b"\x00" * 15), uuid.UUID(bytes=b"\x01" * 16)])
+    monkeypatch.setattr("restlake.stack.state.uuid.uuid4", lambda: next(draws))
+    assert new_cluster_id() == base64.urlsafe_b64encode(b"\x01" * 16).decode().rstrip("=")
 
 
 def test_new_state_picks_three_ports_or_two_with_external_postgres(tmp_path: Path) -> None:

@@ -234,8 +234,15 @@ def port_is_listening(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> 
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id, in the same form as ``kafka-storage random-uuid`` (22 base64url chars)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+    """A KRaft cluster id, in the same form as ``kafka-storage random-uuid`` (22 base64url chars).
+
+    Never starting with ``-`` (Kafka's own generator skips those too): the storage tool's argument
+    parser reads ``--cluster-id -Xy…`` as a missing value and an unknown option, one start in 64.
+    """
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def new_state(paths: StackPaths, *, external_pg_dsn: str | None) -> StackState:

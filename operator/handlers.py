@@ -136,7 +136,15 @@ def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         kopf.warn(body, reason="ReconcileFailed", message=redact(str(exc)))
         _raise_for_kopf(exc)
         return
-    patch.status.update(outcome.status)
+    try:
+        # Not kopf's patch, which is unconditional: the conditions were computed from ``body``, and
+        # a quality reporter or the status timer may have written newer ones (QualityPassing)
+        # since. A 409 re-runs the handler on a fresh read.
+        _cluster().patch_status(dict(body), outcome.status)
+    except TransientError as exc:
+        raise kopf.TemporaryError(
+            f"status not written, the object changed meanwhile: {redact(str(exc))}", delay=1
+        ) from exc
     if outcome.refused:
         kopf.warn(
             body,

@@ -246,7 +246,25 @@ def check_partition_columns(columns: list[str], partition_by: tuple[str, ...]) -
 
 
 def _partition_columns(spark: SparkSession, path: str) -> list[str] | None:
-    if not DeltaTable.isDeltaTable(spark, path):
-        return None
-    row = DeltaTable.forPath(spark, path).detail().select("partitionColumns").first()
-    return list(row[0]) if row is not None else None
+    """The partition columns of the Delta table at ``path``, None when there is none yet.
+
+    Read from the Delta log on the driver: a Spark job here (``DeltaTable.detail()``) would wait
+    for an executor before the query starts, and a driver restarted while its predecessor's
+    executors still hold the cluster's cores would wait past its liveness probe, again and again.
+    """
+    try:
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        snapshot = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path).update(
+            False, jvm.scala.Option.empty(), jvm.scala.Option.empty()
+        )
+        if int(snapshot.version()) < 0:
+            return None
+        joined = str(snapshot.metadata().partitionColumns().mkString("\n"))
+        return joined.split("\n") if joined else []
+    except Exception as exc:  # an internal API: fall back to the public one, which runs a job
+        log.info("reading the Delta log directly failed (%s); using DeltaTable.detail()", type(exc).__name__)
+        if not DeltaTable.isDeltaTable(spark, path):
+            return None
+        row = DeltaTable.forPath(spark, path).detail().select("partitionColumns").first()
+        return list(row[0]) if row is not None else None

@@ -74,7 +74,11 @@ class Sink(Protocol):
     # True: runs beside the lake sinks and commits only after them (a table fed from the batch).
     commits_after_lake: bool
 
-    def prepare(self, spark: SparkSession) -> None: ...
+    def prepare(self, spark: SparkSession) -> None:
+        """Create what the sink writes, before the query starts. Driver-side work only: a Spark job
+        here waits for executors, and a restarted driver whose predecessor's executors still hold
+        the cluster's cores would wait past its liveness probe."""
+        ...
 
     def write(self, batch: MicroBatch) -> Written: ...
 

@@ -172,48 +172,27 @@ async def _read_json(resp: aiohttp.ClientResponse, max_bytes: int, fmt: str = "j
         )
     if not raw:
         return None, 0
+
+    def unusable(message: str, reason: str) -> BadPageError:
+        return BadPageError(message, reason=reason, status=resp.status, raw=bytes(raw))
+
     try:
         text = raw.decode(resp.charset or "utf-8")
     except (UnicodeDecodeError, LookupError) as exc:
-        raise BadPageError(
-            f"body is not valid {resp.charset or 'utf-8'} text: {exc}",
-            reason="bad_encoding",
-            status=resp.status,
-            raw=bytes(raw),
-        ) from exc
+        raise unusable(f"body is not valid {resp.charset or 'utf-8'} text: {exc}", "bad_encoding") from exc
     if fmt != "json":
         try:
             return parse_lines(text, fmt), len(raw)
         except LineFormatError as exc:
-            raise BadPageError(
-                f"malformed {fmt} body at {exc}",
-                reason=f"malformed_{fmt}",
-                status=resp.status,
-                raw=bytes(raw),
-            ) from exc
+            raise unusable(f"malformed {fmt} body at {exc}", f"malformed_{fmt}") from exc
     try:
         return json.loads(text), len(raw)
     except json.JSONDecodeError as exc:
-        raise BadPageError(
-            f"malformed JSON at byte {exc.pos}: {exc.msg}",
-            reason="malformed_json",
-            status=resp.status,
-            raw=bytes(raw),
-        ) from exc
+        raise unusable(f"malformed JSON at byte {exc.pos}: {exc.msg}", "malformed_json") from exc
     except RecursionError as exc:
-        raise BadPageError(
-            "JSON nested deeper than the parser allows",
-            reason="malformed_json",
-            status=resp.status,
-            raw=bytes(raw),
-        ) from exc
+        raise unusable("JSON nested deeper than the parser allows", "malformed_json") from exc
     except ValueError as exc:  # Python's int-string limit: a number of thousands of digits
-        raise BadPageError(
-            f"JSON holds a value Python refuses to parse: {exc}",
-            reason="malformed_json",
-            status=resp.status,
-            raw=bytes(raw),
-        ) from exc
+        raise unusable(f"JSON holds a value Python refuses to parse: {exc}", "malformed_json") from exc
 
 
 async def get_page(

@@ -6,6 +6,7 @@ sync handlers in its thread pool, so one slow API call never stalls the event lo
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import secrets
@@ -122,9 +123,12 @@ def _raise_for_kopf(exc: Exception) -> None:
 @kopf.on.resume(API_GROUP, VERSION, PLURAL)
 def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Create or update everything the source needs; write status; post what changed as Events."""
+    # One read for both the computation and the write's resourceVersion guard (kopf may refresh a
+    # Body it handed out while the handler runs).
+    basis = copy.deepcopy(dict(body))
     try:
         outcome = reconcile.reconcile(
-            _cluster(), body, _settings(), now=conditions.now_rfc3339(), ledger=_ledger()
+            _cluster(), basis, _settings(), now=conditions.now_rfc3339(), ledger=_ledger()
         )
     except SpecError as exc:
         # The API server validated the schema; the model's cross-field rules are a superset.
@@ -140,7 +144,7 @@ def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         # Not kopf's patch, which is unconditional: the conditions were computed from ``body``, and
         # a quality reporter or the status timer may have written newer ones (QualityPassing)
         # since. A 409 re-runs the handler on a fresh read.
-        _cluster().patch_status(dict(body), outcome.status)
+        _cluster().patch_status(basis, outcome.status)
     except TransientError as exc:
         raise kopf.TemporaryError(
             f"status not written, the object changed meanwhile: {redact(str(exc))}", delay=1
@@ -204,18 +208,16 @@ def source_gone(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
 def refresh_status(body: kopf.Body, **_: Any) -> None:
     """Reconcile again (put back a deleted or edited child), then refresh the status and figures."""
     name = body["metadata"]["name"]
+    changed: dict[str, Any] = {}
     try:
-        changes, drifted = reconcile.resync(
-            _cluster(), body, _settings(), now=conditions.now_rfc3339(), ledger=_ledger()
-        )
-        if drifted:
-            kopf.info(body, reason="DriftCorrected", message=f"restored {', '.join(drifted)}")
-        before = body.get("status") or {}
-        changed = {k: v for k, v in changes.items() if before.get(k) != v}
-        if changed:
-            # Not kopf's patch: that one is unconditional, and this status was computed from a
-            # read that a concurrent reconcile may already have superseded.
-            _cluster().patch_status(dict(body), changed)
+        tick = reconcile.resync(_cluster(), body, _settings(), now=conditions.now_rfc3339(), ledger=_ledger())
+        if tick.drifted:
+            kopf.info(body, reason="DriftCorrected", message=f"restored {', '.join(tick.drifted)}")
+        changed = tick.changes()
+        if changed and tick.basis is not None:
+            # Not kopf's patch: that one is unconditional, and another writer (a reconcile, a
+            # quality report) may have moved the source on since the tick read it.
+            _cluster().patch_status(tick.basis, changed)
     except TransientError as exc:
         log.info("status refresh skipped source=%s reason=%s", name, exc)
         return
@@ -223,7 +225,8 @@ def refresh_status(body: kopf.Body, **_: Any) -> None:
         log.warning("status refresh failed source=%s error=%s", name, exc)
         return
     if "phase" in changed:
-        kopf.info(body, reason="PhaseChanged", message=f"{before.get('phase')} -> {changed['phase']}")
+        before = ((tick.basis or {}).get("status") or {}).get("phase")
+        kopf.info(body, reason="PhaseChanged", message=f"{before} -> {changed['phase']}")
 
 
 @kopf.on.create(API_GROUP, VERSION, BACKFILLS)
@@ -256,11 +259,12 @@ def _unfinished(status: kopf.Status, **_: Any) -> bool:
 def follow_backfill(body: kopf.Body, **_: Any) -> None:
     """Mirror the Job's state into the Backfill's status until it succeeded or failed."""
     name = body["metadata"]["name"]
+    basis = copy.deepcopy(dict(body))  # kopf keeps a timer's body current while the tick runs
     try:
-        changed = backfills.follow(_cluster(), body, _settings(), now=conditions.now_rfc3339())
+        changed = backfills.follow(_cluster(), basis, _settings(), now=conditions.now_rfc3339())
         if changed:
             # Guarded by resourceVersion: the running pod patches progress and summary meanwhile.
-            _cluster().patch_status(dict(body), changed)
+            _cluster().patch_status(basis, changed)
     except TransientError as exc:
         log.info("backfill status refresh skipped backfill=%s reason=%s", name, exc)
         return
@@ -268,7 +272,7 @@ def follow_backfill(body: kopf.Body, **_: Any) -> None:
         log.warning("backfill status refresh failed backfill=%s error=%s", name, exc)
         return
     if "phase" in changed:
-        before = (body.get("status") or {}).get("phase")
+        before = (basis.get("status") or {}).get("phase")
         kopf.info(body, reason="PhaseChanged", message=f"{before} -> {changed['phase']}")
 
 

@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from restlake.contracts.spec import API_VERSION, KIND, IngestionSource, parse_source
 from restlake.errors import TransientError
@@ -341,11 +341,12 @@ def resync(
     scraper: Scraper = scrape.scrape,
     create_topic: TopicCreator = topics.ensure_topic,
     ledger: TopicLedger | None = None,
-) -> tuple[dict[str, Any], list[str]]:
+) -> Resynced:
     """The status timer's work: reconcile again (drift correction), then read the metrics.
 
-    Returns the status patch and the children that had drifted. A source whose latest generation
-    has not been reconciled yet is left to the update handler (nothing is done, ``({}, [])``).
+    Returns the status, the children that had drifted and the object read to compute them. A source
+    whose latest generation has not been reconciled yet is left to the update handler (nothing is
+    done: an empty status, no basis).
     """
     meta = body["metadata"]
     # The source as it is now, not the body kopf handed the timer: that one may predate an update
@@ -354,11 +355,27 @@ def resync(
     # races were seen: the first in tests/k8s, the second on kind.
     live = cluster.get(API_VERSION, KIND, meta["name"], meta["namespace"])
     if live is None:
-        return {}, []
+        return Resynced({}, [], None)
     status = live.get("status") or {}
     if status.get("observedGeneration") != live["metadata"].get("generation"):
-        return {}, []
+        return Resynced({}, [], None)
     outcome = reconcile(cluster, live, settings, now=now, create_topic=create_topic, ledger=ledger)
     patch = dict(outcome.status)
     patch.update(figures(live, settings, scraper=scraper))
-    return patch, outcome.changed
+    return Resynced(patch, outcome.changed, live)
+
+
+class Resynced(NamedTuple):
+    """What one status-timer tick computed, and from which read of the source."""
+
+    status: dict[str, Any]
+    drifted: list[str]
+    # The write must be guarded by this read's resourceVersion, not by the timer's ``body``: kopf
+    # keeps that one current while the tick runs, so a quality report landing meanwhile would be
+    # overwritten by conditions computed before it (seen in tests/k8s).
+    basis: dict[str, Any] | None
+
+    def changes(self) -> dict[str, Any]:
+        """The keys of ``status`` that differ from the basis's status."""
+        before = ((self.basis or {}).get("status")) or {}
+        return {k: v for k, v in self.status.items() if before.get(k) != v}

@@ -204,9 +204,10 @@ def test_status_follows_deployments_and_topic_to_running() -> None:
         seen.append(url)
         return scrape.Figures(events_produced=42, last_fetch_time="2030-01-01T00:00:05Z")
 
-    patch, drifted = reconcile.resync(
+    patch, drifted, basis = reconcile.resync(
         cluster, live, SETTINGS, now="2030-01-01T00:01:00Z", scraper=scraper, create_topic=no_topic
     )
+    assert basis == live  # the write is guarded by the read the status was computed from
     assert drifted == []
     assert seen == [
         "http://metrics/ns/github-issues-fetcher:9108",
@@ -230,14 +231,14 @@ def test_status_follows_deployments_and_topic_to_running() -> None:
         "KafkaTopic", "github-issues-topic", {"conditions": [{"type": "Ready", "status": "True"}]}
     )
     live["status"] = {**first.status, **patch}
-    waiting, _ = reconcile.resync(cluster, live, SETTINGS, now=NOW, scraper=scraper, create_topic=no_topic)
+    waiting, _, _ = reconcile.resync(cluster, live, SETTINGS, now=NOW, scraper=scraper, create_topic=no_topic)
     topic = cond(waiting, "TopicReady")
     assert (topic["status"], topic["reason"]) == ("Unknown", "WaitingForTopicOperator")
     assert "github-issues-dlq-topic" in topic["message"]  # the dead-letter topic counts too
     cluster.set_status(
         "KafkaTopic", "github-issues-dlq-topic", {"conditions": [{"type": "Ready", "status": "True"}]}
     )
-    final, _ = reconcile.resync(cluster, live, SETTINGS, now=NOW, scraper=scraper, create_topic=no_topic)
+    final, _, _ = reconcile.resync(cluster, live, SETTINGS, now=NOW, scraper=scraper, create_topic=no_topic)
     assert final["phase"] == "Running"
     assert cond(final, "Ready") | {"lastTransitionTime": "-"} == {
         "type": "Ready",
@@ -451,7 +452,7 @@ def test_reconcile_and_refresh_keep_the_quality_passing_condition_the_checks_wro
     assert cond(out.status, "QualityPassing") == written
     live["status"] = out.status
     live["metadata"]["generation"] = out.status["observedGeneration"]
-    patch, _ = reconcile.resync(
+    patch, _, _ = reconcile.resync(
         cluster, live, SETTINGS, now=later, scraper=lambda *_, **__: scrape.Figures(), create_topic=no_topic
     )
     assert cond(patch, "QualityPassing") == written
@@ -472,7 +473,7 @@ def test_the_status_timer_restores_a_deleted_and_an_edited_child() -> None:
     edited["spec"]["replicas"] = 3
     edited["spec"]["template"]["spec"]["containers"][0]["image"] = "someone/else:1"
 
-    _, drifted = reconcile.resync(
+    _, drifted, _ = reconcile.resync(
         cluster, live, SETTINGS, now=NOW, scraper=lambda *_, **__: scrape.Figures(), create_topic=no_topic
     )
     assert drifted == ["Deployment/github-issues-fetcher", "Deployment/github-issues-stream"]
@@ -481,7 +482,7 @@ def test_the_status_timer_restores_a_deleted_and_an_edited_child() -> None:
     assert stream["template"]["spec"]["containers"][0]["image"] == SETTINGS.spark_image
     assert ("Deployment", "github-issues-fetcher") in cluster.objects
 
-    _, drifted = reconcile.resync(
+    _, drifted, _ = reconcile.resync(
         cluster, live, SETTINGS, now=NOW, scraper=lambda *_, **__: scrape.Figures(), create_topic=no_topic
     )
     assert drifted == []  # nothing moved since
@@ -499,7 +500,7 @@ def test_a_timer_tick_after_the_deletion_recreates_nothing() -> None:
     def create(*_: Any, **__: Any) -> bool:
         raise AssertionError("a deleted source's topics must not be created again")
 
-    assert reconcile.resync(cluster, live, SETTINGS, now=NOW, create_topic=create) == ({}, [])
+    assert reconcile.resync(cluster, live, SETTINGS, now=NOW, create_topic=create) == ({}, [], None)
     assert cluster.applies == applies
 
 
@@ -508,7 +509,7 @@ def test_the_timer_leaves_a_newer_generation_to_the_update_handler() -> None:
     live = reconciled(cluster)
     live["metadata"]["generation"] = 2
     applies = cluster.applies
-    assert reconcile.resync(cluster, live, SETTINGS, now=NOW, create_topic=no_topic) == ({}, [])
+    assert reconcile.resync(cluster, live, SETTINGS, now=NOW, create_topic=no_topic) == ({}, [], None)
     assert cluster.applies == applies
 
 
@@ -596,7 +597,7 @@ def test_a_stale_timer_body_does_not_roll_back_an_update() -> None:
     newer["status"] = reconcile.reconcile(cluster, newer, SETTINGS, now=NOW, create_topic=no_topic).status
     cluster.sources["github-issues"] = newer  # the update handler already applied generation 2
 
-    _, drifted = reconcile.resync(
+    _, drifted, _ = reconcile.resync(
         cluster, stale, SETTINGS, now=NOW, scraper=lambda *_, **__: scrape.Figures(), create_topic=no_topic
     )
     assert drifted == []
@@ -756,3 +757,13 @@ def test_the_status_scrape_reads_the_series_of_the_identity() -> None:
     )
     reconcile.figures(live, SETTINGS, scraper=scraper)
     assert seen == ["ns.github-issues", "ns.github-issues", "github-issues", "github-issues"]
+
+
+def test_a_timer_tick_writes_only_what_differs_from_the_read_it_computed_from() -> None:
+    tick = reconcile.Resynced(
+        {"phase": "Running", "eventsProduced": 7},
+        [],
+        {"metadata": {"resourceVersion": "5"}, "status": {"phase": "Running", "eventsProduced": 6}},
+    )
+    assert tick.changes() == {"eventsProduced": 7}
+    assert reconcile.Resynced({"phase": "Pending"}, [], None).changes() == {"phase": "Pending"}

@@ -11,8 +11,9 @@ checked in one Spark job whatever the number of expectations. ``onViolation`` th
 
 A value that is absent or JSON null only violates ``notNull``: for ``inSet``, ``range``, ``regex``
 and ``unique`` it passes, as NULL passes a SQL CHECK or UNIQUE constraint. ``unique`` is within
-the batch, after exact duplicates (same idempotency key) are removed; the first record on the
-topic is kept and the later ones violate. ``regex`` is Spark's RLIKE (Java regex, a match
+the batch, after exact duplicates (same idempotency key) are removed, and over records, not
+versions: two versions of one external id never collide. Of the records sharing a value, the
+first on the topic is kept and the others violate. ``regex`` is Spark's RLIKE (Java regex, a match
 anywhere in the value: anchor with ``^…$``), which agrees with Python's syntax on the usual
 constructs.
 """
@@ -79,9 +80,13 @@ def _violated(expectation: AnyExpectation, payload: Column) -> Column:
     """True where the record violates ``expectation``; never NULL."""
     if isinstance(expectation, UniqueExpectation):
         keys = [F.to_json(F.try_variant_get(payload, _path(f), "variant")) for f in expectation.fields]
-        first = Window.partitionBy(*keys).orderBy("kafka_partition", "kafka_offset")
+        # The running frame's first row is the group's first on the topic. Revisions of one
+        # record (the same external id, another version) are that record, not two that collide:
+        # an API that changes a record twice between two polls is not a quality problem.
+        on_topic = Window.partitionBy(*keys).orderBy("kafka_partition", "kafka_offset")
+        other_record = F.col("external_id") != F.first("external_id").over(on_topic)
         any_key = F.greatest(*[k.isNotNull() for k in keys]) if len(keys) > 1 else keys[0].isNotNull()
-        return any_key & (F.row_number().over(first) > 1)
+        return any_key & F.coalesce(other_record, F.lit(False))
     path = _path(expectation.field)
     if isinstance(expectation, NotNullExpectation):
         value = F.try_variant_get(payload, path, "variant")

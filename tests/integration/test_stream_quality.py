@@ -42,6 +42,8 @@ def feed(job: StreamJob) -> None:
         # Fetched twice (same idempotency key): one record, so neither collides with itself.
         item2,
         item6,
+        # A newer version of record 1, still named "item 1": a revision, not a second record.
+        job.envelope(1, name="item 1", score=4.0, kind="a", minute=1),
     )
 
 
@@ -61,7 +63,7 @@ def test_quality_gate(on_violation: str, stack: StackEndpoints, spark: SparkSess
     job = StreamJob(stack, tmp_path, partitions=1, quality=quality)
     feed(job)
     if on_violation == "fail":
-        with pytest.raises(ExpectationFailed, match=r"'has_score' violated by 1 of 7 records"):
+        with pytest.raises(ExpectationFailed, match=r"'has_score' violated by 1 of 8 records"):
             job.run(spark)
         assert (job.bronze(spark), job.quarantine(spark), job.postgres(), job.ledger()) == ([], [], {}, [])
         assert not (Path(job.config.checkpoint_path) / "commits" / "0").exists()
@@ -71,7 +73,7 @@ def test_quality_gate(on_violation: str, stack: StackEndpoints, spark: SparkSess
     assert violations(job.source) == dict.fromkeys(VIOLATED, 1.0)
     if on_violation == "warn":
         assert (summary.quarantined, summary.dropped, summary.merged) == (0, 0, 7)
-        assert len(job.bronze(spark)) == 7
+        assert len(job.bronze(spark)) == 8  # both versions of record 1
         return
     assert (summary.quarantined, summary.dropped, summary.merged) == (5, 5, 2)
     assert set(job.postgres()) == {"1", "2"}

@@ -765,9 +765,12 @@ class NotNullExpectation(_Expectation):
 
 
 class UniqueExpectation(_Expectation):
-    """The combination of fields is unique within a batch."""
+    """No two records of a batch share the combination of fields (versions of one record never do)."""
 
-    type: Literal["unique"] = Field(description="unique: the fields are unique within a batch.")
+    type: Literal["unique"] = Field(
+        description="unique: no two records of a batch share the fields; versions of one record "
+        "(the same id) are one record."
+    )
     fields: list[FieldName] = Field(
         min_length=1, max_length=16, description="Record fields whose combination is unique."
     )

@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psycopg
 from psycopg import sql
 
 from restlake.errors import ConfigError
+from restlake.fetcher.client import new_session
 from restlake.fetcher.poller import PassStats, SourceFetcher
 from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
 from restlake.fetcher.state import PostgresStateStore
@@ -164,7 +164,7 @@ class LocalRunner:
         store = PostgresStateStore(self.endpoints.pg_dsn) if self.remember_fetch_state else None
         fetcher = SourceFetcher(self.source, producer, self.layout.topic, state_store=store)
         try:
-            async with aiohttp.ClientSession() as session:
+            async with new_session() as session:
                 return await fetcher.fetch_pass(session)
         finally:
             if store is not None:

@@ -13,6 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from restlake.contracts.envelope import Envelope
 from restlake.errors import PermanentError, TransientError
+from restlake.kafka_logging import client_config
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class EnvelopeProducer:
             "message.timeout.ms": 120_000,
         }
         conf.update(extra or {})
-        self._producer = Producer(conf)
+        self._producer = Producer(client_config(conf, log))
         self.stats = DeliveryStats()
         self._first_error: KafkaError | None = None
         # Failures since the last flush(): a failure is reported once, not by every later flush.
@@ -235,7 +236,7 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 3
 
     Returns True when it was created.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config({"bootstrap.servers": bootstrap}, log))
     deadline = time.monotonic() + timeout
     if topic in admin.list_topics(timeout=timeout).topics:
         return False

@@ -102,10 +102,14 @@ def test_env_prints_exact_lines(local_stack: LocalStack, stack: StackEndpoints) 
     result = CliRunner().invoke(app, ["stack", "env", "--state-dir", str(local_stack.paths.root)])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        f"RESTLAKE_KAFKA_BOOTSTRAP={stack.kafka_bootstrap}",
-        f"RESTLAKE_PG_DSN={stack.pg_dsn}",
-        f"RESTLAKE_LAKE_ROOT={local_stack.paths.lake}",
+        f"export RESTLAKE_KAFKA_BOOTSTRAP={stack.kafka_bootstrap}",
+        f"export RESTLAKE_PG_DSN={stack.pg_dsn}",
+        f"export RESTLAKE_LAKE_ROOT={local_stack.paths.lake}",
     ]
+    dotenv = CliRunner().invoke(
+        app, ["stack", "env", "--format", "dotenv", "--state-dir", str(local_stack.paths.root)]
+    )
+    assert dotenv.stdout.splitlines() == [line.removeprefix("export ") for line in result.stdout.splitlines()]
     assert stack.lake_root == str(local_stack.paths.lake)
     assert Path(stack.lake_root).is_dir()
 

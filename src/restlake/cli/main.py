@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from restlake.cli import backfill, demoapi, fetcher, operator, quality, run, stack, validate
+from restlake.cli import backfill, demoapi, fetcher, operator, quality, run, stack, status, validate
 from restlake.redaction import redact_log_handlers
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command("validate")(validate.validate)
 app.command("run")(run.run)
 app.command("demo")(run.demo)
 app.command("backfill")(backfill.backfill)
+app.command("status")(status.status)
 
 
 @app.callback()

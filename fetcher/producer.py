@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -115,6 +116,12 @@ class EnvelopeProducer:
         # Failures since the last flush(): a failure is reported once, not by every later flush.
         self._failed_unreported = 0
         self.max_message_bytes = int(conf.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+        # Records handed to the client per topic: a source's records vs its dead letters, for progress.
+        self._sent: Counter[str] = Counter()
+
+    def sent_to(self, topic: str) -> int:
+        """Records produced to ``topic`` by this producer so far (queued, not necessarily confirmed)."""
+        return self._sent[topic]
 
     def _callback(self, tracker: DeliveryTracker | None) -> Callable[[KafkaError | None, Message], None]:
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
@@ -176,6 +183,7 @@ class EnvelopeProducer:
             tracker._sent()
         self.stats.produced += 1
         self.stats.bytes += len(value)
+        self._sent[topic] += 1
         self._producer.poll(0)
 
     def produce_raw(
@@ -194,6 +202,7 @@ class EnvelopeProducer:
             tracker._sent()
         self.stats.produced += 1
         self.stats.bytes += len(value)
+        self._sent[topic] += 1
         self._producer.poll(0)
 
     def flush(self, timeout: float = 120.0) -> None:

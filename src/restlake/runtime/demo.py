@@ -106,4 +106,5 @@ def run_demo(
         echo(f"  [{mark}] {label}: {got} (expected {want})")
     echo(f"restlake demo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
     echo('  the stack keeps running: eval "$(.venv/bin/restlake stack env)"; make stack-down stops it')
+    echo(f"  where the source stands: .venv/bin/restlake status {source.name}")
     return ok

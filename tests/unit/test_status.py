@@ -149,3 +149,13 @@ def test_the_table_shows_ages_shares_and_unavailable_cells() -> None:
         "10",
         "unavailable",
     ]
+
+
+def test_a_bad_max_staleness_is_refused_before_anything_is_contacted() -> None:
+    from typer.testing import CliRunner
+
+    from restlake.cli.main import app
+
+    result = CliRunner().invoke(app, ["status", "orders", "--max-staleness", "soon"])
+    assert result.exit_code == 2
+    assert "--max-staleness must be a duration such as 500ms, 30s, 5m, 1h or 1d" in result.stderr

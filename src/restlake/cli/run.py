@@ -93,7 +93,10 @@ def demo() -> None:
         logging.getLogger().setLevel(logging.WARNING)
         os.environ.setdefault("RESTLAKE_SPARK_LOG_LEVEL", "ERROR")
     try:
-        ok = run_demo(echo=typer.echo)
+        ok = run_demo(
+            echo=typer.echo,
+            watch=lambda runner, title: progress.live(lambda: [run_counters(runner)], f"demo: {title}"),
+        )
     except RestlakeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

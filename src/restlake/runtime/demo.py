@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ def run_demo(
     initial_records: int = 2_000,
     growth_per_tick: int = 150,
     update_fraction: float = 0.05,
+    watch: Callable[[LocalRunner, str], AbstractContextManager[Any]] | None = None,
 ) -> bool:
     """Three rounds: initial load, a re-run over unchanged data, a run after the API changed.
 
@@ -77,11 +79,17 @@ def run_demo(
         try:
             ticks = [api.state()["tick"]]
             rounds: list[tuple[str, RunSummary]] = []
-            rounds.append(("initial load", runner.run_until_caught_up()))
-            rounds.append(("re-run, API unchanged", runner.run_until_caught_up()))
+
+            def round_(title: str) -> None:
+                # `watch` draws live progress at a terminal (the CLI's); the library stays display-free.
+                with watch(runner, title) if watch is not None else nullcontext():
+                    rounds.append((title, runner.run_until_caught_up()))
+
+            round_("initial load")
+            round_("re-run, API unchanged")
             api.tick(1)
             ticks.append(api.state()["tick"])
-            rounds.append(("after the API changed (new + updated records)", runner.run_until_caught_up()))
+            round_("after the API changed (new + updated records)")
         finally:
             runner.close()
         want_rows, want_versions = expected_versions(api, ticks)

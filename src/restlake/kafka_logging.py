@@ -29,6 +29,9 @@ _CONNECTIVITY = re.compile(
     re.IGNORECASE,
 )
 _CONNECTIVITY_FACILITIES = frozenset({"FAIL", "ERROR"})
+# Warnings librdkafka heals by itself while a broker starts (the idempotent producer asks for its
+# producer id again): information, not something to act on; `make demo` showed them on every start.
+_SELF_HEALING = {"GETPID": re.compile(r"retrying", re.IGNORECASE)}
 # Timings ("after 12ms", "in 3ms") differ between otherwise identical lines.
 _NUMBERS = re.compile(r"\d+")
 
@@ -56,6 +59,8 @@ class LibrdkafkaLog:
         text = str(args[-1]) if args else msg
         if facility in _CONNECTIVITY_FACILITIES and level > logging.WARNING and _CONNECTIVITY.search(text):
             level = logging.WARNING
+        elif facility in _SELF_HEALING and _SELF_HEALING[facility].search(text):
+            level = min(level, logging.INFO)
         if not self.logger.isEnabledFor(level):
             return
         key = f"{facility}|{_NUMBERS.sub('#', text)}"

@@ -91,3 +91,13 @@ def test_client_config_keeps_a_logger_the_caller_set() -> None:
     assert client_config({"logger": mine}, "restlake.x")["logger"] is mine
     routed = client_config({"bootstrap.servers": "b"}, "restlake.x")["logger"]
     assert isinstance(routed, LibrdkafkaLog) and routed.logger.name == "restlake.x.librdkafka"
+
+
+def test_a_producer_id_retry_while_the_broker_starts_is_information(caplog: pytest.LogCaptureFixture) -> None:
+    sink = LibrdkafkaLog(logging.getLogger("t3.librdkafka"))
+    caplog.set_level(logging.INFO, logger="t3.librdkafka")
+    text = "Failed to acquire idempotence PID from broker 1: Coordinator load in progress: retrying"
+    sink.log(logging.WARNING, "%s [%s] %s", "GETPID", "rdkafka#producer-1", text)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, f"GETPID [rdkafka#producer-1] {text}")
+    ]

@@ -196,3 +196,15 @@ def test_on_a_pseudo_terminal_the_counts_update_in_place_and_the_summary_follows
 def test_in_a_pipe_the_same_program_prints_only_its_summary() -> None:
     result = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, check=True)
     assert result.stdout == "summary: done\n"
+
+
+def test_the_frame_left_on_screen_shows_the_rate_over_the_whole_command() -> None:
+    clock = _Clock()
+    view = ProgressView("t", clock=clock)
+    for t, records in ((0.0, 0), (10.0, 1000), (20.0, 2000), (40.0, 2000)):  # idle at the end
+        clock.now = t
+        windowed = view.rate(Counters("s", records=records))
+    assert windowed == 0.0
+    view.final = True
+    clock.now = 40.0
+    assert view.rate(Counters("s", records=2000)) == 50.0

@@ -81,20 +81,25 @@ class ProgressView:
         self.title = title
         self._clock = clock
         self._samples: dict[str, deque[tuple[float, int]]] = {}
+        self._first: dict[str, tuple[float, int]] = {}
+        # Set for the last frame, the one left on screen: the rate over the whole command, not the
+        # last seconds (which are often idle while the stream finishes).
+        self.final = False
 
     def rate(self, counters: Counters) -> float | None:
         now = self._clock()
         samples = self._samples.setdefault(counters.source, deque())
         samples.append((now, counters.moved()))
+        first = self._first.setdefault(counters.source, samples[0])
         while len(samples) > 2 and now - samples[0][0] > RATE_WINDOW_S:
             samples.popleft()
-        (t0, v0), (t1, v1) = samples[0], samples[-1]
+        (t0, v0), (t1, v1) = first if self.final else samples[0], samples[-1]
         return (v1 - v0) / (t1 - t0) if t1 > t0 else None
 
     def render(self, snapshot: list[Counters]) -> Table:
-        table = Table(title=self.title, title_justify="left", box=None, pad_edge=False)
+        table = Table(title=self.title, title_justify="left", box=None, pad_edge=False, collapse_padding=True)
         for name in self._COLUMNS:
-            table.add_column(name.upper(), justify="left" if name == "source" else "right")
+            table.add_column(name.upper(), justify="left" if name == "source" else "right", no_wrap=True)
         for c in snapshot:
             rate = self.rate(c)
             table.add_row(
@@ -172,7 +177,11 @@ def live(
         redirect_stdout=False,
     )
     with display, _logs_through(console):
-        yield display
+        try:
+            yield display
+        finally:
+            view.final = True
+            display.refresh()
 
 
 @contextmanager

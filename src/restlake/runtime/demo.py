@@ -16,6 +16,7 @@ from restlake.demoapi.config import DemoApiConfig
 from restlake.demoapi.dataset import DatasetConfig
 from restlake.demoapi.handle import DemoApiHandle, running_demo_api
 from restlake.runtime.local import LocalRunner, RunSummary, resolve_endpoints
+from restlake.runtime.status import shown_path
 from restlake.settings import StackSettings
 from restlake.stack.jars import spark_jars
 
@@ -59,7 +60,8 @@ def run_demo(
     started = time.monotonic()
     echo("restlake demo: starting the local stack (Kafka KRaft, PostgreSQL, Spark local mode) ...")
     endpoints = resolve_endpoints()
-    echo(f"  kafka {endpoints.kafka_bootstrap} · postgres on loopback · lake {endpoints.lake_root}")
+    lake = shown_path(endpoints.lake_root) if "://" not in endpoints.lake_root else endpoints.lake_root
+    echo(f"  kafka {endpoints.kafka_bootstrap} · postgres on loopback · lake {lake}")
     config = DemoApiConfig(
         dataset=DatasetConfig(
             seed=42,

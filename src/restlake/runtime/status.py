@@ -102,7 +102,7 @@ def resolve_endpoints(state_dir: Path | None = None, env: dict[str, str] | None 
             local = None
         if local is not None:
             origin = (
-                f"local stack ({stack.paths.root})"
+                f"local stack ({shown_path(stack.paths.root)})"
                 if not any(given.values())
                 else "environment + local stack"
             )
@@ -114,6 +114,15 @@ def resolve_endpoints(state_dir: Path | None = None, env: dict[str, str] | None 
         elif not any(given.values()):
             origin = "none (no RESTLAKE_KAFKA_BOOTSTRAP, RESTLAKE_PG_DSN, RESTLAKE_LAKE_ROOT; stack not up)"
     return Endpoints(origin=origin, **given)
+
+
+def shown_path(path: Path | str) -> str:
+    """``path`` relative to the working directory when it lies below it: shorter, and the same on
+    every checkout."""
+    try:
+        return str(Path(path).absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @dataclass(frozen=True)

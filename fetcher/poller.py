@@ -64,6 +64,7 @@ from restlake.fetcher.state import (
     PageState,
     StateStore,
     boundary_digest,
+    pass_summary,
     request_from_json,
     request_to_json,
 )
@@ -530,6 +531,8 @@ class SourceFetcher:
             elapsed,
             extra={"source": self.name},
         )
+        # For `restlake status`: best effort, after the pass, never read back by the fetcher.
+        await self.state_store.record_pass(self.name, pass_summary(stats, outcome, datetime.now(UTC)))
         return stats
 
     async def _record_bad_page(

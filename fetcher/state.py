@@ -10,7 +10,9 @@ Rows of ``raw.fetch_state (source, key, value jsonb)``:
   watermark. APIs answer ``since=<watermark>`` inclusively, so every pass gets those records again;
   a record whose key is in the boundary was already delivered unchanged and is not published
   twice. Absent (older state, or more than ``MAX_BOUNDARY`` records share the watermark) means no
-  skipping, which only costs duplicates the stream drops anyway.
+  skipping, which only costs duplicates the stream drops anyway;
+* ``pass:last`` and ``pass:complete`` → ``PassSummary``: what the last pass (and the last complete
+  one) did and when, for ``restlake status``. Written after the pass, never read by the fetcher.
 
 Nothing is written until Kafka has confirmed every record the written state vouches for; the
 poller guarantees that ordering, this module only makes each write atomic.
@@ -24,6 +26,7 @@ import contextlib
 import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -34,6 +37,7 @@ from yarl import URL
 from restlake.errors import TransientError
 from restlake.fetcher.pagination.base import PageRequest
 from restlake.postgres.errors import translate
+from restlake.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,29 @@ def boundary_digest(idempotency_key: str) -> str:
 
 
 WATERMARK_KEY = "watermark"
+LAST_PASS_KEY = "pass:last"
+LAST_COMPLETE_PASS_KEY = "pass:complete"
+# The PassStats fields a pass summary keeps: enough for a status line, small enough for every pass.
+PASS_SUMMARY_FIELDS = (
+    "requests",
+    "not_modified",
+    "pages",
+    "records",
+    "produced",
+    "bad_pages",
+    "dead_letters",
+    "watermark",
+    "error",
+)
+
+
+def pass_summary(stats: Any, outcome: str, finished_at: datetime) -> dict[str, Any]:
+    """The stored form of one pass: ``outcome`` (complete, stopped, error), its end and its counts."""
+    summary: dict[str, Any] = {"outcome": outcome, "finished_at": finished_at.isoformat()}
+    summary.update({name: getattr(stats, name, None) for name in PASS_SUMMARY_FIELDS})
+    if summary["error"]:
+        summary["error"] = redact(str(summary["error"]))
+    return summary
 
 
 def page_key(url: str) -> str:
@@ -136,6 +163,11 @@ class SourceState:
         return self.pages.get(page_key(url))
 
 
+def _pass_keys(summary: dict[str, Any]) -> list[str]:
+    complete = summary.get("outcome") == "complete"
+    return [LAST_PASS_KEY, LAST_COMPLETE_PASS_KEY] if complete else [LAST_PASS_KEY]
+
+
 def _capped(boundary: frozenset[str] | None) -> frozenset[str]:
     return boundary if boundary is not None and len(boundary) <= MAX_BOUNDARY else frozenset()
 
@@ -159,6 +191,12 @@ class StateStore(abc.ABC):
         """Upsert ``pages`` (and the watermark with its boundary, if given); with ``keep_only``, drop
         other page rows."""
 
+    async def record_pass(self, source: str, summary: dict[str, Any]) -> None:  # noqa: B027
+        """Keep ``summary`` (``pass_summary``) as the last pass, and as the last complete one if it was.
+
+        Best effort: the pass is over and its state committed, so a failure here is logged, not raised.
+        """
+
     async def ping(self) -> None:  # noqa: B027 - reachable by default; only remote stores override
         """Raise ``TransientError`` when the store cannot be reached."""
 
@@ -171,6 +209,11 @@ class MemoryStateStore(StateStore):
 
     def __init__(self) -> None:
         self.data: dict[str, SourceState] = {}
+        self.passes: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def record_pass(self, source: str, summary: dict[str, Any]) -> None:
+        for key in _pass_keys(summary):
+            self.passes[(source, key)] = dict(summary)
 
     async def load(self, source: str) -> SourceState:
         state = self.data.get(source, SourceState())
@@ -285,6 +328,26 @@ class PostgresStateStore(StateStore):
             except psycopg.Error as exc:
                 await self._drop()
                 raise translate(exc, f"saving fetch state of {source}") from None
+
+    async def record_pass(self, source: str, summary: dict[str, Any]) -> None:
+        rows = [(source, key, Jsonb(summary)) for key in _pass_keys(summary)]
+        async with self._lock:
+            try:
+                conn = await self._connection()
+                async with conn.transaction(), conn.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO raw.fetch_state (source, key, value) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (source, key) DO UPDATE "
+                        "SET value = EXCLUDED.value, updated_at = now()",
+                        rows,
+                    )
+            except psycopg.Error as exc:
+                await self._drop()
+                log.warning(
+                    "pass summary not saved (status will show the previous one): %s",
+                    translate(exc, f"saving the pass summary of {source}"),
+                    extra={"source": source},
+                )
 
     async def ping(self) -> None:
         async with self._lock:

@@ -6,9 +6,11 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from restlake.cli import progress
 from restlake.errors import RestlakeError
 
 log = logging.getLogger(__name__)
@@ -45,11 +47,13 @@ def run(
             master=master,
             remember_fetch_state=not refetch,
         )
+        title = f"restlake run {source.name}" + (" (until caught up)" if until_caught_up else "")
         try:
-            if not until_caught_up:
-                runner.run_forever()
-                return
-            summary = runner.run_until_caught_up().as_dict()
+            with progress.live(lambda: [run_counters(runner)], title, as_json=as_json):
+                if not until_caught_up:
+                    runner.run_forever()
+                    return
+                summary = runner.run_until_caught_up().as_dict()
         finally:
             runner.close()
     except RestlakeError as exc:
@@ -61,6 +65,13 @@ def run(
         typer.echo(_human_summary(summary))
     if not summary["fetch_complete"]:
         raise typer.Exit(1)
+
+
+def run_counters(runner: Any) -> progress.Counters:
+    """Fetch and stream counters of one ``LocalRunner``, as the live display shows them."""
+    layout = runner.layout
+    counters = progress.fetcher_counters(runner.fetcher_metrics, runner.producer, layout.name, layout.topic)
+    return progress.add_stream_counters(counters)
 
 
 def _human_summary(summary: dict) -> str:
@@ -82,7 +93,10 @@ def demo() -> None:
         logging.getLogger().setLevel(logging.WARNING)
         os.environ.setdefault("RESTLAKE_SPARK_LOG_LEVEL", "ERROR")
     try:
-        ok = run_demo(echo=typer.echo)
+        ok = run_demo(
+            echo=typer.echo,
+            watch=lambda runner, title: progress.live(lambda: [run_counters(runner)], f"demo: {title}"),
+        )
     except RestlakeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -18,6 +18,7 @@ from psycopg import sql
 
 from restlake.errors import ConfigError
 from restlake.fetcher.client import new_session
+from restlake.fetcher.metrics import FetcherMetrics
 from restlake.fetcher.poller import PassStats, SourceFetcher
 from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
 from restlake.fetcher.state import PostgresStateStore
@@ -127,6 +128,9 @@ class LocalRunner:
         self._spark: Any = spark
         # A session handed in belongs to the caller (tests share one); only stop the one we built.
         self._owns_spark = spark is None
+        # One producer and one metrics registry for every pass: their counters feed live progress.
+        self.fetcher_metrics = FetcherMetrics()
+        self._producer: EnvelopeProducer | None = None
 
     # -- set-up ---------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -157,12 +161,19 @@ class LocalRunner:
         )
 
     # -- fetch ----------------------------------------------------------------------------------
+    @property
+    def producer(self) -> EnvelopeProducer:
+        if self._producer is None:
+            self._producer = EnvelopeProducer(
+                self.endpoints.kafka_bootstrap, client_id=f"restlake-fetcher-{self.layout.name}"
+            )
+        return self._producer
+
     async def _fetch_pass(self) -> PassStats:
-        producer = EnvelopeProducer(
-            self.endpoints.kafka_bootstrap, client_id=f"restlake-fetcher-{self.layout.name}"
-        )
         store = PostgresStateStore(self.endpoints.pg_dsn) if self.remember_fetch_state else None
-        fetcher = SourceFetcher(self.source, producer, self.layout.topic, state_store=store)
+        fetcher = SourceFetcher(
+            self.source, self.producer, self.layout.topic, state_store=store, metrics=self.fetcher_metrics
+        )
         try:
             async with new_session() as session:
                 return await fetcher.fetch_pass(session)

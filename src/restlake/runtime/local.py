@@ -17,7 +17,10 @@ import aiohttp
 import psycopg
 from psycopg import sql
 
+from restlake.contracts.parents import ParentLink
 from restlake.errors import ConfigError
+from restlake.fetcher.children import make_fetcher
+from restlake.fetcher.parent_rows import PostgresParentRows
 from restlake.fetcher.poller import PassStats, SourceFetcher
 from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
 from restlake.fetcher.state import PostgresStateStore
@@ -115,8 +118,11 @@ class LocalRunner:
         master: str = "local[2]",
         spark: Any = None,
         remember_fetch_state: bool = True,
+        parent: ParentLink | None = None,
     ):
         self.source = source
+        # spec.parent: where the parent's records are read (``contracts.parents.resolve_parents``).
+        self.parent = parent
         # On: validators and watermark persist in raw.fetch_state, so a re-run sends conditional
         # requests and fetches only what changed. Off: every pass refetches everything (same keys).
         self.remember_fetch_state = remember_fetch_state
@@ -162,13 +168,17 @@ class LocalRunner:
             self.endpoints.kafka_bootstrap, client_id=f"restlake-fetcher-{self.layout.name}"
         )
         store = PostgresStateStore(self.endpoints.pg_dsn) if self.remember_fetch_state else None
-        fetcher = SourceFetcher(self.source, producer, self.layout.topic, state_store=store)
+        plain = SourceFetcher(self.source, producer, self.layout.topic, state_store=store)
+        parent_rows = PostgresParentRows(self.endpoints.pg_dsn) if self.parent is not None else None
+        fetcher = make_fetcher(plain, self.parent, parent_rows)
         try:
             async with aiohttp.ClientSession() as session:
                 return await fetcher.fetch_pass(session)
         finally:
             if store is not None:
                 await store.close()
+            if parent_rows is not None:
+                await parent_rows.close()
 
     def fetch_once(self) -> PassStats:
         return asyncio.run(self._fetch_pass())

@@ -152,3 +152,50 @@ def test_a_changed_parent_refetches_only_its_children(stack, spark, spark_jars) 
     assert all(row["parent"] is None for row in parent_bronze)
     # One watermark per repository URL.
     assert {w for (w,) in watermarks} == scopes
+
+
+def test_a_bronze_table_from_before_the_parent_column_gains_it(spark, tmp_path) -> None:
+    """Tables written before envelopes had ``parent`` get the column on their next append, older rows
+    null: the stream job appends with mergeSchema."""
+    from pyspark.sql import types as T
+
+    from restlake.jobs.spark import bronze
+
+    old_schema = T.StructType([f for f in bronze.BRONZE_SCHEMA.fields if f.name != "parent"])
+    path = str(tmp_path / "bronze")
+    bronze.ensure_table(spark, path, old_schema)
+    columns = [f.name for f in old_schema.fields]
+
+    def rows(ext: str, parent: tuple[str, str] | None) -> Any:
+        frame = spark.range(1).select(
+            F.lit("it-old").alias("source"),
+            F.lit(ext).alias("external_id"),
+            F.lit(f"it-old/{ext}/h").alias("idempotency_key"),
+            F.lit("h").alias("content_hash"),
+            F.lit(None).cast("string").alias("version"),
+            F.current_timestamp().alias("fetched_at"),
+            F.lit("{}").alias("payload"),
+            F.lit(1).alias("envelope_version"),
+            F.lit(None).cast(bronze.BRONZE_SCHEMA["request"].dataType).alias("request"),
+            F.lit(None).cast("string").alias("kafka_topic"),
+            F.lit(None).cast("int").alias("kafka_partition"),
+            F.lit(None).cast("long").alias("kafka_offset"),
+            F.lit(None).cast("timestamp").alias("kafka_timestamp"),
+            F.current_timestamp().alias("ingested_at"),
+            F.lit(0).cast("long").alias("batch_id"),
+            F.current_date().alias("ingest_date"),
+        )
+        if parent is None:
+            return frame.select(*columns)
+        value = F.struct(F.lit(parent[0]).alias("source"), F.lit(parent[1]).alias("external_id"))
+        with_parent = frame.withColumn("parent", value.cast(bronze.BRONZE_SCHEMA["parent"].dataType))
+        # In the new schema's order (parent after request), as bronze_rows selects them.
+        return with_parent.select(*[f.name for f in bronze.BRONZE_SCHEMA.fields])
+
+    bronze.append(rows("1", None), path=path, app_id="it-old", batch_id=0)
+    bronze.append(rows("2", ("repos", "1001")), path=path, app_id="it-old", batch_id=1, merge_schema=True)
+    found = {
+        r["external_id"]: (r["parent"]["source"], r["parent"]["external_id"]) if r["parent"] else None
+        for r in spark.read.format("delta").load(path).collect()
+    }
+    assert found == {"1": None, "2": ("repos", "1001")}

@@ -73,11 +73,13 @@ def run(
 
 def _run_group(sources: list, until_caught_up: bool, as_json: bool, master: str, refetch: bool) -> None:
     """Several sources of one file (``runtime.local_group``); errors propagate to ``run``'s handler."""
+    from restlake.contracts.parents import resolve_parents
     from restlake.runtime.local import resolve_endpoints
     from restlake.runtime.local_group import LocalGroup
     from restlake.settings import StackSettings
     from restlake.stack.jars import spark_jars
 
+    resolve_parents(sources)  # a missing parent is refused before the local stack starts
     group = LocalGroup(
         sources,
         resolve_endpoints(),

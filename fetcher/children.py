@@ -134,9 +134,10 @@ class ChildSourceFetcher:
                 scope=state_scope(self.name, row.external_id),
                 parent=ParentRef(source=self.link.identity, external_id=row.external_id),
             )
-            log.info("child fetch for parent %s (%s): %s", row.external_id, reason, url, extra=fields)
+            shown = self.fetcher.redactor.url(url)
+            log.info("child fetch for parent %s (%s): %s", row.external_id, reason, shown, extra=fields)
             stats = await self.fetcher.fetch_pass(session, stop, target=target)
-            self.last_fanout["fetched"].append(url)
+            self.last_fanout["fetched"].append(shown)
             _add(total, stats)
             if stats.stopped:
                 stopped = True
@@ -206,9 +207,8 @@ class ChildSourceFetcher:
 def _add(total: PassStats, stats: PassStats) -> None:
     for name in _SUMMED:
         setattr(total, name, getattr(total, name) + getattr(stats, name))
+    # Not the watermark: each child URL has its own, and none of them speaks for the source.
     total.truncated = total.truncated or stats.truncated
-    if stats.watermark is not None:
-        total.watermark = stats.watermark
 
 
 def make_fetcher(

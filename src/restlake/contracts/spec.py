@@ -1361,7 +1361,7 @@ class IngestionSourceStatus(_Model):
         default_factory=list,
         max_length=16,
         description="Conditions: Ready, FetcherReady, StreamReady, TopicReady, CredentialsAllowed, "
-        "SchemaCompatible, QualityPassing, ReconciliationPaused.",
+        "ParentResolved, SchemaCompatible, QualityPassing, ReconciliationPaused.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     last_fetch_time: dt.datetime | None = Field(None, description="When the last page was fetched (UTC).")

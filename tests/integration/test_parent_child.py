@@ -86,7 +86,7 @@ def test_a_changed_parent_refetches_only_its_children(stack, spark, spark_jars) 
             target(changed.name)  # the parent record changes...
             target(changed.name, 1)  # ...and one of its issues
             target(other.name, 2)  # an issue of another, unchanged repository
-        api.clear_requests()
+        api.requests(clear=True)
         second_repos, second_issues = group.run_until_caught_up()
         second_requests = [unquote(r) for r in api.requests()]
         after_second = _postgres(stack.pg_dsn, issues_source.name)

@@ -59,7 +59,7 @@ def test_touching_a_repository_changes_its_record_and_nothing_else(api: DemoApiH
 
 
 def test_the_request_log_and_fault_injection_cover_these_listings(api: DemoApiHandle) -> None:
-    api.clear_requests()
+    api.requests(clear=True)
     http_get(api.url("/v1/orgs/acme/repos?per_page=2"))
     http_get(api.url("/healthz"))
     assert api.requests() == ["GET /v1/orgs/acme/repos?per_page=2"]

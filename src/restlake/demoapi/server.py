@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 MAX_TICKS_PER_REQUEST = 10_000
-# Listing requests remembered for /_admin/requests (method and path with query), newest last.
+# Listing requests remembered for /_admin/requests (method and path with query), oldest dropped first.
 REQUEST_LOG_SIZE = 10_000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -78,7 +78,6 @@ class ServerState:
         self.config = config
         self.dataset = Dataset(config.dataset)
         self.orgs = OrgData(config.orgs)
-        self.request_log: deque[str] = deque(maxlen=REQUEST_LOG_SIZE)
         self.faults = FaultInjector(config.faults)
         self.limiter = RateLimiter(config.rate_limit)
         self.auth = Authenticator(config.auth)
@@ -87,6 +86,8 @@ class ServerState:
         self.not_modified = 0
         self.records_served = 0
         self.ticks_auto = 0
+        # What was asked, in order, so a test can see where a restarted client resumed.
+        self.request_log: deque[str] = deque(maxlen=REQUEST_LOG_SIZE)
 
     def snapshot(self) -> dict[str, Any]:
         ds = self.dataset
@@ -364,6 +365,15 @@ async def admin_state(request: web.Request) -> web.Response:
     return _json(request.app[STATE].snapshot())
 
 
+async def admin_requests(request: web.Request) -> web.Response:
+    """The listing requests seen (``GET /v1/...?since=...``), oldest first; ``?clear=1`` empties the log."""
+    state = request.app[STATE]
+    seen = list(state.request_log)
+    if request.query.get("clear"):
+        state.request_log.clear()
+    return _json({"requests": seen})
+
+
 async def admin_tick(request: web.Request) -> web.Response:
     state = request.app[STATE]
     try:
@@ -375,15 +385,6 @@ async def admin_tick(request: web.Request) -> web.Response:
     state.dataset.advance(n)
     log.info("clock advanced", extra={"ticks": n, "tick": state.dataset.tick})
     return _json(state.snapshot())
-
-
-async def admin_requests(request: web.Request) -> web.Response:
-    return _json({"requests": list(request.app[STATE].request_log)})
-
-
-async def admin_clear_requests(request: web.Request) -> web.Response:
-    request.app[STATE].request_log.clear()
-    return _json({"requests": []})
 
 
 async def admin_touch_org(request: web.Request) -> web.Response:
@@ -480,11 +481,10 @@ def build_app(config: DemoApiConfig | None = None) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/_admin/state", admin_state)
     app.router.add_post("/_admin/tick", admin_tick)
+    app.router.add_get("/_admin/requests", admin_requests)
     app.router.add_get("/_admin/faults", admin_get_faults)
     app.router.add_post("/_admin/faults", admin_set_faults)
     app.router.add_delete("/_admin/faults", admin_clear_faults)
-    app.router.add_get("/_admin/requests", admin_requests)
-    app.router.add_delete("/_admin/requests", admin_clear_requests)
     app.router.add_post("/_admin/orgs/touch", admin_touch_org)
     app.router.add_post("/oauth/token", oauth_token)
     return app

@@ -118,7 +118,7 @@ def test_children_of_every_parent_then_only_of_the_changed_one(api: DemoApiHandl
     by_id = {e.external_id: e.parent.external_id for e in producer.published if e.parent}
     assert by_id["10010001"] == "1001" and by_id["10030004"] == "1003"
 
-    api.clear_requests()
+    api.requests(clear=True)
     unchanged = _pass(child)
     assert unchanged.complete and (unchanged.requests, unchanged.produced) == (0, 0)
     assert api.requests() == []
@@ -131,7 +131,7 @@ def test_children_of_every_parent_then_only_of_the_changed_one(api: DemoApiHandl
     api.touch_org(repos[1].name)
     api.touch_org(repos[2].name, 3)
     rows.rows["demo-parent-child-repos"] = _rows(api, data)
-    api.clear_requests()
+    api.requests(clear=True)
     producer.published.clear()
     third = _pass(child)
     assert third.complete

@@ -17,6 +17,7 @@ from restlake.contracts.parents import resolve_parents
 from restlake.errors import ConfigError, RestlakeError
 from restlake.fetcher.breaker import BreakerRegistry
 from restlake.fetcher.children import ChildSourceFetcher, make_fetcher
+from restlake.fetcher.client import new_session
 from restlake.fetcher.metrics import FetcherMetrics
 from restlake.fetcher.ops import OpsServer
 from restlake.fetcher.parent_rows import ParentRows, PostgresParentRows
@@ -212,7 +213,7 @@ class FetcherService:
             await self.ops.start()
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.settings.per_host_limit)
         try:
-            async with aiohttp.ClientSession(connector=connector) as session:
+            async with new_session(connector) as session:
                 await asyncio.gather(*(self._source_loop(f, session, once) for f in self.fetchers))
         finally:
             try:

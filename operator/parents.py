@@ -52,6 +52,16 @@ def resolve(
 ) -> tuple[Condition | None, IngestionSource]:
     """The ``ParentResolved`` condition (None without spec.parent) and the source to render: with
     the parent's identity and table as annotations once resolved."""
+    # Only the operator writes these: a user's own values (another tenant's identity, say) never
+    # reach a fetcher, resolved or not.
+    annotations = {
+        k: v
+        for k, v in source.metadata.annotations.items()
+        if k not in (PARENT_IDENTITY_ANNOTATION, PARENT_TABLE_ANNOTATION)
+    }
+    source = source.model_copy(
+        update={"metadata": source.metadata.model_copy(update={"annotations": annotations})}
+    )
     spec = source.spec.parent
     if spec is None:
         return None, source

@@ -18,7 +18,16 @@ from typing import Any, NamedTuple, Protocol
 
 from restlake.contracts.spec import API_VERSION, KIND, IngestionSource, parse_source
 from restlake.errors import TransientError
-from restlake.operator import compatibility, conditions, credentials, parents, render, scrape, topics
+from restlake.operator import (
+    compatibility,
+    conditions,
+    credentials,
+    parents,
+    render,
+    scrape,
+    tenancy,
+    topics,
+)
 from restlake.operator.conditions import Condition
 from restlake.operator.settings import OperatorSettings
 from restlake.operator.topic_ledger import TopicLedger
@@ -68,7 +77,9 @@ def load(body: Mapping[str, Any], settings: OperatorSettings) -> IngestionSource
     with the identity the operator gives it (``render.identity``)."""
     document = {k: v for k, v in body.items() if k != "status"}
     origin = f"{body['metadata'].get('namespace')}/{body['metadata'].get('name')}"
-    return render.with_identity(parse_source(json.loads(json.dumps(document)), origin), settings)
+    source = render.with_identity(parse_source(json.loads(json.dumps(document)), origin), settings)
+    tenancy.refuse_foreign_overrides(source, settings, origin)
+    return source
 
 
 def accepted_schema(config_map: Mapping[str, Any] | None) -> dict[str, Any] | None:

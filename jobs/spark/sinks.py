@@ -126,8 +126,6 @@ class BronzeSink:
                 f"{cfg.bronze_path} is partitioned by {existing}; Delta cannot repartition a table in "
                 "place: keep the table's columns, or point sinks.bronze.path at a new table"
             )
-        # The key ledger lives in Postgres even when the Postgres sink is off.
-        migrations.apply(cfg.pg_dsn)
         bronze.ensure_table(spark, cfg.bronze_path, schema, partition_by=cfg.partition_by)
         self.table_id(spark)
 
@@ -184,7 +182,7 @@ class PostgresSink:
         self.config = config
 
     def prepare(self, spark: SparkSession) -> None:
-        migrations.apply(self.config.pg_dsn)
+        # raw.* is migrated by the query's start, before any sink prepares.
         migrations.ensure_table(self.config.pg_dsn, self.config.table)
 
     def write(self, batch: MicroBatch) -> Written:

@@ -13,13 +13,13 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psycopg
 from psycopg import sql
 
 from restlake.contracts.parents import ParentLink
 from restlake.errors import ConfigError
 from restlake.fetcher.children import make_fetcher
+from restlake.fetcher.client import new_session
 from restlake.fetcher.parent_rows import PostgresParentRows
 from restlake.fetcher.poller import PassStats, SourceFetcher
 from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
@@ -172,7 +172,7 @@ class LocalRunner:
         parent_rows = PostgresParentRows(self.endpoints.pg_dsn) if self.parent is not None else None
         fetcher = make_fetcher(plain, self.parent, parent_rows)
         try:
-            async with aiohttp.ClientSession() as session:
+            async with new_session() as session:
                 return await fetcher.fetch_pass(session)
         finally:
             if store is not None:

@@ -110,3 +110,21 @@ def test_a_source_without_parent_has_no_parent_condition() -> None:
     assert parents.PARENT_RESOLVED not in {c["type"] for c in out.status["conditions"]}
     annotations = rendered_source(cluster, "demo-parent-child-repos")["metadata"].get("annotations", {})
     assert not {PARENT_IDENTITY_ANNOTATION, PARENT_TABLE_ANNOTATION} & set(annotations)
+
+
+def test_parent_annotations_a_user_wrote_never_reach_the_fetcher() -> None:
+    cluster = FakeCluster()
+    forged = body(PARENT)
+    forged["metadata"]["annotations"] = {
+        PARENT_IDENTITY_ANNOTATION: "team-b.secrets",
+        PARENT_TABLE_ANNOTATION: "raw.x",
+    }
+    reconcile.reconcile(cluster, forged, SETTINGS, now=NOW, create_topic=no_topic)
+    annotations = rendered_source(cluster, "demo-parent-child-repos")["metadata"].get("annotations", {})
+    assert not {PARENT_IDENTITY_ANNOTATION, PARENT_TABLE_ANNOTATION} & set(annotations)
+    child = body(CHILD)
+    child["metadata"]["annotations"] = {PARENT_IDENTITY_ANNOTATION: "team-b.secrets"}
+    reconcile.reconcile(cluster, child, SETTINGS, now=NOW, create_topic=no_topic)
+    annotations = rendered_source(cluster, "demo-parent-child-issues")["metadata"].get("annotations", {})
+    assert PARENT_IDENTITY_ANNOTATION not in annotations  # unresolved: no parent at all
+    assert replicas(cluster, "demo-parent-child-issues") == 0

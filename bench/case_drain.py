@@ -116,6 +116,7 @@ def write_history(ctx: Context, bronze_path: str, source: str, rows: int) -> flo
         F.to_json(F.struct(F.col("id"), F.lit("history").alias("kind"))).alias("payload"),
         F.lit(1).alias("envelope_version"),
         F.lit(None).cast(bronze.BRONZE_SCHEMA["request"].dataType).alias("request"),
+        F.lit(None).cast(bronze.BRONZE_SCHEMA["parent"].dataType).alias("parent"),
         F.lit(f"restlake.{source}").alias("kafka_topic"),
         F.lit(0).alias("kafka_partition"),
         F.col("id").alias("kafka_offset"),

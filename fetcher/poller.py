@@ -39,7 +39,7 @@ import aiohttp
 from confluent_kafka import KafkaException
 from yarl import URL
 
-from restlake.contracts.envelope import Envelope, RequestInfo
+from restlake.contracts.envelope import Envelope, ParentRef, RequestInfo
 from restlake.errors import RestlakeError
 from restlake.fetcher.auth import Authenticator, make_authenticator
 from restlake.fetcher.breaker import BreakerRegistry
@@ -112,6 +112,21 @@ def _paging_params(spec: Any) -> set[str]:
     if spec.incremental is not None:
         names.add(spec.incremental.param)
     return {n for n in names if isinstance(n, str)}
+
+
+@dataclass(frozen=True)
+class FetchTarget:
+    """One URL of a child source (``spec.parent``): the request.url filled from one parent record,
+    the state scope its validators and watermark live under, and the parent its records name.
+
+    A pass over a target is an ordinary pass (``fetch_pass(..., target=...)``): the child source's
+    pagination, conditional requests, watermark and rate limiter, only the first URL and the state
+    row set differ. ``fetcher.children`` builds one per due parent record.
+    """
+
+    url: str
+    scope: str
+    parent: ParentRef | None = None
 
 
 class _PassAbort(Exception):
@@ -190,8 +205,8 @@ class SourceFetcher:
         cursor = self.redactor.text(request.cursor) if request.cursor is not None else None
         return replace(request, params=params, cursor=cursor)
 
-    def _first_request(self, watermark: str | None) -> PageRequest:
-        url = URL(self.spec.request.url)
+    def _first_request(self, watermark: str | None, url_text: str | None = None) -> PageRequest:
+        url = URL(url_text or self.spec.request.url, encoded=url_text is not None)
         params = {**dict(url.query), **self.spec.request.params}
         if self.incremental is not None and watermark is not None:
             params[self.incremental.param] = request_value(watermark, self.incremental.lookback.timedelta)
@@ -247,14 +262,23 @@ class SourceFetcher:
 
     # -- the pass ---------------------------------------------------------------------------------
     async def fetch_pass(
-        self, session: aiohttp.ClientSession, stop: asyncio.Event | None = None
+        self,
+        session: aiohttp.ClientSession,
+        stop: asyncio.Event | None = None,
+        *,
+        target: FetchTarget | None = None,
     ) -> PassStats:
-        """Page through the endpoint once; state advances only over records Kafka confirmed."""
+        """Page through the endpoint once; state advances only over records Kafka confirmed.
+
+        ``target``: one child URL of a ``spec.parent`` source, its state kept under its own scope.
+        """
         stats = PassStats()
         started = time.monotonic()
         fields: dict[str, Any] = {"source": self.name}
+        scope = target.scope if target is not None else self.name
+        parent = target.parent if target is not None else None
         try:
-            state = await self.state_store.load(self.name)
+            state = await self.state_store.load(scope)
         except RestlakeError as exc:
             stats.error = f"could not load fetch state: {exc}"
             log.error("pass skipped: %s", stats.error, extra=fields)
@@ -269,7 +293,7 @@ class SourceFetcher:
         skip_at = sort_key(state.watermark) if state.watermark is not None and state.boundary else None
         top: tuple[int, object] | None = None  # the largest cursor seen in this pass, and its records
         top_keys: set[str] = set()
-        request: PageRequest | None = self._first_request(watermark)
+        request: PageRequest | None = self._first_request(watermark, target.url if target else None)
         seen: set[str] = set()
         visited: set[str] = set()
         pending: list[PageState] = []
@@ -312,7 +336,7 @@ class SourceFetcher:
                     boundary = state.boundary
             try:
                 await self.state_store.commit(
-                    self.name,
+                    scope,
                     pending,
                     watermark=new_watermark,
                     boundary=boundary,
@@ -416,7 +440,7 @@ class SourceFetcher:
                     last_modified=last_modified,
                     cursor=request.cursor,
                 )
-                wrapped = self._wrap(records, info, fetched_at, fields, stats)
+                wrapped = self._wrap(records, info, fetched_at, fields, stats, parent)
                 signature = _page_signature(wrapped)
                 if signature is not None and signature == previous_signature:
                     self._stop_paging(
@@ -634,6 +658,7 @@ class SourceFetcher:
         fetched_at: datetime,
         fields: dict[str, Any],
         stats: PassStats,
+        parent: ParentRef | None = None,
     ) -> list[tuple[Any, Envelope | Exception]]:
         """Each record's envelope, or why it could not be made; applies ``records.onMissingId``.
 
@@ -656,6 +681,7 @@ class SourceFetcher:
                     request=info,
                     fetched_at=fetched_at,
                     quarantine_missing_id=self.on_missing_id == "quarantine",
+                    parent=parent,
                 )
             except (ValueError, RecursionError) as exc:
                 wrapped.append((record, exc))

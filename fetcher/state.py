@@ -5,6 +5,10 @@ Rows of ``raw.fetch_state (source, key, value jsonb)``:
 * ``page:<sha256 of the page URL>`` → ``{"url", "etag", "last_modified", "next", "max_cursor"}``:
   the validators of a page as last delivered, the request for the page after it (so a 304 can still
   walk on) and the largest incremental cursor on it (so a 304 still counts towards the watermark);
+* ``parent:<digest of a parent key>`` → ``{"key", "hash", "fetched_at"}`` (child sources only,
+  ``spec.parent``): the content hash of the parent record its children were last fetched for. The
+  child URL's own pages and watermark live under the scope ``<child identity>#<digest>``
+  (``fanout.state_scope``), in rows of the same shape as a source's;
 * ``watermark`` → ``{"value": "<largest cursor delivered by a complete pass>", "boundary": [...]}``:
   ``boundary`` holds digests of the idempotency keys of the records whose cursor *is* the
   watermark. APIs answer ``since=<watermark>`` inclusively, so every pass gets those records again;
@@ -42,6 +46,7 @@ from restlake.redaction import redact
 log = logging.getLogger(__name__)
 
 PAGE_PREFIX = "page:"
+PARENT_PREFIX = "parent:"
 # Records sharing the watermark's cursor value that are remembered; above this, none are (a
 # timestamp shared by that many records is a bulk import, re-sent once per pass at worst).
 MAX_BOUNDARY = 10_000
@@ -76,6 +81,11 @@ def pass_summary(stats: Any, outcome: str, finished_at: datetime) -> dict[str, A
     if summary["error"]:
         summary["error"] = redact(str(summary["error"]))
     return summary
+
+
+def parent_key(key: str) -> str:
+    """Row key of a parent mark: a digest of the parent record's external id."""
+    return PARENT_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
 
 
 def page_key(url: str) -> str:
@@ -197,6 +207,14 @@ class StateStore(abc.ABC):
         Best effort: the pass is over and its state committed, so a failure here is logged, not raised.
         """
 
+    async def load_parent_marks(self, source: str) -> dict[str, dict[str, Any]]:
+        """A child source's parent marks (``parent:`` rows) as ``{parent key: value}``."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no parent marks")
+
+    async def commit_parent_marks(self, source: str, marks: list[dict[str, Any]]) -> None:
+        """Upsert parent marks (each a ``{"key", ...}`` value); the caller has confirmed delivery."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no parent marks")
+
     async def ping(self) -> None:  # noqa: B027 - reachable by default; only remote stores override
         """Raise ``TransientError`` when the store cannot be reached."""
 
@@ -210,10 +228,19 @@ class MemoryStateStore(StateStore):
     def __init__(self) -> None:
         self.data: dict[str, SourceState] = {}
         self.passes: dict[tuple[str, str], dict[str, Any]] = {}
+        self.parent_marks: dict[str, dict[str, dict[str, Any]]] = {}
 
     async def record_pass(self, source: str, summary: dict[str, Any]) -> None:
         for key in _pass_keys(summary):
             self.passes[(source, key)] = dict(summary)
+
+    async def load_parent_marks(self, source: str) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in self.parent_marks.get(source, {}).items()}
+
+    async def commit_parent_marks(self, source: str, marks: list[dict[str, Any]]) -> None:
+        stored = self.parent_marks.setdefault(source, {})
+        for mark in marks:
+            stored[str(mark["key"])] = dict(mark)
 
     async def load(self, source: str) -> SourceState:
         state = self.data.get(source, SourceState())
@@ -348,6 +375,44 @@ class PostgresStateStore(StateStore):
                     translate(exc, f"saving the pass summary of {source}"),
                     extra={"source": source},
                 )
+
+    async def load_parent_marks(self, source: str) -> dict[str, dict[str, Any]]:
+        async with self._lock:
+            try:
+                conn = await self._connection()
+                async with conn.transaction():
+                    cur = await conn.execute(
+                        "SELECT value FROM raw.fetch_state WHERE source = %s AND key LIKE %s",
+                        (source, PARENT_PREFIX + "%"),
+                    )
+                    rows = await cur.fetchall()
+            except psycopg.Error as exc:
+                await self._drop()
+                raise translate(exc, f"loading parent marks of {source}") from None
+        return {str(value["key"]): value for (value,) in rows}
+
+    async def commit_parent_marks(self, source: str, marks: list[dict[str, Any]]) -> None:
+        if not marks:
+            return
+        rows = [(source, parent_key(str(mark["key"])), Jsonb(mark)) for mark in marks]
+        async with self._lock:
+            try:
+                conn = await self._connection()
+                async with conn.transaction(), conn.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO raw.fetch_state (source, key, value) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (source, key) DO UPDATE "
+                        "SET value = EXCLUDED.value, updated_at = now()",
+                        rows,
+                    )
+            except psycopg.Error as exc:
+                await self._drop()
+                raise translate(exc, f"saving parent marks of {source}") from None
+
+    @property
+    def dsn(self) -> SecretStr:
+        """The database the state lives in; a child source reads its parent's records there too."""
+        return self._dsn
 
     async def ping(self) -> None:
         async with self._lock:

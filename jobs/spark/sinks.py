@@ -162,7 +162,10 @@ class BronzeSink:
                 path=cfg.bronze_path,
                 app_id=batch.app_id,
                 batch_id=batch.batch_id,
-                merge_schema=bool(self.typed),
+                # Always: typed columns a schema change adds, and the envelope's nullable `parent`
+                # column, which bronze tables created before it lack. Only additions merge; a
+                # changed type still fails the write.
+                merge_schema=True,
                 rows_hint=selection.rows,
             )
         ledger.confirm(cfg.pg_dsn, table_id=table_id, query_id=batch.query_id, batch_id=batch.batch_id)

@@ -31,14 +31,22 @@ def run(
         help="Ignore stored ETags and watermarks and fetch everything again (same keys: nothing is doubled).",
     ),
 ) -> None:
-    """Run one source on this machine, starting the local stack if it is not up."""
-    from restlake.contracts.spec import load_source
+    """Run one source on this machine, starting the local stack if it is not up.
+
+    A file of several documents (a parent and its children, spec.parent) runs them together, parents
+    first; the summary is then one line (one JSON object with --json) per source, in that order.
+    """
+    from restlake.contracts.spec import load_sources
     from restlake.runtime.local import LocalRunner, resolve_endpoints
     from restlake.settings import StackSettings
     from restlake.stack.jars import spark_jars
 
     try:
-        source = load_source(file)
+        sources = load_sources(file)
+        if len(sources) != 1 or sources[0].spec.parent is not None:
+            _run_group(sources, until_caught_up, as_json, master, refetch)
+            return
+        source = sources[0]
         endpoints = resolve_endpoints()
         runner = LocalRunner(
             source,
@@ -72,6 +80,35 @@ def run_counters(runner: Any) -> progress.Counters:
     layout = runner.layout
     counters = progress.fetcher_counters(runner.fetcher_metrics, runner.producer, layout.name, layout.topic)
     return progress.add_stream_counters(counters)
+
+
+def _run_group(sources: list, until_caught_up: bool, as_json: bool, master: str, refetch: bool) -> None:
+    """Several sources of one file (``runtime.local_group``); errors propagate to ``run``'s handler."""
+    from restlake.contracts.parents import resolve_parents
+    from restlake.runtime.local import resolve_endpoints
+    from restlake.runtime.local_group import LocalGroup
+    from restlake.settings import StackSettings
+    from restlake.stack.jars import spark_jars
+
+    resolve_parents(sources)  # a missing parent is refused before the local stack starts
+    group = LocalGroup(
+        sources,
+        resolve_endpoints(),
+        jars=spark_jars(StackSettings().state_dir),
+        master=master,
+        remember_fetch_state=not refetch,
+    )
+    try:
+        if not until_caught_up:
+            group.run_forever()
+            return
+        summaries = [s.as_dict() for s in group.run_until_caught_up()]
+    finally:
+        group.close()
+    for summary in summaries:
+        typer.echo(json.dumps(summary, sort_keys=True) if as_json else _human_summary(summary))
+    if not all(s["fetch_complete"] for s in summaries):
+        raise typer.Exit(1)
 
 
 def _human_summary(summary: dict) -> str:

@@ -50,6 +50,10 @@ class DemoApiHandle:
     def state(self) -> dict[str, Any]:
         return self._call("GET", "/_admin/state")
 
+    def requests(self, *, clear: bool = False) -> list[str]:
+        """The listing requests seen, oldest first, as ``"GET /v1/...?query"``; ``clear`` empties the log."""
+        return list(self._call("GET", "/_admin/requests" + ("?clear=1" if clear else ""))["requests"])
+
     def set_faults(self, faults: FaultConfig | None = None, **fields: Any) -> dict[str, Any]:
         """Replace the fault config (a FaultConfig or its fields); the fault sequence restarts at 0."""
         config = faults or FaultConfig.model_validate(fields)
@@ -57,6 +61,11 @@ class DemoApiHandle:
 
     def clear_faults(self) -> dict[str, Any]:
         return self._call("DELETE", "/_admin/faults")
+
+    def touch_org(self, repo: str, issue: int | None = None) -> dict[str, Any]:
+        """Revise one repository of the organisation listing, or one issue of it (its number)."""
+        query = f"repo={repo}" + (f"&issue={issue}" if issue is not None else "")
+        return self._call("POST", f"/_admin/orgs/touch?{query}")
 
     def dataset(self, at_tick: int | None = None) -> Dataset:
         """An independent replica of the served data at ``at_tick`` (default: the server's tick now)."""

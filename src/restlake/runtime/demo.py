@@ -25,10 +25,13 @@ DEFAULT_DEMO_SOURCE = Path("examples/demo-link.yaml")
 
 def retarget(source: IngestionSource, base_url: str) -> IngestionSource:
     """The same source with its request URL moved to ``base_url`` (scheme, host and port)."""
-    base = URL(base_url)
-    old = URL(source.spec.request.url)
-    new = old.with_scheme(base.scheme).with_host(base.host or "127.0.0.1").with_port(base.port)
-    request = source.spec.request.model_copy(update={"url": str(new)})
+    # Spliced as text: a child source's URL template ({owner}, {repo}) must keep its braces, which
+    # a URL object would percent-encode.
+    url = source.spec.request.url
+    origin = str(URL(url).origin())
+    assert url.startswith(origin), url
+    new = str(URL(base_url).origin()) + url[len(origin) :]
+    request = source.spec.request.model_copy(update={"url": new})
     spec = source.spec.model_copy(update={"request": request})
     return source.model_copy(update={"spec": spec})
 

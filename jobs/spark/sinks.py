@@ -67,6 +67,22 @@ class Written:
     inserted: int = 0
     updated: int = 0
     replayed: bool = False
+    # Seconds of the sink's own steps, in order (logged with the batch as ``<sink>.<step>``): what a
+    # profile of a slow batch needs first, and what the drain benchmark reports.
+    steps: tuple[tuple[str, float], ...] = ()
+
+
+class _Stopwatch:
+    """Laps of named steps on the monotonic clock."""
+
+    def __init__(self) -> None:
+        self.laps: list[tuple[str, float]] = []
+        self._mark = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps.append((name, now - self._mark))
+        self._mark = now
 
 
 class Sink(Protocol):
@@ -145,6 +161,7 @@ class BronzeSink:
 
     def write(self, batch: MicroBatch) -> Written:
         cfg = self.config
+        watch = _Stopwatch()
         table_id = self.table_id(batch.spark)
         selection = select_new(
             batch.spark,
@@ -156,6 +173,7 @@ class BronzeSink:
             query_id=batch.query_id,
             batch_id=batch.batch_id,
         )
+        watch.lap("claim")
         if selection.rows:
             bronze.append(
                 bronze.bronze_rows(selection.apply(batch.spark, batch.valid), batch.batch_id, self.typed),
@@ -168,8 +186,10 @@ class BronzeSink:
                 merge_schema=True,
                 rows_hint=selection.rows,
             )
+        watch.lap("append")
         ledger.confirm(cfg.pg_dsn, table_id=table_id, query_id=batch.query_id, batch_id=batch.batch_id)
-        return Written(rows=selection.rows)
+        watch.lap("confirm")
+        return Written(rows=selection.rows, steps=tuple(watch.laps))
 
 
 class PostgresSink:
@@ -187,10 +207,21 @@ class PostgresSink:
 
     def write(self, batch: MicroBatch) -> Written:
         cfg = self.config
+        watch = _Stopwatch()
         # Collected once, as Arrow; a retry re-sends the same rows without another Spark job.
         rows = batch.valid.select(*ARROW_COLUMNS).toArrow()
         if batch.has_duplicate_keys:
             rows = first_per_key(rows)
+        watch.lap("collect")
+        waited: list[float] = []
+
+        def lake_committed() -> None:
+            started = time.monotonic()
+            try:
+                batch.lake_committed()
+            finally:
+                waited.append(time.monotonic() - started)
+
         attempts = len(MERGE_RETRY_DELAYS) + 1
         for attempt in range(1, attempts + 1):
             try:
@@ -201,9 +232,15 @@ class PostgresSink:
                     query_id=batch.query_id,
                     batch_id=batch.batch_id,
                     stage=arrow_stager(rows, source=cfg.source, batch_id=batch.batch_id),
-                    before_commit=batch.lake_committed,
+                    before_commit=lake_committed,
                 )
-                return _written(merged)
+                watch.lap("merge")
+                # The merge's own time, and apart from it the wait for the lake's commit inside it.
+                name, seconds = watch.laps[-1]
+                wait = sum(waited)
+                watch.laps[-1] = (name, max(0.0, seconds - wait))
+                watch.laps.append(("wait_lake", wait))
+                return _written(merged, tuple(watch.laps))
             except TransientError as exc:
                 if attempt == attempts:
                     raise
@@ -220,9 +257,13 @@ class PostgresSink:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _written(merged: MergeResult) -> Written:
+def _written(merged: MergeResult, steps: tuple[tuple[str, float], ...] = ()) -> Written:
     return Written(
-        rows=merged.rows_in, inserted=merged.inserted, updated=merged.updated, replayed=merged.replayed
+        rows=merged.rows_in,
+        inserted=merged.inserted,
+        updated=merged.updated,
+        replayed=merged.replayed,
+        steps=steps,
     )
 
 

@@ -164,7 +164,10 @@ class BronzeSink:
                 path=cfg.bronze_path,
                 app_id=batch.app_id,
                 batch_id=batch.batch_id,
-                merge_schema=bool(self.typed),
+                # Always: besides typed columns, the envelope's request struct gains nullable fields
+                # (request.line) that a table created before them lacks. mergeSchema only adds
+                # columns and nested fields; a changed type still fails the write.
+                merge_schema=True,
                 rows_hint=selection.rows,
             )
         ledger.confirm(cfg.pg_dsn, table_id=table_id, query_id=batch.query_id, batch_id=batch.batch_id)

@@ -50,6 +50,10 @@ class DemoApiHandle:
     def state(self) -> dict[str, Any]:
         return self._call("GET", "/_admin/state")
 
+    def requests(self, *, clear: bool = False) -> list[str]:
+        """The listing requests seen, oldest first, as ``"GET /v1/...?query"``; ``clear`` empties the log."""
+        return list(self._call("GET", "/_admin/requests" + ("?clear=1" if clear else ""))["requests"])
+
     def set_faults(self, faults: FaultConfig | None = None, **fields: Any) -> dict[str, Any]:
         """Replace the fault config (a FaultConfig or its fields); the fault sequence restarts at 0."""
         config = faults or FaultConfig.model_validate(fields)

@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import signal
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -32,6 +32,7 @@ from restlake.demoapi.pagination import (
     last_page,
     link_header,
     parse_int,
+    parse_range,
     parse_since,
     start_cursor,
     window,
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 MAX_TICKS_PER_REQUEST = 10_000
+# Listing requests remembered for /_admin/requests (method and path with query), oldest dropped first.
+REQUEST_LOG_SIZE = 10_000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -81,6 +84,8 @@ class ServerState:
         self.not_modified = 0
         self.records_served = 0
         self.ticks_auto = 0
+        # What was asked, in order, so a test can see where a restarted client resumed.
+        self.request_log: deque[str] = deque(maxlen=REQUEST_LOG_SIZE)
 
     def snapshot(self) -> dict[str, Any]:
         ds = self.dataset
@@ -123,6 +128,7 @@ async def _listing_middleware(request: web.Request, handler: Handler) -> web.Str
     if not request.path.startswith("/v1/"):
         return await handler(request)
     state.listing_requests += 1
+    state.request_log.append(f"{request.method} {request.path_qs}")
     limit_headers: dict[str, str] = {}
     decision = state.limiter.check(_client_key(request))
     if decision is not None:
@@ -198,9 +204,9 @@ async def link_items(request: web.Request) -> web.Response:
     ds = request.app[STATE].dataset
     per_page = _page_size(request, "per_page", 30)
     page = parse_int(request.query, "page", 1, 1)
-    since = parse_since(request.query)
-    last = last_page(count(ds, since), per_page)
-    ids = window(ds, since, (page - 1) * per_page, per_page)
+    since, until = parse_range(request.query)
+    last = last_page(count(ds, since, until), per_page)
+    ids = window(ds, since, (page - 1) * per_page, per_page, until)
     headers = {"Link": link_header(request.url, page, per_page, last)}
     # Whether a next page exists is part of the representation even when the rows are not.
     body = ds.records_json(ids).encode()
@@ -225,9 +231,9 @@ async def pages_items(request: web.Request) -> web.Response:
     ds = request.app[STATE].dataset
     per_page = _page_size(request, "per_page", 100)
     page = parse_int(request.query, "page", 1, 1)
-    since = parse_since(request.query)
-    total = count(ds, since)
-    ids = window(ds, since, (page - 1) * per_page, per_page)
+    since, until = parse_range(request.query)
+    total = count(ds, since, until)
+    ids = window(ds, since, (page - 1) * per_page, per_page, until)
     body = f'{{"items":{ds.records_json(ids)},"page":{page},"per_page":{per_page},"total":{total}}}'
     return _page_response(request, body.encode(), ids, {})
 
@@ -236,9 +242,9 @@ async def offset_items(request: web.Request) -> web.Response:
     ds = request.app[STATE].dataset
     limit = _page_size(request, "limit", 100)
     offset = parse_int(request.query, "offset", 0, 0)
-    since = parse_since(request.query)
-    total = count(ds, since)
-    ids = window(ds, since, offset, limit)
+    since, until = parse_range(request.query)
+    total = count(ds, since, until)
+    ids = window(ds, since, offset, limit, until)
     body = f'{{"results":{ds.records_json(ids)},"total":{total}}}'
     return _page_response(request, body.encode(), ids, {})
 
@@ -307,6 +313,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def admin_state(request: web.Request) -> web.Response:
     return _json(request.app[STATE].snapshot())
+
+
+async def admin_requests(request: web.Request) -> web.Response:
+    """The listing requests seen (``GET /v1/...?since=...``), oldest first; ``?clear=1`` empties the log."""
+    state = request.app[STATE]
+    seen = list(state.request_log)
+    if request.query.get("clear"):
+        state.request_log.clear()
+    return _json({"requests": seen})
 
 
 async def admin_tick(request: web.Request) -> web.Response:
@@ -401,6 +416,7 @@ def build_app(config: DemoApiConfig | None = None) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/_admin/state", admin_state)
     app.router.add_post("/_admin/tick", admin_tick)
+    app.router.add_get("/_admin/requests", admin_requests)
     app.router.add_get("/_admin/faults", admin_get_faults)
     app.router.add_post("/_admin/faults", admin_set_faults)
     app.router.add_delete("/_admin/faults", admin_clear_faults)

@@ -157,8 +157,8 @@ class WindowedLoad:
     the window's bounds, and whose final commit (after Kafka confirmed everything) stores the next
     window's start beside the watermark. The first load runs once per source: when its fetch state
     holds neither a watermark nor a finished load (a source that polled before it had windows keeps
-    polling from its watermark). A changed ``start`` restarts an unfinished load; after the load,
-    clear the source's ``raw.fetch_state`` rows to load again.
+    polling from its watermark). A changed ``start``, during the load or after it, plans the load
+    again from the new start: what is fetched again carries the same idempotency keys.
     """
 
     def __init__(self, start: str, window: timedelta) -> None:

@@ -701,7 +701,12 @@ class Incremental(_Model):
         },
     )
 
-    param: str = Field(min_length=1, description="Query parameter that carries the watermark, e.g. since.")
+    # Bounded: the CEL rule comparing it with endParam is costed from the longest string allowed.
+    param: str = Field(
+        min_length=1,
+        max_length=guards.NAME_MAX_LENGTH,
+        description="Query parameter that carries the watermark, e.g. since.",
+    )
     cursor_path: JsonPath = Field(description="JSONPath to the watermark in a record, e.g. `$.updated_at`.")
     lookback: bounded_duration("30d") = Field(  # type: ignore[valid-type]
         Duration("0s"),
@@ -734,6 +739,7 @@ class Incremental(_Model):
     end_param: str | None = Field(
         None,
         min_length=1,
+        max_length=guards.NAME_MAX_LENGTH,
         description="Query parameter that carries a window's (exclusive) end, e.g. until; sent only "
         "during the windowed first load.",
     )

@@ -2,7 +2,8 @@
 
 Two orders exist: without ``since``, id ascending (a page is an id range, O(page)); with
 ``since``, (updated_at, id) ascending over the records updated at or after it, answered from the
-dataset's tick index.
+dataset's tick index. ``until`` (link, pages and offset listings) ends that range before the records
+updated at or after it, for clients that read time windows ``[since, until)``.
 """
 
 from __future__ import annotations

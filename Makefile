@@ -62,21 +62,21 @@ test: venv jars lint
 demo: venv jars
 	$(BIN)/restlake demo
 
-# Backfills run against the local stack (started if it is down; its env lines exported with set -a,
-# a bare eval would keep them from the CLI). ARGS holds the range, Kafka
+# Backfills run against the local stack (started if it is down; `stack up` prints `export` lines,
+# captured first so that a failed start stops the recipe). ARGS holds the range, Kafka
 # (--from-time/--from-offsets [--to-time/--to-offsets]) or bronze (--from-version [--to-version] | --as-of).
 FILE ?= examples/demo-link.yaml
 SOURCE ?=
 ARGS ?=
 backfill: venv jars
-	set -eo pipefail; env_lines=$$($(BIN)/restlake stack up); set -a; eval "$$env_lines"; set +a; \
+	set -eo pipefail; env_lines=$$($(BIN)/restlake stack up); eval "$$env_lines"; \
 	$(BIN)/restlake backfill -f $(FILE) $(if $(SOURCE),--source $(SOURCE)) $(ARGS)
 
 # Replays every bronze version of the demo source; Postgres already holds all of it, so the summary
 # must say inserted 0, updated 0, and the target fails otherwise.
 DEMO_BRONZE = $$RESTLAKE_LAKE_ROOT/bronze/demo-link
 backfill-demo: venv jars
-	set -eo pipefail; env_lines=$$($(BIN)/restlake stack up); set -a; eval "$$env_lines"; set +a; \
+	set -eo pipefail; env_lines=$$($(BIN)/restlake stack up); eval "$$env_lines"; \
 	export RESTLAKE_LOG_LEVEL=WARNING RESTLAKE_SPARK_LOG_LEVEL=ERROR; \
 	test -d "$(DEMO_BRONZE)" || { echo "no demo bronze table: run make demo first" >&2; exit 2; }; \
 	$(BIN)/python -m restlake.jobs.spark.bronze_range "$(DEMO_BRONZE)"; \

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -114,6 +116,7 @@ def write_history(ctx: Context, bronze_path: str, source: str, rows: int) -> flo
         F.to_json(F.struct(F.col("id"), F.lit("history").alias("kind"))).alias("payload"),
         F.lit(1).alias("envelope_version"),
         F.lit(None).cast(bronze.BRONZE_SCHEMA["request"].dataType).alias("request"),
+        F.lit(None).cast(bronze.BRONZE_SCHEMA["parent"].dataType).alias("parent"),
         F.lit(f"restlake.{source}").alias("kafka_topic"),
         F.lit(0).alias("kafka_partition"),
         F.col("id").alias("kafka_offset"),
@@ -126,6 +129,27 @@ def write_history(ctx: Context, bronze_path: str, source: str, rows: int) -> flo
     with timed() as t:
         frame.write.format("delta").mode("append").save(bronze_path)
     return t["wall"]
+
+
+_STEPS = re.compile(r"batch done .*? batch_id=(\d+) .*?duration_s=([\d.]+) steps=(.*)$")
+
+
+def step_medians(log_text: str) -> dict[str, float]:
+    """Median seconds per step of the micro-batches after the first, from the job's ``batch done`` lines.
+
+    The job times its own steps (validate, quality, each sink, the wait for the merge); the medians
+    say where a batch's time goes, which the rate alone cannot.
+    """
+    per_step: dict[str, list[float]] = {}
+    for line in log_text.splitlines():
+        found = _STEPS.search(line)
+        if found is None or int(found[1]) == 0:
+            continue
+        per_step.setdefault("batch", []).append(float(found[2]))
+        for part in found[3].split():
+            name, _, seconds = part.partition(":")
+            per_step.setdefault(name, []).append(float(seconds))
+    return {name: round(statistics.median(values), 2) for name, values in per_step.items()}
 
 
 def drain(ctx: Context, name: str, records: list[dict[str, Any]], history: int) -> dict[str, Any]:
@@ -160,6 +184,7 @@ def drain(ctx: Context, name: str, records: list[dict[str, Any]], history: int) 
         "batches": len(ledger),
         "rows_per_s_steady": round(steady) if steady else None,
         "job_wall_s_incl_startup": round(t["wall"], 1),
+        "step_median_s": step_medians(job.log_path.read_text(errors="replace")),
     }
 
 
@@ -248,4 +273,9 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{fmt(h['job_wall_s_incl_startup'])} s ({h['batches']} batches); writing the history took "
         f"{fmt(h['history_write_s'])} s (not in the job's time).",
     ]
+    for label, run in (("empty", e), ("history", h)):
+        steps = run.get("step_median_s") or {}
+        if steps:
+            listed = ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
+            lines.append(f"- median seconds per batch after the first ({label}): {listed}.")
     return "\n".join(lines)

@@ -87,6 +87,17 @@ class BadPageError(TransientError):
         self.raw = raw
 
 
+def new_session(connector: aiohttp.BaseConnector | None = None) -> aiohttp.ClientSession:
+    """The HTTP session the fetcher's sources share, with no cookie jar.
+
+    aiohttp's jar keeps what a response's ``Set-Cookie`` says and sends it to every URL of the
+    same domain, whatever the port: one source's session cookie would reach another source's API
+    on the same host. Credentials a spec configures (``apiKey in: cookie``) are set per request by
+    ``auth``, only for the source's own origin.
+    """
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+
 def failure_reason(exc: BaseException) -> str:
     """The bounded reason code of a page failure (the ``reason`` label of bad-page metrics)."""
     if isinstance(exc, CircuitOpenError):

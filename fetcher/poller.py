@@ -39,7 +39,7 @@ import aiohttp
 from confluent_kafka import KafkaException
 from yarl import URL
 
-from restlake.contracts.envelope import Envelope, RequestInfo
+from restlake.contracts.envelope import Envelope, ParentRef, RequestInfo
 from restlake.errors import RestlakeError
 from restlake.fetcher.auth import Authenticator, make_authenticator
 from restlake.fetcher.breaker import BreakerRegistry
@@ -64,6 +64,7 @@ from restlake.fetcher.state import (
     PageState,
     StateStore,
     boundary_digest,
+    pass_summary,
     request_from_json,
     request_to_json,
 )
@@ -112,6 +113,21 @@ def _paging_params(spec: Any) -> set[str]:
     if spec.incremental is not None:
         names.update((spec.incremental.param, spec.incremental.end_param))
     return {n for n in names if isinstance(n, str)}
+
+
+@dataclass(frozen=True)
+class FetchTarget:
+    """One URL of a child source (``spec.parent``): the request.url filled from one parent record,
+    the state scope its validators and watermark live under, and the parent its records name.
+
+    A pass over a target is an ordinary pass (``fetch_pass(..., target=...)``): the child source's
+    pagination, conditional requests, watermark and rate limiter, only the first URL and the state
+    row set differ. ``fetcher.children`` builds one per due parent record.
+    """
+
+    url: str
+    scope: str
+    parent: ParentRef | None = None
 
 
 class _PassAbort(Exception):
@@ -192,8 +208,10 @@ class SourceFetcher:
         cursor = self.redactor.text(request.cursor) if request.cursor is not None else None
         return replace(request, params=params, cursor=cursor)
 
-    def _first_request(self, watermark: str | None, window: Window | None = None) -> PageRequest:
-        url = URL(self.spec.request.url)
+    def _first_request(
+        self, watermark: str | None, url_text: str | None = None, window: Window | None = None
+    ) -> PageRequest:
+        url = URL(url_text or self.spec.request.url, encoded=url_text is not None)
         params = {**dict(url.query), **self.spec.request.params}
         if self.incremental is not None and window is not None:
             # A window of the first load: its bounds, not the watermark (nor a lookback: windows abut).
@@ -260,22 +278,27 @@ class SourceFetcher:
         session: aiohttp.ClientSession,
         stop: asyncio.Event | None = None,
         *,
+        target: FetchTarget | None = None,
         window: Window | None = None,
     ) -> PassStats:
         """Page through the endpoint once; state advances only over records Kafka confirmed.
 
+        ``target``: one child URL of a ``spec.parent`` source, its state kept under its own scope.
         With ``incremental.window``, until the first load is done a call walks its windows instead,
-        each one a pass of its own (``window``), and returns their sum (``WindowedLoad``).
+        each one a pass of its own (``window``), and returns their sum (``WindowedLoad``). Windows
+        are the source's own first load: a child target's pass is not windowed.
         """
-        if window is None and self.windowed_load is not None:
+        if window is None and target is None and self.windowed_load is not None:
             walked = await self.windowed_load.walk(self, session, stop)
             if walked is not None:
                 return walked
         stats = PassStats()
         started = time.monotonic()
         fields: dict[str, Any] = {"source": self.name}
+        scope = target.scope if target is not None else self.name
+        parent = target.parent if target is not None else None
         try:
-            state = await self.state_store.load(self.name)
+            state = await self.state_store.load(scope)
         except RestlakeError as exc:
             stats.error = f"could not load fetch state: {exc}"
             log.error("pass skipped: %s", stats.error, extra=fields)
@@ -293,7 +316,7 @@ class SourceFetcher:
         skip_at = sort_key(state.watermark) if state.watermark is not None and state.boundary else None
         top: tuple[int, object] | None = None  # the largest cursor seen in this pass, and its records
         top_keys: set[str] = set()
-        request: PageRequest | None = self._first_request(watermark, window)
+        request: PageRequest | None = self._first_request(watermark, target.url if target else None, window)
         seen: set[str] = set()
         visited: set[str] = set()
         pending: list[PageState] = []
@@ -340,7 +363,7 @@ class SourceFetcher:
             )
             try:
                 await self.state_store.commit(
-                    self.name,
+                    scope,
                     pending,
                     watermark=new_watermark,
                     boundary=boundary,
@@ -445,7 +468,7 @@ class SourceFetcher:
                     last_modified=last_modified,
                     cursor=request.cursor,
                 )
-                wrapped = self._wrap(records, info, fetched_at, fields, stats)
+                wrapped = self._wrap(records, info, fetched_at, fields, stats, parent)
                 signature = _page_signature(wrapped)
                 if signature is not None and signature == previous_signature:
                     self._stop_paging(
@@ -567,6 +590,8 @@ class SourceFetcher:
             elapsed,
             extra={"source": self.name},
         )
+        # For `restlake status`: best effort, after the pass, never read back by the fetcher.
+        await self.state_store.record_pass(self.name, pass_summary(stats, outcome, datetime.now(UTC)))
         return stats
 
     async def _record_bad_page(
@@ -674,6 +699,7 @@ class SourceFetcher:
         fetched_at: datetime,
         fields: dict[str, Any],
         stats: PassStats,
+        parent: ParentRef | None = None,
     ) -> list[tuple[Any, Envelope | Exception]]:
         """Each record's envelope, or why it could not be made; applies ``records.onMissingId``.
 
@@ -697,6 +723,7 @@ class SourceFetcher:
                     request=info if lines is None else info.model_copy(update={"line": lines[index]}),
                     fetched_at=fetched_at,
                     quarantine_missing_id=self.on_missing_id == "quarantine",
+                    parent=parent,
                 )
             except (ValueError, RecursionError) as exc:
                 wrapped.append((record, exc))

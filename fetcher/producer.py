@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from restlake.contracts.envelope import Envelope
 from restlake.errors import PermanentError, TransientError
+from restlake.kafka_logging import client_config
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +110,18 @@ class EnvelopeProducer:
             "message.timeout.ms": 120_000,
         }
         conf.update(extra or {})
-        self._producer = Producer(conf)
+        self._producer = Producer(client_config(conf, log))
         self.stats = DeliveryStats()
         self._first_error: KafkaError | None = None
         # Failures since the last flush(): a failure is reported once, not by every later flush.
         self._failed_unreported = 0
         self.max_message_bytes = int(conf.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+        # Records handed to the client per topic: a source's records vs its dead letters, for progress.
+        self._sent: Counter[str] = Counter()
+
+    def sent_to(self, topic: str) -> int:
+        """Records produced to ``topic`` by this producer so far (queued, not necessarily confirmed)."""
+        return self._sent[topic]
 
     def _callback(self, tracker: DeliveryTracker | None) -> Callable[[KafkaError | None, Message], None]:
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
@@ -175,6 +183,7 @@ class EnvelopeProducer:
             tracker._sent()
         self.stats.produced += 1
         self.stats.bytes += len(value)
+        self._sent[topic] += 1
         self._producer.poll(0)
 
     def produce_raw(
@@ -193,6 +202,7 @@ class EnvelopeProducer:
             tracker._sent()
         self.stats.produced += 1
         self.stats.bytes += len(value)
+        self._sent[topic] += 1
         self._producer.poll(0)
 
     def flush(self, timeout: float = 120.0) -> None:
@@ -235,7 +245,7 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 3
 
     Returns True when it was created.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config({"bootstrap.servers": bootstrap}, log))
     deadline = time.monotonic() + timeout
     if topic in admin.list_topics(timeout=timeout).topics:
         return False

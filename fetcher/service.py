@@ -13,14 +13,18 @@ from typing import Any
 
 import aiohttp
 
+from restlake.contracts.parents import resolve_parents
 from restlake.errors import ConfigError, RestlakeError
 from restlake.fetcher.breaker import BreakerRegistry
+from restlake.fetcher.children import ChildSourceFetcher, make_fetcher
+from restlake.fetcher.client import new_session
 from restlake.fetcher.metrics import FetcherMetrics
 from restlake.fetcher.ops import OpsServer
+from restlake.fetcher.parent_rows import ParentRows, PostgresParentRows
 from restlake.fetcher.poller import PassStats, SourceFetcher
 from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
 from restlake.fetcher.settings import FetcherSettings
-from restlake.fetcher.state import StateStore
+from restlake.fetcher.state import PostgresStateStore, StateStore
 from restlake.lineage import FetcherRun, LineageEmitter, LineageSettings
 from restlake.lineage.fetcher import heartbeat
 from restlake.redaction import install_log_redaction, remove_log_redaction
@@ -55,6 +59,7 @@ class FetcherService:
         topic_partitions: int = 3,
         lineage: LineageEmitter | None = None,
         lineage_settings: LineageSettings | None = None,
+        parent_rows: ParentRows | None = None,
     ) -> None:
         names = [s.name for s in sources]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -75,7 +80,18 @@ class FetcherService:
         self.breakers = BreakerRegistry(
             failure_threshold=self.settings.breaker_failures, cooldown=self.settings.breaker_cooldown
         )
-        self.fetchers = [
+        # spec.parent: each child's parent is found among these sources by name, else in the
+        # annotations the operator rendered (its identity and table); refused here if neither.
+        links = resolve_parents(sources)
+        if links and parent_rows is None:
+            if not isinstance(state_store, PostgresStateStore):
+                raise ConfigError(
+                    "a source with spec.parent reads its parent's records from Postgres: run the "
+                    "fetcher with its fetch state in Postgres (RESTLAKE_PG_DSN)"
+                )
+            parent_rows = PostgresParentRows(state_store.dsn)
+        self.parent_rows = parent_rows
+        plain = [
             SourceFetcher(
                 source,
                 producer,
@@ -89,6 +105,10 @@ class FetcherService:
                 delivery_timeout=self.settings.delivery_timeout,
             )
             for source in sources
+        ]
+        self.fetchers: list[SourceFetcher | ChildSourceFetcher] = [
+            make_fetcher(fetcher, links.get(source.name), parent_rows)
+            for fetcher, source in zip(plain, sources, strict=True)
         ]
         self.results: dict[str, list[PassStats]] = {f.name: [] for f in self.fetchers}
         for fetcher in self.fetchers:
@@ -117,7 +137,9 @@ class FetcherService:
             for topic in (fetcher.topic, fetcher.dead_letter_topic):
                 ensure_topic(self.kafka_bootstrap, topic, self.topic_partitions)
 
-    async def _source_loop(self, fetcher: SourceFetcher, session: aiohttp.ClientSession, once: bool) -> None:
+    async def _source_loop(
+        self, fetcher: SourceFetcher | ChildSourceFetcher, session: aiohttp.ClientSession, once: bool
+    ) -> None:
         poll = fetcher.spec.poll
         interval = poll.interval.total_seconds()
         if not once:
@@ -153,7 +175,7 @@ class FetcherService:
                 return
             await self._sleep(next_delay(interval, poll.jitter) - (time.monotonic() - started))
 
-    def _lineage_run(self, fetcher: SourceFetcher) -> FetcherRun:
+    def _lineage_run(self, fetcher: SourceFetcher | ChildSourceFetcher) -> FetcherRun:
         return FetcherRun(
             self.lineage,
             fetcher.name,
@@ -191,7 +213,7 @@ class FetcherService:
             await self.ops.start()
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.settings.per_host_limit)
         try:
-            async with aiohttp.ClientSession(connector=connector) as session:
+            async with new_session(connector) as session:
                 await asyncio.gather(*(self._source_loop(f, session, once) for f in self.fetchers))
         finally:
             try:
@@ -199,6 +221,8 @@ class FetcherService:
             except RestlakeError as exc:
                 log.error("producer flush at shutdown failed: %s", exc)
             await self.state_store.close()
+            if self.parent_rows is not None:
+                await self.parent_rows.close()
             if self.ops is not None:
                 await self.ops.stop()
         return self.results

@@ -5,15 +5,21 @@ Rows of ``raw.fetch_state (source, key, value jsonb)``:
 * ``page:<sha256 of the page URL>`` → ``{"url", "etag", "last_modified", "next", "max_cursor"}``:
   the validators of a page as last delivered, the request for the page after it (so a 304 can still
   walk on) and the largest incremental cursor on it (so a 304 still counts towards the watermark);
+* ``parent:<digest of a parent key>`` → ``{"key", "hash", "fetched_at"}`` (child sources only,
+  ``spec.parent``): the content hash of the parent record its children were last fetched for. The
+  child URL's own pages and watermark live under the scope ``<child identity>#<digest>``
+  (``fanout.state_scope``), in rows of the same shape as a source's;
 * ``watermark`` → ``{"value": "<largest cursor delivered by a complete pass>", "boundary": [...]}``:
   ``boundary`` holds digests of the idempotency keys of the records whose cursor *is* the
   watermark. APIs answer ``since=<watermark>`` inclusively, so every pass gets those records again;
   a record whose key is in the boundary was already delivered unchanged and is not published
   twice. Absent (older state, or more than ``MAX_BOUNDARY`` records share the watermark) means no
-  skipping, which only costs duplicates the stream drops anyway.
+  skipping, which only costs duplicates the stream drops anyway;
 * ``window`` → ``{"start", "next", "done"}``: a windowed first load (``incremental.window``): where
   the next window starts, committed in the same transaction as the watermark of the window that
-  ended there, so a crash resumes at the window where it stopped (``restlake.fetcher.windows``).
+  ended there, so a crash resumes at the window where it stopped (``restlake.fetcher.windows``);
+* ``pass:last`` and ``pass:complete`` → ``PassSummary``: what the last pass (and the last complete
+  one) did and when, for ``restlake status``. Written after the pass, never read by the fetcher.
 
 Nothing is written until Kafka has confirmed every record the written state vouches for; the
 poller guarantees that ordering, this module only makes each write atomic.
@@ -27,6 +33,7 @@ import contextlib
 import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -37,10 +44,12 @@ from yarl import URL
 from restlake.errors import TransientError
 from restlake.fetcher.pagination.base import PageRequest
 from restlake.postgres.errors import translate
+from restlake.redaction import redact
 
 log = logging.getLogger(__name__)
 
 PAGE_PREFIX = "page:"
+PARENT_PREFIX = "parent:"
 # Records sharing the watermark's cursor value that are remembered; above this, none are (a
 # timestamp shared by that many records is a bulk import, re-sent once per pass at worst).
 MAX_BOUNDARY = 10_000
@@ -53,6 +62,34 @@ def boundary_digest(idempotency_key: str) -> str:
 
 WATERMARK_KEY = "watermark"
 WINDOW_KEY = "window"
+LAST_PASS_KEY = "pass:last"
+LAST_COMPLETE_PASS_KEY = "pass:complete"
+# The PassStats fields a pass summary keeps: enough for a status line, small enough for every pass.
+PASS_SUMMARY_FIELDS = (
+    "requests",
+    "not_modified",
+    "pages",
+    "records",
+    "produced",
+    "bad_pages",
+    "dead_letters",
+    "watermark",
+    "error",
+)
+
+
+def pass_summary(stats: Any, outcome: str, finished_at: datetime) -> dict[str, Any]:
+    """The stored form of one pass: ``outcome`` (complete, stopped, error), its end and its counts."""
+    summary: dict[str, Any] = {"outcome": outcome, "finished_at": finished_at.isoformat()}
+    summary.update({name: getattr(stats, name, None) for name in PASS_SUMMARY_FIELDS})
+    if summary["error"]:
+        summary["error"] = redact(str(summary["error"]))
+    return summary
+
+
+def parent_key(key: str) -> str:
+    """Row key of a parent mark: a digest of the parent record's external id."""
+    return PARENT_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
 
 
 def page_key(url: str) -> str:
@@ -141,6 +178,11 @@ class SourceState:
         return self.pages.get(page_key(url))
 
 
+def _pass_keys(summary: dict[str, Any]) -> list[str]:
+    complete = summary.get("outcome") == "complete"
+    return [LAST_PASS_KEY, LAST_COMPLETE_PASS_KEY] if complete else [LAST_PASS_KEY]
+
+
 def _capped(boundary: frozenset[str] | None) -> frozenset[str]:
     return boundary if boundary is not None and len(boundary) <= MAX_BOUNDARY else frozenset()
 
@@ -165,6 +207,20 @@ class StateStore(abc.ABC):
         """Upsert ``pages`` (and the watermark with its boundary, and the window progress, if given);
         with ``keep_only``, drop other page rows."""
 
+    async def record_pass(self, source: str, summary: dict[str, Any]) -> None:  # noqa: B027
+        """Keep ``summary`` (``pass_summary``) as the last pass, and as the last complete one if it was.
+
+        Best effort: the pass is over and its state committed, so a failure here is logged, not raised.
+        """
+
+    async def load_parent_marks(self, source: str) -> dict[str, dict[str, Any]]:
+        """A child source's parent marks (``parent:`` rows) as ``{parent key: value}``."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no parent marks")
+
+    async def commit_parent_marks(self, source: str, marks: list[dict[str, Any]]) -> None:
+        """Upsert parent marks (each a ``{"key", ...}`` value); the caller has confirmed delivery."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no parent marks")
+
     async def ping(self) -> None:  # noqa: B027 - reachable by default; only remote stores override
         """Raise ``TransientError`` when the store cannot be reached."""
 
@@ -177,6 +233,20 @@ class MemoryStateStore(StateStore):
 
     def __init__(self) -> None:
         self.data: dict[str, SourceState] = {}
+        self.passes: dict[tuple[str, str], dict[str, Any]] = {}
+        self.parent_marks: dict[str, dict[str, dict[str, Any]]] = {}
+
+    async def record_pass(self, source: str, summary: dict[str, Any]) -> None:
+        for key in _pass_keys(summary):
+            self.passes[(source, key)] = dict(summary)
+
+    async def load_parent_marks(self, source: str) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in self.parent_marks.get(source, {}).items()}
+
+    async def commit_parent_marks(self, source: str, marks: list[dict[str, Any]]) -> None:
+        stored = self.parent_marks.setdefault(source, {})
+        for mark in marks:
+            stored[str(mark["key"])] = dict(mark)
 
     async def load(self, source: str) -> SourceState:
         state = self.data.get(source, SourceState())
@@ -300,6 +370,64 @@ class PostgresStateStore(StateStore):
             except psycopg.Error as exc:
                 await self._drop()
                 raise translate(exc, f"saving fetch state of {source}") from None
+
+    async def record_pass(self, source: str, summary: dict[str, Any]) -> None:
+        rows = [(source, key, Jsonb(summary)) for key in _pass_keys(summary)]
+        async with self._lock:
+            try:
+                conn = await self._connection()
+                async with conn.transaction(), conn.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO raw.fetch_state (source, key, value) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (source, key) DO UPDATE "
+                        "SET value = EXCLUDED.value, updated_at = now()",
+                        rows,
+                    )
+            except psycopg.Error as exc:
+                await self._drop()
+                log.warning(
+                    "pass summary not saved (status will show the previous one): %s",
+                    translate(exc, f"saving the pass summary of {source}"),
+                    extra={"source": source},
+                )
+
+    async def load_parent_marks(self, source: str) -> dict[str, dict[str, Any]]:
+        async with self._lock:
+            try:
+                conn = await self._connection()
+                async with conn.transaction():
+                    cur = await conn.execute(
+                        "SELECT value FROM raw.fetch_state WHERE source = %s AND key LIKE %s",
+                        (source, PARENT_PREFIX + "%"),
+                    )
+                    rows = await cur.fetchall()
+            except psycopg.Error as exc:
+                await self._drop()
+                raise translate(exc, f"loading parent marks of {source}") from None
+        return {str(value["key"]): value for (value,) in rows}
+
+    async def commit_parent_marks(self, source: str, marks: list[dict[str, Any]]) -> None:
+        if not marks:
+            return
+        rows = [(source, parent_key(str(mark["key"])), Jsonb(mark)) for mark in marks]
+        async with self._lock:
+            try:
+                conn = await self._connection()
+                async with conn.transaction(), conn.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO raw.fetch_state (source, key, value) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (source, key) DO UPDATE "
+                        "SET value = EXCLUDED.value, updated_at = now()",
+                        rows,
+                    )
+            except psycopg.Error as exc:
+                await self._drop()
+                raise translate(exc, f"saving parent marks of {source}") from None
+
+    @property
+    def dsn(self) -> SecretStr:
+        """The database the state lives in; a child source reads its parent's records there too."""
+        return self._dsn
 
     async def ping(self) -> None:
         async with self._lock:

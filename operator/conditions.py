@@ -24,6 +24,7 @@ PAUSED = "ReconciliationPaused"
 SCHEMA_COMPATIBLE = "SchemaCompatible"
 TOPIC_READY = "TopicReady"
 CREDENTIALS_ALLOWED = "CredentialsAllowed"
+PARENT_RESOLVED = "ParentResolved"
 
 # Status order in `kubectl describe`: the summary first, then what it summarises.
 _ORDER = (
@@ -32,6 +33,7 @@ _ORDER = (
     STREAM_READY,
     TOPIC_READY,
     CREDENTIALS_ALLOWED,
+    PARENT_RESOLVED,
     SCHEMA_COMPATIBLE,
     QUALITY_PASSING,
     PAUSED,
@@ -115,13 +117,14 @@ def summarise(
     schema: Condition | None = None,
     topic: Condition | None = None,
     credentials: Condition | None = None,
+    parent: Condition | None = None,
 ) -> tuple[str, list[Condition]]:
     """The phase and the full condition set (Ready first) from the component conditions.
 
     A refused credential comes first among the blockers: it is why the fetcher is not ready, and
     the one thing the user has to act on.
     """
-    parts = [fetcher, stream, *(c for c in (topic, credentials, schema) if c is not None)]
+    parts = [fetcher, stream, *(c for c in (topic, credentials, parent, schema) if c is not None)]
     paused_condition = Condition(
         PAUSED,
         "True" if paused else "False",
@@ -141,10 +144,10 @@ def summarise(
         ready = Condition(READY, "True", "Running", "fetcher and stream job are available")
         phase = "Running"
     else:
-        first = next((c for c in blocking if c is credentials), blocking[0])
+        first = next((c for c in blocking if c is credentials or c is parent), blocking[0])
         status: Status = "False" if any(c.status == "False" for c in blocking) else "Unknown"
         ready = Condition(READY, status, first.reason, f"{first.type}: {first.message}")
-        refused = any(c is not None and c.status == "False" for c in (schema, credentials))
+        refused = any(c is not None and c.status == "False" for c in (schema, credentials, parent))
         stuck = any(c.reason == "ProgressDeadlineExceeded" for c in blocking)
         phase = "Degraded" if refused or stuck else "Provisioning"
     return phase, [ready, *parts, paused_condition]

@@ -160,6 +160,8 @@ def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         kopf.warn(body, reason="TopicNotCreated", message=redact(outcome.topic_error))
     if outcome.credentials_refused:
         kopf.warn(body, reason="CredentialsNotAllowed", message=redact(outcome.credentials_refused))
+    if outcome.parent_unresolved:
+        kopf.warn(body, reason="ParentUnresolved", message=redact(outcome.parent_unresolved))
     kopf.info(
         body,
         reason="Reconciled",

@@ -18,7 +18,16 @@ from typing import Any, NamedTuple, Protocol
 
 from restlake.contracts.spec import API_VERSION, KIND, IngestionSource, parse_source
 from restlake.errors import TransientError
-from restlake.operator import compatibility, conditions, credentials, render, scrape, topics
+from restlake.operator import (
+    compatibility,
+    conditions,
+    credentials,
+    parents,
+    render,
+    scrape,
+    tenancy,
+    topics,
+)
 from restlake.operator.conditions import Condition
 from restlake.operator.settings import OperatorSettings
 from restlake.operator.topic_ledger import TopicLedger
@@ -59,6 +68,8 @@ class Outcome:
     topic_error: str | None = None
     # The CredentialsAllowed message when a referenced Secret is refused (the fetcher is held).
     credentials_refused: str | None = None
+    # The ParentResolved message when spec.parent cannot be resolved (the fetcher is held).
+    parent_unresolved: str | None = None
 
 
 def load(body: Mapping[str, Any], settings: OperatorSettings) -> IngestionSource:
@@ -66,7 +77,9 @@ def load(body: Mapping[str, Any], settings: OperatorSettings) -> IngestionSource
     with the identity the operator gives it (``render.identity``)."""
     document = {k: v for k, v in body.items() if k != "status"}
     origin = f"{body['metadata'].get('namespace')}/{body['metadata'].get('name')}"
-    return render.with_identity(parse_source(json.loads(json.dumps(document)), origin), settings)
+    source = render.with_identity(parse_source(json.loads(json.dumps(document)), origin), settings)
+    tenancy.refuse_foreign_overrides(source, settings, origin)
+    return source
 
 
 def accepted_schema(config_map: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -214,6 +227,23 @@ def reconcile(
             credentials_condition.reason,
         )
 
+    # spec.parent: the parent's identity and table go into the rendered document; unresolved, the
+    # fetcher is held like a refused credential (it could only fail pass after pass).
+    parent_condition, source = parents.resolve(
+        source,
+        lambda name: cluster.get(API_VERSION, KIND, name, owner.namespace),
+        lambda found: render.with_identity(found, settings),
+    )
+    parent_ok = parent_condition is None or parent_condition.status == "True"
+    if not parent_ok:
+        assert parent_condition is not None
+        log.warning(
+            "parent unresolved source=%s namespace=%s reason=%s",
+            owner.name,
+            owner.namespace,
+            parent_condition.reason,
+        )
+
     strimzi = strimzi_topic_api(cluster)
     prometheus = cluster.served(render.SERVICE_MONITOR_API, "ServiceMonitor")
     objects = render.render_all(
@@ -223,7 +253,7 @@ def reconcile(
         paused=paused,
         strimzi=strimzi,
         prometheus=prometheus,
-        credentials_allowed=allowed,
+        credentials_allowed=allowed and parent_ok,
     )
     applied: list[str] = []
     changed: list[str] = []
@@ -257,6 +287,14 @@ def reconcile(
             credentials_condition.reason,
             "held at zero replicas: a referenced Secret is not allowed (see CredentialsAllowed)",
         )
+    elif not parent_ok and not paused:
+        assert parent_condition is not None
+        fetcher = Condition(
+            conditions.FETCHER_READY,
+            "False",
+            parent_condition.reason,
+            "held at zero replicas: spec.parent is not resolved (see ParentResolved)",
+        )
     phase, current = conditions.summarise(
         fetcher,
         stream,
@@ -264,6 +302,7 @@ def reconcile(
         schema=schema_condition,
         topic=topic_condition,
         credentials=credentials_condition,
+        parent=parent_condition,
     )
     generation = body["metadata"].get("generation")
     previous = (body.get("status") or {}).get("conditions", [])
@@ -289,6 +328,7 @@ def reconcile(
         refused=refused,
         topic_error=topic_error,
         credentials_refused=None if allowed else credentials_condition.message,
+        parent_unresolved=None if parent_ok or parent_condition is None else parent_condition.message,
     )
 
 

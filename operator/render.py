@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from restlake.contracts.backfill import Backfill
+from restlake.contracts.parents import PARENT_IDENTITY_ANNOTATION, PARENT_TABLE_ANNOTATION
 from restlake.contracts.spec import (
     API_VERSION,
     IDENTITY_ANNOTATION,
@@ -179,8 +180,17 @@ def source_document(source: IngestionSource) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": source.metadata.name}
     if source.metadata.namespace:
         meta["namespace"] = source.metadata.namespace
+    # The parent's identity and table (spec.parent), resolved by the operator: a child's fetcher
+    # reads its parent's records with them. They change only if the parent is replaced.
+    kept = {
+        key: value
+        for key, value in source.metadata.annotations.items()
+        if key in (PARENT_IDENTITY_ANNOTATION, PARENT_TABLE_ANNOTATION)
+    }
     if IDENTITY_ANNOTATION in source.metadata.annotations:
-        meta["annotations"] = {IDENTITY_ANNOTATION: source.identity}
+        kept[IDENTITY_ANNOTATION] = source.identity
+    if kept:
+        meta["annotations"] = dict(sorted(kept.items()))
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec}
 
 

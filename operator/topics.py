@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from restlake.errors import TransientError
+from restlake.kafka_logging import client_config
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,9 @@ def ensure_topic(bootstrap: str, topic: str, *, partitions: int, replicas: int, 
     An unreachable broker is a ``TransientError`` (the status timer retries); an existing topic is
     left as it is, partitions included: shrinking is impossible and growing reorders keys.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)})
+    admin = AdminClient(
+        client_config({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)}, log)
+    )
     try:
         if topic in admin.list_topics(timeout=timeout).topics:
             return False
@@ -43,7 +46,9 @@ def ensure_topic(bootstrap: str, topic: str, *, partitions: int, replicas: int, 
 
 def delete_topics(bootstrap: str, names: list[str], *, timeout: float) -> list[str]:
     """Delete ``names``; returns those deleted. A topic already gone is not an error."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)})
+    admin = AdminClient(
+        client_config({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)}, log)
+    )
     deleted: list[str] = []
     try:
         existing = admin.list_topics(timeout=timeout).topics

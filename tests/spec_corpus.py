@@ -95,6 +95,7 @@ OAUTH = {
 }
 INCREMENTAL = {"param": "since", "cursorPath": "$.updated_at"}
 WINDOWS = {**INCREMENTAL, "window": "1d", "start": "2024-01-01T00:00:00Z", "endParam": "until"}
+PARENT = {"source": "demo-org", "bind": {"repo": "$.name"}}
 TABLE = "spec.sinks.postgres.table"
 BRONZE = "spec.sinks.bronze.path"
 QUARANTINE = "spec.sinks.quarantine.path"
@@ -254,6 +255,67 @@ CORPUS: list[BadSpec] = [
         "spec.pagination.cursorPath",
         "reads a JSON body, but records.format is jsonl",
         ("spec.pagination", "need records.format json"),
+    ),
+    # --- spec.parent: every {variable} of request.url bound, every binding used, none in the host ---
+    _case(
+        "url-variable-without-parent",
+        variant((URL, f"{BASE_URL}/{{repo}}")),
+        URL,
+        "has the template variable {repo}, which needs spec.parent",
+        (URL, "request.url has a {variable}, which needs spec.parent"),
+    ),
+    _case(
+        "parent-variable-unbound",
+        variant((URL, f"{BASE_URL}/{{owner}}/{{repo}}"), ("spec.parent", PARENT)),
+        "spec.parent.bind",
+        "has no entry for {owner} of request.url",
+        ("spec.parent.bind", "every {variable} of request.url must be bound in parent.bind"),
+    ),
+    _case(
+        "parent-bind-unused",
+        variant(
+            (URL, f"{BASE_URL}/{{repo}}"),
+            ("spec.parent", {**PARENT, "bind": {"repo": "$.name", "org": "$.owner.login"}}),
+        ),
+        "spec.parent.bind.org",
+        "is not used: request.url has no {org}",
+        ("spec.parent.bind", "every parent.bind entry must be used as a {variable} in request.url"),
+    ),
+    _case(
+        "parent-variable-in-host",
+        variant(
+            (URL, "http://{tenant}.example.com/v1/items"),
+            ("spec.parent", {**PARENT, "bind": {"tenant": "$.slug"}}),
+        ),
+        URL,
+        "may only stand in the path or query, not in the host",
+        (URL, "may only stand in the path or query of request.url, not in its host"),
+    ),
+    _case(
+        "parent-refresh-too-often",
+        variant((URL, f"{BASE_URL}/{{repo}}"), ("spec.parent", {**PARENT, "refreshEvery": "10s"})),
+        "spec.parent.refreshEvery",
+        "must be at least 1m",
+        ("spec.parent.refreshEvery", "must be at least 1m"),
+    ),
+    _case(
+        "parent-bind-bad-jsonpath",
+        variant((URL, f"{BASE_URL}/{{repo}}"), ("spec.parent", {**PARENT, "bind": {"repo": "$.name[?("}})),
+        "spec.parent.bind.repo",
+        "not a valid JSONPath",
+        None,
+        "the API server has no JSONPath parser; the CRD only asks for a non-empty string",
+    ),
+    _case(
+        "parent-is-itself",
+        variant(
+            (URL, f"{BASE_URL}/{{repo}}"), ("spec.parent", {**PARENT, "source": BASE["metadata"]["name"]})
+        ),
+        "spec.parent.source",
+        "names this source itself",
+        None,
+        "the CRD's rules sit on spec, which cannot see metadata.name; the operator refuses it too "
+        "(a cycle of one)",
     ),
     _case(
         "basic-without-username",

@@ -368,7 +368,10 @@ class BatchProcessor:
             counts.pg_updated,
             counts.pg_replayed,
             counts.duration_s,
-            " ".join(f"{k}:{v:.2f}" for k, v in steps.items()),
+            " ".join(
+                [f"{k}:{v:.2f}" for k, v in steps.items()]
+                + [f"{sink}.{k}:{v:.2f}" for sink, w in written.items() for k, v in w.steps]
+            ),
         )
         return counts
 

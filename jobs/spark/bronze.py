@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from restlake.jobs.spark.envelope_schema import REQUEST_SCHEMA
+from restlake.jobs.spark.envelope_schema import PARENT_SCHEMA, REQUEST_SCHEMA
 from restlake.jobs.spark.typed_columns import TypedColumn, schema_fields
 from restlake.jobs.spark.validation import PAYLOAD_VARIANT
 
@@ -37,6 +37,9 @@ BRONZE_SCHEMA = T.StructType(
         T.StructField("payload", T.StringType(), nullable=False),
         T.StructField("envelope_version", T.IntegerType()),
         T.StructField("request", REQUEST_SCHEMA),
+        # spec.parent: null but for child sources. Tables created before it gain the column on their
+        # next append (mergeSchema), so the older rows read as null.
+        T.StructField("parent", PARENT_SCHEMA),
         T.StructField("kafka_topic", T.StringType()),
         T.StructField("kafka_partition", T.IntegerType()),
         T.StructField("kafka_offset", T.LongType()),

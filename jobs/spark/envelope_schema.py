@@ -26,6 +26,14 @@ REQUEST_SCHEMA = T.StructType(
     ]
 )
 
+# spec.parent: the parent record a child source's record was fetched for; null for other sources.
+PARENT_SCHEMA = T.StructType(
+    [
+        T.StructField("source", T.StringType()),
+        T.StructField("external_id", T.StringType()),
+    ]
+)
+
 ENVELOPE_SCHEMA = T.StructType(
     [
         T.StructField("envelope_version", T.IntegerType()),
@@ -37,6 +45,7 @@ ENVELOPE_SCHEMA = T.StructType(
         T.StructField("fetched_at", T.TimestampType()),
         T.StructField("request", REQUEST_SCHEMA),
         T.StructField("payload", T.VariantType()),
+        T.StructField("parent", PARENT_SCHEMA),
         T.StructField(CORRUPT_COLUMN, T.StringType()),
     ]
 )

@@ -67,6 +67,22 @@ class Written:
     inserted: int = 0
     updated: int = 0
     replayed: bool = False
+    # Seconds of the sink's own steps, in order (logged with the batch as ``<sink>.<step>``): what a
+    # profile of a slow batch needs first, and what the drain benchmark reports.
+    steps: tuple[tuple[str, float], ...] = ()
+
+
+class _Stopwatch:
+    """Laps of named steps on the monotonic clock."""
+
+    def __init__(self) -> None:
+        self.laps: list[tuple[str, float]] = []
+        self._mark = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps.append((name, now - self._mark))
+        self._mark = now
 
 
 class Sink(Protocol):
@@ -126,8 +142,6 @@ class BronzeSink:
                 f"{cfg.bronze_path} is partitioned by {existing}; Delta cannot repartition a table in "
                 "place: keep the table's columns, or point sinks.bronze.path at a new table"
             )
-        # The key ledger lives in Postgres even when the Postgres sink is off.
-        migrations.apply(cfg.pg_dsn)
         bronze.ensure_table(spark, cfg.bronze_path, schema, partition_by=cfg.partition_by)
         self.table_id(spark)
 
@@ -147,6 +161,7 @@ class BronzeSink:
 
     def write(self, batch: MicroBatch) -> Written:
         cfg = self.config
+        watch = _Stopwatch()
         table_id = self.table_id(batch.spark)
         selection = select_new(
             batch.spark,
@@ -158,20 +173,23 @@ class BronzeSink:
             query_id=batch.query_id,
             batch_id=batch.batch_id,
         )
+        watch.lap("claim")
         if selection.rows:
             bronze.append(
                 bronze.bronze_rows(selection.apply(batch.spark, batch.valid), batch.batch_id, self.typed),
                 path=cfg.bronze_path,
                 app_id=batch.app_id,
                 batch_id=batch.batch_id,
-                # Always: besides typed columns, the envelope's request struct gains nullable fields
-                # (request.line) that a table created before them lacks. mergeSchema only adds
-                # columns and nested fields; a changed type still fails the write.
+                # Always: typed columns a schema change adds, and the envelope's nullable additions
+                # (the `parent` column, the request struct's `line`), which bronze tables created
+                # before them lack. Only additions merge; a changed type still fails the write.
                 merge_schema=True,
                 rows_hint=selection.rows,
             )
+        watch.lap("append")
         ledger.confirm(cfg.pg_dsn, table_id=table_id, query_id=batch.query_id, batch_id=batch.batch_id)
-        return Written(rows=selection.rows)
+        watch.lap("confirm")
+        return Written(rows=selection.rows, steps=tuple(watch.laps))
 
 
 class PostgresSink:
@@ -184,15 +202,26 @@ class PostgresSink:
         self.config = config
 
     def prepare(self, spark: SparkSession) -> None:
-        migrations.apply(self.config.pg_dsn)
+        # raw.* is migrated by the query's start, before any sink prepares.
         migrations.ensure_table(self.config.pg_dsn, self.config.table)
 
     def write(self, batch: MicroBatch) -> Written:
         cfg = self.config
+        watch = _Stopwatch()
         # Collected once, as Arrow; a retry re-sends the same rows without another Spark job.
         rows = batch.valid.select(*ARROW_COLUMNS).toArrow()
         if batch.has_duplicate_keys:
             rows = first_per_key(rows)
+        watch.lap("collect")
+        waited: list[float] = []
+
+        def lake_committed() -> None:
+            started = time.monotonic()
+            try:
+                batch.lake_committed()
+            finally:
+                waited.append(time.monotonic() - started)
+
         attempts = len(MERGE_RETRY_DELAYS) + 1
         for attempt in range(1, attempts + 1):
             try:
@@ -203,9 +232,15 @@ class PostgresSink:
                     query_id=batch.query_id,
                     batch_id=batch.batch_id,
                     stage=arrow_stager(rows, source=cfg.source, batch_id=batch.batch_id),
-                    before_commit=batch.lake_committed,
+                    before_commit=lake_committed,
                 )
-                return _written(merged)
+                watch.lap("merge")
+                # The merge's own time, and apart from it the wait for the lake's commit inside it.
+                name, seconds = watch.laps[-1]
+                wait = sum(waited)
+                watch.laps[-1] = (name, max(0.0, seconds - wait))
+                watch.laps.append(("wait_lake", wait))
+                return _written(merged, tuple(watch.laps))
             except TransientError as exc:
                 if attempt == attempts:
                     raise
@@ -222,9 +257,13 @@ class PostgresSink:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _written(merged: MergeResult) -> Written:
+def _written(merged: MergeResult, steps: tuple[tuple[str, float], ...] = ()) -> Written:
     return Written(
-        rows=merged.rows_in, inserted=merged.inserted, updated=merged.updated, replayed=merged.replayed
+        rows=merged.rows_in,
+        inserted=merged.inserted,
+        updated=merged.updated,
+        replayed=merged.replayed,
+        steps=steps,
     )
 
 

@@ -38,6 +38,7 @@ from restlake.jobs.spark import ops
 from restlake.jobs.spark.batch import BatchProcessor, StreamMetrics
 from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.session import build_spark
+from restlake.postgres import migrations
 from restlake.redaction import redact_log_handlers
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ def _start(
 ) -> tuple[StreamingQuery, BatchProcessor]:
     prom.init_source(config.source, config.quality)
     processor = BatchProcessor(config, metrics)
+    # Once, before any sink: the batch and key ledgers live in Postgres whichever sinks are on.
+    migrations.apply(config.pg_dsn)
     # Before the query: each sink creates what it writes; a first run against a bronze table
     # written before the key ledger copies its keys (a one-off scan of the source's history) here
     # rather than inside the first micro-batch.

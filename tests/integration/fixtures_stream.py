@@ -5,6 +5,7 @@ run in-process (the session's Spark) or as ``python -m restlake.jobs.spark.strea
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -22,7 +23,10 @@ from pyspark.sql import SparkSession
 
 from restlake.contracts.envelope import Envelope, RequestInfo
 from restlake.jobs.spark.stream import StreamJobConfig, StreamSummary, run_until_caught_up
+from restlake.kafka_logging import client_config
 from restlake.stack.manager import StackEndpoints
+
+LOG = logging.getLogger("tests.kafka")  # librdkafka lines through logging, not fd 2
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -58,17 +62,20 @@ class StreamJob:
         self.root = str(root).rstrip("/")
         self.create_topic(self.topic, partitions, topic_config)
         self.producer = Producer(
-            {
-                "bootstrap.servers": stack.kafka_bootstrap,
-                "acks": "all",
-                "enable.idempotence": True,
-                "message.max.bytes": 16 * 1024 * 1024,
-            }
+            client_config(
+                {
+                    "bootstrap.servers": stack.kafka_bootstrap,
+                    "acks": "all",
+                    "enable.idempotence": True,
+                    "message.max.bytes": 16 * 1024 * 1024,
+                },
+                LOG,
+            )
         )
         self.config = self.config_for("ckpt", **overrides)
 
     def create_topic(self, topic: str, partitions: int = 3, config: Mapping[str, str] | None = None) -> None:
-        admin = AdminClient({"bootstrap.servers": self.stack.kafka_bootstrap})
+        admin = AdminClient(client_config({"bootstrap.servers": self.stack.kafka_bootstrap}, LOG))
         new = NewTopic(topic, num_partitions=partitions, replication_factor=1, config=dict(config or {}))
         for future in admin.create_topics([new]).values():
             future.result(timeout=30)

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from confluent_kafka import Consumer, TopicPartition
+
+from restlake.kafka_logging import client_config
+
+LOG = logging.getLogger("tests.kafka")  # librdkafka lines through logging, not fd 2
 
 
 def read_topic(bootstrap: str, topic: str) -> list[tuple[str | None, bytes]]:
     """Every (key, value) in ``topic``; [] when the topic does not exist or is empty."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}
+        client_config(
+            {"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False},
+            LOG,
+        )
     )
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)

@@ -3,6 +3,7 @@ offset and time ranges, the stream's validation and key dedupe, one ledger query
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,10 +19,12 @@ from pyspark.sql import SparkSession
 from restlake.contracts.envelope import Envelope, RequestInfo
 from restlake.jobs.spark.backfill import KafkaRange, run_backfill
 from restlake.jobs.spark.config import StreamJobConfig
+from restlake.kafka_logging import client_config
 from restlake.postgres import migrations
 from restlake.stack.manager import StackEndpoints
 
 pytestmark = pytest.mark.integration
+LOG = logging.getLogger("tests.kafka")  # librdkafka lines through logging, not fd 2
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 SCHEMA = {"type": "object", "required": ["id", "name"], "properties": {"id": {"type": "integer"}}}
 REQUEST = RequestInfo(url="http://127.0.0.1:1/items?page=1", status=200)
@@ -62,11 +65,13 @@ def test_backfill_by_offsets_then_noop_replay_then_by_time(
     migrations.apply(stack.pg_dsn)
     source = f"bf-{uuid.uuid4().hex[:10]}"
     topic = f"restlake.{source}"
-    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    admin = AdminClient(client_config({"bootstrap.servers": stack.kafka_bootstrap}, LOG))
     for future in admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)]).values():
         future.result(timeout=30)
     producer = Producer(
-        {"bootstrap.servers": stack.kafka_bootstrap, "acks": "all", "enable.idempotence": True}
+        client_config(
+            {"bootstrap.servers": stack.kafka_bootstrap, "acks": "all", "enable.idempotence": True}, LOG
+        )
     )
 
     def send(partition: int, key: bytes, value: bytes) -> None:

@@ -321,7 +321,11 @@ def test_fault_is_retried_then_dead_lettered_without_advancing_state(env, fault,
     assert not bad.complete and bad.bad_pages == 1 and bad.dead_letters == 1
     assert (bad.records, bad.produced) == (0, 0)
     assert requests == attempts  # retried (or, for a refused credential, not), then given up
-    assert _state_rows(env[0].pg_dsn, source.name) == state_before
+    state_after = _state_rows(env[0].pg_dsn, source.name)
+    # Validators and watermark stay; only the pass summary (for `restlake status`) records the failure.
+    assert state_after.pop("pass:last")["outcome"] == "error"
+    assert state_before.pop("pass:last")["outcome"] == "complete"
+    assert state_after == state_before
     assert metrics.bad_pages.labels(source.name, reason)._value.get() == 1
     dead = read_topic(env[0].kafka_bootstrap, source.topic() + ".dlq")
     assert len(dead) == 1

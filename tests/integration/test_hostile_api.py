@@ -18,6 +18,7 @@ import asyncio
 import base64
 import gzip
 import json
+import logging
 import random
 import uuid
 from collections import Counter
@@ -41,11 +42,13 @@ from restlake.fetcher.poller import PassStats, SourceFetcher
 from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
 from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.stream import run_until_caught_up
+from restlake.kafka_logging import client_config
 from restlake.stack.manager import StackEndpoints
 
 from .kafka_topic import read_topic
 
 pytestmark = pytest.mark.integration
+LOG = logging.getLogger("tests.kafka")  # librdkafka lines through logging, not fd 2
 
 RETRIES = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.01)
 MAX_BODY = 4 * 1024 * 1024
@@ -327,7 +330,7 @@ def corpus(stack) -> Corpus:
     dlq = f"{topic}.dlq"
     for name in (topic, dlq):
         ensure_topic(bootstrap, name, partitions=1)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config({"bootstrap.servers": bootstrap}, LOG))
     own = [NewTopic(f"{topic}.{c}", 1, 1, config=s.topic_config) for c, s in CASES.items() if s.topic_config]
     for future in admin.create_topics(own).values():
         future.result(timeout=30)

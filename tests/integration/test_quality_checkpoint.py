@@ -159,6 +159,7 @@ def write_bronze(
             json.dumps(p),
             1,
             None,
+            None,
             f"restlake.{source.name}",
             0,
             batch * 100 + i,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -16,15 +17,19 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from typer.testing import CliRunner
 
 from restlake.cli.main import app
+from restlake.kafka_logging import client_config
 from restlake.stack import process
 from restlake.stack.manager import LocalStack, StackEndpoints
 from restlake.stack.state import port_is_listening
 
 pytestmark = pytest.mark.integration
+LOG = logging.getLogger("tests.kafka")  # librdkafka lines through logging, not fd 2
 
 
 def _produce(bootstrap: str, topic: str, key: bytes, value: bytes) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+    producer = Producer(
+        client_config({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True}, LOG)
+    )
     errors: list[KafkaError] = []
     producer.produce(
         topic, key=key, value=value, on_delivery=lambda err, _msg: errors.append(err) if err else None
@@ -37,12 +42,15 @@ def _consume_all(
     bootstrap: str, topic: str, expected: int, timeout: float = 60.0
 ) -> list[tuple[bytes, bytes]]:
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        client_config(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"test-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+            LOG,
+        )
     )
     got: list[tuple[bytes, bytes]] = []
     try:
@@ -102,10 +110,14 @@ def test_env_prints_exact_lines(local_stack: LocalStack, stack: StackEndpoints) 
     result = CliRunner().invoke(app, ["stack", "env", "--state-dir", str(local_stack.paths.root)])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        f"RESTLAKE_KAFKA_BOOTSTRAP={stack.kafka_bootstrap}",
-        f"RESTLAKE_PG_DSN={stack.pg_dsn}",
-        f"RESTLAKE_LAKE_ROOT={local_stack.paths.lake}",
+        f"export RESTLAKE_KAFKA_BOOTSTRAP={stack.kafka_bootstrap}",
+        f"export RESTLAKE_PG_DSN={stack.pg_dsn}",
+        f"export RESTLAKE_LAKE_ROOT={local_stack.paths.lake}",
     ]
+    dotenv = CliRunner().invoke(
+        app, ["stack", "env", "--format", "dotenv", "--state-dir", str(local_stack.paths.root)]
+    )
+    assert dotenv.stdout.splitlines() == [line.removeprefix("export ") for line in result.stdout.splitlines()]
     assert stack.lake_root == str(local_stack.paths.lake)
     assert Path(stack.lake_root).is_dir()
 

@@ -15,14 +15,15 @@ import yaml
 from harness import REPO_ROOT as REPO
 from harness import eventually
 
-from restlake.contracts.spec import load_source, parse_source
+from restlake.contracts.spec import load_source, load_sources, parse_source
 from restlake.operator import render
 from restlake.operator.credentials import secret_fields
 from restlake.operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.k8s
 
-EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+# One source per file; the parent -> child example (two documents) has its own test below.
+EXAMPLES = [p for p in sorted((REPO / "examples").glob("*.yaml")) if len(load_sources(p)) == 1]
 SOURCE_LABEL = "restlake.io/source"
 HASH = "restlake.io/config-hash"
 
@@ -545,3 +546,56 @@ def test_the_egress_policy_is_one_the_api_server_accepts(control_plane: Any, nam
     ).stdout
     # Accepted as rendered: nothing pruned, nothing defaulted away.
     assert json.loads(out)["spec"]["egress"] == policy["spec"]["egress"]
+
+
+def test_a_child_source_waits_for_its_parent_then_reads_it_by_name(
+    operator: Any, control_plane: Any, api: Any, namespace: str
+) -> None:
+    parent, child = load_sources(REPO / "examples" / "demo-parent-child.yaml")
+    docs = {s.name: d for s, d in zip((parent, child), _documents("demo-parent-child.yaml"), strict=True)}
+    apply(control_plane, namespace, docs[child.name])
+    cluster = Cluster(api, namespace)
+    source = eventually(lambda: reconciled(cluster, child.name, 1), what="the child's first reconcile")
+    resolved = condition(source, "ParentResolved")
+    assert resolved is not None
+    assert (resolved["status"], resolved["reason"]) == ("False", "ParentNotFound")
+    assert resolved["message"].startswith(
+        f"spec.parent.source '{parent.name}' is not an IngestionSource in namespace {namespace}"
+    )
+    assert (source["status"]["phase"], condition(source, "Ready")["reason"]) == (  # type: ignore[index]
+        "Degraded",
+        "ParentNotFound",
+    )
+    assert cluster.deployment(f"{child.name}-fetcher")["spec"]["replicas"] == 0
+    eventually(
+        lambda: [e for e in cluster.events(child.name) if e["reason"] == "ParentUnresolved"],
+        what="a ParentUnresolved Event",
+    )
+
+    # The parent appears: the status timer (every second here) resolves it by name.
+    apply(control_plane, namespace, docs[parent.name])
+    resolved = eventually(
+        lambda: (
+            (c := condition(cluster.source(child.name), "ParentResolved")) and c["status"] == "True" and c
+        ),
+        what="ParentResolved True",
+    )
+    assert resolved["reason"] == "ParentFound"
+    eventually(
+        lambda: cluster.deployment(f"{child.name}-fetcher")["spec"]["replicas"] == 1,
+        what="the child's fetcher scaled up once its parent exists",
+    )
+    config = cluster.owned(child.name)[("ConfigMap", f"{child.name}-config")]
+    rendered = yaml.safe_load(config["data"][render.SOURCE_FILE])
+    identity = render.identity(namespace, parent.name, OperatorSettings(release_namespace=""))
+    assert rendered["metadata"]["annotations"]["restlake.io/parent-identity"] == identity
+    assert rendered["metadata"]["annotations"]["restlake.io/parent-table"] == "raw.api_events"
+    # What the fetcher pod does with it: the same resolution as `restlake fetcher run -f`.
+    from restlake.contracts.parents import resolve_parents
+
+    link = resolve_parents([parse_source(rendered, "configmap")])[child.name]
+    assert (link.identity, link.table) == (identity, "raw.api_events")
+
+
+def _documents(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((REPO / "examples" / name).read_text()) if d]

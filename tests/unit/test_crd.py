@@ -199,7 +199,8 @@ def test_free_form_and_int_or_string_nodes() -> None:
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_examples_pass_the_crd_schema(example: Path) -> None:
     # OpenAPI v3.0 value validation is JSON Schema draft 4 plus x- extensions (which draft 4 ignores).
-    jsonschema.Draft4Validator(schema()).validate(yaml.safe_load(example.read_text()))
+    for document in yaml.safe_load_all(example.read_text()):
+        jsonschema.Draft4Validator(schema()).validate(document)
 
 
 def test_crd_schema_rejects_what_the_model_rejects() -> None:

@@ -6,9 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from restlake.contracts.spec import load_source
+from restlake.contracts.parents import resolve_parents, run_order
+from restlake.contracts.spec import load_source, load_sources
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+ALL_FILES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+# One source per file, but for a parent and its children, which run together from one file.
+EXAMPLES = [path for path in ALL_FILES if len(load_sources(path)) == 1]
+MULTI = [path for path in ALL_FILES if path not in EXAMPLES]
 DEMO_BASE = "http://127.0.0.1:8085"
 
 
@@ -46,3 +50,26 @@ def test_the_windows_example_walks_time_windows() -> None:
         "2023-12-01T00:00:00Z",
         "until",
     )
+
+
+def test_the_parent_child_example_runs_parent_first_and_binds_every_variable() -> None:
+    assert [p.name for p in MULTI] == ["demo-parent-child.yaml"]
+    sources = load_sources(MULTI[0])
+    assert [s.name for s in sources] == ["demo-parent-child-repos", "demo-parent-child-issues"]
+    links = resolve_parents(sources)
+    assert list(links) == ["demo-parent-child-issues"]
+    link = links["demo-parent-child-issues"]
+    assert (link.identity, link.table) == ("demo-parent-child-repos", "raw.api_events")
+    assert link.bind == {"owner": "$.owner.login", "repo": "$.name"}
+    assert [s.name for s in run_order(list(reversed(sources)))] == [s.name for s in sources]
+
+
+@pytest.mark.parametrize("example", MULTI, ids=lambda p: p.name)
+def test_multi_document_example_validates(example: Path) -> None:
+    for source in load_sources(example):
+        assert source.name.startswith(f"{example.stem}-")
+        assert source.spec.request.url.startswith(DEMO_BASE)
+        assert source.spec.schema_ is not None
+        assert source.spec.schema_.json_schema["required"] == ["id", "updated_at"]
+        # A child's incremental watermark is per parent record: part of what the example shows.
+        assert source.spec.incremental is None or source.spec.parent is not None

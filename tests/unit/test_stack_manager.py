@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
-from restlake.cli.stack import env_lines
+from restlake.cli.stack import EnvFormat, env_lines
 from restlake.stack.kafka import KafkaBroker
 from restlake.stack.manager import LocalStack, StackEndpoints
 from restlake.stack.postgres import redact
@@ -33,11 +38,43 @@ def test_endpoints_env_names() -> None:
 
 def test_env_lines_are_plain_unless_quoting_is_needed() -> None:
     ep = StackEndpoints("127.0.0.1:1", "postgresql://postgres@127.0.0.1:2/postgres", "/my lake")
-    assert env_lines(ep) == [
+    assert env_lines(ep, EnvFormat.DOTENV) == [
         "RESTLAKE_KAFKA_BOOTSTRAP=127.0.0.1:1",
         "RESTLAKE_PG_DSN=postgresql://postgres@127.0.0.1:2/postgres",
         "RESTLAKE_LAKE_ROOT='/my lake'",
     ]
+    assert env_lines(ep) == [
+        "export RESTLAKE_KAFKA_BOOTSTRAP=127.0.0.1:1",
+        "export RESTLAKE_PG_DSN=postgresql://postgres@127.0.0.1:2/postgres",
+        "export RESTLAKE_LAKE_ROOT='/my lake'",
+    ]
+
+
+def test_the_export_form_reaches_a_child_of_the_shell_that_evals_it() -> None:
+    # Quotes, spaces and a `$` must arrive as they are, not expanded or split by the shell.
+    ep = StackEndpoints("127.0.0.1:1", "postgresql://u:p$w@127.0.0.1:2/db?x='y'", "/my lake/$HOME")
+    child = (
+        "import json, os; print(json.dumps({k: v for k, v in os.environ.items() if k[:9] == 'RESTLAKE_'}))"
+    )
+    script = f'eval "$1"; exec "$2" -c {shlex.quote(child)}'
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESTLAKE_")}
+    result = subprocess.run(
+        ["sh", "-c", script, "sh", "\n".join(env_lines(ep)), sys.executable],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert json.loads(result.stdout) == ep.env()
+    # The dotenv form assigns without exporting: a child sees nothing (the reason for the export form).
+    result = subprocess.run(
+        ["sh", "-c", script, "sh", "\n".join(env_lines(ep, EnvFormat.DOTENV)), sys.executable],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert json.loads(result.stdout) == {}
 
 
 def test_no_state_means_not_up(tmp_path: Path) -> None:

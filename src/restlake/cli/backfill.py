@@ -2,18 +2,19 @@
 
 Kafka: ``--from-time``/``--from-offsets`` [``--to-time``/``--to-offsets``]. Bronze:
 ``--from-version N`` [``--to-version M``] (the rows versions N..M appended) or ``--as-of V|TIME``
-(every row of one snapshot). A progress bar goes to stderr, the JSON summary to stdout.
+(every row of one snapshot). At a terminal a live progress bar shows rows merged, rate and time
+left; stdout otherwise carries only the JSON summary.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import typer
 
+from restlake.cli.progress import rows_bar
 from restlake.errors import RestlakeError
 
 
@@ -100,11 +101,10 @@ def backfill(
         origin = "kafka" if isinstance(replay, KafkaRange) else "bronze"
         # In a Backfill's Job pod (operator-rendered env), progress also goes to the Backfill's status.
         reporter = BackfillProgressReporter.from_environment()
-        with typer.progressbar(length=1, label=f"backfill {source.name} ({origin})", file=sys.stderr) as bar:
+        with rows_bar(f"backfill {source.name} ({origin})") as bar:
 
             def progress(done: int, total: int) -> None:
-                bar.length = max(total, 1)
-                bar.update(done - bar.pos)
+                bar(done, total)
                 if reporter is not None:
                     reporter(done, total)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from restlake.cli import progress
 from restlake.errors import RestlakeError
 from restlake.redaction import redact_log_handlers
 
@@ -87,7 +88,9 @@ def run(
             create_topics=create_topics,
             topic_partitions=kafka.partitions,
         )
-        results = asyncio.run(_serve(service, once=once))
+        # Live progress for one pass at a terminal; a long-running service has /metrics instead.
+        with progress.live(lambda: _counters(service), "restlake fetcher run --once", enabled=once):
+            results = asyncio.run(_serve(service, once=once))
     except RestlakeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -96,6 +99,13 @@ def run(
         typer.echo(json.dumps(summary, sort_keys=True, default=str))
         if not all(p.complete for passes in results.values() for p in passes):
             raise typer.Exit(1)
+
+
+def _counters(service: FetcherService) -> list[progress.Counters]:
+    return [
+        progress.fetcher_counters(service.metrics, service.producer, f.name, f.topic)
+        for f in service.fetchers
+    ]
 
 
 async def _serve(service: FetcherService, *, once: bool) -> dict[str, list[PassStats]]:

@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from restlake.cli import backfill, demoapi, fetcher, operator, quality, run, stack, validate
+from restlake.cli import backfill, demoapi, fetcher, operator, progress, quality, run, stack, status, validate
 from restlake.redaction import redact_log_handlers
 
 app = typer.Typer(
@@ -25,13 +25,26 @@ app.command("validate")(validate.validate)
 app.command("run")(run.run)
 app.command("demo")(run.demo)
 app.command("backfill")(backfill.backfill)
+app.command("status")(status.status)
 
 
 @app.callback()
-def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level.")) -> None:
-    level = (
-        logging.DEBUG if verbose else getattr(logging, os.environ.get("RESTLAKE_LOG_LEVEL", "INFO").upper())
-    )
+def _configure(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Only warnings and errors, no live progress; results still print."
+    ),
+) -> None:
+    if verbose and quiet:
+        raise typer.BadParameter("--verbose and --quiet contradict each other; pick one")
+    progress.MODE.quiet, progress.MODE.verbose = quiet, verbose
+    if verbose:
+        level = logging.DEBUG
+    elif quiet:
+        level = logging.WARNING
+        os.environ.setdefault("RESTLAKE_SPARK_LOG_LEVEL", "ERROR")
+    else:
+        level = getattr(logging, os.environ.get("RESTLAKE_LOG_LEVEL", "INFO").upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     redact_log_handlers()
 

@@ -6,9 +6,11 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from restlake.cli import progress
 from restlake.errors import RestlakeError
 
 log = logging.getLogger(__name__)
@@ -29,14 +31,22 @@ def run(
         help="Ignore stored ETags and watermarks and fetch everything again (same keys: nothing is doubled).",
     ),
 ) -> None:
-    """Run one source on this machine, starting the local stack if it is not up."""
-    from restlake.contracts.spec import load_source
+    """Run one source on this machine, starting the local stack if it is not up.
+
+    A file of several documents (a parent and its children, spec.parent) runs them together, parents
+    first; the summary is then one line (one JSON object with --json) per source, in that order.
+    """
+    from restlake.contracts.spec import load_sources
     from restlake.runtime.local import LocalRunner, resolve_endpoints
     from restlake.settings import StackSettings
     from restlake.stack.jars import spark_jars
 
     try:
-        source = load_source(file)
+        sources = load_sources(file)
+        if len(sources) != 1 or sources[0].spec.parent is not None:
+            _run_group(sources, until_caught_up, as_json, master, refetch)
+            return
+        source = sources[0]
         endpoints = resolve_endpoints()
         runner = LocalRunner(
             source,
@@ -45,11 +55,13 @@ def run(
             master=master,
             remember_fetch_state=not refetch,
         )
+        title = f"restlake run {source.name}" + (" (until caught up)" if until_caught_up else "")
         try:
-            if not until_caught_up:
-                runner.run_forever()
-                return
-            summary = runner.run_until_caught_up().as_dict()
+            with progress.live(lambda: [run_counters(runner)], title, as_json=as_json):
+                if not until_caught_up:
+                    runner.run_forever()
+                    return
+                summary = runner.run_until_caught_up().as_dict()
         finally:
             runner.close()
     except RestlakeError as exc:
@@ -60,6 +72,42 @@ def run(
     else:
         typer.echo(_human_summary(summary))
     if not summary["fetch_complete"]:
+        raise typer.Exit(1)
+
+
+def run_counters(runner: Any) -> progress.Counters:
+    """Fetch and stream counters of one ``LocalRunner``, as the live display shows them."""
+    layout = runner.layout
+    counters = progress.fetcher_counters(runner.fetcher_metrics, runner.producer, layout.name, layout.topic)
+    return progress.add_stream_counters(counters)
+
+
+def _run_group(sources: list, until_caught_up: bool, as_json: bool, master: str, refetch: bool) -> None:
+    """Several sources of one file (``runtime.local_group``); errors propagate to ``run``'s handler."""
+    from restlake.contracts.parents import resolve_parents
+    from restlake.runtime.local import resolve_endpoints
+    from restlake.runtime.local_group import LocalGroup
+    from restlake.settings import StackSettings
+    from restlake.stack.jars import spark_jars
+
+    resolve_parents(sources)  # a missing parent is refused before the local stack starts
+    group = LocalGroup(
+        sources,
+        resolve_endpoints(),
+        jars=spark_jars(StackSettings().state_dir),
+        master=master,
+        remember_fetch_state=not refetch,
+    )
+    try:
+        if not until_caught_up:
+            group.run_forever()
+            return
+        summaries = [s.as_dict() for s in group.run_until_caught_up()]
+    finally:
+        group.close()
+    for summary in summaries:
+        typer.echo(json.dumps(summary, sort_keys=True) if as_json else _human_summary(summary))
+    if not all(s["fetch_complete"] for s in summaries):
         raise typer.Exit(1)
 
 
@@ -82,7 +130,10 @@ def demo() -> None:
         logging.getLogger().setLevel(logging.WARNING)
         os.environ.setdefault("RESTLAKE_SPARK_LOG_LEVEL", "ERROR")
     try:
-        ok = run_demo(echo=typer.echo)
+        ok = run_demo(
+            echo=typer.echo,
+            watch=lambda runner, title: progress.live(lambda: [run_counters(runner)], f"demo: {title}"),
+        )
     except RestlakeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -1,13 +1,14 @@
 """`restlake stack up|down|status|env|jars`: the local Kafka (KRaft) + Postgres stack.
 
 stdout carries only machine-readable output (the env lines, the status table or JSON), so
-``eval "$(restlake stack env)"`` works; logs go to stderr.
+``eval "$(restlake stack env)"`` exports the endpoints to the shell and its children; logs go to stderr.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -28,19 +29,36 @@ def _fail(exc: StackError) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-def env_lines(endpoints: StackEndpoints) -> list[str]:
-    """``NAME=value`` lines, values shell-quoted only when they need it."""
-    return [f"{name}={shlex.quote(value)}" for name, value in endpoints.env().items()]
+class EnvFormat(StrEnum):
+    """How the endpoint variables are printed."""
+
+    # `export NAME=value`: `eval "$(restlake stack env)"` hands them to every child process.
+    SHELL = "shell"
+    # Bare `NAME=value`, for `--env-file`, `set -a; . file` and other dotenv readers.
+    DOTENV = "dotenv"
+
+
+_FORMAT_OPTION = typer.Option(
+    EnvFormat.SHELL,
+    "--format",
+    help="shell: `export NAME=value` lines for eval; dotenv: bare NAME=value lines for env files.",
+)
+
+
+def env_lines(endpoints: StackEndpoints, fmt: EnvFormat = EnvFormat.SHELL) -> list[str]:
+    """One line per variable, values shell-quoted only when they need it (both forms parse in sh)."""
+    prefix = "export " if fmt is EnvFormat.SHELL else ""
+    return [f"{prefix}{name}={shlex.quote(value)}" for name, value in endpoints.env().items()]
 
 
 @app.command()
-def up(state_dir: Path | None = _STATE_OPTION) -> None:
+def up(state_dir: Path | None = _STATE_OPTION, fmt: EnvFormat = _FORMAT_OPTION) -> None:
     """Start Kafka and Postgres (reusing running ones) and print the env lines."""
     try:
         endpoints = LocalStack(state_dir).up()
     except StackError as exc:
         raise _fail(exc) from exc
-    typer.echo("\n".join(env_lines(endpoints)))
+    typer.echo("\n".join(env_lines(endpoints, fmt)))
 
 
 @app.command()
@@ -89,8 +107,8 @@ def status(
 
 
 @app.command()
-def env(state_dir: Path | None = _STATE_OPTION) -> None:
-    """Print RESTLAKE_KAFKA_BOOTSTRAP, RESTLAKE_PG_DSN and RESTLAKE_LAKE_ROOT for `eval`/`export`."""
+def env(state_dir: Path | None = _STATE_OPTION, fmt: EnvFormat = _FORMAT_OPTION) -> None:
+    """Print `export` lines for RESTLAKE_KAFKA_BOOTSTRAP, RESTLAKE_PG_DSN, RESTLAKE_LAKE_ROOT (for eval)."""
     stack = LocalStack(state_dir)
     try:
         endpoints = stack.endpoints()
@@ -106,7 +124,7 @@ def env(state_dir: Path | None = _STATE_OPTION) -> None:
     stopped = [name for name, s in stack.status().items() if not s.running]
     if stopped:
         typer.echo(f"warning: recorded as up, but not running: {', '.join(stopped)}", err=True)
-    typer.echo("\n".join(env_lines(endpoints)))
+    typer.echo("\n".join(env_lines(endpoints, fmt)))
 
 
 @app.command("jars")

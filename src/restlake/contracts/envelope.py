@@ -51,6 +51,15 @@ class RequestInfo(BaseModel):
     )
 
 
+class ParentRef(BaseModel):
+    """The parent record a child source's record was fetched for (``spec.parent``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description="Identity of the parent source (its Postgres `source` value).")
+    external_id: str = Field(description="External id of the parent record.")
+
+
 class Envelope(BaseModel):
     """One record as published to Kafka."""
 
@@ -68,6 +77,11 @@ class Envelope(BaseModel):
     fetched_at: datetime = Field(description="UTC time the HTTP response arrived.")
     request: RequestInfo
     payload: Any = Field(description="The record, untouched.")
+    # Added without a version bump: optional and nullable, so envelopes written before it parse as
+    # they did, and a stream job that predates it ignores the unknown field (its schema is explicit).
+    parent: ParentRef | None = Field(
+        None, description="For a child source (spec.parent): the parent record it was fetched for."
+    )
 
     @classmethod
     def wrap(
@@ -80,6 +94,7 @@ class Envelope(BaseModel):
         request: RequestInfo,
         fetched_at: datetime | None = None,
         quarantine_missing_id: bool = False,
+        parent: ParentRef | None = None,
     ) -> Envelope:
         """``quarantine_missing_id``: a missing id stays empty instead of becoming the content hash,
         so the stream job quarantines the record (``missing_field:external_id``) with its Kafka
@@ -95,10 +110,13 @@ class Envelope(BaseModel):
             fetched_at=fetched_at or datetime.now(UTC),
             request=request,
             payload=payload,
+            parent=parent,
         )
 
     def kafka_key(self) -> bytes:
         return self.idempotency_key.encode("utf-8")
 
     def kafka_value(self) -> bytes:
-        return self.model_dump_json().encode("utf-8")
+        # A source without a parent publishes exactly the bytes it did before the field existed.
+        exclude = {"parent"} if self.parent is None else None
+        return self.model_dump_json(exclude=exclude).encode("utf-8")

@@ -774,6 +774,58 @@ class Incremental(_Model):
 
 
 # ---------------------------------------------------------------------------------------------------
+# spec.parent (a child source: one request.url per record of another source)
+# ---------------------------------------------------------------------------------------------------
+
+# `{name}` in request.url: a URL template variable filled from a parent record. The class is spelled
+# with brackets, not backslashes, so the same expression serves Python and CEL (RE2).
+URL_VARIABLE = r"[{][A-Za-z_][A-Za-z0-9_]*[}]"
+BIND_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_URL_VARIABLE_RE = re.compile(URL_VARIABLE)
+_PATTERN_HINTS[BIND_NAME] = (
+    "must be a URL template variable name (letters, digits and '_', not first a digit)"
+)
+BIND_MAX_ENTRIES = 16
+
+
+def url_variables(url: str) -> list[str]:
+    """The template variables of a URL in order of appearance, each once: ``{repo}`` gives ``repo``."""
+    names = [m[1:-1] for m in _URL_VARIABLE_RE.findall(url)]
+    return list(dict.fromkeys(names))
+
+
+class Parent(_Model):
+    """Fetch this source once per record of another source (a substream, a dependent resource).
+
+    request.url is a template: each ``{name}`` in it is filled, URL-escaped, with the value the
+    matching ``bind`` JSONPath finds in a parent record. The parent's records are read from Postgres
+    (its ``sinks.postgres`` must stay enabled); children are fetched for every parent record at
+    first, later only for parent records that are new or changed, and for all of them again every
+    ``refreshEvery``. Each child URL keeps its own validators and watermark; all of them share this
+    source's rate limit. A child record's envelope names the parent record it came from.
+    """
+
+    source: str = Field(
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description="Name of the parent IngestionSource (in the same namespace; in the same file or "
+        "files for restlake run and restlake fetcher run).",
+    )
+    bind: dict[Annotated[str, Field(max_length=63, pattern=BIND_NAME)], JsonPath] = Field(
+        min_length=1,
+        max_length=BIND_MAX_ENTRIES,
+        description="URL template variable -> JSONPath into a parent record, e.g. {repo: $.full_name} "
+        "for request.url https://api.example.com/repos/{repo}/issues. Every {variable} of request.url "
+        "must be bound, and every binding used. A parent record without a value is dead-lettered.",
+    )
+    refresh_every: bounded_duration("365d", "1m") | None = Field(  # type: ignore[valid-type]
+        None,
+        description="Fetch the children of every parent record again when their last fetch is older "
+        "than this (at least 1m, at most 365d); absent: only new or changed parent records.",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
 # spec.poll, spec.rateLimit, spec.schema, spec.quality
 # ---------------------------------------------------------------------------------------------------
 
@@ -1203,6 +1255,27 @@ class IngestionSourceSpec(_Model):
             "fieldPath": ".pagination",
         },
         {
+            "rule": "has(self.parent) || !self.request.url.matches('" + URL_VARIABLE + "')",
+            "message": "request.url has a {variable}, which needs spec.parent",
+            "fieldPath": ".request.url",
+        },
+        {
+            "rule": "!has(self.parent) || self.request.url.findAll('" + URL_VARIABLE + "')"
+            ".all(v, self.parent.bind.exists(k, '{' + k + '}' == v))",
+            "message": "every {variable} of request.url must be bound in parent.bind",
+            "fieldPath": ".parent.bind",
+        },
+        {
+            "rule": "!has(self.parent) || self.parent.bind.all(k, self.request.url.contains('{' + k + '}'))",
+            "message": "every parent.bind entry must be used as a {variable} in request.url",
+            "fieldPath": ".parent.bind",
+        },
+        {
+            "rule": "!self.request.url.matches('^[a-zA-Z]+://[^/?#]*[{}]')",
+            "message": "a {variable} may only stand in the path or query of request.url, not in its host",
+            "fieldPath": ".request.url",
+        },
+        {
             "rule": "!has(self.records) || !has(self.records.format) || self.records.format == 'json'"
             " || !has(self.pagination) || !("
             + " || ".join(f"has(self.pagination.{name})" for name in _BODY_PATHS)
@@ -1235,6 +1308,11 @@ class IngestionSourceSpec(_Model):
     resources: Resources | None = Field(
         None, description="Kubernetes resources of the fetcher and Spark driver."
     )
+    parent: Parent | None = Field(
+        None,
+        description="Makes this a child source: request.url is fetched once per record of the parent "
+        "source, its {variables} filled from the record.",
+    )
 
     @model_validator(mode="after")
     def _bronze_checks_need_bronze(self) -> IngestionSourceSpec:
@@ -1244,6 +1322,40 @@ class IngestionSourceSpec(_Model):
                 "quality.bronze",
                 "checks the bronze table, and sinks.bronze.enabled is false: enable the bronze sink "
                 "or remove quality.bronze",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _url_variables_bound(self) -> IngestionSourceSpec:
+        url = self.request.url
+        names = url_variables(url)
+        if urlsplit(url).netloc.find("{") >= 0 or urlsplit(url).netloc.find("}") >= 0:
+            # Credentials go to request.url's origin: a parent record must never choose the host.
+            raise field_error(
+                "request.url",
+                "a {variable} may only stand in the path or query, not in the host: credentials go "
+                "to request.url's origin, which a parent record must not choose",
+            )
+        if self.parent is None:
+            if names:
+                raise field_error(
+                    "request.url",
+                    f"has the template variable {{{names[0]}}}, which needs spec.parent (its bind "
+                    "says where a parent record holds the value)",
+                )
+            return self
+        unbound = [n for n in names if n not in self.parent.bind]
+        if unbound:
+            raise field_error(
+                "parent.bind",
+                f"has no entry for {{{unbound[0]}}} of request.url; bind it to a JSONPath into the "
+                f"parent's records, e.g. {unbound[0]}: $.{unbound[0]}",
+            )
+        unused = [k for k in self.parent.bind if k not in names]
+        if unused:
+            raise field_error(
+                f"parent.bind.{unused[0]}",
+                f"is not used: request.url has no {{{unused[0]}}}; remove the entry or use it in the URL",
             )
         return self
 
@@ -1340,7 +1452,7 @@ class IngestionSourceStatus(_Model):
         default_factory=list,
         max_length=16,
         description="Conditions: Ready, FetcherReady, StreamReady, TopicReady, CredentialsAllowed, "
-        "SchemaCompatible, QualityPassing, ReconciliationPaused.",
+        "ParentResolved, SchemaCompatible, QualityPassing, ReconciliationPaused.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     last_fetch_time: dt.datetime | None = Field(None, description="When the last page was fetched (UTC).")
@@ -1370,6 +1482,16 @@ class IngestionSource(_Model):
                 f"metadata.annotations.{IDENTITY_ANNOTATION}",
                 f"must be {self.metadata.name!r} or <namespace>.{self.metadata.name}, got {claimed!r}; "
                 "leave it out, the operator sets it",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _not_its_own_parent(self) -> IngestionSource:
+        parent = self.spec.parent
+        if parent is not None and parent.source == self.metadata.name:
+            raise field_error(
+                "spec.parent.source",
+                f"names this source itself ({parent.source!r}); a parent is another IngestionSource",
             )
         return self
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from restlake.demoapi.auth import AuthConfig
 from restlake.demoapi.dataset import DatasetConfig
 from restlake.demoapi.faults import FaultConfig
+from restlake.demoapi.orgs import OrgConfig
 from restlake.demoapi.ratelimit import RateLimitConfig
 
 
@@ -17,6 +18,9 @@ class DemoApiConfig(BaseModel):
 
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     faults: FaultConfig = Field(default_factory=FaultConfig, description="Faults in force at start.")
+    orgs: OrgConfig = Field(
+        default_factory=OrgConfig, description="The repositories -> issues listings (parent -> child)."
+    )
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     realtime: bool = Field(

@@ -62,6 +62,11 @@ class DemoApiHandle:
     def clear_faults(self) -> dict[str, Any]:
         return self._call("DELETE", "/_admin/faults")
 
+    def touch_org(self, repo: str, issue: int | None = None) -> dict[str, Any]:
+        """Revise one repository of the organisation listing, or one issue of it (its number)."""
+        query = f"repo={repo}" + (f"&issue={issue}" if issue is not None else "")
+        return self._call("POST", f"/_admin/orgs/touch?{query}")
+
     def dataset(self, at_tick: int | None = None) -> Dataset:
         """An independent replica of the served data at ``at_tick`` (default: the server's tick now)."""
         replica = Dataset(self.config.dataset)

@@ -23,6 +23,8 @@ from restlake.demoapi.conditional import is_not_modified, strong_etag
 from restlake.demoapi.config import DemoApiConfig
 from restlake.demoapi.dataset import Dataset
 from restlake.demoapi.faults import FaultConfig, FaultInjector, break_body
+from restlake.demoapi.orgs import OrgData
+from restlake.demoapi.orgs import dumps as org_dumps
 from restlake.demoapi.pagination import (
     BadRequest,
     after_cursor,
@@ -76,6 +78,7 @@ class ServerState:
     def __init__(self, config: DemoApiConfig) -> None:
         self.config = config
         self.dataset = Dataset(config.dataset)
+        self.orgs = OrgData(config.orgs)
         self.faults = FaultInjector(config.faults)
         self.limiter = RateLimiter(config.rate_limit)
         self.auth = Authenticator(config.auth)
@@ -304,6 +307,54 @@ async def csv_items(request: web.Request) -> web.Response:
     return _shaped(request, csv_page(ds, page, per_page, parse_since(request.query)))
 
 
+# -- parent -> child: an organisation's repositories, each repository's issues --------------------
+
+
+def _org_page(
+    request: web.Request, records: list[dict[str, Any]], revisions: list[int], page: int, per_page: int
+) -> web.Response:
+    """One Link-paginated page of ``records`` with validators (304 when the client's still match)."""
+    state = request.app[STATE]
+    last = max(1, -(-len(records) // per_page))
+    chunk = records[(page - 1) * per_page : page * per_page]
+    body = org_dumps(chunk)
+    last_ms = state.orgs.last_modified_ms(revisions)
+    headers = {
+        "Link": link_header(request.url, page, per_page, last),
+        "ETag": strong_etag(request.path.encode(), b"n" if page < last else b"-", body),
+        "Last-Modified": http_date(last_ms),
+        "Cache-Control": "no-cache",
+    }
+    if is_not_modified(request.headers, headers["ETag"], last_ms):
+        state.not_modified += 1
+        return web.Response(status=304, headers=headers)
+    state.records_served += len(chunk)
+    return web.Response(body=body, content_type=JSON, headers=headers)
+
+
+async def org_repos(request: web.Request) -> web.Response:
+    orgs = request.app[STATE].orgs
+    if request.match_info["org"] != orgs.config.org:
+        return _error(404, "not_found", f"no organisation {request.match_info['org']!r}")
+    per_page = _page_size(request, "per_page", 30)
+    page = parse_int(request.query, "page", 1, 1)
+    repos = orgs.repo_list()
+    return _org_page(request, [orgs.repo_json(r) for r in repos], [r.revision for r in repos], page, per_page)
+
+
+async def repo_issues(request: web.Request) -> web.Response:
+    orgs = request.app[STATE].orgs
+    repo = orgs.repos.get(request.match_info["repo"])
+    if request.match_info["owner"] != orgs.config.org or repo is None:
+        return _error(404, "not_found", "no such repository")
+    per_page = _page_size(request, "per_page", 30)
+    page = parse_int(request.query, "page", 1, 1)
+    issues = orgs.issue_list(repo, parse_since(request.query))
+    return _org_page(
+        request, [orgs.issue_json(i) for i in issues], [i.revision for i in issues], page, per_page
+    )
+
+
 # -- admin, health, oauth ------------------------------------------------------------------------
 
 
@@ -335,6 +386,19 @@ async def admin_tick(request: web.Request) -> web.Response:
     state.dataset.advance(n)
     log.info("clock advanced", extra={"ticks": n, "tick": state.dataset.tick})
     return _json(state.snapshot())
+
+
+async def admin_touch_org(request: web.Request) -> web.Response:
+    """Revise one repository (``?repo=``) or one of its issues (``&issue=<number>``)."""
+    state = request.app[STATE]
+    try:
+        issue = parse_int(request.query, "issue", 0, 0) or None
+        changed = state.orgs.touch(request.query.get("repo", ""), issue)
+    except BadRequest as exc:
+        return _error(400, "bad_request", str(exc))
+    except KeyError as exc:
+        return _error(404, "not_found", str(exc.args[0]))
+    return _json(changed)
 
 
 async def admin_get_faults(request: web.Request) -> web.Response:
@@ -413,6 +477,8 @@ def build_app(config: DemoApiConfig | None = None) -> web.Application:
     app.router.add_post("/v1/notion/query", notion_query_items)
     app.router.add_get("/v1/jsonl/items", jsonl_items)
     app.router.add_get("/v1/csv/items", csv_items)
+    app.router.add_get("/v1/orgs/{org}/repos", org_repos)
+    app.router.add_get("/v1/repos/{owner}/{repo}/issues", repo_issues)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/_admin/state", admin_state)
     app.router.add_post("/_admin/tick", admin_tick)
@@ -420,6 +486,7 @@ def build_app(config: DemoApiConfig | None = None) -> web.Application:
     app.router.add_get("/_admin/faults", admin_get_faults)
     app.router.add_post("/_admin/faults", admin_set_faults)
     app.router.add_delete("/_admin/faults", admin_clear_faults)
+    app.router.add_post("/_admin/orgs/touch", admin_touch_org)
     app.router.add_post("/oauth/token", oauth_token)
     return app
 

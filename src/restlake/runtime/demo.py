@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from restlake.demoapi.config import DemoApiConfig
 from restlake.demoapi.dataset import DatasetConfig
 from restlake.demoapi.handle import DemoApiHandle, running_demo_api
 from restlake.runtime.local import LocalRunner, RunSummary, resolve_endpoints
+from restlake.runtime.status import shown_path
 from restlake.settings import StackSettings
 from restlake.stack.jars import spark_jars
 
@@ -23,10 +25,13 @@ DEFAULT_DEMO_SOURCE = Path("examples/demo-link.yaml")
 
 def retarget(source: IngestionSource, base_url: str) -> IngestionSource:
     """The same source with its request URL moved to ``base_url`` (scheme, host and port)."""
-    base = URL(base_url)
-    old = URL(source.spec.request.url)
-    new = old.with_scheme(base.scheme).with_host(base.host or "127.0.0.1").with_port(base.port)
-    request = source.spec.request.model_copy(update={"url": str(new)})
+    # Spliced as text: a child source's URL template ({owner}, {repo}) must keep its braces, which
+    # a URL object would percent-encode.
+    url = source.spec.request.url
+    origin = str(URL(url).origin())
+    assert url.startswith(origin), url
+    new = str(URL(base_url).origin()) + url[len(origin) :]
+    request = source.spec.request.model_copy(update={"url": new})
     spec = source.spec.model_copy(update={"request": request})
     return source.model_copy(update={"spec": spec})
 
@@ -49,6 +54,7 @@ def run_demo(
     initial_records: int = 2_000,
     growth_per_tick: int = 150,
     update_fraction: float = 0.05,
+    watch: Callable[[LocalRunner, str], AbstractContextManager[Any]] | None = None,
 ) -> bool:
     """Three rounds: initial load, a re-run over unchanged data, a run after the API changed.
 
@@ -57,7 +63,8 @@ def run_demo(
     started = time.monotonic()
     echo("restlake demo: starting the local stack (Kafka KRaft, PostgreSQL, Spark local mode) ...")
     endpoints = resolve_endpoints()
-    echo(f"  kafka {endpoints.kafka_bootstrap} · postgres on loopback · lake {endpoints.lake_root}")
+    lake = shown_path(endpoints.lake_root) if "://" not in endpoints.lake_root else endpoints.lake_root
+    echo(f"  kafka {endpoints.kafka_bootstrap} · postgres on loopback · lake {lake}")
     config = DemoApiConfig(
         dataset=DatasetConfig(
             seed=42,
@@ -77,11 +84,17 @@ def run_demo(
         try:
             ticks = [api.state()["tick"]]
             rounds: list[tuple[str, RunSummary]] = []
-            rounds.append(("initial load", runner.run_until_caught_up()))
-            rounds.append(("re-run, API unchanged", runner.run_until_caught_up()))
+
+            def round_(title: str) -> None:
+                # `watch` draws live progress at a terminal (the CLI's); the library stays display-free.
+                with watch(runner, title) if watch is not None else nullcontext():
+                    rounds.append((title, runner.run_until_caught_up()))
+
+            round_("initial load")
+            round_("re-run, API unchanged")
             api.tick(1)
             ticks.append(api.state()["tick"])
-            rounds.append(("after the API changed (new + updated records)", runner.run_until_caught_up()))
+            round_("after the API changed (new + updated records)")
         finally:
             runner.close()
         want_rows, want_versions = expected_versions(api, ticks)
@@ -106,4 +119,5 @@ def run_demo(
         echo(f"  [{mark}] {label}: {got} (expected {want})")
     echo(f"restlake demo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
     echo('  the stack keeps running: eval "$(.venv/bin/restlake stack env)"; make stack-down stops it')
+    echo(f"  where the source stands: .venv/bin/restlake status {source.name}")
     return ok

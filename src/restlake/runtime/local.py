@@ -13,11 +13,15 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psycopg
 from psycopg import sql
 
+from restlake.contracts.parents import ParentLink
 from restlake.errors import ConfigError
+from restlake.fetcher.children import make_fetcher
+from restlake.fetcher.client import new_session
+from restlake.fetcher.metrics import FetcherMetrics
+from restlake.fetcher.parent_rows import PostgresParentRows
 from restlake.fetcher.poller import PassStats, SourceFetcher
 from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
 from restlake.fetcher.state import PostgresStateStore
@@ -115,8 +119,11 @@ class LocalRunner:
         master: str = "local[2]",
         spark: Any = None,
         remember_fetch_state: bool = True,
+        parent: ParentLink | None = None,
     ):
         self.source = source
+        # spec.parent: where the parent's records are read (``contracts.parents.resolve_parents``).
+        self.parent = parent
         # On: validators and watermark persist in raw.fetch_state, so a re-run sends conditional
         # requests and fetches only what changed. Off: every pass refetches everything (same keys).
         self.remember_fetch_state = remember_fetch_state
@@ -127,6 +134,9 @@ class LocalRunner:
         self._spark: Any = spark
         # A session handed in belongs to the caller (tests share one); only stop the one we built.
         self._owns_spark = spark is None
+        # One producer and one metrics registry for every pass: their counters feed live progress.
+        self.fetcher_metrics = FetcherMetrics()
+        self._producer: EnvelopeProducer | None = None
 
     # -- set-up ---------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -157,18 +167,29 @@ class LocalRunner:
         )
 
     # -- fetch ----------------------------------------------------------------------------------
+    @property
+    def producer(self) -> EnvelopeProducer:
+        if self._producer is None:
+            self._producer = EnvelopeProducer(
+                self.endpoints.kafka_bootstrap, client_id=f"restlake-fetcher-{self.layout.name}"
+            )
+        return self._producer
+
     async def _fetch_pass(self) -> PassStats:
-        producer = EnvelopeProducer(
-            self.endpoints.kafka_bootstrap, client_id=f"restlake-fetcher-{self.layout.name}"
-        )
         store = PostgresStateStore(self.endpoints.pg_dsn) if self.remember_fetch_state else None
-        fetcher = SourceFetcher(self.source, producer, self.layout.topic, state_store=store)
+        plain = SourceFetcher(
+            self.source, self.producer, self.layout.topic, state_store=store, metrics=self.fetcher_metrics
+        )
+        parent_rows = PostgresParentRows(self.endpoints.pg_dsn) if self.parent is not None else None
+        fetcher = make_fetcher(plain, self.parent, parent_rows)
         try:
-            async with aiohttp.ClientSession() as session:
+            async with new_session() as session:
                 return await fetcher.fetch_pass(session)
         finally:
             if store is not None:
                 await store.close()
+            if parent_rows is not None:
+                await parent_rows.close()
 
     def fetch_once(self) -> PassStats:
         return asyncio.run(self._fetch_pass())

@@ -34,9 +34,9 @@ from restlake.stack.state import jars_dir_for
 log = logging.getLogger(__name__)
 
 BUNDLES = ("kafka", "spark")
-# Resolved only on demand (``resolve("marquez", ...)``), never by ``resolve_all``: only the lineage
-# test and a local Marquez need marquez, only RESTLAKE_LINEAGE_SPARK_LISTENER=true needs openlineage.
-OPTIONAL_BUNDLES = ("marquez", "openlineage")
+# Resolved only on demand (``resolve("openlineage", ...)``), never by ``resolve_all``: only
+# RESTLAKE_LINEAGE_SPARK_LISTENER=true needs it.
+OPTIONAL_BUNDLES = ("openlineage",)
 MANIFEST = "classpath.txt"
 STAMP = ".resolved-stamp"
 # Bumped when the resolution logic changes in a way that must invalidate existing caches.

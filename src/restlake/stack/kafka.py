@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from restlake.errors import StackError
+from restlake.kafka_logging import client_config
 from restlake.settings import KafkaSettings
 from restlake.stack import process
 from restlake.stack.jars import kafka_classpath
@@ -241,14 +242,8 @@ class KafkaBroker:
         """Block until the broker answers a metadata request as this cluster, or raise StackError."""
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient(
-            {
-                "bootstrap.servers": self.bootstrap,
-                # librdkafka would print every refused connection while the JVM boots.
-                "logger": logging.getLogger(f"{__name__}.librdkafka"),
-                "log_level": 3,
-            }
-        )
+        # Every refused connection while the JVM boots goes to Python logging, rate-limited.
+        admin = AdminClient(client_config({"bootstrap.servers": self.bootstrap, "log_level": 3}, log))
         deadline = time.monotonic() + timeout
         last_error = "no answer yet"
         while time.monotonic() < deadline:

@@ -25,7 +25,7 @@ from restlake.fetcher.auth import (
     QueryKeyAuth,
     StaticHeaderAuth,
 )
-from restlake.fetcher.client import RetryPolicy, get_page
+from restlake.fetcher.client import RetryPolicy, get_page, new_session
 from restlake.fetcher.origin import MAX_REDIRECTS, RedirectError, public_headers, same_origin
 from restlake.fetcher.pagination.base import PageRequest
 
@@ -274,3 +274,29 @@ def _where(kind: str) -> str:
         "bearer": "Authorization",
         "basic": "Authorization",
     }[kind]
+
+
+def test_a_cookie_one_api_sets_never_reaches_another_port_of_the_same_host() -> None:
+    async def sets_a_cookie(_: web.Request) -> web.StreamResponse:
+        response = web.json_response([])
+        response.set_cookie("session", "from-api-a")
+        return response
+
+    async def scenario() -> list[str | None]:
+        async with (
+            serving({"/": sets_a_cookie}) as first,
+            serving({"/": lambda _: _empty()}) as second,
+            new_session() as session,
+        ):
+            # By name, not by IP: aiohttp's jar ignores cookies of IP hosts, which would hide the leak.
+            async with session.get(first.url.with_host("localhost") / "") as response:
+                assert response.cookies["session"].value == "from-api-a"  # the API did set it
+            async with session.get(second.url.with_host("localhost") / ""):
+                pass
+            return [request.headers.get("Cookie") for request in second.seen]
+
+    assert asyncio.run(scenario()) == [None]
+
+
+async def _empty() -> web.StreamResponse:
+    return web.json_response([])

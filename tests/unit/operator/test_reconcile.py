@@ -767,3 +767,30 @@ def test_a_timer_tick_writes_only_what_differs_from_the_read_it_computed_from() 
     )
     assert tick.changes() == {"eventsProduced": 7}
     assert reconcile.Resynced({"phase": "Pending"}, [], None).changes() == {"phase": "Pending"}
+
+
+def test_overrides_of_a_source_in_another_namespace_stay_inside_that_namespace() -> None:
+    elsewhere = OperatorSettings(release_namespace="restlake")
+    theirs = body(
+        kafka={"topic": "restlake.team-b.orders"},
+        sinks={"bronze": {"path": "bronze/team-b.orders"}, "quarantine": {"path": "team-b/q"}},
+    )
+    with pytest.raises(SpecError) as refused:
+        reconcile.load(theirs, elsewhere)
+    assert [field for field, _ in refused.value.problems] == [
+        "spec.kafka.topic",
+        "spec.sinks.bronze.path",
+        "spec.sinks.quarantine.path",
+    ]
+    assert "restlake.ns.<anything>" in str(refused.value)
+    ours = body(
+        kafka={"topic": "restlake.ns.orders-v2"},
+        sinks={"bronze": {"path": "bronze/ns.orders"}, "quarantine": {"path": "ns/quarantine/orders"}},
+    )
+    loaded = reconcile.load(ours, elsewhere)
+    assert (loaded.topic(), loaded.bronze_path("s3a://l")) == (
+        "restlake.ns.orders-v2",
+        "s3a://l/bronze/ns.orders",
+    )
+    # The operator's own namespace is the administrators': every override is theirs to make.
+    assert reconcile.load(theirs, SETTINGS).topic() == "restlake.team-b.orders"

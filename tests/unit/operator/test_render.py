@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from restlake.contracts.spec import load_source, parse_source
+from restlake.contracts.spec import load_source, load_sources, parse_source
 from restlake.errors import SpecError
 from restlake.jobs.spark.config import StreamJobConfig
 from restlake.operator import credentials, render
@@ -28,9 +28,8 @@ def github() -> Any:
     return load_source(REPO / "examples" / "github-issues.yaml")
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
-def test_every_example_renders_the_same_set_of_owned_objects(example: Path) -> None:
-    source = load_source(example)
+@pytest.mark.parametrize("source", [s for e in EXAMPLES for s in load_sources(e)], ids=lambda s: s.name)
+def test_every_example_renders_the_same_set_of_owned_objects(source: Any) -> None:
     objects = render.render_all(
         source, owner(source.name), SETTINGS, paused=False, strimzi=render.STRIMZI_TOPIC_API, prometheus=True
     )

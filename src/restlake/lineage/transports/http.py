@@ -1,4 +1,4 @@
-"""Run events posted to an OpenLineage HTTP receiver (Marquez: ``POST /api/v1/lineage``)."""
+"""Run events posted to an OpenLineage HTTP receiver (Marquez or any other: ``POST /api/v1/lineage``)."""
 
 from __future__ import annotations
 

@@ -49,6 +49,11 @@ class DeadLetter(BaseModel):
     record_key: str | None = Field(
         None, description="Idempotency key of the one record dead-lettered; None when the whole page was."
     )
+    line: int | None = Field(
+        None,
+        description="Line of the response the one record dead-lettered was read from (JSON Lines, CSV); "
+        "None for a JSON document or a whole page.",
+    )
     failed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     def kafka_key(self) -> bytes:

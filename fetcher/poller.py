@@ -56,7 +56,7 @@ from restlake.fetcher.metrics import FetcherMetrics
 from restlake.fetcher.pagination import Page, PageRequest, make_paginator
 from restlake.fetcher.producer import DeliveryError, DeliveryTracker, EnvelopeProducer, RecordTooLargeError
 from restlake.fetcher.ratelimit import RateLimiter
-from restlake.fetcher.records import RecordExtractor, compile_path, scalar_text
+from restlake.fetcher.records import RecordExtractor, compile_path, line_of, scalar_text
 from restlake.fetcher.redaction import Redactor
 from restlake.fetcher.state import (
     MAX_BOUNDARY,
@@ -69,6 +69,7 @@ from restlake.fetcher.state import (
     request_to_json,
 )
 from restlake.fetcher.watermark import newest, request_value, sort_key
+from restlake.fetcher.windows import Window, WindowedLoad
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def _paging_params(spec: Any) -> set[str]:
         for attr in ("param", "size_param", "offset_param", "limit_param")
     }
     if spec.incremental is not None:
-        names.add(spec.incremental.param)
+        names.update((spec.incremental.param, spec.incremental.end_param))
     return {n for n in names if isinstance(n, str)}
 
 
@@ -186,6 +187,8 @@ class SourceFetcher:
         self.incremental = spec.incremental
         self._cursor = compile_path(spec.incremental.cursor_path) if spec.incremental else None
         self.max_future_skew = spec.incremental.max_future_skew.timedelta if spec.incremental else None
+        # incremental.window: the first load walks time windows, each one a pass (fetcher/windows.py).
+        self.windowed_load = WindowedLoad.of(spec.incremental)
         # Without an idPath the content hash *is* the documented id; the policy is for ids that vanish.
         self.on_missing_id: str | None = spec.records.on_missing_id if spec.records.id_path else None
 
@@ -205,10 +208,16 @@ class SourceFetcher:
         cursor = self.redactor.text(request.cursor) if request.cursor is not None else None
         return replace(request, params=params, cursor=cursor)
 
-    def _first_request(self, watermark: str | None, url_text: str | None = None) -> PageRequest:
+    def _first_request(
+        self, watermark: str | None, url_text: str | None = None, window: Window | None = None
+    ) -> PageRequest:
         url = URL(url_text or self.spec.request.url, encoded=url_text is not None)
         params = {**dict(url.query), **self.spec.request.params}
-        if self.incremental is not None and watermark is not None:
+        if self.incremental is not None and window is not None:
+            # A window of the first load: its bounds, not the watermark (nor a lookback: windows abut).
+            params[self.incremental.param] = window.start
+            params[str(self.incremental.end_param)] = window.end
+        elif self.incremental is not None and watermark is not None:
             params[self.incremental.param] = request_value(watermark, self.incremental.lookback.timedelta)
         request = self.spec.request
         body = dict(request.body) if request.body is not None else None
@@ -235,12 +244,15 @@ class SourceFetcher:
             except ValueError as exc:
                 raise BadPageError(str(exc), reason="no_record_list", status=response.status) from exc
             if self.on_missing_id == "fail":
-                missing = sum(1 for r in records if self.extractor.external_id(r) in (None, ""))
+                absent = [i for i, r in enumerate(records) if self.extractor.external_id(r) in (None, "")]
+                missing = len(absent)
                 if missing:
+                    lines = [line_of(records, i) for i in absent[:10]]
+                    where = f" (lines {', '.join(map(str, lines))})" if None not in lines else ""
                     raise BadPageError(
                         f"{missing} of {len(records)} record(s) have no value at records.idPath "
-                        f"{self.spec.records.id_path!r} (records.onMissingId: fail; set it to quarantine "
-                        "or hash to accept such records)",
+                        f"{self.spec.records.id_path!r}{where} (records.onMissingId: fail; set it to "
+                        "quarantine or hash to accept such records)",
                         reason="missing_id",
                         status=response.status,
                     )
@@ -267,11 +279,19 @@ class SourceFetcher:
         stop: asyncio.Event | None = None,
         *,
         target: FetchTarget | None = None,
+        window: Window | None = None,
     ) -> PassStats:
         """Page through the endpoint once; state advances only over records Kafka confirmed.
 
         ``target``: one child URL of a ``spec.parent`` source, its state kept under its own scope.
+        With ``incremental.window``, until the first load is done a call walks its windows instead,
+        each one a pass of its own (``window``), and returns their sum (``WindowedLoad``). Windows
+        are the source's own first load: a child target's pass is not windowed.
         """
+        if window is None and target is None and self.windowed_load is not None:
+            walked = await self.windowed_load.walk(self, session, stop)
+            if walked is not None:
+                return walked
         stats = PassStats()
         started = time.monotonic()
         fields: dict[str, Any] = {"source": self.name}
@@ -287,13 +307,16 @@ class SourceFetcher:
         watermark = state.watermark
         if watermark is None and self.incremental is not None:
             watermark = self.incremental.initial_value
+            if self.windowed_load is not None:
+                # A first load that saw no cursor at all: poll on from where its last window ended.
+                watermark = self.windowed_load.resume_value(state)
         stats.watermark = state.watermark
         # Records at the stored watermark come back on every pass (``since`` is inclusive); those
         # whose key the boundary holds were delivered unchanged and are not published again.
         skip_at = sort_key(state.watermark) if state.watermark is not None and state.boundary else None
         top: tuple[int, object] | None = None  # the largest cursor seen in this pass, and its records
         top_keys: set[str] = set()
-        request: PageRequest | None = self._first_request(watermark, target.url if target else None)
+        request: PageRequest | None = self._first_request(watermark, target.url if target else None, window)
         seen: set[str] = set()
         visited: set[str] = set()
         pending: list[PageState] = []
@@ -334,6 +357,10 @@ class SourceFetcher:
                 elif state.watermark is not None and sort_key(new_watermark) == sort_key(state.watermark):
                     # No record at the watermark this time (a 304, a lookback window): keep the old set.
                     boundary = state.boundary
+            # A window walked whole moves the first load on, in the transaction of its watermark.
+            progress = (
+                self.windowed_load.progress(window) if walked_all and window and self.windowed_load else None
+            )
             try:
                 await self.state_store.commit(
                     scope,
@@ -341,6 +368,7 @@ class SourceFetcher:
                     watermark=new_watermark,
                     boundary=boundary,
                     keep_only=visited if walked_all else None,
+                    window=progress,
                 )
             except RestlakeError as exc:
                 stats.error = stats.error or f"could not save fetch state: {exc}"
@@ -458,10 +486,17 @@ class SourceFetcher:
                 future_limit = self._future_limit()
                 future: list[str] = []
                 published = 0
-                for record, envelope in wrapped:
+                for index, (record, envelope) in enumerate(wrapped):
                     if isinstance(envelope, Exception):
                         await self._reject_record(
-                            envelope, None, page_url, response.status, stats, tracker, fields
+                            envelope,
+                            None,
+                            page_url,
+                            response.status,
+                            stats,
+                            tracker,
+                            fields,
+                            line=line_of(records, index),
                         )
                         continue
                     cursor = self._record_cursor(record)
@@ -617,8 +652,13 @@ class SourceFetcher:
         stats: PassStats,
         tracker: DeliveryTracker,
         fields: dict[str, Any],
+        *,
+        line: int | None = None,
     ) -> None:
-        """Dead-letter one record that cannot be published; the rest of the page goes on."""
+        """Dead-letter one record that cannot be published; the rest of the page goes on.
+
+        ``line``: where a JSON Lines or CSV record was in its response (else the envelope says it).
+        """
         # Not too large, then nested deeper than the serializer allows (or not serializable at all).
         reason = exc.reason if isinstance(exc, RecordTooLargeError) else "unserializable_record"
         message = self.redactor.text(f"{type(exc).__name__}: {exc}")
@@ -648,6 +688,7 @@ class SourceFetcher:
             body_sha256=envelope.content_hash if envelope is not None else None,
             body_bytes=size,
             record_key=self.redactor.text(record_key) if record_key is not None else None,
+            line=line if line is not None or envelope is None else envelope.request.line,
         )
         await self._dead_letter(event, stats, tracker, fields)
 
@@ -668,7 +709,8 @@ class SourceFetcher:
         """
         wrapped: list[tuple[Any, Envelope | Exception]] = []
         missing = 0
-        for record in records:
+        lines = getattr(records, "lines", None)  # JSON Lines and CSV bodies: each record's line
+        for index, record in enumerate(records):
             external_id = self.extractor.external_id(record)
             if self.on_missing_id is not None and external_id in (None, ""):
                 missing += 1
@@ -678,7 +720,7 @@ class SourceFetcher:
                     payload=record,
                     external_id=external_id,
                     version=self.extractor.version(record),
-                    request=info,
+                    request=info if lines is None else info.model_copy(update={"line": lines[index]}),
                     fetched_at=fetched_at,
                     quarantine_missing_id=self.on_missing_id == "quarantine",
                     parent=parent,

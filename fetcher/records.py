@@ -103,31 +103,55 @@ class LineFormatError(ValueError):
         self.line = line
 
 
-def parse_json_lines(text: str) -> list[Any]:
+class LineRecords(list[Any]):
+    """The records of a JSON Lines or CSV body, each with the line it was read from (``lines[i]``).
+
+    A list, so that everything reading records goes on unchanged; the poller puts the line into the
+    envelope (``request.line``) and into a dead-letter event, so an error report names the line.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[int] = []
+
+    def add(self, record: Any, line: int) -> None:
+        self.append(record)
+        self.lines.append(line)
+
+
+def line_of(records: list[Any], index: int) -> int | None:
+    """The line record ``index`` was read from, None when the body was one JSON document."""
+    lines = getattr(records, "lines", None)
+    return lines[index] if lines is not None and index < len(lines) else None
+
+
+def parse_json_lines(text: str) -> LineRecords:
     """Every non-blank line of a JSON Lines body as a record; blank lines (a trailing newline) are skipped."""
-    records: list[Any] = []
+    records = LineRecords()
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            records.add(json.loads(line), number)
         except (json.JSONDecodeError, RecursionError) as exc:
             raise LineFormatError(number, f"not a JSON value ({exc})") from exc
     return records
 
 
-def parse_csv(text: str) -> list[dict[str, str]]:
+def parse_csv(text: str) -> LineRecords:
     """A CSV body with a header row: one record per row, keyed by the header, every value a string.
 
     Line numbers count physical lines (a quoted value may span several): an error names the line where
-    the bad row ends.
+    the bad row ends; a record's line is where its row starts.
     """
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    records: list[dict[str, str]] = []
+    records = LineRecords()
     header: list[str] | None = None
+    previous_end = 0
     try:
         for row in reader:
-            line = reader.line_num
+            first_line = previous_end + 1
+            line = previous_end = reader.line_num
             if not row:
                 continue
             if header is None:
@@ -137,7 +161,7 @@ def parse_csv(text: str) -> list[dict[str, str]]:
                 continue
             if len(row) != len(header):
                 raise LineFormatError(line, f"{len(row)} values for the header's {len(header)} columns")
-            records.append(dict(zip(header, row, strict=True)))
+            records.add(dict(zip(header, row, strict=True)), first_line)
     except csv.Error as exc:
         raise LineFormatError(reader.line_num, f"not valid CSV ({exc})") from exc
     return records

@@ -15,6 +15,9 @@ Rows of ``raw.fetch_state (source, key, value jsonb)``:
   a record whose key is in the boundary was already delivered unchanged and is not published
   twice. Absent (older state, or more than ``MAX_BOUNDARY`` records share the watermark) means no
   skipping, which only costs duplicates the stream drops anyway;
+* ``window`` → ``{"start", "next", "done"}``: a windowed first load (``incremental.window``): where
+  the next window starts, committed in the same transaction as the watermark of the window that
+  ended there, so a crash resumes at the window where it stopped (``restlake.fetcher.windows``);
 * ``pass:last`` and ``pass:complete`` → ``PassSummary``: what the last pass (and the last complete
   one) did and when, for ``restlake status``. Written after the pass, never read by the fetcher.
 
@@ -58,6 +61,7 @@ def boundary_digest(idempotency_key: str) -> str:
 
 
 WATERMARK_KEY = "watermark"
+WINDOW_KEY = "window"
 LAST_PASS_KEY = "pass:last"
 LAST_COMPLETE_PASS_KEY = "pass:complete"
 # The PassStats fields a pass summary keeps: enough for a status line, small enough for every pass.
@@ -168,6 +172,7 @@ class SourceState:
     pages: dict[str, PageState] = field(default_factory=dict)
     watermark: str | None = None
     boundary: frozenset[str] = frozenset()  # digests of the records whose cursor is the watermark
+    window: dict[str, Any] | None = None  # a windowed first load's progress (WindowProgress.as_json)
 
     def page(self, url: str) -> PageState | None:
         return self.pages.get(page_key(url))
@@ -197,9 +202,10 @@ class StateStore(abc.ABC):
         watermark: str | None = None,
         boundary: frozenset[str] | None = None,
         keep_only: set[str] | None = None,
+        window: dict[str, Any] | None = None,
     ) -> None:
-        """Upsert ``pages`` (and the watermark with its boundary, if given); with ``keep_only``, drop
-        other page rows."""
+        """Upsert ``pages`` (and the watermark with its boundary, and the window progress, if given);
+        with ``keep_only``, drop other page rows."""
 
     async def record_pass(self, source: str, summary: dict[str, Any]) -> None:  # noqa: B027
         """Keep ``summary`` (``pass_summary``) as the last pass, and as the last complete one if it was.
@@ -248,6 +254,7 @@ class MemoryStateStore(StateStore):
             pages={k: PageState.from_json(v.as_json()) for k, v in state.pages.items()},
             watermark=state.watermark,
             boundary=state.boundary,
+            window=dict(state.window) if state.window is not None else None,
         )
 
     async def commit(
@@ -258,8 +265,11 @@ class MemoryStateStore(StateStore):
         watermark: str | None = None,
         boundary: frozenset[str] | None = None,
         keep_only: set[str] | None = None,
+        window: dict[str, Any] | None = None,
     ) -> None:
         state = self.data.setdefault(source, SourceState())
+        if window is not None:
+            state.window = dict(window)
         for page in pages:
             state.pages[page.key] = PageState.from_json(page.as_json())
         if watermark is not None:
@@ -315,6 +325,8 @@ class PostgresStateStore(StateStore):
             if key == WATERMARK_KEY:
                 state.watermark = value.get("value")
                 state.boundary = frozenset(value.get("boundary") or ())
+            elif key == WINDOW_KEY:
+                state.window = value
             elif key.startswith(PAGE_PREFIX):
                 state.pages[key] = PageState.from_json(value)
         return state
@@ -327,8 +339,11 @@ class PostgresStateStore(StateStore):
         watermark: str | None = None,
         boundary: frozenset[str] | None = None,
         keep_only: set[str] | None = None,
+        window: dict[str, Any] | None = None,
     ) -> None:
         rows = [(source, page.key, Jsonb(page.as_json())) for page in pages]
+        if window is not None:
+            rows.append((source, WINDOW_KEY, Jsonb(window)))
         if watermark is not None:
             value: dict[str, Any] = {"value": watermark}
             kept = _capped(boundary)

@@ -94,6 +94,7 @@ OAUTH = {
     "clientSecretRef": {"name": "oauth", "key": "client-secret"},
 }
 INCREMENTAL = {"param": "since", "cursorPath": "$.updated_at"}
+WINDOWS = {**INCREMENTAL, "window": "1d", "start": "2024-01-01T00:00:00Z", "endParam": "until"}
 PARENT = {"source": "demo-org", "bind": {"repo": "$.name"}}
 TABLE = "spec.sinks.postgres.table"
 BRONZE = "spec.sinks.bronze.path"
@@ -607,6 +608,51 @@ CORPUS: list[BadSpec] = [
         "spec.incremental.lookback",
         "must be at most 30d, got '999999d'",
         ("spec.incremental.lookback", "must be at most 30d"),
+    ),
+    # --- time windows of a first load ---
+    _case(
+        "window-without-start",
+        variant(("spec.incremental", {**INCREMENTAL, "window": "1d"})),
+        "spec.incremental.start",
+        "required with window: window, start and endParam go together",
+        ("spec.incremental.window", "window, start and endParam go together"),
+    ),
+    _case(
+        "window-start-not-a-time",
+        variant(("spec.incremental", {**WINDOWS, "start": "yesterday"})),
+        "spec.incremental.start",
+        "must be an ISO 8601 date or timestamp",
+        ("spec.incremental.start", "should match"),
+    ),
+    _case(
+        "window-zero",
+        variant(("spec.incremental", {**WINDOWS, "window": "0s"})),
+        "spec.incremental.window",
+        "must be at least 1s, got '0s'",
+        ("spec.incremental.window", "must be at least 1s"),
+    ),
+    _case(
+        "window-start-with-initial-value",
+        variant(("spec.incremental", {**WINDOWS, "initialValue": "2024-01-01T00:00:00Z"})),
+        "spec.incremental.initialValue",
+        "cannot be combined with start",
+        ("spec.incremental.initialValue", "initialValue cannot be combined with start"),
+    ),
+    _case(
+        "window-end-param-is-param",
+        variant(("spec.incremental", {**WINDOWS, "endParam": "since"})),
+        "spec.incremental.endParam",
+        "must differ from param",
+        ("spec.incremental.endParam", "endParam must differ from param"),
+    ),
+    _case(
+        "window-start-month-13",
+        variant(("spec.incremental", {**WINDOWS, "start": "2024-13-01T00:00:00Z"})),
+        "spec.incremental.start",
+        "is not a valid ISO 8601 timestamp",
+        None,
+        validate_only="the CRD's pattern checks the shape of a timestamp; the calendar (month 13) is "
+        "checked by the model only",
     ),
     _case(
         "page-size-1e9",

@@ -20,6 +20,9 @@ REQUEST_SCHEMA = T.StructType(
         T.StructField("etag", T.StringType()),
         T.StructField("last_modified", T.StringType()),
         T.StructField("cursor", T.StringType()),
+        # Added later, nullable: older envelopes parse with a null line; bronze tables created before
+        # it gain it on their next append (jobs/spark/sinks.py, BronzeSink.write: mergeSchema).
+        T.StructField("line", T.IntegerType()),
     ]
 )
 

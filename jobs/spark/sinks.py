@@ -180,9 +180,9 @@ class BronzeSink:
                 path=cfg.bronze_path,
                 app_id=batch.app_id,
                 batch_id=batch.batch_id,
-                # Always: typed columns a schema change adds, and the envelope's nullable `parent`
-                # column, which bronze tables created before it lack. Only additions merge; a
-                # changed type still fails the write.
+                # Always: typed columns a schema change adds, and the envelope's nullable additions
+                # (the `parent` column, the request struct's `line`), which bronze tables created
+                # before them lack. Only additions merge; a changed type still fails the write.
                 merge_schema=True,
                 rows_hint=selection.rows,
             )

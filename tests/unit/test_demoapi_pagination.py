@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -30,9 +32,11 @@ def api() -> Iterator[DemoApiHandle]:
         yield handle
 
 
-def _walk(handle: DemoApiHandle, style: str, size: int, since: str | None = None) -> list[dict[str, Any]]:
+def _walk(
+    handle: DemoApiHandle, style: str, size: int, since: str | None = None, until: str | None = None
+) -> list[dict[str, Any]]:
     """Every record the endpoint yields when a client follows its pagination to the end."""
-    q = f"&since={since}" if since else ""
+    q = (f"&since={since}" if since else "") + (f"&until={until}" if until else "")
     out: list[dict[str, Any]] = []
     if style == "link":
         url: str | None = handle.url(f"/v1/link/items?per_page={size}{q}")
@@ -170,3 +174,47 @@ def test_healthz_and_unknown_paths(api: DemoApiHandle) -> None:
     status, _, body = http_get(api.url("/healthz"))
     assert status == 200 and json.loads(body) == {"status": "ok"}
     assert http_get(api.url("/v1/nope"))[0] == 404
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.mark.parametrize("style", ["link", "pages", "offset"])
+def test_until_cuts_time_windows_that_partition_the_listing(api: DemoApiHandle, style: str) -> None:
+    api.tick(3)
+    records = list(api.dataset().snapshot())
+    everything = sorted((r["updated_at"], r["id"]) for r in records)
+    # Windows of 10 days over the initial span (30 days before the epoch), a half-open last one
+    # ending mid-second, then one past the ticks: together exactly the listing, each record once.
+    bounds = [
+        "2023-11-01T00:00:00Z",
+        "2023-12-05T00:00:00Z",
+        "2023-12-15T00:00:00Z",
+        "2023-12-25T00:00:00Z",
+        "2024-01-01T00:01:00.500Z",
+        "2024-02-01T00:00:00Z",
+    ]
+    windows = [_walk(api, style, 13, since=a, until=b) for a, b in itertools.pairwise(bounds)]
+    assert all(windows)  # every window holds records, so the boundaries are really exercised
+    for (start, end), got in zip(itertools.pairwise(bounds), windows, strict=True):
+        assert all(_when(start) <= _when(r["updated_at"]) < _when(end) for r in got)
+    assert [(r["updated_at"], r["id"]) for w in windows for r in w] == everything
+
+
+def test_until_before_since_is_a_bad_request(api: DemoApiHandle) -> None:
+    status, _, body = http_get(
+        api.url("/v1/link/items?since=2024-01-02T00:00:00Z&until=2024-01-01T00:00:00Z")
+    )
+    assert status == 400 and b"until must not be before since" in body
+
+
+def test_the_request_log_lists_listing_requests_in_order(api: DemoApiHandle) -> None:
+    api.requests(clear=True)
+    http_get(api.url("/v1/link/items?per_page=5&since=2024-01-01T00:00:00Z&until=2024-01-02T00:00:00Z"))
+    http_get(api.url("/v1/pages/items?page=2"))
+    http_get(api.url("/healthz"))  # not a listing: not logged
+    assert api.requests() == [
+        "GET /v1/link/items?per_page=5&since=2024-01-01T00:00:00Z&until=2024-01-02T00:00:00Z",
+        "GET /v1/pages/items?page=2",
+    ]

@@ -38,7 +38,18 @@ def test_example_validates(example: Path) -> None:
         assert source.spec.request.url.startswith(DEMO_BASE)
         assert source.spec.schema_ is not None
         assert source.spec.schema_.json_schema["required"] == ["id", "updated_at"]
-        assert source.spec.incremental is None
+        # Only the windows example is incremental: the others show one pattern each, unfiltered.
+        assert (source.spec.incremental is None) == (source.name != "demo-windows")
+
+
+def test_the_windows_example_walks_time_windows() -> None:
+    incremental = load_source(Path(EXAMPLES[0]).parent / "demo-windows.yaml").spec.incremental
+    assert incremental is not None
+    assert (incremental.window, incremental.start, incremental.end_param) == (
+        "7d",
+        "2023-12-01T00:00:00Z",
+        "until",
+    )
 
 
 def test_the_parent_child_example_runs_parent_first_and_binds_every_variable() -> None:

@@ -41,6 +41,14 @@ class RequestInfo(BaseModel):
     etag: str | None = Field(None, description="ETag header of the response, if any.")
     last_modified: str | None = Field(None, description="Last-Modified header of the response, if any.")
     cursor: str | None = Field(None, description="The page cursor (cursor, page number or offset) requested.")
+    # Additive and optional: older envelopes (and JSON-document bodies) have none, and it is left out
+    # of the JSON when absent, so their bytes stay what they were.
+    line: int | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="Line of the response the record was read from (1 = the first line), for JSON Lines "
+        "and CSV bodies; absent for a JSON document.",
+    )
 
 
 class ParentRef(BaseModel):

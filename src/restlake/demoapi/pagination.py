@@ -2,7 +2,8 @@
 
 Two orders exist: without ``since``, id ascending (a page is an id range, O(page)); with
 ``since``, (updated_at, id) ascending over the records updated at or after it, answered from the
-dataset's tick index.
+dataset's tick index. ``until`` (link, pages and offset listings) ends that range before the records
+updated at or after it, for clients that read time windows ``[since, until)``.
 """
 
 from __future__ import annotations
@@ -41,14 +42,27 @@ def parse_int(
     return value if maximum is None else min(value, maximum)
 
 
-def parse_since(query: Mapping[str, str]) -> int | None:
-    raw = query.get("since")
+def parse_since(query: Mapping[str, str], name: str = "since") -> int | None:
+    raw = query.get(name)
     if raw is None:
         return None
     try:
         return parse_iso(raw)
     except ValueError as exc:
-        raise BadRequest(f"since must be an ISO-8601 timestamp, got {raw!r}") from exc
+        raise BadRequest(f"{name} must be an ISO-8601 timestamp, got {raw!r}") from exc
+
+
+def parse_range(query: Mapping[str, str]) -> tuple[int | None, int | None]:
+    """``since`` (inclusive) and ``until`` (exclusive), for time windows; ``until`` alone means since
+    the beginning. Both order the listing by (updated_at, id), as ``since`` alone does."""
+    since, until = parse_since(query), parse_since(query, "until")
+    if until is not None and since is None:
+        since = 0
+    if since is not None and until is not None and until < since:
+        raise BadRequest(
+            f"until must not be before since, got since={query.get('since')!r} until={query['until']!r}"
+        )
+    return since, until
 
 
 # -- cursors -------------------------------------------------------------------------------------
@@ -94,16 +108,27 @@ def _non_negative(text: str) -> int:
 # -- page selection ------------------------------------------------------------------------------
 
 
-def count(ds: Dataset, since_ms: int | None) -> int:
-    return ds.total if since_ms is None else ds.since_count(since_ms)
+def count(ds: Dataset, since_ms: int | None, until_ms: int | None = None) -> int:
+    if since_ms is None:
+        return ds.total
+    if until_ms is None:
+        return ds.since_count(since_ms)
+    # Records updated at or after until are exactly those since_count(until) counts.
+    return ds.since_count(since_ms) - ds.since_count(until_ms)
 
 
-def window(ds: Dataset, since_ms: int | None, offset: int, limit: int) -> list[int]:
+def window(
+    ds: Dataset, since_ms: int | None, offset: int, limit: int, until_ms: int | None = None
+) -> list[int]:
     """Ids of the records at ``offset`` .. ``offset + limit`` in the order of the query."""
     if since_ms is None:
         return list(range(offset + 1, min(offset + limit, ds.total) + 1))
     start = ds.since_seek(since_ms, offset)
-    return [record_id for record_id, _ in ds.since_scan(start, limit)]
+    found = ds.since_scan(start, limit)
+    if until_ms is not None:
+        end = ds.since_start(until_ms)  # the first position updated at or after until: excluded
+        found = [(record_id, position) for record_id, position in found if position < end]
+    return [record_id for record_id, _ in found]
 
 
 def after_cursor(ds: Dataset, cursor: Cursor, limit: int) -> tuple[list[int], Cursor | None]:

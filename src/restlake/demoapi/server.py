@@ -34,6 +34,7 @@ from restlake.demoapi.pagination import (
     last_page,
     link_header,
     parse_int,
+    parse_range,
     parse_since,
     start_cursor,
     window,
@@ -206,9 +207,9 @@ async def link_items(request: web.Request) -> web.Response:
     ds = request.app[STATE].dataset
     per_page = _page_size(request, "per_page", 30)
     page = parse_int(request.query, "page", 1, 1)
-    since = parse_since(request.query)
-    last = last_page(count(ds, since), per_page)
-    ids = window(ds, since, (page - 1) * per_page, per_page)
+    since, until = parse_range(request.query)
+    last = last_page(count(ds, since, until), per_page)
+    ids = window(ds, since, (page - 1) * per_page, per_page, until)
     headers = {"Link": link_header(request.url, page, per_page, last)}
     # Whether a next page exists is part of the representation even when the rows are not.
     body = ds.records_json(ids).encode()
@@ -233,9 +234,9 @@ async def pages_items(request: web.Request) -> web.Response:
     ds = request.app[STATE].dataset
     per_page = _page_size(request, "per_page", 100)
     page = parse_int(request.query, "page", 1, 1)
-    since = parse_since(request.query)
-    total = count(ds, since)
-    ids = window(ds, since, (page - 1) * per_page, per_page)
+    since, until = parse_range(request.query)
+    total = count(ds, since, until)
+    ids = window(ds, since, (page - 1) * per_page, per_page, until)
     body = f'{{"items":{ds.records_json(ids)},"page":{page},"per_page":{per_page},"total":{total}}}'
     return _page_response(request, body.encode(), ids, {})
 
@@ -244,9 +245,9 @@ async def offset_items(request: web.Request) -> web.Response:
     ds = request.app[STATE].dataset
     limit = _page_size(request, "limit", 100)
     offset = parse_int(request.query, "offset", 0, 0)
-    since = parse_since(request.query)
-    total = count(ds, since)
-    ids = window(ds, since, offset, limit)
+    since, until = parse_range(request.query)
+    total = count(ds, since, until)
+    ids = window(ds, since, offset, limit, until)
     body = f'{{"results":{ds.records_json(ids)},"total":{total}}}'
     return _page_response(request, body.encode(), ids, {})
 

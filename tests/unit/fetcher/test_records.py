@@ -8,6 +8,7 @@ from restlake.fetcher.records import (
     RecordPathError,
     compile_path,
     is_missing,
+    line_of,
     parse_lines,
 )
 
@@ -60,3 +61,32 @@ def test_csv_rows_become_string_records_keyed_by_the_header() -> None:
         parse_lines("id,id\n1,2\n", "csv")
     with pytest.raises(ValueError, match="not a line format"):
         parse_lines("{}", "json")
+
+
+def test_each_line_record_keeps_the_line_it_was_read_from() -> None:
+    jsonl = parse_lines('{"id": 1}\n\n{"id": 2}\n{"id": 3}\n', "jsonl")
+    assert list(jsonl) == [{"id": 1}, {"id": 2}, {"id": 3}]
+    assert [line_of(jsonl, i) for i in range(3)] == [1, 3, 4]
+    # A CSV record's line is where its row starts: the header is line 1, a quoted value spans two.
+    table = parse_lines('id,name\n1,a\n2,"b\nc"\n\n3,d\n', "csv")
+    assert [r["id"] for r in table] == ["1", "2", "3"]
+    assert [line_of(table, i) for i in range(3)] == [2, 3, 6]
+    # The records path `$` hands the very list to the poller, lines included.
+    assert line_of(RecordExtractor("$", "$.id", None).records(table), 2) == 6
+
+
+def test_a_json_document_has_no_line() -> None:
+    assert line_of([{"id": 1}], 0) is None
+
+
+def test_the_envelope_carries_the_line_only_when_there_is_one() -> None:
+    from restlake.contracts.envelope import Envelope, RequestInfo
+
+    plain = RequestInfo(url="http://api/x", status=200)
+    lined = plain.model_copy(update={"line": 7})
+    wrap = {"source": "s", "payload": {"id": 1}, "external_id": "1", "version": None}
+    old = Envelope.wrap(request=plain, **wrap).kafka_value()
+    assert b'"line"' not in old  # envelopes of JSON documents keep their bytes
+    assert b'"line":7' in Envelope.wrap(request=lined, **wrap).kafka_value()
+    # An envelope written before the field existed still reads, without a line.
+    assert Envelope.model_validate_json(old).request.line is None

@@ -292,6 +292,13 @@ CORPUS: list[BadSpec] = [
         (URL, "may only stand in the path or query of request.url, not in its host"),
     ),
     _case(
+        "parent-with-time-windows",
+        variant((URL, f"{BASE_URL}/{{repo}}"), ("spec.parent", PARENT), ("spec.incremental", WINDOWS)),
+        "spec.incremental.window",
+        "a child source (spec.parent) cannot use incremental.window",
+        ("spec.incremental.window", "a child source (spec.parent) cannot use incremental.window"),
+    ),
+    _case(
         "parent-refresh-too-often",
         variant((URL, f"{BASE_URL}/{{repo}}"), ("spec.parent", {**PARENT, "refreshEvery": "10s"})),
         "spec.parent.refreshEvery",

@@ -1271,6 +1271,12 @@ class IngestionSourceSpec(_Model):
             "fieldPath": ".parent.bind",
         },
         {
+            "rule": "!has(self.parent) || !has(self.incremental) || !has(self.incremental.window)",
+            "message": "a child source (spec.parent) cannot use incremental.window: each child URL "
+            "starts from its own watermark",
+            "fieldPath": ".incremental.window",
+        },
+        {
             "rule": "!self.request.url.matches('^[a-zA-Z]+://[^/?#]*[{}]')",
             "message": "a {variable} may only stand in the path or query of request.url, not in its host",
             "fieldPath": ".request.url",
@@ -1344,6 +1350,14 @@ class IngestionSourceSpec(_Model):
                     "says where a parent record holds the value)",
                 )
             return self
+        if self.incremental is not None and self.incremental.window is not None:
+            # A windowed first load walks one URL's history; a child has one URL per parent record,
+            # each with its own watermark, and windows per child are not defined (yet).
+            raise field_error(
+                "incremental.window",
+                "a child source (spec.parent) cannot use incremental.window: each child URL starts "
+                "from its own watermark; remove window, start and endParam",
+            )
         unbound = [n for n in names if n not in self.parent.bind]
         if unbound:
             raise field_error(

@@ -109,7 +109,10 @@ def _offsets_json(topic: str, partitions: list[int], given: dict[int, int], defa
 def topic_partitions(bootstrap: str, topic: str, timeout: float = 15.0) -> list[int]:
     from confluent_kafka.admin import AdminClient
 
-    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=timeout)
+    from restlake.kafka_logging import client_config
+
+    admin = AdminClient(client_config({"bootstrap.servers": bootstrap}, __name__))
+    metadata = admin.list_topics(topic, timeout=timeout)
     found = metadata.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:
         raise ConfigError(f"backfill: topic {topic} not found on {bootstrap}")

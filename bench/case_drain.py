@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +28,7 @@ from bench.common import Context, fmt, timed
 from bench.harness import StreamProcess, stream_config
 from restlake.contracts.envelope import content_hash, idempotency_key
 from restlake.fetcher.producer import ensure_topic
+from restlake.jobs.spark.batch_log import step_medians
 from restlake.postgres import migrations
 from restlake.postgres.merge import MergeRow, merge_batch
 
@@ -129,27 +128,6 @@ def write_history(ctx: Context, bronze_path: str, source: str, rows: int) -> flo
     with timed() as t:
         frame.write.format("delta").mode("append").save(bronze_path)
     return t["wall"]
-
-
-_STEPS = re.compile(r"batch done .*? batch_id=(\d+) .*?duration_s=([\d.]+) steps=(.*)$")
-
-
-def step_medians(log_text: str) -> dict[str, float]:
-    """Median seconds per step of the micro-batches after the first, from the job's ``batch done`` lines.
-
-    The job times its own steps (validate, quality, each sink, the wait for the merge); the medians
-    say where a batch's time goes, which the rate alone cannot.
-    """
-    per_step: dict[str, list[float]] = {}
-    for line in log_text.splitlines():
-        found = _STEPS.search(line)
-        if found is None or int(found[1]) == 0:
-            continue
-        per_step.setdefault("batch", []).append(float(found[2]))
-        for part in found[3].split():
-            name, _, seconds = part.partition(":")
-            per_step.setdefault(name, []).append(float(seconds))
-    return {name: round(statistics.median(values), 2) for name, values in per_step.items()}
 
 
 def drain(ctx: Context, name: str, records: list[dict[str, Any]], history: int) -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""The drain benchmark's per-step breakdown, read from the stream job's own ``batch done`` lines."""
+"""The stream job's batch-done lines read back: the steps a batch spent its time on."""
 
 from __future__ import annotations
 
-from bench.case_drain import step_medians
+from restlake.jobs.spark.batch_log import step_medians
 
 LOG = "\n".join(
     [
@@ -27,4 +27,19 @@ def test_medians_skip_the_first_batch_and_other_lines() -> None:
         "quality": 0.0,
         "bronze": 2.0,
         "postgres": 1.0,
+    }
+
+
+def test_sink_steps_are_kept_apart_by_their_prefix() -> None:
+    line = (
+        "x INFO restlake.jobs.spark.batch batch done source=s batch_id=3 rows_read=1 duration_s=2.00 "
+        "steps=validate:1.00 bronze:1.00 bronze.claim:0.25 bronze.append:0.75 postgres.merge:0.50"
+    )
+    assert step_medians(line) == {
+        "batch": 2.0,
+        "validate": 1.0,
+        "bronze": 1.0,
+        "bronze.claim": 0.25,
+        "bronze.append": 0.75,
+        "postgres.merge": 0.5,
     }

@@ -61,6 +61,11 @@ def boundary_digest(idempotency_key: str) -> str:
 
 
 WATERMARK_KEY = "watermark"
+# Every row of raw.fetch_state is written this way: the newest value wins, with its time.
+_UPSERT = (
+    "INSERT INTO raw.fetch_state (source, key, value) VALUES (%s, %s, %s) "
+    "ON CONFLICT (source, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+)
 WINDOW_KEY = "window"
 LAST_PASS_KEY = "pass:last"
 LAST_COMPLETE_PASS_KEY = "pass:complete"
@@ -355,12 +360,7 @@ class PostgresStateStore(StateStore):
                 conn = await self._connection()
                 async with conn.transaction(), conn.cursor() as cur:
                     if rows:
-                        await cur.executemany(
-                            "INSERT INTO raw.fetch_state (source, key, value) VALUES (%s, %s, %s) "
-                            "ON CONFLICT (source, key) DO UPDATE "
-                            "SET value = EXCLUDED.value, updated_at = now()",
-                            rows,
-                        )
+                        await cur.executemany(_UPSERT, rows)
                     if keep_only is not None:
                         await cur.execute(
                             "DELETE FROM raw.fetch_state WHERE source = %s AND key LIKE %s "
@@ -371,25 +371,26 @@ class PostgresStateStore(StateStore):
                 await self._drop()
                 raise translate(exc, f"saving fetch state of {source}") from None
 
-    async def record_pass(self, source: str, summary: dict[str, Any]) -> None:
-        rows = [(source, key, Jsonb(summary)) for key in _pass_keys(summary)]
+    async def _upsert(self, rows: list[tuple[str, str, Jsonb]]) -> None:
+        """Upsert ``rows`` in one transaction; a failure drops the connection and is raised."""
         async with self._lock:
             try:
                 conn = await self._connection()
                 async with conn.transaction(), conn.cursor() as cur:
-                    await cur.executemany(
-                        "INSERT INTO raw.fetch_state (source, key, value) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (source, key) DO UPDATE "
-                        "SET value = EXCLUDED.value, updated_at = now()",
-                        rows,
-                    )
-            except psycopg.Error as exc:
+                    await cur.executemany(_UPSERT, rows)
+            except psycopg.Error:
                 await self._drop()
-                log.warning(
-                    "pass summary not saved (status will show the previous one): %s",
-                    translate(exc, f"saving the pass summary of {source}"),
-                    extra={"source": source},
-                )
+                raise
+
+    async def record_pass(self, source: str, summary: dict[str, Any]) -> None:
+        try:
+            await self._upsert([(source, key, Jsonb(summary)) for key in _pass_keys(summary)])
+        except psycopg.Error as exc:
+            log.warning(
+                "pass summary not saved (status will show the previous one): %s",
+                translate(exc, f"saving the pass summary of {source}"),
+                extra={"source": source},
+            )
 
     async def load_parent_marks(self, source: str) -> dict[str, dict[str, Any]]:
         async with self._lock:
@@ -410,19 +411,10 @@ class PostgresStateStore(StateStore):
         if not marks:
             return
         rows = [(source, parent_key(str(mark["key"])), Jsonb(mark)) for mark in marks]
-        async with self._lock:
-            try:
-                conn = await self._connection()
-                async with conn.transaction(), conn.cursor() as cur:
-                    await cur.executemany(
-                        "INSERT INTO raw.fetch_state (source, key, value) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (source, key) DO UPDATE "
-                        "SET value = EXCLUDED.value, updated_at = now()",
-                        rows,
-                    )
-            except psycopg.Error as exc:
-                await self._drop()
-                raise translate(exc, f"saving parent marks of {source}") from None
+        try:
+            await self._upsert(rows)
+        except psycopg.Error as exc:
+            raise translate(exc, f"saving parent marks of {source}") from None
 
     @property
     def dsn(self) -> SecretStr:

@@ -34,7 +34,7 @@ from restlake.jobs.spark.bronze_keys import (
     keys_of,
 )
 from restlake.jobs.spark.config import StreamJobConfig
-from restlake.jobs.spark.sinks import MicroBatch, Sink, Written, sinks_for
+from restlake.jobs.spark.sinks import MicroBatch, Sink, Stopwatch, Written, sinks_for
 from restlake.jobs.spark.typed_columns import typed_columns
 from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, SCHEMA_FALLBACK, validate
 from restlake.lineage.emitter import LineageEmitter
@@ -194,14 +194,7 @@ class BatchProcessor:
         app_id = self.app_id(spark)
         query_id = self.query_id(spark)
 
-        steps: dict[str, float] = {}
-        mark = time.monotonic()
-
-        def step(name: str) -> None:
-            nonlocal mark
-            now = time.monotonic()
-            steps[name] = now - mark
-            mark = now
+        watch = Stopwatch()
 
         gate_rules = cfg.quality if cfg.quality is not None and cfg.quality.expectations else None
         validated = validate(
@@ -228,7 +221,7 @@ class BatchProcessor:
             facts = facts.drop_columns(["_fallback"])
             keys = facts.filter(facts["_ok"]).drop_columns(["_ok"])
             invalid = rows_read - keys.num_rows
-            step("validate")
+            watch.lap("validate")
             valid = validated.where(F.col(REASON).isNull())
             rejected = validated.where(F.col(REASON).isNotNull())
 
@@ -266,7 +259,7 @@ class BatchProcessor:
                     keys = keys_of(valid)
                 else:
                     valid = checked.drop(quality.EXPECTATION)
-            step("quality")
+            watch.lap("quality")
 
             # Sinks that commit after the lake (the Postgres merge: collect as Arrow, COPY, upsert)
             # start now and run beside the quarantine write, the key claim and the bronze append,
@@ -314,7 +307,7 @@ class BatchProcessor:
                 for sink in self.sinks:
                     if not sink.commits_after_lake:
                         written[sink.name] = sink.write(batch)
-                        step(sink.name)
+                        watch.lap(sink.name)
                 if quarantined and not self.config.quarantine_enabled:
                     log.warning(
                         "quarantine disabled: rejected records not kept source=%s batch_id=%s rejected=%s",
@@ -333,7 +326,7 @@ class BatchProcessor:
             beside.clear()
             if errors:
                 raise errors[0]
-            step("postgres")
+            watch.lap("postgres")
         finally:
             for thread in beside:
                 thread.join()
@@ -369,7 +362,7 @@ class BatchProcessor:
             counts.pg_replayed,
             counts.duration_s,
             " ".join(
-                [f"{k}:{v:.2f}" for k, v in steps.items()]
+                [f"{k}:{v:.2f}" for k, v in watch.laps]
                 + [f"{sink}.{k}:{v:.2f}" for sink, w in written.items() for k, v in w.steps]
             ),
         )

@@ -72,7 +72,7 @@ class Written:
     steps: tuple[tuple[str, float], ...] = ()
 
 
-class _Stopwatch:
+class Stopwatch:
     """Laps of named steps on the monotonic clock."""
 
     def __init__(self) -> None:
@@ -161,7 +161,7 @@ class BronzeSink:
 
     def write(self, batch: MicroBatch) -> Written:
         cfg = self.config
-        watch = _Stopwatch()
+        watch = Stopwatch()
         table_id = self.table_id(batch.spark)
         selection = select_new(
             batch.spark,
@@ -207,7 +207,7 @@ class PostgresSink:
 
     def write(self, batch: MicroBatch) -> Written:
         cfg = self.config
-        watch = _Stopwatch()
+        watch = Stopwatch()
         # Collected once, as Arrow; a retry re-sends the same rows without another Spark job.
         rows = batch.valid.select(*ARROW_COLUMNS).toArrow()
         if batch.has_duplicate_keys:

@@ -40,27 +40,6 @@ _ENDPOINT_VARS = {
 _DLQ_SUFFIX = ".dlq"
 _BATCH_FILE = re.compile(r"^\d+$")
 
-FIELDS = (
-    "last_fetch_at",
-    "last_fetch_outcome",
-    "last_fetch_error",
-    "last_complete_fetch_at",
-    "requests",
-    "not_modified",
-    "not_modified_share",
-    "watermark",
-    "watermark_age_seconds",
-    "kafka_end_offset",
-    "kafka_committed_offset",
-    "kafka_lag",
-    "last_batch_id",
-    "last_batch_at",
-    "postgres_rows",
-    "bronze_version",
-    "bronze_rows",
-    "quarantined",
-    "dead_letters",
-)
 _FETCH_FIELDS = (
     "last_fetch_at",
     "last_fetch_outcome",
@@ -71,6 +50,19 @@ _FETCH_FIELDS = (
     "not_modified_share",
     "watermark",
     "watermark_age_seconds",
+)
+FIELDS = (
+    *_FETCH_FIELDS,
+    "kafka_end_offset",
+    "kafka_committed_offset",
+    "kafka_lag",
+    "last_batch_id",
+    "last_batch_at",
+    "postgres_rows",
+    "bronze_version",
+    "bronze_rows",
+    "quarantined",
+    "dead_letters",
 )
 
 

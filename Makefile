@@ -28,11 +28,15 @@ help:
 	@echo "make kind-up / kind-down - a whole kind environment with Terraform (needs Docker + internet)"
 	@echo "make clean  - stop the local stack and remove .venv and .restlake"
 
-$(STAMP): pyproject.toml requirements.lock
+# Every distribution of the repository, installed editable: the core (.) and one per component,
+# each with its own pyproject.toml. requirements.lock pins every third-party dependency of them all.
+DISTRIBUTIONS := . ./fetcher ./operator ./jobs/spark
+
+$(STAMP): requirements.lock $(addsuffix /pyproject.toml,$(DISTRIBUTIONS))
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "restlake needs Python 3.11+"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.lock
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip install -q --no-deps --no-build-isolation $(addprefix -e ,$(DISTRIBUTIONS))
 	touch $@
 
 venv: $(STAMP)

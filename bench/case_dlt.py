@@ -39,9 +39,7 @@ def ensure_dlt_venv() -> Path:
         return python
     if not python.is_file():
         subprocess.run([sys.executable, "-m", "venv", str(DLT_VENV)], check=True)
-    # cwd outside the checkout: its top-level operator/ folder would shadow the stdlib module for
-    # `python -m` and `-c`, which put the working directory first on sys.path.
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(reqs)], check=True, cwd=DLT_VENV)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(reqs)], check=True)
     stamp.write_text(reqs.read_text())
     return python
 
@@ -129,8 +127,7 @@ def run(ctx: Context) -> dict[str, Any]:
     import importlib.metadata as md
 
     dlt_version = subprocess.run(
-        # -I: the checkout's top-level operator/ folder must not shadow the stdlib module.
-        [str(python_dlt), "-I", "-c", "import importlib.metadata as m; print(m.version('dlt'))"],
+        [str(python_dlt), "-c", "import importlib.metadata as m; print(m.version('dlt'))"],
         capture_output=True,
         text=True,
         check=False,

@@ -128,8 +128,8 @@ class StreamProcess:
             stderr=subprocess.STDOUT,
             env=self.ctx.child_env(),
             start_new_session=True,
-            # Not the checkout: `python -m` puts the cwd first on sys.path, and the repo's top-level
-            # operator/ folder must not shadow the stdlib module.
+            # The run's own folder: what Spark writes relative to its working directory
+            # (spark-warehouse/, derby.log) stays with the run, not in the checkout.
             cwd=self.ctx.work_dir,
         )
         out.close()

@@ -79,8 +79,7 @@ CONTEXT_PATHS = (
     "src",
     "fetcher",
     "operator",
-    "jobs",
-    "sql",
+    "jobs/spark",
     "jvm",
     "docker/deps.py",
 )
@@ -93,8 +92,14 @@ SKIP_SUFFIXES = (".pyc", ".egg-info")
 DIGEST_BY_STAT_BYTES = 8 * 1024 * 1024
 
 # docker/Dockerfile's stages in file order: the classic builder runs every stage above --target,
-# so the context of one holds the wheels of those before it too (spark: all three extras).
+# so the context of one holds the wheels of those before it too (spark: all three wheelhouses).
 PYTHON_TARGETS = ("operator", "fetcher", "spark")
+# The component distribution each image installs beside the core (restlake).
+DISTRIBUTIONS = {
+    "operator": "restlake-operator",
+    "fetcher": "restlake-fetcher",
+    "spark": "restlake-jobs-spark",
+}
 BUILD_TOOLS = ("setuptools", "wheel")
 
 
@@ -111,8 +116,8 @@ class Image:
     build_args: dict[str, str] = field(default_factory=dict)
 
     @property
-    def extras(self) -> tuple[str, ...]:
-        """The extras whose wheels its context holds: its own and those of the stages above it."""
+    def wheelhouses(self) -> tuple[str, ...]:
+        """The targets whose wheels its context holds: its own and those of the stages above it."""
         if self.target is None:
             return ()
         return PYTHON_TARGETS[: PYTHON_TARGETS.index(self.target) + 1]
@@ -491,10 +496,10 @@ def _lock_pins() -> dict[str, str]:
     return pins
 
 
-def extra_requirements(extras: Sequence[str]) -> list[str]:
-    """The requirement lines of restlake's ``extras``, as docker/deps.py computes them in the build."""
+def target_requirements(target: str) -> list[str]:
+    """Third-party requirement lines of a target's distributions, as docker/deps.py computes them."""
     listing = run(
-        [sys.executable, DEPS_SCRIPT, "requirements", "--pyproject", REPO / "pyproject.toml", *extras],
+        [sys.executable, DEPS_SCRIPT, "requirements", "--root", REPO, DISTRIBUTIONS[target]],
         capture=True,
     )
     return [line for line in listing.splitlines() if line.strip()]
@@ -512,21 +517,21 @@ def _publish(staging: Path, target: Path, wanted: str) -> None:
     staging.rename(target)
 
 
-def prepare_wheelhouse(cache: Path, extra: str, *, verbose: bool, timer: Timer) -> Path:
-    """``<cache>/wheels/<extra>/``: every wheel restlake[extra] installs, pinned by the lock."""
-    target = cache / "wheels" / extra
-    with timer.step(f"wheels: {extra}") as note:
-        requirements = extra_requirements([extra])
+def prepare_wheelhouse(cache: Path, image: str, *, verbose: bool, timer: Timer) -> Path:
+    """``<cache>/wheels/<image>/``: every third-party wheel the image installs, pinned by the lock."""
+    target = cache / "wheels" / image
+    with timer.step(f"wheels: {image}") as note:
+        requirements = target_requirements(image)
         wanted = sha256_text(
             LOGIC_VERSION, (REPO / "requirements.lock").read_bytes(), *requirements, *platform_args()
         )
         if _stamped(target, wanted):
             note.append("cached")
             return target
-        staging = fresh_dir(target.with_name(f".{extra}.staging"))
+        staging = fresh_dir(target.with_name(f".{image}.staging"))
         logs = cache / "logs"
         pip = [VENV_PYTHON, "-m", "pip"]
-        # 1. Resolve on the host against the lock: which pinned packages the extra needs.
+        # 1. Resolve on the host against the lock: which pinned packages the image needs.
         report = staging / "report.json"
         run(
             [
@@ -541,7 +546,7 @@ def prepare_wheelhouse(cache: Path, extra: str, *, verbose: bool, timer: Timer) 
                 REPO / "requirements.lock",
                 *requirements,
             ],
-            log=logs / f"wheels-{extra}-resolve.log",
+            log=logs / f"wheels-{image}-resolve.log",
             verbose=verbose,
         )
         resolved = json.loads(report.read_text(encoding="utf-8"))["install"]
@@ -556,7 +561,7 @@ def prepare_wheelhouse(cache: Path, extra: str, *, verbose: bool, timer: Timer) 
         # 2. Download the wheels built for the image's platform, not the host's.
         run(
             [*pip, "download", "--no-deps", "--only-binary=:all:", *platform_args(), "-d", staging, *binary],
-            log=logs / f"wheels-{extra}-download.log",
+            log=logs / f"wheels-{image}-download.log",
             verbose=verbose,
         )
         # 3. Packages published only as source (pyspark) are pure Python: build them here (pip's
@@ -564,7 +569,7 @@ def prepare_wheelhouse(cache: Path, extra: str, *, verbose: bool, timer: Timer) 
         if sdist_only:
             run(
                 [*pip, "wheel", "--no-deps", "-w", staging, *sdist_only],
-                log=logs / f"wheels-{extra}-sdist.log",
+                log=logs / f"wheels-{image}-sdist.log",
                 verbose=verbose,
             )
         built_from_source = {_normalise(s.split("==")[0]) for s in sdist_only}
@@ -608,10 +613,10 @@ def stage_python_context(image: Image, context: Path, wheels: dict[str, Path], s
         stage_tree(REPO / rel, context / rel)
     link_or_copy(REPO / ".dockerignore", context / ".dockerignore")
     link_or_copy(DOCKERFILE, context / "docker" / "Dockerfile")
-    for name in ("build", *image.extras):
+    for name in ("build", *image.wheelhouses):
         for wheel in wheels[name].glob("*.whl"):
             link_or_copy(wheel, context / "docker" / ".wheels" / name / wheel.name)
-    if "spark" in image.extras:
+    if "spark" in image.wheelhouses:
         _stage_flat_jars(spark_jars, context / "docker" / ".jars")
 
 
@@ -727,9 +732,9 @@ def _build(cache: Path, only: Sequence[str], *, verbose: bool) -> None:
             jars = prepare_jars(cache, verbose=verbose, timer=timer)
         if "minio" in needs:
             minio = prepare_minio(timer=timer)
-        extras = sorted({extra for image in images for extra in image.extras})
-        wheels = {extra: prepare_wheelhouse(cache, extra, verbose=verbose, timer=timer) for extra in extras}
-        if extras:
+        targets = sorted({target for image in images for target in image.wheelhouses})
+        wheels = {name: prepare_wheelhouse(cache, name, verbose=verbose, timer=timer) for name in targets}
+        if targets:
             wheels["build"] = prepare_build_tools(cache, verbose=verbose, timer=timer)
         for image in images:
             context = cache / "contexts" / image.name

@@ -17,8 +17,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from pyspark.sql import SparkSession
 
 from restlake.contracts.envelope import Envelope, RequestInfo
+from restlake.contracts.stream_job import StreamJobConfig
 from restlake.jobs.spark.backfill import KafkaRange, run_backfill
-from restlake.jobs.spark.config import StreamJobConfig
 from restlake.kafka_logging import client_config
 from restlake.postgres import migrations
 from restlake.stack.manager import StackEndpoints

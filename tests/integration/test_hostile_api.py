@@ -36,11 +36,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from restlake.contracts.spec import IngestionSource, parse_source
+from restlake.contracts.stream_job import StreamJobConfig
 from restlake.fetcher.client import RetryPolicy
 from restlake.fetcher.metrics import FetcherMetrics
 from restlake.fetcher.poller import PassStats, SourceFetcher
 from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
-from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.stream import run_until_caught_up
 from restlake.kafka_logging import client_config
 from restlake.stack.manager import StackEndpoints

@@ -50,8 +50,8 @@ from restlake.fetcher.producer import EnvelopeProducer
 from restlake.fetcher.service import FetcherService
 from restlake.fetcher.settings import FetcherSettings
 from restlake.fetcher.state import MemoryStateStore
+from restlake.kube.conditions import FETCHER_READY, deployment_condition
 from restlake.lineage import BatchCounts, LineageEmitter, StreamTargets, emit_stream_batch
-from restlake.operator.conditions import FETCHER_READY, deployment_condition
 
 from ..openlineage_events import Recorder
 from .kafka_topic import read_topic

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from restlake.jobs.spark.config import DEFAULT_MAX_MESSAGE_BYTES
+from restlake.contracts.stream_job import DEFAULT_MAX_MESSAGE_BYTES
 from restlake.stack.manager import StackEndpoints
 
 from .fixtures_stream import StreamJob

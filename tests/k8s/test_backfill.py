@@ -17,8 +17,8 @@ import yaml
 from harness import REPO_ROOT as REPO
 from harness import eventually
 
-from restlake.operator import reporters
-from restlake.operator.kube import Kube
+from restlake.kube import reporters
+from restlake.kube.client import Kube
 
 pytestmark = pytest.mark.k8s
 

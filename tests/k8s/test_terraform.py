@@ -22,6 +22,7 @@ import yaml
 
 from restlake.settings import S3Settings
 
+from ..installed_source import module_source
 from .gotools import PROVIDERS, REPO_ROOT, TOFU, TOOLS_ROOT, build, try_build
 
 pytestmark = pytest.mark.k8s
@@ -258,9 +259,9 @@ def test_strimzi_speaks_the_api_the_operator_writes(parsed: dict[str, dict[str, 
     pool = found["kubernetes_manifest.kafka_node_pool"]["manifest"]
     # The operator writes KafkaTopics in the first API of STRIMZI_TOPIC_APIS the cluster serves;
     # the pinned Strimzi must serve that one, and the module's own objects use it too.
-    render = (REPO_ROOT / "operator" / "render.py").read_text()
-    apis = re.search(r"^STRIMZI_TOPIC_APIS = \(([^)]*)\)", render, re.MULTILINE)
-    assert apis, "operator/render.py no longer defines STRIMZI_TOPIC_APIS"
+    source = module_source("restlake.operator.render")
+    apis = re.search(r"^STRIMZI_TOPIC_APIS = \(([^)]*)\)", source, re.MULTILINE)
+    assert apis, "restlake.operator.render no longer defines STRIMZI_TOPIC_APIS"
     newest = re.findall(r'"([^"]+)"', apis.group(1))[0]
     assert newest == "kafka.strimzi.io/v1"
     assert kafka["apiVersion"] == pool["apiVersion"] == newest

@@ -13,10 +13,10 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from restlake.cli.backfill import backfill
+from restlake.contracts.stream_job import StreamJobConfig
 from restlake.errors import BackfillRangeError, ConfigError
 from restlake.jobs.spark.backfill import KafkaRange, parse_offsets, replay_range, run_backfill
 from restlake.jobs.spark.bronze_range import BronzeRange, Commit, History, parse_as_of
-from restlake.jobs.spark.config import StreamJobConfig
 
 
 def test_offsets_parse_and_errors_name_the_option() -> None:

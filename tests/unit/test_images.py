@@ -1,8 +1,8 @@
-"""Cheap checks of the image recipes: lean extras, imports that work without Spark, real commands.
+"""Cheap checks of the image recipes: lean distributions, imports that work without Spark, real commands.
 
 Nothing here builds an image (tests/e2e/images.py does, and needs Docker); these fail first
-when a change would break one: an import of pyspark on the operator's path, an extra that
-drags Spark in, a CMD naming a sub-command that does not exist, a COPY of a path the build
+when a change would break one: an import of pyspark on the operator's path, a distribution
+that drags Spark in, a CMD naming a sub-command that does not exist, a COPY of a path the build
 context leaves out.
 """
 
@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -47,11 +46,24 @@ deps = _load(REPO / "docker" / "deps.py", "restlake_docker_deps")
 images = _load(REPO / "tests" / "e2e" / "images.py", "restlake_e2e_images")
 
 
+# The component distribution of each image, beside the core, and the package it ships.
+IMAGE_DISTRIBUTION = {
+    "operator": "restlake-operator",
+    "fetcher": "restlake-fetcher",
+    "spark": "restlake-jobs-spark",
+}
+COMPONENT_PACKAGE = {
+    "restlake-operator": "restlake.operator",
+    "restlake-fetcher": "restlake.fetcher",
+    "restlake-jobs-spark": "restlake.jobs.spark",
+}
+
+
 @cache
-def closure(extras: tuple[str, ...]) -> frozenset[str]:
-    """Every distribution an install of restlake[extras] brings, read from the installed metadata."""
+def closure(wanted: tuple[str, ...]) -> frozenset[str]:
+    """Every third-party distribution installing ``wanted`` brings, read from the installed metadata."""
     seen: set[str] = set()
-    pending = [Requirement(line) for line in deps.requirements(REPO / "pyproject.toml", list(extras))]
+    pending = [Requirement(line) for line in deps.requirements(REPO, list(wanted))]
     while pending:
         requirement = pending.pop()
         name = canonicalize_name(requirement.name)
@@ -95,125 +107,146 @@ def stage_cmd(stage: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Extras
+# Distributions
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("extra", ["operator", "fetcher"])
-def test_lean_extras_bring_no_spark(extra: str) -> None:
-    brought = closure((extra,))
-    assert not brought & SPARK_STACK, f"restlake[{extra}] pulls in {sorted(brought & SPARK_STACK)}"
+@pytest.mark.parametrize("distribution", ["restlake", "restlake-operator", "restlake-fetcher"])
+def test_lean_distributions_bring_no_spark(distribution: str) -> None:
+    brought = closure((distribution,))
+    assert not brought & SPARK_STACK, f"{distribution} pulls in {sorted(brought & SPARK_STACK)}"
 
 
-def test_spark_extra_brings_the_spark_stack() -> None:
-    assert closure(("spark",)) >= SPARK_STACK
+def test_the_spark_jobs_bring_the_spark_stack() -> None:
+    assert closure(("restlake-jobs-spark",)) >= SPARK_STACK
 
 
-def test_all_is_every_extra_but_dev() -> None:
-    optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+def test_all_is_every_distribution_and_extra_but_dev() -> None:
+    projects = deps.local_projects(REPO)
+    assert set(projects) == {"restlake", *COMPONENT_PACKAGE}
+    core = projects["restlake"]
+    wanted = [*projects, *(f"restlake[{extra}]" for extra in core["optional-dependencies"])]
     union = {
         r
-        for extra in optional
-        if extra not in {"all", "dev"}
-        for r in deps.requirements(REPO / "pyproject.toml", [extra])
+        for name in wanted
+        if name not in {"restlake[all]", "restlake[dev]"}
+        for r in deps.requirements(REPO, [name])
     }
-    assert set(deps.requirements(REPO / "pyproject.toml", ["all"])) == union
+    assert set(deps.requirements(REPO, ["restlake[all]"])) == union
 
 
 def test_the_lock_pins_exactly_what_all_and_dev_need() -> None:
-    """Images install extras with the lock as constraints: a package it does not pin would float."""
+    """Images install with the lock as constraints: a package it does not pin would float."""
     lock = {
         canonicalize_name(line.split("==")[0])
         for line in (REPO / "requirements.lock").read_text().splitlines()
         if "==" in line
     }
-    needed = closure(("all",)) | closure(("dev",))
+    needed = closure(("restlake[all]",)) | closure(("restlake[dev]",))
     assert needed <= lock, f"not pinned in requirements.lock: {sorted(needed - lock)}"
-    # setuptools and wheel build restlake's own wheel (docker/Dockerfile, stage dist).
+    # setuptools and wheel build restlake's own wheels (docker/Dockerfile, stage build).
     assert lock - needed <= {"setuptools", "wheel"}, (
         f"pinned but unused: {sorted(lock - needed - {'setuptools', 'wheel'})}"
     )
 
 
 # --------------------------------------------------------------------------------------------
-# What each image really imports, with everything outside its extra made unimportable
+# What each image really imports, with everything outside its distributions made unimportable
 # --------------------------------------------------------------------------------------------
 
 _BLOCKER = """
 import importlib.abc, sys
-BLOCKED = set(sys.argv[1].split(","))
+import json
+BLOCKED, PACKAGES, COMMANDS, REFUSED = json.loads(sys.argv[1])
+def blocked(name):
+    return any(name == b or name.startswith(b + ".") for b in BLOCKED)
 class Blocker(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in BLOCKED:
-            raise ImportError(f"{name} is not in this image")
+        if blocked(name):
+            raise ModuleNotFoundError(f"{name} is not in this image", name=name)
         return None
 sys.meta_path.insert(0, Blocker())
 import importlib, pkgutil
-for package in sys.argv[2].split(","):
+for package in ["restlake.cli", *PACKAGES]:  # every image runs the restlake command
     module = importlib.import_module(package)
     for info in pkgutil.walk_packages(getattr(module, "__path__", []), package + "."):
-        if not info.name.endswith(".__main__"):  # a __main__ runs its command when imported
+        # A __main__ runs its command when imported; a blocked one is another distribution's.
+        if not info.name.endswith(".__main__") and not blocked(info.name):
             importlib.import_module(info.name)
 from typer.testing import CliRunner
 from restlake.cli.main import app
-for command in sys.argv[3:]:
+for command in COMMANDS:
     result = CliRunner().invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0, (command, result.output, result.exception)
+# A command whose component is absent refuses, naming the distribution to install.
+for command, distribution in REFUSED:
+    result = CliRunner().invoke(app, command.split())
+    assert result.exit_code == 2 and f"pip install {distribution}" in result.output, (command, result.output)
 print("ok")
 """
 
 
-def blocked_modules(extras: tuple[str, ...]) -> list[str]:
-    """Top-level modules of installed distributions that restlake[extras] would not install."""
-    allowed = closure(extras)
+def blocked_modules(distributions: tuple[str, ...]) -> list[str]:
+    """Modules installed here that an image of ``distributions`` lacks: third-party top-level
+    modules outside their closure, and the packages of the other components."""
+    allowed = closure(distributions)
     owners = importlib.metadata.packages_distributions()
     blocked = {
         module
         for module, dists in owners.items()
         if module != "restlake" and not any(canonicalize_name(d) in allowed for d in dists)
     }
-    if "spark" not in extras:
+    if "restlake-jobs-spark" not in distributions:
         assert {"pyspark", "delta", "great_expectations"} <= blocked
-    return sorted(blocked)
+    others = {package for name, package in COMPONENT_PACKAGE.items() if name not in distributions}
+    return sorted(blocked | others)
+
+
+EVERY_COMMAND = ["fetcher run", "operator run", "backfill", "quality run", "run", "demo", "demo-api serve"]
 
 
 @pytest.mark.parametrize(
-    ("extras", "packages", "commands"),
+    ("distributions", "packages", "refused"),
     [
-        (("operator",), ["restlake.operator", "restlake.cli", "kopf"], ["operator run"]),
         (
-            ("fetcher",),
+            ("restlake",),
+            ["restlake.contracts", "restlake.kube.conditions"],
             [
-                "restlake.fetcher",
-                "restlake.postgres",
-                "restlake.contracts",
-                "restlake.demoapi",
-                "restlake.cli",
+                ("fetcher run -f pyproject.toml", "restlake-fetcher"),
+                ("operator run", "restlake-operator"),
+                ("backfill -f pyproject.toml", "restlake-jobs-spark"),
+                ("quality run -f pyproject.toml", "restlake-jobs-spark"),
             ],
-            ["fetcher run", "demo-api serve"],
+        ),
+        (("restlake", "restlake-operator"), ["restlake.operator", "kopf"], []),
+        (
+            ("restlake", "restlake-fetcher"),
+            ["restlake.fetcher", "restlake.postgres", "restlake.contracts", "restlake.demoapi"],
+            [("backfill -f pyproject.toml", "restlake-jobs-spark")],
         ),
         (
-            ("spark",),
-            ["restlake.jobs", "restlake.quality", "restlake.operator.reporters", "restlake.cli"],
-            ["backfill", "quality run"],
+            ("restlake", "restlake-jobs-spark"),
+            ["restlake.jobs.spark", "restlake.quality", "restlake.kube"],
+            [("operator run", "restlake-operator")],
         ),
     ],
-    ids=["operator", "fetcher", "spark"],
+    ids=["core", "operator", "fetcher", "spark"],
 )
-def test_component_imports_within_its_extra(
-    extras: tuple[str, ...], packages: list[str], commands: list[str], tmp_path: Path
+def test_each_image_imports_within_its_distributions(
+    distributions: tuple[str, ...], packages: list[str], refused: list[tuple[str, str]], tmp_path: Path
 ) -> None:
-    blocked = blocked_modules(extras)
+    blocked = blocked_modules(distributions)
     # A script file, not -c: pyspark's connect module takes a __main__ without __file__ for a
     # doctest run and exits.
     script = tmp_path / "imports.py"
     script.write_text(_BLOCKER, encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, script, ",".join(blocked), ",".join(packages), *commands],
+        [sys.executable, script, json.dumps([blocked, packages, EVERY_COMMAND, refused])],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        cwd=REPO,  # the refused commands name pyproject.toml as a file that exists
     )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-4000:]
 
@@ -246,12 +279,16 @@ def test_spark_image_names_no_python_minor_version() -> None:
     assert "python3.1" not in spark and "/site-packages/" not in spark
 
 
-def test_images_install_their_extra() -> None:
+def test_images_install_the_core_and_their_component() -> None:
     stages = dockerfile_stages()
-    for target in ("operator", "fetcher", "spark"):
-        assert any(f"--extra {target}" in i for i in stages[f"deps-{target}"]), target
+    for target, distribution in IMAGE_DISTRIBUTION.items():
+        assert any(i.endswith(f"deps.py venv /opt/venv {distribution}") for i in stages[f"deps-{target}"]), (
+            target
+        )
         copies = " ".join(i for i in stages[target] if i.startswith("COPY"))
         assert f"--from=deps-{target} /opt/venv" in copies
+        # The wheels: the core's and the component's, and no other component's.
+        assert re.findall(r"--from=(dist-\S+)", copies) == ["dist-core", f"dist-{target}"], target
 
 
 def _copy_sources() -> list[str]:
@@ -294,10 +331,11 @@ def test_jar_resolution_needs_only_the_modules_the_jars_stage_copies(tmp_path: P
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / source, target)
     # -S: no site-packages, so neither the editable restlake nor any third-party package helps.
+    # From the repository, whose top-level folders (operator/) are on sys.path as the cwd.
     proc = subprocess.run(
         [sys.executable, "-S", "-c", "import restlake.stack.jars"],
         env={"PYTHONPATH": str(tmp_path)},
-        cwd=tmp_path,  # not the repository: its operator/ would shadow the standard library's
+        cwd=REPO,
         capture_output=True,
         text=True,
         check=False,
@@ -352,8 +390,8 @@ def test_kafka_advertises_the_service_name_and_never_creates_topics() -> None:
 
 
 def test_the_operator_imports_without_the_spark_or_postgres_stack(tmp_path: Path) -> None:
-    # The operator image has neither (see the operator extra); it renders stream.json through the
-    # stream job's own config model, which must therefore not pull them in.
+    # The operator image has neither (see operator/pyproject.toml); it renders stream.json through
+    # the stream job's config model (restlake.contracts.stream_job), which must not pull them in.
     blocked = ("psycopg", "pyspark", "pyarrow", "pandas", "delta", "great_expectations")
     code = (
         "import sys\n"

@@ -15,6 +15,8 @@ import yaml
 from restlake.fetcher.metrics import FetcherMetrics
 from restlake.quality.metrics import run_registry
 
+from ..installed_source import module_source
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "restlake"
 DASHBOARD = REPO / "dashboards" / "restlake.json"
@@ -42,8 +44,8 @@ def known_metrics() -> set[str]:
     for family in [*FetcherMetrics().registry.collect(), *quality.collect()]:
         # prometheus_client drops the _total suffix from a counter's family name.
         names.add(f"{family.name}_total" if family.type == "counter" else family.name)
-    # Read, not imported: jobs/spark/metrics.py imports pyspark, which costs seconds.
-    stream = (REPO / "jobs" / "spark" / "metrics.py").read_text(encoding="utf-8")
+    # Read, not imported: restlake.jobs.spark.metrics imports pyspark, which costs seconds.
+    stream = module_source("restlake.jobs.spark.metrics")
     return names | set(re.findall(r'"(restlake_stream_[a-z_]+)"', stream))
 
 

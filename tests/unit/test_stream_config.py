@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from restlake.contracts.spec import parse_source
+from restlake.contracts.stream_job import PG_DSN_ENV, StreamJobConfig
 from restlake.errors import ConfigError
-from restlake.jobs.spark.config import PG_DSN_ENV, StreamJobConfig
 from restlake.jobs.spark.stream import main, spark_conf_for
 
 BASE = {

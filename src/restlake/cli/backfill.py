@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 
+from restlake.cli import components
 from restlake.cli.progress import rows_bar
 from restlake.errors import RestlakeError
 
@@ -64,12 +65,13 @@ def backfill(
     master: str = typer.Option("local[2]", help="Spark master: local[N] or spark://host:port."),
 ) -> None:
     """Re-merge a source's Kafka range or bronze versions into Postgres; prints a JSON summary."""
+    components.require("backfill", "restlake.jobs.spark")
     from restlake.cli.source_choice import one_source
     from restlake.jobs.spark.backfill import KafkaRange, config_for, parse_offsets, replay_range, run_backfill
     from restlake.jobs.spark.bronze_range import parse_as_of
     from restlake.jobs.spark.session import build_spark
     from restlake.jobs.spark.stream import spark_conf_for
-    from restlake.operator.reporters import BackfillProgressReporter, write_termination_message
+    from restlake.kube.reporters import BackfillProgressReporter, write_termination_message
     from restlake.settings import KafkaSettings, LakeSettings, PostgresSettings, StackSettings
     from restlake.stack.jars import spark_jars
 

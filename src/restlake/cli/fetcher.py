@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from restlake.cli import progress
+from restlake.cli import components, progress
 from restlake.errors import RestlakeError
 from restlake.redaction import redact_log_handlers
 
@@ -53,6 +53,7 @@ def run(
     json_logs: bool = typer.Option(False, "--json-logs", help="One JSON object per log line."),
 ) -> None:
     """Run the fetcher until SIGTERM/SIGINT: finish current pages, flush Kafka, save state, exit 0."""
+    components.require("fetcher run", "restlake.fetcher")
     from restlake.contracts.spec import load_sources
     from restlake.fetcher.logformat import use_json_logs
     from restlake.fetcher.producer import EnvelopeProducer

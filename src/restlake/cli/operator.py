@@ -6,6 +6,7 @@ import logging
 
 import typer
 
+from restlake.cli import components
 from restlake.redaction import redact_log_handlers
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def run(
     ),
 ) -> None:
     """Watch IngestionSources and keep their ConfigMap, Deployments, topic and monitor in shape."""
+    components.require("operator run", "restlake.operator")
     import kopf
 
     from restlake.operator import handlers  # noqa: F401 - importing registers the handlers

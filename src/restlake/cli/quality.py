@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from restlake.cli import components
 from restlake.errors import RestlakeError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
@@ -29,9 +30,10 @@ def run(
     master: str = typer.Option("local[2]", help="Spark master: local[N] or spark://host:port."),
 ) -> None:
     """Validate a source's bronze rows with Great Expectations; prints a JSON summary."""
+    components.require("quality run", "restlake.jobs.spark")
     from restlake.cli.source_choice import one_source
     from restlake.jobs.spark.session import build_spark
-    from restlake.operator.reporters import report_quality
+    from restlake.kube.reporters import report_quality
     from restlake.quality.checkpoint import run_checkpoint
     from restlake.quality.suite import build_suite
     from restlake.settings import LakeSettings, S3Settings, StackSettings

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from restlake.cli import progress
+from restlake.cli import components, progress
 from restlake.errors import RestlakeError
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def run(
     A file of several documents (a parent and its children, spec.parent) runs them together, parents
     first; the summary is then one line (one JSON object with --json) per source, in that order.
     """
+    components.require("run", "restlake.fetcher", "restlake.jobs.spark")
     from restlake.contracts.spec import load_sources
     from restlake.runtime.local import LocalRunner, resolve_endpoints
     from restlake.settings import StackSettings
@@ -123,6 +124,7 @@ def _human_summary(summary: dict) -> str:
 
 def demo() -> None:
     """Run the demo source against the bundled demo API, end to end, and check the counts match."""
+    components.require("demo", "restlake.fetcher", "restlake.jobs.spark")
     from restlake.runtime.demo import run_demo
 
     if logging.getLogger().level > logging.DEBUG:

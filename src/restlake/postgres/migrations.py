@@ -1,4 +1,9 @@
-"""Apply the SQL migrations shipped in ``restlake.sql``, once each, safely from concurrent processes."""
+"""Apply the SQL migrations in ``restlake/postgres/sql/``, once each, safely from concurrent processes.
+
+The migrations are package data of the core distribution, beside this module that applies them:
+the fetcher, the stream job and the local runtime all reach Postgres through it, so they get the
+migrations of the very version of the code that checks their checksums.
+"""
 
 from __future__ import annotations
 
@@ -36,10 +41,10 @@ class Migration:
 
 
 def load() -> list[Migration]:
-    """Every ``NNN_name.sql`` in the ``restlake.sql`` package, in order."""
+    """Every ``NNN_name.sql`` in ``restlake/postgres/sql/``, in order."""
     found = [
         Migration(entry.name, entry.read_text(encoding="utf-8"))
-        for entry in resources.files("restlake.sql").iterdir()
+        for entry in resources.files("restlake.postgres").joinpath("sql").iterdir()
         if _NAME.fullmatch(entry.name)
     ]
     return sorted(found, key=lambda m: m.name)

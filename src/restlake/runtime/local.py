@@ -155,7 +155,7 @@ class LocalRunner:
         return self._spark
 
     def stream_config(self, *, available_now: bool) -> Any:
-        from restlake.jobs.spark.config import StreamJobConfig
+        from restlake.contracts.stream_job import StreamJobConfig
 
         return StreamJobConfig.for_source(
             self.source,

@@ -12,7 +12,8 @@ import pytest
 from restlake.contracts.backfill import parse_backfill
 from restlake.contracts.spec import load_source
 from restlake.errors import TransientError
-from restlake.operator import backfills, render, reporters
+from restlake.kube import reporters
+from restlake.operator import backfills, render
 from restlake.operator.settings import OperatorSettings
 
 REPO = Path(__file__).resolve().parents[3]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from restlake.operator.conditions import Condition
+from restlake.kube.conditions import Condition
 
 
 def test_a_condition_message_is_redacted_in_the_status() -> None:

@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from restlake.contracts.parents import PARENT_IDENTITY_ANNOTATION, PARENT_TABLE_ANNOTATION
-from restlake.operator import conditions, parents, reconcile, render
+from restlake.kube import conditions
+from restlake.operator import parents, reconcile, render
 
 from .test_reconcile import NOW, SETTINGS, FakeCluster, cond, no_topic
 

@@ -12,8 +12,11 @@ import yaml
 
 from restlake.contracts.spec import parse_source
 from restlake.errors import SpecError, TransientError
-from restlake.operator import conditions, credentials, reconcile, render, scrape, topic_ledger
+from restlake.kube import conditions
+from restlake.operator import credentials, reconcile, render, scrape, topic_ledger
 from restlake.operator.settings import OperatorSettings
+
+from ...installed_source import module_source
 
 REPO = Path(__file__).resolve().parents[3]
 # The operator runs in the sources' namespace: their identity is the bare name (see render.identity).
@@ -571,8 +574,8 @@ def test_a_broker_that_is_down_keeps_the_ledger_entry_for_the_next_sweep() -> No
 
 
 def test_the_metric_names_the_status_reads_are_the_ones_exported() -> None:
-    fetcher_metrics = (REPO / "fetcher" / "metrics.py").read_text()
-    stream_metrics = (REPO / "jobs" / "spark" / "metrics.py").read_text()
+    fetcher_metrics = module_source("restlake.fetcher.metrics")
+    stream_metrics = module_source("restlake.jobs.spark.metrics")
     assert f'"{scrape.RECORDS_PRODUCED}' in fetcher_metrics
     assert f'"{scrape.LAST_SUCCESS}"' in fetcher_metrics
     assert f'"{scrape.CONSUMER_LAG}"' in stream_metrics

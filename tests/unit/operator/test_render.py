@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from restlake.contracts.spec import load_source, load_sources, parse_source
+from restlake.contracts.stream_job import StreamJobConfig
 from restlake.errors import SpecError
-from restlake.jobs.spark.config import StreamJobConfig
 from restlake.operator import credentials, render
 from restlake.operator.settings import OperatorSettings
 

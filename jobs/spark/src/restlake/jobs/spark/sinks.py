@@ -21,10 +21,10 @@ import pyarrow.compute as pc
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
+from restlake.contracts.stream_job import StreamJobConfig
 from restlake.errors import ConfigError, TransientError
 from restlake.jobs.spark import bronze
 from restlake.jobs.spark.bronze_keys import KEY, ensure_seeded, first_per_key, select_new, table_state
-from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.typed_columns import TypedColumn
 from restlake.postgres import bronze_keys as ledger
 from restlake.postgres import migrations

@@ -26,8 +26,9 @@ from restlake.contracts.spec import (
     SecretRef,
     qualified_identity,
 )
-from restlake.jobs.spark.config import StreamJobConfig
-from restlake.operator import credentials, reporters
+from restlake.contracts.stream_job import StreamJobConfig
+from restlake.kube import reporters
+from restlake.operator import credentials
 from restlake.operator.settings import FIELD_MANAGER, OperatorSettings
 
 CONFIG_DIR = "/etc/restlake"

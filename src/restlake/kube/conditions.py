@@ -1,4 +1,4 @@
-"""Pure status computation: conditions and phase from what the operator observed.
+"""Pure status computation: conditions and phase from what the operator or a batch pod observed.
 
 Conditions follow the Kubernetes conventions (and Strimzi's look): one entry per type, a CamelCase
 reason, a message a person can act on, and a ``lastTransitionTime`` that moves only when the status

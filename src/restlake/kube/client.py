@@ -1,4 +1,4 @@
-"""The operator's few API-server calls: server-side apply, get, and "is this kind served?".
+"""API-server calls of the operator and the batch pods: server-side apply, get, status, discovery.
 
 Built on the ``kubernetes`` client's transport (auth, TLS, kubeconfig or in-cluster config) but with
 plain REST paths, so a CRD installed after the operator started (Strimzi, the Prometheus Operator) is
@@ -19,7 +19,6 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from restlake.errors import PermanentError, RestlakeError, TransientError
-from restlake.operator.settings import FIELD_MANAGER
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +67,19 @@ def _error(status: int, body: bytes | None, reason: str | None, what: str) -> Re
 class Kube:
     """A thread-safe, synchronous client; kopf runs sync handlers in its executor threads."""
 
-    def __init__(self, api: client.ApiClient, *, discovery_ttl: float = 30.0) -> None:
+    def __init__(
+        self, api: client.ApiClient, *, field_manager: str = "restlake", discovery_ttl: float = 30.0
+    ) -> None:
         self.api = api
+        # Names the owner of the fields that ``apply`` sets: the operator passes its own; the
+        # batch pods only patch status, which records no field manager.
+        self.field_manager = field_manager
         self.discovery_ttl = discovery_ttl
         self._kinds: dict[str, tuple[float, dict[str, Kind]]] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def from_environment(cls) -> Kube:
+    def from_environment(cls, *, field_manager: str = "restlake") -> Kube:
         """In-cluster service account when in a pod, else $KUBECONFIG / ~/.kube/config."""
         try:
             config.load_incluster_config()
@@ -83,7 +87,7 @@ class Kube:
         except config.ConfigException:
             configuration = client.Configuration()
             config.load_kube_config(client_configuration=configuration)
-        return cls(client.ApiClient(configuration))
+        return cls(client.ApiClient(configuration), field_manager=field_manager)
 
     def _call(
         self,
@@ -163,7 +167,7 @@ class Kube:
             kind.path(meta["name"], meta.get("namespace")),
             what=f"apply {obj['kind']} {meta.get('namespace')}/{meta['name']}",
             body=obj,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            query=[("fieldManager", self.field_manager), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
 

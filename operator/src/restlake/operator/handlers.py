@@ -16,9 +16,10 @@ import kopf
 
 from restlake.contracts.spec import API_GROUP
 from restlake.errors import PermanentError, SpecError, TransientError
-from restlake.operator import backfills, conditions, reconcile, render, topic_ledger, topics
-from restlake.operator.kube import Kube
-from restlake.operator.settings import OperatorSettings
+from restlake.kube import conditions
+from restlake.kube.client import Kube
+from restlake.operator import backfills, reconcile, render, topic_ledger, topics
+from restlake.operator.settings import FIELD_MANAGER, OperatorSettings
 from restlake.redaction import install_log_redaction, redact
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def _settings() -> OperatorSettings:
 
 def _cluster() -> Kube:
     if "kube" not in _STATE:
-        _STATE["kube"] = Kube.from_environment()
+        _STATE["kube"] = Kube.from_environment(field_manager=FIELD_MANAGER)
     return _STATE["kube"]
 
 

@@ -28,11 +28,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from restlake.contracts.spec import IngestionSource
+from restlake.contracts.stream_job import StreamJobConfig
 from restlake.errors import BackfillRangeError, ConfigError
 from restlake.jobs.spark import bronze, quality
 from restlake.jobs.spark.batch import merge_rows
 from restlake.jobs.spark.bronze_range import BronzeRange, Snapshots, read_history, read_rows
-from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, validate
 from restlake.postgres.merge import MergeRow, merge_batch
 

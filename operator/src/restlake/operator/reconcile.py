@@ -18,9 +18,10 @@ from typing import Any, NamedTuple, Protocol
 
 from restlake.contracts.spec import API_VERSION, KIND, IngestionSource, parse_source
 from restlake.errors import TransientError
+from restlake.kube import conditions
+from restlake.kube.conditions import Condition
 from restlake.operator import (
     compatibility,
-    conditions,
     credentials,
     parents,
     render,
@@ -28,7 +29,6 @@ from restlake.operator import (
     tenancy,
     topics,
 )
-from restlake.operator.conditions import Condition
 from restlake.operator.settings import OperatorSettings
 from restlake.operator.topic_ledger import TopicLedger
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from restlake.contracts import backfill
 from restlake.contracts.spec import API_VERSION, KIND
 from restlake.errors import RestlakeError, TransientError
-from restlake.operator import conditions
+from restlake.kube import conditions
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class StatusClient(Protocol):
 
 
 def _in_cluster() -> StatusClient:
-    from restlake.operator.kube import Kube
+    from restlake.kube.client import Kube
 
     return Kube.from_environment()
 

@@ -26,6 +26,7 @@ from pyspark import InheritableThread, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from restlake.contracts.stream_job import StreamJobConfig
 from restlake.errors import TransientError
 from restlake.jobs.spark import faults, quality
 from restlake.jobs.spark import metrics as prom
@@ -33,7 +34,6 @@ from restlake.jobs.spark.bronze_keys import (
     key_columns,
     keys_of,
 )
-from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.sinks import MicroBatch, Sink, Stopwatch, Written, sinks_for
 from restlake.jobs.spark.typed_columns import typed_columns
 from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, SCHEMA_FALLBACK, validate

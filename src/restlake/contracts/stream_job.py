@@ -1,4 +1,4 @@
-"""What one stream job (one source, one query) needs to run."""
+"""What one stream job (one source, one query) needs to run: the operator renders it, the driver reads it."""
 
 from __future__ import annotations
 

@@ -16,8 +16,9 @@ from typing import Any, Protocol
 from restlake.contracts.backfill import Backfill, InvalidBackfill, parse_backfill
 from restlake.contracts.spec import API_VERSION, KIND
 from restlake.errors import TransientError
-from restlake.operator import conditions, render
-from restlake.operator.conditions import Condition
+from restlake.kube import conditions
+from restlake.kube.conditions import Condition
+from restlake.operator import render
 from restlake.operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)

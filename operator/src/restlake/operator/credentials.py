@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from restlake.contracts.spec import IngestionSource, SecretRef
-from restlake.operator.conditions import CREDENTIALS_ALLOWED, Condition
+from restlake.kube.conditions import CREDENTIALS_ALLOWED, Condition
 
 LABEL = "restlake.io/source-credentials"
 NOT_LABELLED = "SecretNotLabelled"

@@ -24,7 +24,7 @@ from restlake.contracts.parents import (
 )
 from restlake.contracts.spec import IngestionSource, parse_source
 from restlake.errors import SpecError
-from restlake.operator.conditions import Condition
+from restlake.kube.conditions import Condition
 
 PARENT_RESOLVED = "ParentResolved"
 NOT_FOUND = "ParentNotFound"

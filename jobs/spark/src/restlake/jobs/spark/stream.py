@@ -32,11 +32,11 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from restlake.contracts.stream_job import StreamJobConfig
 from restlake.errors import ConfigError
 from restlake.jobs.spark import metrics as prom
 from restlake.jobs.spark import ops
 from restlake.jobs.spark.batch import BatchProcessor, StreamMetrics
-from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.session import build_spark
 from restlake.postgres import migrations
 from restlake.redaction import redact_log_handlers

@@ -1,1 +1,0 @@
-"""SQL migrations, shipped as package data and applied by restlake.postgres.migrations."""

@@ -1,6 +1,6 @@
 """The spec corpus: bad IngestionSource files, each with the field it must be refused for.
 
-One table for two tiers: tests/unit/test_spec_corpus.py runs every case through `restlake validate`,
+One table for two tiers: tests/unit/contracts/test_spec_corpus.py runs every case through `restlake validate`,
 tests/k8s/test_validation.py sends every case that has an ``api`` expectation to a real API server.
 Each case changes one thing in a valid base (examples/demo-cursor.yaml), so the refusal can only
 come from that change. A case without ``api`` says in ``validate_only`` why the CRD cannot hold it.

@@ -71,7 +71,7 @@ IMAGE_PYTHON = "3.11"
 IMAGE_GLIBC_MINOR = 36
 
 # What docker/Dockerfile COPYs from the repository; .dockerignore whitelists the same paths
-# (tests/unit/test_images.py keeps the two in step).
+# (tests/unit/docker/test_images.py keeps the two in step).
 CONTEXT_PATHS = (
     "pyproject.toml",
     "README.md",

@@ -1,7 +1,7 @@
 """The API server itself refuses invalid sources (OpenAPI schema and CEL rules), naming the field.
 
 The cases are the spec corpus (tests/spec_corpus.py), the same table `restlake validate` is tested
-with in tests/unit/test_spec_corpus.py; cases the CRD cannot express say why and are skipped here.
+with in tests/unit/contracts/test_spec_corpus.py; cases the CRD cannot express say why and are skipped here.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import yaml
 
 from restlake.contracts import crd
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 COMMITTED = REPO / "crds" / crd.FILENAME
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 

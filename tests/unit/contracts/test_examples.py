@@ -9,7 +9,7 @@ import pytest
 from restlake.contracts.parents import resolve_parents, run_order
 from restlake.contracts.spec import load_source, load_sources
 
-ALL_FILES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+ALL_FILES = sorted((Path(__file__).resolve().parents[3] / "examples").glob("*.yaml"))
 # One source per file, but for a parent and its children, which run together from one file.
 EXAMPLES = [path for path in ALL_FILES if len(load_sources(path)) == 1]
 MULTI = [path for path in ALL_FILES if path not in EXAMPLES]

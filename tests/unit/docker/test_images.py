@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from restlake.cli.main import app
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 SERVICES = REPO / "tests" / "e2e" / "services"
 SPARK_STACK = {"pyspark", "delta-spark", "great-expectations", "py4j", "pandas", "pyarrow"}

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from restlake.cli.main import app
 
-from ..spec_corpus import BASE, CANARY, CORPUS, BadSpec
+from ...spec_corpus import BASE, CANARY, CORPUS, BadSpec
 
 runner = CliRunner()
 NAMES = [case.name for case in CORPUS]

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from restlake.cli.main import app
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 runner = CliRunner()
 
 GOOD = """\

@@ -20,7 +20,6 @@ from restlake.contracts.spec import Duration, parse_source
 from restlake.errors import SpecError
 from restlake.postgres import migrations
 
-REPO = Path(__file__).resolve().parents[2]
 MINIMAL: dict[str, Any] = {
     "apiVersion": "restlake.io/v1alpha1",
     "kind": "IngestionSource",

@@ -15,9 +15,9 @@ import yaml
 from restlake.fetcher.metrics import FetcherMetrics
 from restlake.quality.metrics import run_registry
 
-from ..installed_source import module_source
+from ...installed_source import module_source
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "restlake"
 DASHBOARD = REPO / "dashboards" / "restlake.json"
 RULES = CHART / "files" / "restlake-rules.yaml"

@@ -13,8 +13,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from restlake.contracts.api_version import API_VERSION
 from restlake.contracts.backfill import Backfill, InvalidBackfill, parse_backfill
-from restlake.contracts.spec import API_VERSION, KIND
+from restlake.contracts.spec import KIND
 from restlake.errors import TransientError
 from restlake.operator import conditions, render
 from restlake.operator.conditions import Condition

@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from restlake.contracts.spec import API_GROUP
+from restlake.contracts.api_version import API_GROUP, VERSION
 from restlake.errors import PermanentError, SpecError, TransientError
 from restlake.operator import backfills, conditions, reconcile, render, topic_ledger, topics
 from restlake.operator.kube import Kube
@@ -23,7 +23,6 @@ from restlake.redaction import install_log_redaction, redact
 
 log = logging.getLogger(__name__)
 
-VERSION = "v1alpha1"
 PLURAL = "ingestionsources"
 BACKFILLS = "backfills"
 # kopf's own bookkeeping goes into annotations under this prefix: the CRD's status schema would

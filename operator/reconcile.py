@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from restlake.contracts.spec import API_VERSION, KIND, IngestionSource, parse_source
+from restlake.contracts.api_version import API_VERSION
+from restlake.contracts.spec import KIND, IngestionSource, parse_source
 from restlake.errors import TransientError
 from restlake.operator import (
     compatibility,

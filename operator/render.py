@@ -15,17 +15,12 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from restlake.contracts.api_version import API_VERSION
 from restlake.contracts.backfill import Backfill
 from restlake.contracts.parents import PARENT_IDENTITY_ANNOTATION, PARENT_TABLE_ANNOTATION
-from restlake.contracts.spec import (
-    API_VERSION,
-    IDENTITY_ANNOTATION,
-    KIND,
-    ContainerResources,
-    IngestionSource,
-    SecretRef,
-    qualified_identity,
-)
+from restlake.contracts.source.auth import SecretRef
+from restlake.contracts.source.resources import ContainerResources
+from restlake.contracts.spec import IDENTITY_ANNOTATION, KIND, IngestionSource, qualified_identity
 from restlake.jobs.spark.config import StreamJobConfig
 from restlake.operator import credentials, reporters
 from restlake.operator.settings import FIELD_MANAGER, OperatorSettings

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from restlake.contracts import backfill
-from restlake.contracts.spec import API_VERSION, KIND
+from restlake.contracts.api_version import API_VERSION
+from restlake.contracts.spec import KIND
 from restlake.errors import RestlakeError, TransientError
 from restlake.operator import conditions
 
@@ -99,7 +100,7 @@ class BackfillProgressReporter:
         try:
             if self._client is None:
                 self._client = self._client_factory()
-            self._client.merge_status(backfill.API_VERSION, backfill.KIND, self.name, self.namespace, status)
+            self._client.merge_status(API_VERSION, backfill.KIND, self.name, self.namespace, status)
         except RestlakeError as exc:
             log.warning(
                 "backfill status not written backfill=%s namespace=%s error=%s",

@@ -27,7 +27,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from restlake.contracts.spec import (
+from restlake.contracts.source.quality import (
     InSetExpectation,
     NotNullExpectation,
     Quality,

@@ -21,7 +21,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from restlake.contracts.spec import PG_TABLE, Duration, IngestionSource
+from restlake.contracts.patterns import PG_TABLE
+from restlake.contracts.spec import IngestionSource
+from restlake.contracts.values import Duration
 from restlake.errors import SpecError
 
 PARENT_IDENTITY_ANNOTATION = "restlake.io/parent-identity"

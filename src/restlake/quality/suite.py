@@ -38,15 +38,15 @@ from great_expectations.expectations.registry import (
 )
 from great_expectations.expectations.row_conditions import Column
 
-from restlake.contracts.spec import (
+from restlake.contracts.source.quality import (
     GxExpectation,
-    IngestionSource,
     InSetExpectation,
     NotNullExpectation,
     RangeExpectation,
     RegexExpectation,
     UniqueExpectation,
 )
+from restlake.contracts.spec import IngestionSource
 from restlake.errors import SpecError
 
 # The number of the source's bronze rows (in the whole table, not only the rows validated) that

@@ -121,6 +121,3 @@ class BreakerRegistry:
                 key, failure_threshold=self.failure_threshold, cooldown=self.cooldown, clock=self._clock
             )
         return breaker
-
-    def open_count(self) -> int:
-        return sum(1 for b in self._breakers.values() if b.state is not BreakerState.CLOSED)

@@ -6,9 +6,11 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import SparkSession
 
+from restlake.errors import PermanentError
 from restlake.lineage.settings import LineageSettings
 from restlake.lineage.spark_listener import CONSOLE_LOGGER, describe, spark_listener_conf
 
@@ -131,9 +133,19 @@ def _lineage_listener(
     return listener
 
 
+class SparkSessionStopped(PermanentError):
+    """The session's SparkContext is stopped, so there is no JVM to call into."""
+
+
+def jvm_of(spark: SparkSession) -> Any:
+    """The py4j view of the session's JVM (``spark.sparkContext._jvm``, None once the context stopped)."""
+    jvm = spark.sparkContext._jvm
+    if jvm is None:
+        raise SparkSessionStopped(f"the Spark session {spark.sparkContext.appName!r} is stopped")
+    return jvm
+
+
 def _show_console_events(spark: SparkSession) -> None:
     # The console transport logs each event at INFO, below the session's WARN.
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    log4j = jvm.org.apache.logging.log4j
+    log4j = jvm_of(spark).org.apache.logging.log4j
     log4j.core.config.Configurator.setLevel(CONSOLE_LOGGER, log4j.Level.INFO)

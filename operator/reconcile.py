@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from restlake import kafka_admin
 from restlake.contracts.api_version import API_VERSION
 from restlake.contracts.spec import KIND, IngestionSource, parse_source
 from restlake.errors import TransientError
@@ -27,7 +28,6 @@ from restlake.operator import (
     render,
     scrape,
     tenancy,
-    topics,
 )
 from restlake.operator.conditions import Condition
 from restlake.operator.settings import OperatorSettings
@@ -178,7 +178,7 @@ def reconcile(
     settings: OperatorSettings,
     *,
     now: str,
-    create_topic: TopicCreator = topics.ensure_topic,
+    create_topic: TopicCreator = kafka_admin.ensure_topic,
     ledger: TopicLedger | None = None,
 ) -> Outcome:
     """Apply every object the source needs and compute its status.
@@ -381,7 +381,7 @@ def resync(
     *,
     now: str,
     scraper: Scraper = scrape.scrape,
-    create_topic: TopicCreator = topics.ensure_topic,
+    create_topic: TopicCreator = kafka_admin.ensure_topic,
     ledger: TopicLedger | None = None,
 ) -> Resynced:
     """The status timer's work: reconcile again (drift correction), then read the metrics.

@@ -3,7 +3,7 @@
 Independent of kopf like ``reconcile.py``: ``start`` runs on create (and on operator restart),
 ``follow`` on a timer until the phase is final. The Job's conditions are the verdict; the pod's
 termination message (the CLI's JSON summary) becomes ``status.summary`` when the backfill process
-did not write it itself (``reporters.BackfillProgressReporter.finish``).
+did not write it itself (``restlake.runtime.pod_reporters.BackfillProgressReporter.finish``).
 """
 
 from __future__ import annotations

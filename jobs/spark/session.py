@@ -79,17 +79,6 @@ def build_spark(
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     listener = _lineage_listener(conf, jars, lineage)
     conf.update(listener)
-    if listener and jars:
-        from restlake.errors import ConfigError, StackError
-        from restlake.stack.jars import cache_of, openlineage_jars
-
-        # Next to the connector jars the caller resolved; a cluster image passes none and bakes
-        # the listener in with them.
-        try:
-            listener_jars = openlineage_jars(jars_dir=cache_of(jars[0]))
-        except StackError as exc:
-            raise ConfigError(str(exc)) from exc
-        conf["spark.jars"] += "," + ",".join(str(j) for j in listener_jars)
     if master.startswith("local"):
         # Driver and executors share this heap in local mode; Spark's 1 GiB default is tight for
         # micro-batches of 100k records of a few KB. Read when pyspark launches the JVM, so it

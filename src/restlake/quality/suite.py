@@ -45,6 +45,7 @@ from restlake.contracts.source.quality import (
     RangeExpectation,
     RegexExpectation,
     UniqueExpectation,
+    expectation_name,
 )
 from restlake.contracts.spec import IngestionSource
 from restlake.errors import SpecError
@@ -241,8 +242,6 @@ def _where_object(kind: Projection) -> dict[str, Any]:
 
 
 def _inline_check(suite: BronzeSuite, index: int, inline: Any) -> None:
-    from restlake.jobs.spark.quality import expectation_name
-
     name = expectation_name(inline)
     origin = f"spec.quality.expectations[{index}]"
     # The same projections as the inline gate's: text for notNull/inSet/regex, a double for range,

@@ -157,3 +157,13 @@ class Quality(SpecModel):
         default_factory=BronzeQuality,
         description="The Great Expectations checkpoint over the bronze table.",
     )
+
+
+def expectation_name(expectation: Expectation) -> str:
+    """What reports, metrics and quarantine reasons call an expectation: its ``name``, else
+    ``<type>:<field>`` (``unique:a,b`` for several fields)."""
+    if expectation.name:
+        return expectation.name
+    if isinstance(expectation, UniqueExpectation):
+        return f"unique:{','.join(expectation.fields)}"
+    return f"{expectation.type}:{expectation.field}"

@@ -11,17 +11,20 @@ from restlake.contracts.values import JsonPath
 
 # Generous on purpose: a real chain this long is rare, an endpoint that ignores its page parameter is not.
 DEFAULT_MAX_PAGES = 10_000
-
-
-class _Paged(SpecModel):
-    max_pages: int = Field(
-        DEFAULT_MAX_PAGES,
+MaxPages = Annotated[
+    int,
+    Field(
         ge=1,
         description=(
             "Pages per poll before the pass stops with an error (a safety bound against endpoints that "
             "never stop paging); raise it for longer chains."
         ),
-    )
+    ),
+]
+
+
+class _Paged(SpecModel):
+    max_pages: MaxPages = DEFAULT_MAX_PAGES
     total_path: JsonPath | None = Field(
         None, description="JSONPath to the total record count in the body, to stop without an extra request."
     )
@@ -50,14 +53,7 @@ class NextUrlPagination(SpecModel):
         "requested; null or absent ends pagination."
     )
     has_more_path: JsonPath | None = Field(None, description=_HAS_MORE)
-    max_pages: int = Field(
-        DEFAULT_MAX_PAGES,
-        ge=1,
-        description=(
-            "Pages per poll before the pass stops with an error (a safety bound against endpoints that "
-            "never stop paging); raise it for longer chains."
-        ),
-    )
+    max_pages: MaxPages = DEFAULT_MAX_PAGES
 
 
 class CursorPagination(_Paged):

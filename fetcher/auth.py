@@ -104,7 +104,7 @@ class OAuth2ClientCredentials(Authenticator):
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
 
-    async def _refresh(self, session: aiohttp.ClientSession) -> None:
+    async def _refresh(self, session: aiohttp.ClientSession) -> SecretStr:
         form = {"grant_type": "client_credentials"}
         if self.scopes:
             form["scope"] = " ".join(self.scopes)
@@ -138,15 +138,16 @@ class OAuth2ClientCredentials(Authenticator):
             raise AuthError(f"token endpoint {self.token_url} returned no access_token")
         self._token = SecretStr(token)
         self._expires_at = time.monotonic() + float(body.get("expires_in") or 3600)
+        return self._token
 
     async def apply(
         self, session: aiohttp.ClientSession, headers: dict[str, str], params: dict[str, str]
     ) -> None:
         async with self._lock:
-            if self._token is None or time.monotonic() > self._expires_at - _TOKEN_REFRESH_MARGIN_S:
-                await self._refresh(session)
-        assert self._token is not None
-        headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
+            token = self._token
+            if token is None or time.monotonic() > self._expires_at - _TOKEN_REFRESH_MARGIN_S:
+                token = await self._refresh(session)
+        headers["Authorization"] = f"Bearer {token.get_secret_value()}"
 
     def secret_values(self) -> list[str]:
         values = [self._client_secret.get_secret_value()]

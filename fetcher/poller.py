@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 import aiohttp
 from confluent_kafka import KafkaException
@@ -196,6 +196,11 @@ class SourceFetcher:
         return f"SourceFetcher(source={self.name!r}, topic={self.topic!r})"
 
     # -- requests ---------------------------------------------------------------------------------
+
+    @overload
+    def _strip_secrets(self, request: PageRequest) -> PageRequest: ...
+    @overload
+    def _strip_secrets(self, request: None) -> None: ...
     def _strip_secrets(self, request: PageRequest | None) -> PageRequest | None:
         """Drop credential parameters a next link may echo back (auth adds them again on send).
 
@@ -222,9 +227,7 @@ class SourceFetcher:
         request = self.spec.request
         body = dict(request.body) if request.body is not None else None
         first = self.paginator.first(url.with_query(None), params, method=request.method, body=body)
-        stripped = self._strip_secrets(first)
-        assert stripped is not None
-        return stripped
+        return self._strip_secrets(first)
 
     def _record_cursor(self, record: Any) -> str | None:
         return scalar_text(self._cursor(record)) if self._cursor is not None else None
@@ -766,10 +769,8 @@ class SourceFetcher:
     def _export_watermark(self, watermark: str | None) -> None:
         if watermark is None:
             return
-        key = sort_key(watermark)
-        if key[0] == 2:
-            when = key[1]
-            assert isinstance(when, datetime)
+        _, when = sort_key(watermark)
+        if isinstance(when, datetime):  # a timestamp watermark; numbers and text have no time to export
             self.metrics.watermark_timestamp.labels(self.name).set(when.timestamp())
 
 

@@ -194,7 +194,7 @@ def blocked_modules(extras: tuple[str, ...]) -> list[str]:
         ),
         (
             ("spark",),
-            ["restlake.jobs", "restlake.quality", "restlake.operator.reporters", "restlake.cli"],
+            ["restlake.jobs", "restlake.quality", "restlake.runtime.pod_reporters", "restlake.cli"],
             ["backfill", "quality run"],
         ),
     ],

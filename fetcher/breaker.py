@@ -10,12 +10,15 @@ from enum import StrEnum
 from yarl import URL
 
 from restlake.errors import TransientError
+from restlake.fetcher.page_errors import PageError
 
 log = logging.getLogger(__name__)
 
 
-class CircuitOpenError(TransientError):
+class CircuitOpenError(TransientError, PageError):
     """The endpoint failed too often in a row; no request is sent until its cool-down has passed."""
+
+    reason = "circuit_open"
 
 
 class BreakerState(StrEnum):

@@ -1319,6 +1319,11 @@ class IngestionSourceSpec(_Model):
         description="Makes this a child source: request.url is fetched once per record of the parent "
         "source, its {variables} filled from the record.",
     )
+    maintenance: maintenance_model.Maintenance | None = Field(
+        None,
+        description="OPTIMIZE, VACUUM and batch-ledger pruning of this source (restlake maintenance run, "
+        "or on a schedule with restlake flows serve).",
+    )
 
     @model_validator(mode="after")
     def _bronze_checks_need_bronze(self) -> IngestionSourceSpec:
@@ -1817,3 +1822,8 @@ def _render_loc(loc: tuple[int | str, ...]) -> tuple[str, Any, list[type[BaseMod
             path = _join(path, str(item))
             current = None
     return path, parent, _union_models(_unwrap(current)) if current is not None else None
+
+
+# spec.maintenance's model has a module of its own that builds on the types above, so it is imported
+# last; the field's annotation resolves when the models first validate (either import order works).
+import restlake.contracts.maintenance as maintenance_model  # noqa: E402

@@ -11,6 +11,7 @@ from restlake.cli import (
     backfill,
     demoapi,
     fetcher,
+    flows,
     maintenance,
     operator,
     progress,
@@ -33,6 +34,9 @@ app.add_typer(fetcher.app, name="fetcher", help="Poll REST APIs into Kafka (fetc
 app.add_typer(operator.app, name="operator", help="Run the Kubernetes operator (kopf).")
 app.add_typer(demoapi.app, name="demo-api", help="Run the bundled demo REST API.")
 app.add_typer(quality.app, name="quality", help="Validate the bronze table with Great Expectations.")
+app.add_typer(
+    flows.app, name="flows", help="Serve the sources' flows with Prefect (maintenance, quality, backfill)."
+)
 app.add_typer(
     maintenance.app, name="maintenance", help="OPTIMIZE and VACUUM a source's lake tables, prune its ledger."
 )

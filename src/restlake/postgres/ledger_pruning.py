@@ -83,6 +83,10 @@ def prune_ledger(
         connection(conn_or_dsn, f"pruning the batch ledger of source {source}") as conn,
         conn.transaction(),
     ):
+        exists = conn.execute("SELECT to_regclass('raw.ingest_batches') IS NOT NULL").fetchone()
+        if exists is None or not exists[0]:
+            # No stream has merged yet (the migrations create the ledger): nothing to prune.
+            return LedgerPruning(source, 0, 0, horizon.total_seconds(), keep_batches)
         deleted = conn.execute(_PRUNE, {"source": source, "keep": keep_batches, "horizon": horizon}).rowcount
         kept_row = conn.execute(
             "SELECT count(*) FROM raw.ingest_batches WHERE source = %s", (source,)

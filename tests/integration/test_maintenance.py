@@ -4,6 +4,7 @@ VACUUM inside and outside the time-travel window, and ledger pruning after which
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from .fixtures_stream import StreamJob
 
 pytestmark = pytest.mark.integration
 
-APPENDS = 40
+APPENDS = 120
 ROWS_PER_APPEND = 5
 SOURCE = "maint-src"
 
@@ -87,6 +88,8 @@ def test_compaction_keeps_every_row_and_time_travel_inside_the_window(
     summary = run_maintenance(spark, target)
 
     (table,) = summary.tables
+    # The README's figures come from this line (pytest -s).
+    print("maintenance figures", json.dumps(table.as_dict(), sort_keys=True))
     assert (table.before.files, table.after.files) == (APPENDS, 1)
     assert (table.files_removed, table.files_added) == (APPENDS, 1)
     assert table.after.version == last_small + 1

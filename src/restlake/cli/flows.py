@@ -1,7 +1,8 @@
-"""`restlake flows serve`: the sources' maintenance, quality and backfill flows as Prefect deployments.
+"""`restlake flows serve|deploy`: the sources' maintenance, quality and backfill flows as deployments.
 
-With ``PREFECT_API_URL`` unset a local Prefect server is started first (SQLite under the state
-folder, ``.restlake/prefect``) and stopped on exit; with it set, the flows report to that server.
+``serve`` runs them here: with ``PREFECT_API_URL`` unset a local Prefect server is started first
+(SQLite under the state folder, ``.restlake/prefect``) and stopped on exit; with it set, the flows
+report to that server. ``deploy`` registers them on a Kubernetes work pool of a running server.
 Schedules come from each source's spec (``spec.maintenance.schedule``, ``spec.quality.bronze.schedule``).
 """
 
@@ -56,3 +57,45 @@ def serve(
     finally:
         if server is not None:
             server.stop()
+
+
+@app.command("deploy")
+def deploy(
+    files: list[Path] = typer.Option(
+        ..., "--file", "-f", exists=True, dir_okay=False, help="IngestionSource YAML (repeat for several)."
+    ),
+    pool: str = typer.Option("restlake", help="Kubernetes work pool the deployments run on."),
+    image: str = typer.Option(
+        ..., help="Image of the flow-run Jobs: with restlake[flows] and the spec files at the same paths."
+    ),
+) -> None:
+    """Register the sources' flows as deployments on a Kubernetes work pool (PREFECT_API_URL must be set)."""
+    from restlake.flows.deployments import plans_from_files
+
+    if not os.environ.get("PREFECT_API_URL"):
+        typer.echo(
+            "error: PREFECT_API_URL is not set; point it at the Prefect server the work pool belongs to "
+            "(on kind: kubectl -n prefect port-forward svc/prefect-server 4200, then http://127.0.0.1:4200/api)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        plans = plans_from_files(files)
+    except RestlakeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    from prefect import deploy as prefect_deploy
+
+    from restlake.flows.deployments import runner_deployments
+
+    ids = prefect_deploy(
+        *runner_deployments(plans),
+        work_pool_name=pool,
+        image=image,
+        build=False,
+        push=False,
+        print_next_steps_message=False,
+    )
+    for plan, deployment_id in zip(plans, ids, strict=True):
+        cron = f", {plan.cron!r}" if plan.cron else ""
+        typer.echo(f"deployed {plan.full_name} ({deployment_id}) on pool {pool}{cron}")

@@ -207,3 +207,68 @@ def test_ledger_pruning_keeps_replays_exact(
     assert summary_m.ledger is not None and summary_m.ledger.deleted == 0
     assert len(job.bronze(spark)) == 15
     assert "bronze" in {t.kind for t in summary_m.tables}
+
+
+def _spread_table(spark: SparkSession, path: str, appends: int, rows: int) -> None:
+    """A bronze table whose ids arrive in no order (uuids): every small file spans the whole id range."""
+    import uuid as uuidlib
+
+    bronze.ensure_table(spark, path, bronze.BRONZE_SCHEMA)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for batch in range(appends):
+        ids = [uuidlib.uuid4().hex for _ in range(rows)]
+        data = [
+            (
+                SOURCE,
+                i,
+                f"{SOURCE}:{i}",
+                i,
+                "1",
+                now,
+                '{"n": 1}',
+                1,
+                None,
+                None,
+                "t",
+                0,
+                n,
+                now,
+                now,
+                batch,
+                date(2024, 5, 1),
+            )
+            for n, i in enumerate(ids)
+        ]
+        df = spark.createDataFrame(data, bronze.BRONZE_SCHEMA).coalesce(1)
+        bronze.append(df, path=path, app_id="it-spread", batch_id=batch)
+
+
+def test_zorder_against_binpacking_for_a_point_query(spark: SparkSession, tmp_path: Path) -> None:
+    """The measurement behind the zorder flag's default (off): figures printed, exactness asserted."""
+    import shutil
+
+    binpacked, zordered = str(tmp_path / "binpack"), str(tmp_path / "zorder")
+    _spread_table(spark, binpacked, appends=30, rows=2000)
+    shutil.copytree(binpacked, zordered)
+    probe = keys(spark, binpacked)[12345].split(":", 1)[1]
+    # Small target files, so that compaction leaves several and skipping has something to skip.
+    spark.conf.set("spark.databricks.delta.optimize.maxFileSize", str(512 * 1024))
+    try:
+        results = {}
+        for path, zorder in ((binpacked, False), (zordered, True)):
+            settings = Maintenance(as_of_window="1h", vacuum_retention="1h", zorder=zorder)
+            (table,) = run_maintenance(spark, MaintenanceTarget(SOURCE, path, None, None, settings)).tables
+            results[zorder] = table
+            found = spark.read.format("delta").load(path).where(f"external_id = '{probe}'").count()
+            assert found == 1
+        print(
+            "zorder figures",
+            json.dumps(
+                {("zorder" if z else "binpack"): t.as_dict() for z, t in results.items()}, sort_keys=True
+            ),
+        )
+    finally:
+        spark.conf.unset("spark.databricks.delta.optimize.maxFileSize")
+    assert keys(spark, binpacked) == keys(spark, zordered)
+    assert results[True].before.files == results[False].before.files == 30
+    assert results[True].after.files > 1 and results[False].after.files > 1

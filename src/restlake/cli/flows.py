@@ -42,6 +42,9 @@ def serve(
         server = LocalPrefectServer(StackSettings().state_dir, port)
         try:
             os.environ["PREFECT_API_URL"] = server.start()
+            # The client side (this process and the flow runs it starts) keeps its files beside the
+            # server's, not in the user's ~/.prefect.
+            os.environ.setdefault("PREFECT_HOME", str(server.home))
         except RestlakeError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc

@@ -41,3 +41,29 @@ def test_runner_deployments_carry_name_schedule_and_module_entrypoint(tmp_path: 
     assert [s.schedule.cron for s in maintenance.schedules] == ["*/30 * * * *"]
     assert (quality.schedules, backfill.schedules) == ([], [])
     assert backfill.parameters == {"file": str(spec.resolve()), "source": "demo-cursor"}
+
+
+def test_flows_retry_time_out_and_name_runs_per_source() -> None:
+    from restlake.flows.backfill import backfill_flow
+    from restlake.flows.maintenance import maintenance_flow
+    from restlake.flows.quality import quality_flow
+
+    found = {
+        f.name: (f.retries, f.timeout_seconds, f.flow_run_name)
+        for f in (maintenance_flow, quality_flow, backfill_flow)
+    }
+    assert found == {
+        "restlake-maintenance": (2, 3 * 3600, "maintenance-{source}"),
+        "restlake-quality": (1, 3600, "quality-{source}"),
+        "restlake-backfill": (2, 6 * 3600, "backfill-{source}"),
+    }
+
+
+def test_backfill_flow_takes_the_cli_options() -> None:
+    import inspect
+
+    from restlake.cli.backfill import backfill
+    from restlake.flows.backfill import backfill_flow
+
+    cli = set(inspect.signature(backfill).parameters) - {"source_name"}
+    assert set(backfill_flow.parameters.properties) == (cli | {"source"})

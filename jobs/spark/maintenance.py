@@ -14,7 +14,9 @@ Prefect flow (``restlake.flows``) both call ``run_maintenance``.
   ``spec.maintenance.vacuumRetention``), and ``asOfWindow`` against the table's
   ``delta.logRetentionDuration``, since time travel needs the log as well as the files. Delta's
   own 168-hour floor is switched off for the session: the spec's window is the rule here, and it
-  may be shorter than a week on purpose.
+  may be shorter than a week on purpose. Delta 4 takes the retention from the table property
+  ``delta.deletedFileRetentionDuration``, not from VACUUM's ``RETAIN``, so that property is set to
+  ``vacuumRetention`` first (``ensure_file_retention``).
 - **Ledger pruning**: ``restlake.postgres.ledger_pruning``, whose docstring states the rule.
 
 Figures before and after (file count, bytes, and the time of a point query by ``external_id``)
@@ -47,8 +49,10 @@ from restlake.postgres.ledger_pruning import KEEP_BATCHES, LedgerPruning, prune_
 
 log = logging.getLogger(__name__)
 
-# Delta's default for delta.logRetentionDuration.
+# Delta's defaults for delta.logRetentionDuration and delta.deletedFileRetentionDuration.
 _DEFAULT_LOG_RETENTION = timedelta(days=30)
+_DEFAULT_FILE_RETENTION = timedelta(days=7)
+_FILE_RETENTION = "delta.deletedFileRetentionDuration"
 _INTERVAL = re.compile(r"^\s*(?:interval\s+)?(\d+)\s*([a-z]+?)s?\s*$", re.IGNORECASE)
 _UNITS = {
     "millisecond": timedelta(milliseconds=1),
@@ -159,6 +163,28 @@ def check_time_travel(properties: dict[str, str], settings: Maintenance, path: s
         )
 
 
+def ensure_file_retention(
+    spark: SparkSession, path: str, properties: dict[str, str], settings: Maintenance
+) -> None:
+    """Make the table's ``delta.deletedFileRetentionDuration`` the spec's ``vacuumRetention``.
+
+    Delta 4 ignores VACUUM's ``RETAIN`` (but for 0 hours) and keeps files as long as this property
+    says, default 7 days: left alone, a 14d retention would be cut to 7d. The property is only
+    written when it differs, since a metadata commit makes a concurrent stream append fail (the
+    stream's restart replays that batch exactly once).
+    """
+    wanted = settings.vacuum_retention.timedelta
+    current = properties.get(_FILE_RETENTION)
+    have = parse_interval(current, what=f"{path}: {_FILE_RETENTION}") if current else _DEFAULT_FILE_RETENTION
+    if have == wanted:
+        return
+    seconds = int(wanted.total_seconds())
+    spark.sql(
+        f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{_FILE_RETENTION}' = 'interval {seconds} seconds')"
+    )
+    log.info("table file retention set path=%s %s=%ss (was %s)", path, _FILE_RETENTION, seconds, current)
+
+
 def figures(spark: SparkSession, path: str, *, source: str, probe_id: str | None = None) -> TableFigures:
     """File count and bytes of the table's snapshot; with ``probe_id``, the median point-query time."""
     detail = DeltaTable.forPath(spark, path).detail().select("numFiles", "sizeInBytes").first()
@@ -220,6 +246,7 @@ def maintain_table(
     retention_hours = settings.vacuum_retention.milliseconds / 3_600_000
     # Our check (retention against the spec's as-of window) replaces Delta's fixed 168-hour floor.
     spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+    ensure_file_retention(spark, path, properties, settings)
     vacuumed = spark.sql(f"VACUUM delta.`{path}` RETAIN {retention_hours} HOURS DRY RUN").count()
     table.vacuum(retention_hours)
     after = figures(spark, path, source=source, probe_id=probe)

@@ -81,7 +81,9 @@ def test_compaction_keeps_every_row_and_time_travel_inside_the_window(
     tiny_appends(spark, path)
     expected = keys(spark, path)
     assert len(expected) == APPENDS * ROWS_PER_APPEND
-    assert parquet_files(path) == APPENDS
+    # At least one file per append; an aborted task attempt may leave one more on disk, outside the log.
+    on_disk = parquet_files(path)
+    assert on_disk >= APPENDS
     last_small = APPENDS  # version 0 created the table, 1..APPENDS appended
 
     window = Maintenance(as_of_window="1h", vacuum_retention="1h")
@@ -91,13 +93,13 @@ def test_compaction_keeps_every_row_and_time_travel_inside_the_window(
     (table,) = summary.tables
     # The README's figures come from this line (pytest -s).
     print("maintenance figures", json.dumps(table.as_dict(), sort_keys=True))
-    assert (table.before.files, table.after.files) == (APPENDS, 1)
-    assert (table.files_removed, table.files_added) == (APPENDS, 1)
+    assert table.before.files >= APPENDS and table.after.files == 1
+    assert (table.files_removed, table.files_added) == (table.before.files, 1)
     history = DeltaTable.forPath(spark, path).history().where(f"version = {last_small + 1}").collect()
     assert [h.operation for h in history] == ["OPTIMIZE"]
     # The rewritten files are minutes old, inside the 1h retention: VACUUM keeps all of them.
     assert table.files_vacuumed == 0
-    assert parquet_files(path) == APPENDS + 1
+    assert parquet_files(path) == on_disk + 1
     assert keys(spark, path) == expected
     # Time travel inside the window: the snapshot before OPTIMIZE, by version and through the
     # backfill replayer's own resolution of --as-of.
@@ -113,7 +115,7 @@ def test_compaction_keeps_every_row_and_time_travel_inside_the_window(
     none_kept = Maintenance(as_of_window="0s", vacuum_retention="0s")
     gone = run_maintenance(spark, MaintenanceTarget(SOURCE, path, None, None, none_kept), time_queries=False)
     (table,) = gone.tables
-    assert (table.files_removed, table.files_added, table.files_vacuumed) == (0, 0, APPENDS)
+    assert (table.files_removed, table.files_added, table.files_vacuumed) == (0, 0, on_disk)
     assert parquet_files(path) == 1
     assert keys(spark, path) == expected
     assert keys(spark, path, version=last_small + 1) == expected
@@ -175,6 +177,7 @@ def test_ledger_pruning_keeps_replays_exact(
     # died after the merge): the kept ledger row makes it a no-op.
     commits = sorted((Path(job.config.checkpoint_path) / "commits").glob("[0-9]*"), key=lambda p: int(p.name))
     commits[-1].unlink()
+    commits[-1].with_name(f".{commits[-1].name}.crc").unlink(missing_ok=True)
     job.run(spark)
     assert _written(stack.pg_dsn, job.source) == written
     assert len(job.bronze(spark)) == 12

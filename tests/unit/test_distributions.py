@@ -30,6 +30,7 @@ COMPONENTS = {
     "fetcher": ("restlake-fetcher", "restlake.fetcher"),
     "operator": ("restlake-operator", "restlake.operator"),
     "jobs/spark": ("restlake-jobs-spark", "restlake.jobs.spark"),
+    "flows": ("restlake-flows", "restlake.flows"),
 }
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
 
@@ -45,7 +46,9 @@ def test_every_component_folder_is_its_import_path() -> None:
         project = _project(REPO / folder)
         assert project["name"] == distribution
         assert project["version"] == version, f"{folder}/pyproject.toml is not at the core's version"
-        assert f"restlake=={version}" in project["dependencies"], f"{distribution} must pin the core"
+        pins = [r for r in project["dependencies"] if r.startswith("restlake")]
+        assert f"restlake=={version}" in pins, f"{distribution} must pin the core"
+        assert all(r.endswith(f"=={version}") for r in pins), f"{distribution}: {pins}"
         code = REPO / folder / "src" / Path(*package.split("."))
         assert (code / "__init__.py").is_file(), f"{package} is not at {code.relative_to(REPO)}"
         # Only the core's __init__ may define restlake (and nothing defines restlake.jobs): a
@@ -148,10 +151,10 @@ def test_the_wheels_install_into_one_restlake_package(wheels: dict[str, Path], t
     assert proc.returncode == 0, proc.stderr[-3000:]
     # -S: only the standard library and the installed wheels (not this editable checkout).
     code = (
-        "import json, restlake, restlake.fetcher, restlake.operator, restlake.jobs.spark\n"
+        "import json, restlake, restlake.fetcher, restlake.operator, restlake.jobs.spark, restlake.flows\n"
         "from importlib import resources\n"
         "sql = sorted(p.name for p in resources.files('restlake.postgres').joinpath('sql').iterdir())\n"
-        "mods = (restlake, restlake.fetcher, restlake.operator, restlake.jobs.spark)\n"
+        "mods = (restlake, restlake.fetcher, restlake.operator, restlake.jobs.spark, restlake.flows)\n"
         "print(json.dumps({'files': [m.__file__ for m in mods], 'sql': sql}))\n"
     )
     proc = subprocess.run(

@@ -33,9 +33,9 @@ def run(
     components.require("quality run", "restlake.jobs.spark")
     from restlake.cli.source_choice import one_source
     from restlake.jobs.spark.session import build_spark
-    from restlake.kube.reporters import report_quality
     from restlake.quality.checkpoint import run_checkpoint
     from restlake.quality.suite import build_suite
+    from restlake.runtime.pod_reporters import report_quality
     from restlake.settings import LakeSettings, S3Settings, StackSettings
     from restlake.stack.jars import spark_jars
 

@@ -1,4 +1,4 @@
-"""Kubernetes API access shared by the operator and the batch pods (backfill, quality).
+"""Kubernetes API access shared by the operator and the batch pods' status reporters.
 
 Core, not the operator's: the Backfill Job and the quality CronJob run in the Spark image, where
 the operator is not installed, and report on their resources with the same client and the same

@@ -87,9 +87,9 @@ def _apply(live: dict[str, dict[str, Any]], action: dict[str, Any]) -> None:
 def _checkpoint_actions(parts: list[Path]) -> Iterator[dict[str, Any]]:
     try:
         import pyarrow.parquet as pq
-    except ImportError as exc:  # the base install: no pyarrow without restlake[spark]
+    except ImportError as exc:  # the core alone: pyarrow comes with restlake-jobs-spark
         raise DeltaLogError(
-            "reading a Delta checkpoint needs pyarrow (pip install 'restlake[spark]')"
+            "reading a Delta checkpoint needs pyarrow (pip install restlake-jobs-spark)"
         ) from exc
     for part in parts:
         names = set(pq.read_schema(part).names)

@@ -56,6 +56,7 @@ COMPONENT_PACKAGE = {
     "restlake-operator": "restlake.operator",
     "restlake-fetcher": "restlake.fetcher",
     "restlake-jobs-spark": "restlake.jobs.spark",
+    "restlake-flows": "restlake.flows",
 }
 
 
@@ -160,12 +161,21 @@ import json
 BLOCKED, PACKAGES, COMMANDS, REFUSED = json.loads(sys.argv[1])
 def blocked(name):
     return any(name == b or name.startswith(b + ".") for b in BLOCKED)
-class Blocker(importlib.abc.MetaPathFinder):
+# Every finder is wrapped so a blocked module is absent as in the image: an import raises
+# ModuleNotFoundError and importlib.util.find_spec answers None (libraries probe optional packages
+# that way, e.g. python-json-logger for orjson; so does restlake.cli.components).
+class Hider(importlib.abc.MetaPathFinder):
+    def __init__(self, finder):
+        self.finder = finder
     def find_spec(self, name, path=None, target=None):
         if blocked(name):
-            raise ModuleNotFoundError(f"{name} is not in this image", name=name)
-        return None
-sys.meta_path.insert(0, Blocker())
+            return None
+        return self.finder.find_spec(name, path, target)
+    def find_distributions(self, *args, **kwargs):
+        return getattr(self.finder, "find_distributions", lambda *a, **k: ())(*args, **kwargs)
+    def invalidate_caches(self):
+        getattr(self.finder, "invalidate_caches", lambda: None)()
+sys.meta_path[:] = [Hider(f) for f in sys.meta_path]
 import importlib, pkgutil
 for package in ["restlake.cli", *PACKAGES]:  # every image runs the restlake command
     module = importlib.import_module(package)
@@ -202,7 +212,17 @@ def blocked_modules(distributions: tuple[str, ...]) -> list[str]:
     return sorted(blocked | others)
 
 
-EVERY_COMMAND = ["fetcher run", "operator run", "backfill", "quality run", "run", "demo", "demo-api serve"]
+EVERY_COMMAND = [
+    "fetcher run",
+    "operator run",
+    "backfill",
+    "quality run",
+    "maintenance run",
+    "flows serve",
+    "run",
+    "demo",
+    "demo-api serve",
+]
 
 
 @pytest.mark.parametrize(
@@ -216,6 +236,8 @@ EVERY_COMMAND = ["fetcher run", "operator run", "backfill", "quality run", "run"
                 ("operator run", "restlake-operator"),
                 ("backfill -f pyproject.toml", "restlake-jobs-spark"),
                 ("quality run -f pyproject.toml", "restlake-jobs-spark"),
+                ("maintenance run -f pyproject.toml", "restlake-jobs-spark"),
+                ("flows serve -f pyproject.toml", "restlake-flows"),
             ],
         ),
         (("restlake", "restlake-operator"), ["restlake.operator", "kopf"], []),
@@ -226,11 +248,16 @@ EVERY_COMMAND = ["fetcher run", "operator run", "backfill", "quality run", "run"
         ),
         (
             ("restlake", "restlake-jobs-spark"),
-            ["restlake.jobs.spark", "restlake.quality", "restlake.kube"],
-            [("operator run", "restlake-operator")],
+            ["restlake.jobs.spark", "restlake.quality", "restlake.kube", "restlake.runtime.pod_reporters"],
+            [("operator run", "restlake-operator"), ("flows serve -f pyproject.toml", "restlake-flows")],
+        ),
+        (
+            ("restlake", "restlake-jobs-spark", "restlake-flows"),
+            ["restlake.flows"],
+            [("fetcher run -f pyproject.toml", "restlake-fetcher")],
         ),
     ],
-    ids=["core", "operator", "fetcher", "spark"],
+    ids=["core", "operator", "fetcher", "spark", "flows"],
 )
 def test_each_image_imports_within_its_distributions(
     distributions: tuple[str, ...], packages: list[str], refused: list[tuple[str, str]], tmp_path: Path

@@ -318,6 +318,20 @@ def test_images_install_the_core_and_their_component() -> None:
         assert re.findall(r"--from=(dist-\S+)", copies) == ["dist-core", f"dist-{target}"], target
 
 
+def test_the_images_import_checks_name_modules_that_exist() -> None:
+    """Each image's build imports its component's entry modules; a renamed module fails here first."""
+    checked = [
+        module.strip()
+        for instructions in dockerfile_stages().values()
+        for instruction in instructions
+        for imports in re.findall(r"python3 -c 'import ([a-z_., ]+)'", instruction)
+        for module in imports.split(",")
+    ]
+    assert len(checked) >= 5, checked
+    for module in checked:
+        assert importlib.util.find_spec(module) is not None, f"docker/Dockerfile imports {module}"
+
+
 def _copy_sources() -> list[str]:
     sources: list[str] = []
     for instructions in dockerfile_stages().values():

@@ -27,8 +27,8 @@ from confluent_kafka import Producer
 from bench.common import Context, fmt, timed
 from bench.harness import StreamProcess, stream_config
 from restlake.contracts.envelope import content_hash, idempotency_key
-from restlake.fetcher.producer import ensure_topic
 from restlake.jobs.spark.batch_log import step_medians
+from restlake.kafka_admin import ensure_topic
 from restlake.postgres import migrations
 from restlake.postgres.merge import MergeRow, merge_batch
 

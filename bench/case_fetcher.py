@@ -25,7 +25,8 @@ from bench.common import Context, fmt, interleaved, paired_ratios, ratio, spread
 from bench.sources import demo_api, demo_source
 from restlake.contracts.envelope import Envelope, RequestInfo
 from restlake.fetcher.poller import PassStats, SourceFetcher
-from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
+from restlake.fetcher.producer import EnvelopeProducer
+from restlake.kafka_admin import ensure_topic
 
 log = logging.getLogger("bench.fetcher")
 

@@ -25,7 +25,8 @@ from bench.common import Context, fmt, timed
 from bench.harness import StreamProcess, stream_config
 from bench.sources import demo_api, demo_source
 from restlake.fetcher.poller import SourceFetcher
-from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
+from restlake.fetcher.producer import EnvelopeProducer
+from restlake.kafka_admin import ensure_topic
 from restlake.postgres import migrations
 from restlake.stack.spark_cluster import SparkCluster
 

@@ -35,7 +35,8 @@ from bench.sources import demo_source
 from restlake.contracts.envelope import Envelope
 from restlake.demoapi.process import start_demo_api_process, stop_demo_api_process
 from restlake.fetcher.poller import SourceFetcher
-from restlake.fetcher.producer import DeliveryTracker, EnvelopeProducer, ensure_topic
+from restlake.fetcher.producer import DeliveryTracker, EnvelopeProducer
+from restlake.kafka_admin import ensure_topic
 from restlake.postgres import migrations
 
 log = logging.getLogger("bench.harness")

@@ -15,15 +15,20 @@ import aiohttp
 from pydantic import SecretStr
 
 from restlake.errors import PermanentError, TransientError
+from restlake.fetcher.page_errors import PageError
 
 # Refresh an OAuth2 token this long before it expires, so a request never goes out with a stale one.
 _TOKEN_REFRESH_MARGIN_S = 30.0
 
 
-class AuthError(PermanentError):
+class AuthError(PermanentError, PageError):
     """Credentials were refused or could not be obtained."""
 
-    reason = "auth"  # the bad-page reason code (metric label, dead-letter field)
+    reason = "auth"
+
+
+class TokenUnavailableError(TransientError, PageError):
+    """The token endpoint could not be reached or failed for now (a 5xx, a 429): retried."""
 
 
 class Authenticator:
@@ -40,6 +45,14 @@ class Authenticator:
     def secret_values(self) -> list[str]:
         """Every secret this authenticator may put on the wire, for scrubbing text before it is logged."""
         return []
+
+    def renew_after_refusal(self) -> bool:
+        """A request was answered 401: drop whatever credential may have gone stale.
+
+        True when the request is worth repeating with a fresh one; static credentials cannot
+        change, so by default a 401 stands.
+        """
+        return False
 
 
 class StaticHeaderAuth(Authenticator):
@@ -104,7 +117,7 @@ class OAuth2ClientCredentials(Authenticator):
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
 
-    async def _refresh(self, session: aiohttp.ClientSession) -> None:
+    async def _refresh(self, session: aiohttp.ClientSession) -> SecretStr:
         form = {"grant_type": "client_credentials"}
         if self.scopes:
             form["scope"] = " ".join(self.scopes)
@@ -122,7 +135,9 @@ class OAuth2ClientCredentials(Authenticator):
                         "set spec.request.auth.tokenUrl to the final URL"
                     )
                 if resp.status >= 500 or resp.status == 429:
-                    raise TransientError(f"token endpoint {self.token_url} answered HTTP {resp.status}")
+                    raise TokenUnavailableError(
+                        f"token endpoint {self.token_url} answered HTTP {resp.status}"
+                    )
                 if resp.status >= 400:
                     raise AuthError(
                         f"token endpoint {self.token_url} refused client {self.client_id!r} "
@@ -130,7 +145,7 @@ class OAuth2ClientCredentials(Authenticator):
                     )
                 body: dict[str, Any] = await resp.json(content_type=None)
         except aiohttp.ClientError as exc:
-            raise TransientError(
+            raise TokenUnavailableError(
                 f"token endpoint {self.token_url} unreachable: {type(exc).__name__}"
             ) from exc
         token = body.get("access_token")
@@ -138,15 +153,16 @@ class OAuth2ClientCredentials(Authenticator):
             raise AuthError(f"token endpoint {self.token_url} returned no access_token")
         self._token = SecretStr(token)
         self._expires_at = time.monotonic() + float(body.get("expires_in") or 3600)
+        return self._token
 
     async def apply(
         self, session: aiohttp.ClientSession, headers: dict[str, str], params: dict[str, str]
     ) -> None:
         async with self._lock:
-            if self._token is None or time.monotonic() > self._expires_at - _TOKEN_REFRESH_MARGIN_S:
-                await self._refresh(session)
-        assert self._token is not None
-        headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
+            token = self._token
+            if token is None or time.monotonic() > self._expires_at - _TOKEN_REFRESH_MARGIN_S:
+                token = await self._refresh(session)
+        headers["Authorization"] = f"Bearer {token.get_secret_value()}"
 
     def secret_values(self) -> list[str]:
         values = [self._client_secret.get_secret_value()]
@@ -155,8 +171,13 @@ class OAuth2ClientCredentials(Authenticator):
         return values
 
     def invalidate(self) -> None:
-        """Forget the token (after a 401), so the next request fetches a new one."""
+        """Forget the token, so the next request fetches a new one."""
         self._token = None
+
+    def renew_after_refusal(self) -> bool:
+        # A token can be revoked before its expiry: the next request fetches a new one.
+        self.invalidate()
+        return True
 
 
 def make_authenticator(auth: Any) -> Authenticator:

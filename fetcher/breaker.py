@@ -10,12 +10,15 @@ from enum import StrEnum
 from yarl import URL
 
 from restlake.errors import TransientError
+from restlake.fetcher.page_errors import PageError
 
 log = logging.getLogger(__name__)
 
 
-class CircuitOpenError(TransientError):
+class CircuitOpenError(TransientError, PageError):
     """The endpoint failed too often in a row; no request is sent until its cool-down has passed."""
+
+    reason = "circuit_open"
 
 
 class BreakerState(StrEnum):
@@ -58,14 +61,14 @@ class CircuitBreaker:
 
     def before_request(self) -> None:
         """Raise ``CircuitOpenError`` unless a request may go out now."""
-        state = self.state
-        if state is BreakerState.CLOSED:
+        opened_at = self._opened_at
+        if opened_at is None:  # closed
             return
-        if state is BreakerState.HALF_OPEN and not self._trial_in_flight:
+        open_for = self._clock() - opened_at
+        if open_for >= self.cooldown and not self._trial_in_flight:  # half-open: one trial request
             self._trial_in_flight = True
             return
-        assert self._opened_at is not None
-        left = max(0.0, self.cooldown - (self._clock() - self._opened_at))
+        left = max(0.0, self.cooldown - open_for)
         raise CircuitOpenError(
             f"circuit open for {self.endpoint} after {self.failures} consecutive failures; "
             f"next probe in {left:.1f}s",
@@ -121,6 +124,3 @@ class BreakerRegistry:
                 key, failure_threshold=self.failure_threshold, cooldown=self.cooldown, clock=self._clock
             )
         return breaker
-
-    def open_count(self) -> int:
-        return sum(1 for b in self._breakers.values() if b.state is not BreakerState.CLOSED)

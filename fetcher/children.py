@@ -195,7 +195,7 @@ class ChildSourceFetcher:
         )
         tracker = DeliveryTracker()
         total.rejected += 1
-        await fetcher._dead_letter(event, total, tracker, fields)
+        await fetcher.send_dead_letter(event, total, tracker, fields)
         try:
             await fetcher.producer.confirm(tracker, fetcher.delivery_timeout)
         except DeliveryError as delivery:

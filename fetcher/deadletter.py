@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from restlake.contracts.spec import DEAD_LETTER_SUFFIX
+from restlake.contracts.source.kafka import DEAD_LETTER_SUFFIX
 from restlake.redaction import redact as redact_text
 
 # One name for the suffix, so the topic the operator creates is the one the fetcher writes to.

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from restlake.contracts.spec import URL_VARIABLE
+from restlake.contracts.patterns import URL_VARIABLE
 from restlake.fetcher.records import compile_path, is_missing, scalar_text
 
 NEW, CHANGED, REFRESH = "new", "changed", "refresh"

@@ -18,6 +18,7 @@ from yarl import URL
 
 from restlake.errors import TransientError
 from restlake.fetcher.auth import Authenticator
+from restlake.fetcher.page_errors import PageError
 from restlake.fetcher.pagination.base import PageRequest
 from restlake.fetcher.redaction import Redactor
 from restlake.redaction import is_secret_name
@@ -34,7 +35,7 @@ HTTP_SCHEMES = frozenset({"http", "https"})
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
-class RedirectError(TransientError):
+class RedirectError(TransientError, PageError):
     """A URL or redirect the fetcher will not follow: a bad page, retried, then dead-lettered.
 
     ``reason`` is the bad-page reason code; ``status`` the redirect's HTTP status, if one came.

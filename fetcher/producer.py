@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from restlake.contracts.envelope import Envelope
 from restlake.errors import PermanentError, TransientError
@@ -238,23 +237,3 @@ class EnvelopeProducer:
         except KafkaException:
             return False
         return bool(metadata.brokers)
-
-
-def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 30.0) -> bool:
-    """Create ``topic`` if it does not exist (local runs only; on Kubernetes the operator owns topics).
-
-    Returns True when it was created.
-    """
-    admin = AdminClient(client_config({"bootstrap.servers": bootstrap}, log))
-    deadline = time.monotonic() + timeout
-    if topic in admin.list_topics(timeout=timeout).topics:
-        return False
-    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-    try:
-        futures[topic].result(max(1.0, deadline - time.monotonic()))
-    except KafkaException as exc:
-        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise TransientError(f"could not create Kafka topic {topic!r}: {exc}") from exc
-        return False
-    log.info("created kafka topic %s with %d partitions", topic, partitions)
-    return True

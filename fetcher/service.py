@@ -22,9 +22,10 @@ from restlake.fetcher.metrics import FetcherMetrics
 from restlake.fetcher.ops import OpsServer
 from restlake.fetcher.parent_rows import ParentRows, PostgresParentRows
 from restlake.fetcher.poller import PassStats, SourceFetcher
-from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
+from restlake.fetcher.producer import EnvelopeProducer
 from restlake.fetcher.settings import FetcherSettings
 from restlake.fetcher.state import PostgresStateStore, StateStore
+from restlake.kafka_admin import ensure_topic
 from restlake.lineage import FetcherRun, LineageEmitter, LineageSettings
 from restlake.lineage.fetcher import heartbeat
 from restlake.redaction import install_log_redaction, remove_log_redaction

@@ -3,7 +3,7 @@
 Independent of kopf like ``reconcile.py``: ``start`` runs on create (and on operator restart),
 ``follow`` on a timer until the phase is final. The Job's conditions are the verdict; the pod's
 termination message (the CLI's JSON summary) becomes ``status.summary`` when the backfill process
-did not write it itself (``reporters.BackfillProgressReporter.finish``).
+did not write it itself (``restlake.runtime.pod_reporters.BackfillProgressReporter.finish``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from restlake.contracts.api_version import API_VERSION
 from restlake.contracts.backfill import Backfill, InvalidBackfill, parse_backfill
-from restlake.contracts.spec import API_VERSION, KIND
+from restlake.contracts.spec import KIND
 from restlake.errors import TransientError
 from restlake.operator import conditions, render
 from restlake.operator.conditions import Condition

@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from restlake.contracts.spec import IngestionSource, SecretRef
+from restlake.contracts.source.auth import SecretRef
+from restlake.contracts.spec import IngestionSource
 from restlake.operator.conditions import CREDENTIALS_ALLOWED, Condition
 
 LABEL = "restlake.io/source-credentials"

@@ -14,16 +14,16 @@ from typing import Any
 
 import kopf
 
-from restlake.contracts.spec import API_GROUP
+from restlake import kafka_admin
+from restlake.contracts.api_version import API_GROUP, VERSION
 from restlake.errors import PermanentError, SpecError, TransientError
-from restlake.operator import backfills, conditions, reconcile, render, topic_ledger, topics
+from restlake.operator import backfills, conditions, reconcile, render, topic_ledger
 from restlake.operator.kube import Kube
 from restlake.operator.settings import OperatorSettings
 from restlake.redaction import install_log_redaction, redact
 
 log = logging.getLogger(__name__)
 
-VERSION = "v1alpha1"
 PLURAL = "ingestionsources"
 BACKFILLS = "backfills"
 # kopf's own bookkeeping goes into annotations under this prefix: the CRD's status schema would
@@ -99,7 +99,7 @@ def sweep_topics(**_: Any) -> None:
     try:
         released = topic_ledger.sweep(
             ledger,
-            delete=topics.delete_topics,
+            delete=kafka_admin.delete_topics,
             bootstrap=ours.kafka_bootstrap,
             timeout=ours.metrics_timeout * 5,
         )
@@ -196,7 +196,7 @@ def source_gone(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
             meta["namespace"],
             meta["name"],
             names,
-            delete=topics.delete_topics,
+            delete=kafka_admin.delete_topics,
             bootstrap=ours.kafka_bootstrap,
             timeout=ours.metrics_timeout * 5,
         )

@@ -16,7 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from restlake.contracts.spec import API_VERSION, KIND, IngestionSource, parse_source
+from restlake import kafka_admin
+from restlake.contracts.api_version import API_VERSION
+from restlake.contracts.spec import KIND, IngestionSource, parse_source
 from restlake.errors import TransientError
 from restlake.operator import (
     compatibility,
@@ -26,7 +28,6 @@ from restlake.operator import (
     render,
     scrape,
     tenancy,
-    topics,
 )
 from restlake.operator.conditions import Condition
 from restlake.operator.settings import OperatorSettings
@@ -177,7 +178,7 @@ def reconcile(
     settings: OperatorSettings,
     *,
     now: str,
-    create_topic: TopicCreator = topics.ensure_topic,
+    create_topic: TopicCreator = kafka_admin.ensure_topic,
     ledger: TopicLedger | None = None,
 ) -> Outcome:
     """Apply every object the source needs and compute its status.
@@ -234,14 +235,16 @@ def reconcile(
         lambda name: cluster.get(API_VERSION, KIND, name, owner.namespace),
         lambda found: render.with_identity(found, settings),
     )
-    parent_ok = parent_condition is None or parent_condition.status == "True"
-    if not parent_ok:
-        assert parent_condition is not None
+    # The condition when it holds the fetcher back; None when there is no parent or it resolved.
+    parent_refusal = (
+        parent_condition if parent_condition is not None and parent_condition.status != "True" else None
+    )
+    if parent_refusal is not None:
         log.warning(
             "parent unresolved source=%s namespace=%s reason=%s",
             owner.name,
             owner.namespace,
-            parent_condition.reason,
+            parent_refusal.reason,
         )
 
     strimzi = strimzi_topic_api(cluster)
@@ -253,7 +256,7 @@ def reconcile(
         paused=paused,
         strimzi=strimzi,
         prometheus=prometheus,
-        credentials_allowed=allowed and parent_ok,
+        credentials_allowed=allowed and parent_refusal is None,
     )
     applied: list[str] = []
     changed: list[str] = []
@@ -287,12 +290,11 @@ def reconcile(
             credentials_condition.reason,
             "held at zero replicas: a referenced Secret is not allowed (see CredentialsAllowed)",
         )
-    elif not parent_ok and not paused:
-        assert parent_condition is not None
+    elif parent_refusal is not None and not paused:
         fetcher = Condition(
             conditions.FETCHER_READY,
             "False",
-            parent_condition.reason,
+            parent_refusal.reason,
             "held at zero replicas: spec.parent is not resolved (see ParentResolved)",
         )
     phase, current = conditions.summarise(
@@ -328,7 +330,7 @@ def reconcile(
         refused=refused,
         topic_error=topic_error,
         credentials_refused=None if allowed else credentials_condition.message,
-        parent_unresolved=None if parent_ok or parent_condition is None else parent_condition.message,
+        parent_unresolved=None if parent_refusal is None else parent_refusal.message,
     )
 
 
@@ -379,7 +381,7 @@ def resync(
     *,
     now: str,
     scraper: Scraper = scrape.scrape,
-    create_topic: TopicCreator = topics.ensure_topic,
+    create_topic: TopicCreator = kafka_admin.ensure_topic,
     ledger: TopicLedger | None = None,
 ) -> Resynced:
     """The status timer's work: reconcile again (drift correction), then read the metrics.

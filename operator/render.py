@@ -15,19 +15,15 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from restlake.contracts import batch_pods
+from restlake.contracts.api_version import API_VERSION
 from restlake.contracts.backfill import Backfill
 from restlake.contracts.parents import PARENT_IDENTITY_ANNOTATION, PARENT_TABLE_ANNOTATION
-from restlake.contracts.spec import (
-    API_VERSION,
-    IDENTITY_ANNOTATION,
-    KIND,
-    ContainerResources,
-    IngestionSource,
-    SecretRef,
-    qualified_identity,
-)
+from restlake.contracts.source.auth import SecretRef
+from restlake.contracts.source.resources import ContainerResources
+from restlake.contracts.spec import IDENTITY_ANNOTATION, KIND, IngestionSource, qualified_identity
 from restlake.jobs.spark.config import StreamJobConfig
-from restlake.operator import credentials, reporters
+from restlake.operator import credentials
 from restlake.operator.settings import FIELD_MANAGER, OperatorSettings
 
 CONFIG_DIR = "/etc/restlake"
@@ -42,8 +38,6 @@ STREAM = "stream"
 BACKFILL = "backfill"
 QUALITY = "quality"
 BACKFILL_LABEL = "restlake.io/backfill"
-# Where the CLI writes its JSON summary; the operator reads it back from the pod's status.
-TERMINATION_LOG = "/dev/termination-log"
 QUALITY_DIR = "/var/lib/restlake/quality"
 
 # Strimzi serves KafkaTopic as v1 from 0.49 (only v1 from 1.0) and as v1beta2 before; the operator
@@ -631,8 +625,8 @@ def _batch_pod(
         "env": [
             *_common_env(settings),
             {"name": "HOME", "value": "/tmp"},
-            {"name": reporters.ENV_SOURCE_NAME, "value": source},
-            _namespace_env(reporters.ENV_SOURCE_NAMESPACE),
+            {"name": batch_pods.ENV_SOURCE_NAME, "value": source},
+            _namespace_env(batch_pods.ENV_SOURCE_NAMESPACE),
             *env,
         ],
         "envFrom": _env_from(settings),
@@ -642,7 +636,7 @@ def _batch_pod(
             *_mounts(),
             *([{"name": data_volume[0]["name"], "mountPath": data_volume[1]}] if data_volume else []),
         ],
-        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePath": batch_pods.TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if not spec["envFrom"]:
@@ -689,8 +683,8 @@ def backfill_job(backfill: Backfill, owner: Owner, settings: OperatorSettings) -
         args=backfill_args(backfill, owner.uid),
         source=source,
         env=[
-            {"name": reporters.ENV_BACKFILL_NAME, "value": owner.name},
-            _namespace_env(reporters.ENV_BACKFILL_NAMESPACE),
+            {"name": batch_pods.ENV_BACKFILL_NAME, "value": owner.name},
+            _namespace_env(batch_pods.ENV_BACKFILL_NAMESPACE),
         ],
         resources=_resources(backfill.spec.resources, BACKFILL),
     )

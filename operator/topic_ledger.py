@@ -14,7 +14,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from restlake.contracts.spec import API_VERSION, KIND
+from restlake.contracts.api_version import API_VERSION
+from restlake.contracts.spec import KIND
 from restlake.errors import TransientError
 
 log = logging.getLogger(__name__)

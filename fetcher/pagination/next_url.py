@@ -12,11 +12,12 @@ from dataclasses import replace
 from yarl import URL
 
 from restlake.errors import PermanentError
+from restlake.fetcher.page_errors import PageError
 from restlake.fetcher.pagination.base import Page, PageRequest, Paginator
 from restlake.fetcher.records import compile_path, is_missing
 
 
-class CrossOriginLinkError(PermanentError):
+class CrossOriginLinkError(PermanentError, PageError):
     """A next-page link points at another scheme, host or port than the page it was found on."""
 
     reason = "cross_origin_link"

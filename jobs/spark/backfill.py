@@ -89,8 +89,7 @@ class KafkaRange:
             opts["startingTimestamp"] = str(_millis(self.from_time))
             # A partition with no record at or after the time has nothing to replay (not an error).
             opts["startingOffsetsByTimestampStrategy"] = "latest"
-        else:
-            assert self.from_offsets is not None
+        elif self.from_offsets is not None:  # __post_init__ requires one of the two
             opts["startingOffsets"] = _offsets_json(topic, partitions, self.from_offsets, -2)
         if self.to_time is not None:
             opts["endingTimestamp"] = str(_millis(self.to_time))

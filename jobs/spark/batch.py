@@ -12,6 +12,7 @@ must still reach Postgres, where an unchanged record is not rewritten anyway.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -34,9 +35,16 @@ from restlake.jobs.spark.bronze_keys import (
     keys_of,
 )
 from restlake.jobs.spark.config import StreamJobConfig
+from restlake.jobs.spark.schema_fastpath import supported as fast_path_supported
 from restlake.jobs.spark.sinks import MicroBatch, Sink, Stopwatch, Written, sinks_for
 from restlake.jobs.spark.typed_columns import typed_columns
-from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, SCHEMA_FALLBACK, validate
+from restlake.jobs.spark.validation import (
+    PAYLOAD_VARIANT,
+    REASON,
+    SCHEMA_FALLBACK,
+    check_fallback,
+    validate,
+)
 from restlake.lineage.emitter import LineageEmitter
 from restlake.lineage.stream import BatchCounts as LineageCounts
 from restlake.lineage.stream import StreamTargets, emit_stream_batch
@@ -156,6 +164,14 @@ class BatchProcessor:
             sinks=frozenset(sink.name for sink in self.sinks),
         )
 
+    @functools.cached_property
+    def schema_check_deferred(self) -> bool:
+        """jsonschema runs as a second pass, only for batches holding a payload the compiled check
+        could not accept; a schema with no compiled check sends every row to it in one pass.
+        (A property: compiling builds Columns, which needs the running SparkContext.)"""
+        schema = self.config.json_schema
+        return schema is not None and fast_path_supported(schema)
+
     def query_id(self, spark: SparkSession) -> str:
         if self._query_id is None:
             self._query_id = checkpoint_query_id(spark, self.config.checkpoint_path)
@@ -202,6 +218,7 @@ class BatchProcessor:
             source=cfg.source,
             json_schema=cfg.json_schema,
             max_message_bytes=cfg.max_message_bytes,
+            defer_schema_check=self.schema_check_deferred,
         )
         validated = slim(validated, keep_variant=bool(self.typed) or gate_rules is not None)
         validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
@@ -218,7 +235,14 @@ class BatchProcessor:
             ).toArrow()
             rows_read = facts.num_rows
             schema_fallback = int(pc.sum(facts["_fallback"].cast(pa.int64())).as_py() or 0)
-            facts = facts.drop_columns(["_fallback"])
+            if schema_fallback and self.schema_check_deferred and cfg.json_schema is not None:
+                # Some payloads need jsonschema's verdict: a second pass over the cache, its
+                # result cached in turn so that the UDF runs once per row.
+                validated = check_fallback(validated, cfg.json_schema).persist(StorageLevel.MEMORY_AND_DISK)
+                cached.append(validated)
+                facts = validated.select(F.col(REASON).isNull().alias("_ok"), *key_columns()).toArrow()
+            else:
+                facts = facts.drop_columns(["_fallback"])
             keys = facts.filter(facts["_ok"]).drop_columns(["_ok"])
             invalid = rows_read - keys.num_rows
             watch.lap("validate")
@@ -370,9 +394,13 @@ class BatchProcessor:
 
 
 def slim(validated: DataFrame, *, keep_variant: bool) -> DataFrame:
-    """What the batch caches: the raw Kafka value only for rows that go to quarantine, and the
-    payload VARIANT only when typed columns or expectations read it (each is as big as the payload)."""
-    slimmed = validated.withColumn("raw_value", F.when(F.col(REASON).isNotNull(), F.col("raw_value")))
+    """What the batch caches: the raw Kafka value only for rows that go (or may go, awaiting
+    jsonschema) to quarantine, and the payload VARIANT only when typed columns or expectations
+    read it (each is as big as the payload)."""
+    may_go = F.col(REASON).isNotNull()
+    if SCHEMA_FALLBACK in validated.columns:
+        may_go = may_go | F.col(SCHEMA_FALLBACK)
+    slimmed = validated.withColumn("raw_value", F.when(may_go, F.col("raw_value")))
     return slimmed if keep_variant else slimmed.drop(PAYLOAD_VARIANT)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,6 +20,7 @@ from pydantic import SecretStr
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from restlake.jobs.spark.session import jvm_of
 from restlake.postgres import bronze_keys as ledger
 
 log = logging.getLogger(__name__)
@@ -42,14 +44,22 @@ class TableState:
     version: int
 
 
+def delta_log_snapshot(spark: SparkSession, path: str) -> Any:
+    """The current snapshot of the Delta table at ``path``, read from its log on the driver.
+
+    Delta's internal JVM API (``DeltaLog.forTable(...).update``): callers fall back to the public
+    ``DeltaTable`` one, which runs a Spark job, when it fails.
+    """
+    jvm = jvm_of(spark)
+    return jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path).update(
+        False, jvm.scala.Option.empty(), jvm.scala.Option.empty()
+    )
+
+
 def table_state(spark: SparkSession, path: str) -> TableState:
     """Read from the Delta log on the driver: ``DeltaTable.detail()`` would run a Spark job for it."""
     try:
-        jvm = spark.sparkContext._jvm
-        assert jvm is not None
-        snapshot = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path).update(
-            False, jvm.scala.Option.empty(), jvm.scala.Option.empty()
-        )
+        snapshot = delta_log_snapshot(spark, path)
         return TableState(str(snapshot.metadata().id()).replace("-", ""), int(snapshot.version()))
     except Exception as exc:  # an internal API: fall back to the public one, slower
         log.info("reading the Delta log directly failed (%s); using DeltaTable.detail()", type(exc).__name__)

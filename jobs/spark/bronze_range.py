@@ -140,12 +140,11 @@ class BronzeRange:
 
     def needs_history_back_to(self) -> tuple[int | None, datetime | None]:
         """The oldest version, or time, whose commit the resolution has to see."""
+        if self.from_version is not None:
+            return max(self.from_version - 1, 0), None
         if isinstance(self.as_of, datetime):
             return None, self.as_of
-        if isinstance(self.as_of, int):
-            return self.as_of, None
-        assert self.from_version is not None
-        return max(self.from_version - 1, 0), None
+        return self.as_of, None
 
     def resolve(self, history: History) -> Snapshots:
         """Check the range against ``history`` and say which snapshots to read."""
@@ -182,7 +181,8 @@ class BronzeRange:
                 )
             commit = next(c for c in history.commits if c.version == self.as_of)
             return Snapshots(table, commit.version, None, _as_of_described(table, commit, None))
-        assert isinstance(self.as_of, datetime)
+        if self.as_of is None:  # __post_init__ refuses a range with neither
+            raise BackfillRangeError("--from-version", "give --from-version or --as-of for a bronze backfill")
         at = next((c for c in history.commits if c.timestamp <= self.as_of), None)
         if at is None:
             first = history.commits[-1]

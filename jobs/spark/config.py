@@ -18,7 +18,8 @@ from pydantic import (
     model_validator,
 )
 
-from restlake.contracts.spec import IngestionSource, Quality
+from restlake.contracts.source.quality import Quality
+from restlake.contracts.spec import IngestionSource
 from restlake.errors import ConfigError
 from restlake.postgres.identifiers import TableName
 from restlake.settings import PostgresSettings

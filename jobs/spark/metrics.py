@@ -15,8 +15,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from pyspark.sql.streaming import StreamingQueryListener
 
-from restlake.contracts.spec import Quality
-from restlake.jobs.spark.quality import expectation_name
+from restlake.contracts.source.quality import Quality, expectation_name
 
 log = logging.getLogger(__name__)
 

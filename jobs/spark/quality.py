@@ -27,13 +27,15 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from restlake.contracts.spec import (
+from restlake.contracts.source.quality import (
+    Expectation,
     InSetExpectation,
     NotNullExpectation,
     Quality,
     RangeExpectation,
     RegexExpectation,
     UniqueExpectation,
+    expectation_name,
 )
 from restlake.errors import PermanentError
 from restlake.jobs.spark.bronze import dedupe_by_key
@@ -42,10 +44,6 @@ log = logging.getLogger(__name__)
 
 EXPECTATION = "_expectation"
 REASON_PREFIX = "expectation:"
-
-AnyExpectation = (
-    NotNullExpectation | UniqueExpectation | InSetExpectation | RangeExpectation | RegexExpectation
-)
 
 
 class ExpectationFailed(PermanentError):
@@ -62,21 +60,12 @@ class ExpectationFailed(PermanentError):
         )
 
 
-def expectation_name(expectation: AnyExpectation) -> str:
-    """The spec's name, else ``<type>:<field>`` (``unique:a,b`` for several fields)."""
-    if expectation.name:
-        return expectation.name
-    if isinstance(expectation, UniqueExpectation):
-        return f"unique:{','.join(expectation.fields)}"
-    return f"{expectation.type}:{expectation.field}"
-
-
 def _path(field: str) -> str:
     parts = [p.replace("\\", "\\\\").replace("'", "\\'") for p in field.split(".")]
     return "$" + "".join(f"['{p}']" for p in parts)
 
 
-def _violated(expectation: AnyExpectation, payload: Column) -> Column:
+def _violated(expectation: Expectation, payload: Column) -> Column:
     """True where the record violates ``expectation``; never NULL."""
     if isinstance(expectation, UniqueExpectation):
         keys = [F.to_json(F.try_variant_get(payload, _path(f), "variant")) for f in expectation.fields]

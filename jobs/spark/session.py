@@ -6,9 +6,11 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import SparkSession
 
+from restlake.errors import PermanentError
 from restlake.lineage.settings import LineageSettings
 from restlake.lineage.spark_listener import CONSOLE_LOGGER, describe, spark_listener_conf
 
@@ -77,17 +79,6 @@ def build_spark(
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     listener = _lineage_listener(conf, jars, lineage)
     conf.update(listener)
-    if listener and jars:
-        from restlake.errors import ConfigError, StackError
-        from restlake.stack.jars import cache_of, openlineage_jars
-
-        # Next to the connector jars the caller resolved; a cluster image passes none and bakes
-        # the listener in with them.
-        try:
-            listener_jars = openlineage_jars(jars_dir=cache_of(jars[0]))
-        except StackError as exc:
-            raise ConfigError(str(exc)) from exc
-        conf["spark.jars"] += "," + ",".join(str(j) for j in listener_jars)
     if master.startswith("local"):
         # Driver and executors share this heap in local mode; Spark's 1 GiB default is tight for
         # micro-batches of 100k records of a few KB. Read when pyspark launches the JVM, so it
@@ -131,9 +122,19 @@ def _lineage_listener(
     return listener
 
 
+class SparkSessionStopped(PermanentError):
+    """The session's SparkContext is stopped, so there is no JVM to call into."""
+
+
+def jvm_of(spark: SparkSession) -> Any:
+    """The py4j view of the session's JVM (``spark.sparkContext._jvm``, None once the context stopped)."""
+    jvm = spark.sparkContext._jvm
+    if jvm is None:
+        raise SparkSessionStopped(f"the Spark session {spark.sparkContext.appName!r} is stopped")
+    return jvm
+
+
 def _show_console_events(spark: SparkSession) -> None:
     # The console transport logs each event at INFO, below the session's WARN.
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    log4j = jvm.org.apache.logging.log4j
+    log4j = jvm_of(spark).org.apache.logging.log4j
     log4j.core.config.Configurator.setLevel(CONSOLE_LOGGER, log4j.Level.INFO)

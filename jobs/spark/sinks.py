@@ -23,7 +23,14 @@ from pyspark.sql import DataFrame, SparkSession
 
 from restlake.errors import ConfigError, TransientError
 from restlake.jobs.spark import bronze
-from restlake.jobs.spark.bronze_keys import KEY, ensure_seeded, first_per_key, select_new, table_state
+from restlake.jobs.spark.bronze_keys import (
+    KEY,
+    delta_log_snapshot,
+    ensure_seeded,
+    first_per_key,
+    select_new,
+    table_state,
+)
 from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.typed_columns import TypedColumn
 from restlake.postgres import bronze_keys as ledger
@@ -299,11 +306,7 @@ def _partition_columns(spark: SparkSession, path: str) -> list[str] | None:
     executors still hold the cluster's cores would wait past its liveness probe, again and again.
     """
     try:
-        jvm = spark.sparkContext._jvm
-        assert jvm is not None
-        snapshot = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path).update(
-            False, jvm.scala.Option.empty(), jvm.scala.Option.empty()
-        )
+        snapshot = delta_log_snapshot(spark, path)
         if int(snapshot.version()) < 0:
             return None
         joined = str(snapshot.metadata().partitionColumns().mkString("\n"))

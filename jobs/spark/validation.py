@@ -116,8 +116,16 @@ def validate(
     source: str,
     json_schema: dict[str, Any] | None,
     max_message_bytes: int = 1024 * 1024,
+    defer_schema_check: bool = False,
 ) -> DataFrame:
-    """``parse`` plus a ``reason`` column: NULL for a valid record, else why it is quarantined."""
+    """``parse`` plus a ``reason`` column: NULL for a valid record, else why it is quarantined.
+
+    ``defer_schema_check``: when the schema compiles into a Spark-native check, leave out the
+    jsonschema UDF. The reason is then final except where ``SCHEMA_FALLBACK`` is true, and the
+    caller applies ``check_fallback`` only if some row needs it. A Python UDF in the plan costs
+    every row a trip through Arrow and the Python worker even when its input is NULL (measured:
+    a third of the validation job), and most batches have no doubtful row at all.
+    """
     parsed = parse(kafka_df, max_message_bytes=max_message_bytes)
     reason: Any = (
         F.when(F.col("raw_value").isNull(), F.lit("empty_value"))
@@ -140,12 +148,20 @@ def validate(
     with_reason = parsed.withColumn(REASON, reason).drop("_too_large")
     if json_schema is None:
         return with_reason
+    accepted = fast_accept(json_schema, F.col("payload"), F.col(PAYLOAD_VARIANT))
+    doubtful = F.col(REASON).isNull() & (F.lit(True) if accepted is None else ~accepted)
+    flagged = with_reason.withColumn(SCHEMA_FALLBACK, doubtful)
+    if defer_schema_check and accepted is not None:
+        return flagged
+    return check_fallback(flagged, json_schema)
+
+
+def check_fallback(flagged: DataFrame, json_schema: dict[str, Any]) -> DataFrame:
+    """Give the rows ``SCHEMA_FALLBACK`` marks their jsonschema verdict as ``reason``."""
     check = payload_checker(json_schema)
     # Spark evaluates a Python UDF for every row whatever guards it, so the check sees envelopes
     # already rejected too; coalesce keeps their first reason. Payloads the Spark-native pre-check
     # accepts reach the UDF as NULL, which it passes without parsing: only doubtful ones cost.
-    accepted = fast_accept(json_schema, F.col("payload"), F.col(PAYLOAD_VARIANT))
-    doubtful = F.col(REASON).isNull() & (F.lit(True) if accepted is None else ~accepted)
-    return with_reason.withColumn(SCHEMA_FALLBACK, doubtful).withColumn(
+    return flagged.withColumn(
         REASON, F.coalesce(F.col(REASON), check(F.when(F.col(SCHEMA_FALLBACK), F.col("payload"))))
     )

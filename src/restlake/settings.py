@@ -79,9 +79,6 @@ class KafkaSettings(RestlakeSettings):
         description="Partitions for auto-provisioned topics (local runs only); 3 lets 1-3 cores share.",
     )
 
-    def topic_for(self, source: str) -> str:
-        return f"{self.topic_prefix}{source}"
-
 
 class PostgresSettings(RestlakeSettings):
     """The Postgres that holds raw.api_events, the batch ledger and fetch state."""

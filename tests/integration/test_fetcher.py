@@ -17,7 +17,8 @@ from restlake.demoapi.dataset import DatasetConfig
 from restlake.demoapi.handle import running_demo_api
 from restlake.fetcher.client import RetryPolicy
 from restlake.fetcher.poller import PassStats, SourceFetcher
-from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
+from restlake.fetcher.producer import EnvelopeProducer
+from restlake.kafka_admin import ensure_topic
 from restlake.runtime.demo import retarget
 
 from .kafka_topic import read_topic

@@ -34,10 +34,11 @@ from restlake.demoapi.ratelimit import RateLimitConfig
 from restlake.fetcher.client import RetryPolicy
 from restlake.fetcher.metrics import FetcherMetrics
 from restlake.fetcher.poller import PassStats, SourceFetcher
-from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
+from restlake.fetcher.producer import EnvelopeProducer
 from restlake.fetcher.service import FetcherService
 from restlake.fetcher.settings import FetcherSettings
 from restlake.fetcher.state import PostgresStateStore
+from restlake.kafka_admin import ensure_topic
 from restlake.postgres import migrations
 
 from .kafka_topic import read_topic

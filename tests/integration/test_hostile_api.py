@@ -39,9 +39,10 @@ from restlake.contracts.spec import IngestionSource, parse_source
 from restlake.fetcher.client import RetryPolicy
 from restlake.fetcher.metrics import FetcherMetrics
 from restlake.fetcher.poller import PassStats, SourceFetcher
-from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
+from restlake.fetcher.producer import EnvelopeProducer
 from restlake.jobs.spark.config import StreamJobConfig
 from restlake.jobs.spark.stream import run_until_caught_up
+from restlake.kafka_admin import ensure_topic
 from restlake.kafka_logging import client_config
 from restlake.stack.manager import StackEndpoints
 

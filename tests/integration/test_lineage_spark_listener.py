@@ -34,9 +34,8 @@ _JOB = textwrap.dedent(
 
     jars_dir, events, table = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     lineage = LineageSettings(transport="file", spark_listener=True, file_path=events, namespace="it")
-    spark = build_spark(
-        "restlake-ol-it", jars=spark_jars(jars_dir=jars_dir), master="local[1]", lineage=lineage
-    )
+    jars = spark_jars(jars_dir=jars_dir, lineage=lineage)
+    spark = build_spark("restlake-ol-it", jars=jars, master="local[1]", lineage=lineage)
     try:
         spark.range(3).write.format("delta").mode("append").option("txnAppId", "it").option(
             "txnVersion", 0

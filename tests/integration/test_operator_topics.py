@@ -8,8 +8,8 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from restlake.kafka_admin import ensure_topic
 from restlake.kafka_logging import client_config
-from restlake.operator.topics import ensure_topic
 from restlake.stack.manager import StackEndpoints
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ import yaml
 from harness import REPO_ROOT as REPO
 from harness import eventually
 
-from restlake.operator import reporters
 from restlake.operator.kube import Kube
+from restlake.runtime import pod_reporters as reporters
 
 pytestmark = pytest.mark.k8s
 

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 from pyspark.sql import types as T
 
+from restlake.contracts.source.quality import expectation_name
 from restlake.contracts.spec import Quality
 from restlake.jobs.spark import faults
 from restlake.jobs.spark.metrics import kafka_lag
-from restlake.jobs.spark.quality import expectation_name
 from restlake.jobs.spark.typed_columns import typed_columns
 from restlake.settings import S3Settings
 from restlake.stack.minio import sigv4_headers

@@ -69,7 +69,7 @@ def backfill(
     from restlake.jobs.spark.bronze_range import parse_as_of
     from restlake.jobs.spark.session import build_spark
     from restlake.jobs.spark.stream import spark_conf_for
-    from restlake.operator.reporters import BackfillProgressReporter, write_termination_message
+    from restlake.runtime.pod_reporters import BackfillProgressReporter, write_termination_message
     from restlake.settings import KafkaSettings, LakeSettings, PostgresSettings, StackSettings
     from restlake.stack.jars import spark_jars
 

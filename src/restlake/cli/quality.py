@@ -31,9 +31,9 @@ def run(
     """Validate a source's bronze rows with Great Expectations; prints a JSON summary."""
     from restlake.cli.source_choice import one_source
     from restlake.jobs.spark.session import build_spark
-    from restlake.operator.reporters import report_quality
     from restlake.quality.checkpoint import run_checkpoint
     from restlake.quality.suite import build_suite
+    from restlake.runtime.pod_reporters import report_quality
     from restlake.settings import LakeSettings, S3Settings, StackSettings
     from restlake.stack.jars import spark_jars
 

@@ -54,7 +54,8 @@ def status(
     ),
 ) -> None:
     """Where each source stands: last fetch, watermark, Kafka lag, last batch, rows, quarantine, DLQ."""
-    from restlake.contracts.spec import Duration, load_sources
+    from restlake.contracts.spec import load_sources
+    from restlake.contracts.values import Duration
     from restlake.runtime.status import StatusError, Target, collect, known_sources, resolve_endpoints
     from restlake.settings import KafkaSettings
 

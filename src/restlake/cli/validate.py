@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from restlake.contracts.spec import IngestionSource, parse_source, read_documents
+from restlake.contracts.documents import read_documents
+from restlake.contracts.spec import IngestionSource, parse_source
 from restlake.errors import SpecError
 
 _YAML_SUFFIXES = (".yaml", ".yml")

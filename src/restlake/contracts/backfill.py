@@ -22,19 +22,14 @@ from pydantic import (
     model_validator,
 )
 
-from restlake.contracts.spec import (
-    DNS1123_LABEL,
-    Condition,
-    ContainerResources,
-    ObjectMeta,
-    _Model,
-    _rules,
-    field_error,
-)
+from restlake.contracts.api_version import API_VERSION, ApiVersion
+from restlake.contracts.metadata import Condition, ObjectMeta
+from restlake.contracts.model import SpecModel, field_error, model_rules
+from restlake.contracts.patterns import DNS1123_LABEL
+from restlake.contracts.source.resources import ContainerResources
 from restlake.errors import SpecError
 
 KIND = "Backfill"
-API_VERSION = "restlake.io/v1alpha1"
 
 PARTITION = r"^[0-9]+$"
 # A bronze version as a string, or an RFC 3339 time with its offset (what Delta's timestampAsOf takes).
@@ -81,10 +76,10 @@ Offsets = Annotated[
 ]
 
 
-class KafkaOrigin(_Model):
+class KafkaOrigin(SpecModel):
     """Replay the source's Kafka topic from a time or offsets to a time or offsets (end exclusive)."""
 
-    model_config = _rules(
+    model_config = model_rules(
         {
             "rule": "has(self.fromTime) != has(self.fromOffsets)",
             "message": "set exactly one of fromTime or fromOffsets",
@@ -127,10 +122,10 @@ class KafkaOrigin(_Model):
         return self
 
 
-class BronzeOrigin(_Model):
+class BronzeOrigin(SpecModel):
     """Re-merge the source's bronze Delta table: a version range, or the table as of a version or time."""
 
-    model_config = _rules(
+    model_config = model_rules(
         {
             "rule": "has(self.fromVersion) != has(self.asOf)",
             "message": "set exactly one of fromVersion or asOf",
@@ -178,10 +173,10 @@ class BronzeOrigin(_Model):
         return self
 
 
-class BackfillSpec(_Model):
+class BackfillSpec(SpecModel):
     """What to replay, for which source; fixed once created."""
 
-    model_config = _rules(
+    model_config = model_rules(
         {
             "rule": "has(self.kafka) || has(self.bronze)",
             "message": "an origin is required: set spec.kafka or spec.bronze",
@@ -262,14 +257,14 @@ class BackfillCondition(Condition):
     )
 
 
-class BackfillProgress(_Model):
+class BackfillProgress(SpecModel):
     """Rows merged so far, as the running backfill reports them."""
 
     rows_done: int = Field(ge=0, description="Rows merged so far.")
     rows_total: int = Field(ge=0, description="Rows to merge in total (an estimate until the end).")
 
 
-class BackfillStatus(_Model):
+class BackfillStatus(SpecModel):
     """What the operator and the backfill process observed."""
 
     phase: Literal["Pending", "Running", "Succeeded", "Failed"] | None = Field(
@@ -291,10 +286,10 @@ class BackfillStatus(_Model):
     )
 
 
-class Backfill(_Model):
+class Backfill(SpecModel):
     """A one-shot replay of an IngestionSource's Kafka range or bronze versions into its sinks."""
 
-    api_version: Literal["restlake.io/v1alpha1"] = Field(description="restlake.io/v1alpha1.")
+    api_version: ApiVersion = Field(description=f"{API_VERSION}.")
     kind: Literal["Backfill"] = Field(description="Backfill.")
     metadata: ObjectMeta = Field(description="Name, namespace, labels and annotations.")
     spec: BackfillSpec = Field(description="What to replay, for which source; fixed once created.")

@@ -25,9 +25,10 @@ import yaml
 from pydantic import BaseModel
 
 from restlake.contracts import backfill
-from restlake.contracts.spec import API_GROUP, DNS1123_LABEL, KIND, IngestionSource
+from restlake.contracts.api_version import API_GROUP, VERSION
+from restlake.contracts.patterns import DNS1123_LABEL
+from restlake.contracts.spec import KIND, IngestionSource
 
-VERSION = "v1alpha1"
 PLURAL = "ingestionsources"
 SINGULAR = "ingestionsource"
 SHORT_NAMES = ["isrc"]

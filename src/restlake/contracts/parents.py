@@ -21,7 +21,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from restlake.contracts.spec import PG_TABLE, Duration, IngestionSource
+from restlake.contracts.patterns import PG_TABLE
+from restlake.contracts.spec import IngestionSource
+from restlake.contracts.values import Duration
 from restlake.errors import SpecError
 
 PARENT_IDENTITY_ANNOTATION = "restlake.io/parent-identity"
@@ -48,7 +50,8 @@ def link_to(child: IngestionSource, parent: IngestionSource) -> ParentLink:
     """The link of ``child`` to ``parent`` (the source its spec.parent names); refuses a parent whose
     records never reach Postgres, where the child reads them."""
     spec = child.spec.parent
-    assert spec is not None
+    if spec is None:
+        raise ValueError(f"{child.name} has no spec.parent: only a child source links to a parent")
     if not parent.spec.sinks.postgres.enabled:
         raise SpecError(
             _label(child),

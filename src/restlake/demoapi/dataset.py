@@ -219,9 +219,6 @@ class Dataset:
             return 0
         return -(-(record_id - n0) // self.config.growth_per_tick)
 
-    def revision_tick(self, record_id: int) -> int:
-        return self._last_tick[record_id]
-
     def updated_at_ms(self, record_id: int) -> int:
         seg = self._segments[self._last_tick[record_id]]
         return seg.ms_at(seg.pos_of(record_id))

@@ -73,7 +73,8 @@ def start_demo_api_process(
     cmd = [sys.executable, "-m", "restlake.demoapi", "serve", "--host", host, "--port", str(port), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
+    if proc.stdout is None:  # never with stdout=PIPE; says so rather than failing on None later
+        raise RuntimeError("the demo API process has no stdout pipe")
     base_url = _first_ready_line(proc.stdout, deadline)
     if base_url is None or not _wait_healthy(base_url, deadline):
         stop_demo_api_process(proc)

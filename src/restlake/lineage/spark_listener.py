@@ -43,13 +43,18 @@ def _http_target(url: str, endpoint: str) -> tuple[str, str]:
     return urlunsplit((parts.scheme, parts.netloc, "", "", "")), f"/{path}"
 
 
+def listener_enabled(settings: LineageSettings) -> bool:
+    """Whether a Spark session runs the listener: asked for, and a transport to send to."""
+    return settings.spark_listener and settings.transport != "none"
+
+
 def spark_listener_conf(settings: LineageSettings, driver_java_options: str = "") -> dict[str, str]:
     """``spark.*`` settings for the listener, or none when it is off or the transport is ``none``.
 
     ``driver_java_options`` is the session's current ``spark.driver.extraJavaOptions``; the
     returned value keeps it and adds the listener's module opening.
     """
-    if not settings.spark_listener or settings.transport == "none":
+    if not listener_enabled(settings):
         return {}
     java_options = " ".join(o for o in (driver_java_options.strip(), DRIVER_JAVA_OPTION) if o)
     conf = {

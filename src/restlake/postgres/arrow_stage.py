@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from restlake.errors import PermanentError
-from restlake.postgres.merge import STAGE_COLUMNS, MergeRow, Stager, parse_version
+from restlake.postgres.merge import STAGE_COLUMNS, MergeRow, Staged, Stager, parse_version
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -60,7 +60,7 @@ def rows_table(rows: Iterable[MergeRow]) -> pa.Table:
 def arrow_stager(rows: pa.Table, *, source: str, batch_id: int) -> Stager:
     """A ``Stager`` that COPYs ``rows`` (the ``ARROW_COLUMNS``, any order, more allowed)."""
 
-    def stage(conn: psycopg.Connection) -> int:
+    def stage(conn: psycopg.Connection) -> Staged:
         table = _stage_table(rows, source=source, batch_id=batch_id)
         import pyarrow.csv as pacsv
 
@@ -70,7 +70,9 @@ def arrow_stager(rows: pa.Table, *, source: str, batch_id: int) -> Stager:
                 buffer = io.BytesIO()
                 pacsv.write_csv(chunk, buffer, options)
                 copy.write(buffer.getbuffer())
-        return table.num_rows
+        import pyarrow.compute as pc
+
+        return Staged(table.num_rows, pc.count_distinct(table["external_id"], mode="only_valid").as_py())
 
     return stage
 

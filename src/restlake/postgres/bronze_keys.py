@@ -42,24 +42,25 @@ TABLE_BATCH_ID = -1
 _CREATE_KEYS = "CREATE TEMP TABLE restlake_batch_keys (key uuid NOT NULL) ON COMMIT DROP"
 _COPY_KEYS = "COPY restlake_batch_keys (key) FROM STDIN"
 
-# The CTE's INSERT is invisible to the outer SELECT (one snapshot per statement), so the second
-# branch sees only claims made before this statement.
+# Only keys the INSERT did not take are looked up: usually none, so a batch descends the ledger's
+# index once per key (the insert), not twice, which is what kept its cost growing with history.
+# The CTE's INSERT is invisible to the outer SELECT (one snapshot per statement): a key inserted
+# by a transaction that committed after this statement began conflicts, yet shows no row here.
 _CLAIM = """
 WITH inserted AS (
     INSERT INTO raw.bronze_keys (table_id, key, query_id, batch_id)
     SELECT DISTINCT %(table_id)s::uuid, key, %(query_id)s, %(batch_id)s FROM restlake_batch_keys
     ON CONFLICT (table_id, key) DO NOTHING
     RETURNING key
+), conflicted AS (
+    SELECT DISTINCT b.key FROM restlake_batch_keys b
+    WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.key = b.key)
 )
-SELECT replace(key::text, '-', ''), NULL, NULL FROM inserted
-UNION ALL
-SELECT replace(k.key::text, '-', ''), k.query_id, k.batch_id
-FROM raw.bronze_keys k
-JOIN (SELECT DISTINCT key FROM restlake_batch_keys) b ON b.key = k.key
+SELECT replace(f.key::text, '-', ''), k.query_id, k.batch_id, c.batch_id IS NOT NULL
+FROM conflicted f
+LEFT JOIN raw.bronze_keys k ON k.table_id = %(table_id)s::uuid AND k.key = f.key
 LEFT JOIN raw.bronze_batches c
        ON c.table_id = k.table_id AND c.query_id = k.query_id AND c.batch_id = k.batch_id
-WHERE k.table_id = %(table_id)s::uuid
-  AND ((k.query_id = %(query_id)s AND k.batch_id = %(batch_id)s) OR c.batch_id IS NULL)
 """
 
 
@@ -105,12 +106,19 @@ def claim(
         if committed is not None:
             return Claim(frozenset(), frozenset(), committed=True)
         _copy_keys(conn, keys)
-        found = conn.execute(
+        conflicted = conn.execute(
             _CLAIM, {"table_id": table_id, "query_id": query_id, "batch_id": batch_id}
         ).fetchall()
-    fresh = frozenset(k for k, q, b in found if q is None or (q == query_id and b == batch_id))
-    unconfirmed = frozenset(k for k, q, b in found if q is not None and (q, b) != (query_id, batch_id))
-    return Claim(fresh, unconfirmed)
+    # A conflicting key is this batch's own (an earlier attempt claimed it), another batch's
+    # committed one, another batch's unconfirmed one, or claimed concurrently and not visible yet:
+    # that last one is left to its claimer, never appended twice.
+    unconfirmed = frozenset(
+        key
+        for key, q, b, confirmed in conflicted
+        if q is not None and (q, b) != (query_id, batch_id) and not confirmed
+    )
+    not_ours = {key for key, q, b, _ in conflicted if (q, b) != (query_id, batch_id)}
+    return Claim(frozenset(k for k in keys if k not in not_ours), unconfirmed)
 
 
 def settle(

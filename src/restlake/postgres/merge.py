@@ -174,15 +174,22 @@ COPY_STAGE = sql.SQL("COPY restlake_stage ({}) FROM STDIN").format(
     sql.SQL(", ").join(sql.Identifier(c) for c in STAGE_COLUMNS)
 )
 
-# {target} is the only composed part, and it is a validated, quoted identifier.
-_UPSERT = sql.SQL(
-    """
-WITH newest AS (
-    SELECT DISTINCT ON (source, external_id) *
+# The survivor per key when the batch holds several versions of one record (the rule above).
+_NEWEST_PER_KEY = sql.SQL(
+    """SELECT DISTINCT ON (source, external_id) *
     FROM restlake_stage
     ORDER BY source, external_id,
-             version_ts DESC NULLS LAST, version_num DESC NULLS LAST, fetched_at DESC, content_hash
-), upserted AS (
+             version_ts DESC NULLS LAST, version_num DESC NULLS LAST, fetched_at DESC, content_hash"""
+)
+# Every staged row, when the stager saw each key once: the usual batch, and then the sort above (a
+# spill to disk for a batch of wide payloads at the default work_mem) would decide nothing.
+_EVERY_ROW = sql.SQL("SELECT * FROM restlake_stage")
+# {target} is a validated, quoted identifier and {newest} one of the two selections above. The
+# selection is a subquery, not a CTE: read once, it streams into the insert instead of being
+# materialised first.
+_UPSERT = sql.SQL(
+    """
+WITH upserted AS (
     INSERT INTO {target} AS t (
         source, external_id, payload, pulled_at, content_hash, version, version_ts, version_num,
         fetched_at, updated_at, idempotency_key, kafka_topic, kafka_partition, kafka_offset,
@@ -190,7 +197,7 @@ WITH newest AS (
     SELECT source, external_id, payload, fetched_at, content_hash, version, version_ts, version_num,
            fetched_at, now(), idempotency_key, kafka_topic, kafka_partition, kafka_offset,
            %(query_id)s, %(batch_id)s
-    FROM newest
+    FROM ({newest}) AS newest
     ON CONFLICT (source, external_id) DO UPDATE SET
         payload = EXCLUDED.payload,
         pulled_at = EXCLUDED.pulled_at,
@@ -218,16 +225,27 @@ WITH newest AS (
           END
     RETURNING (t.xmax = 0) AS inserted
 )
-SELECT (SELECT count(*) FROM newest),
-       count(*) FILTER (WHERE inserted),
-       count(*) FILTER (WHERE NOT inserted)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
 FROM upserted
 """
 )
 
 
-# Writes one batch's rows into the temporary ``restlake_stage`` table; returns how many.
-Stager = Callable[[psycopg.Connection], int]
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """What a stager wrote into ``restlake_stage``: ``rows`` rows holding ``keys`` distinct
+    ``external_id`` values (a batch is one source, so that is its distinct keys)."""
+
+    rows: int
+    keys: int
+
+    @property
+    def one_version_per_key(self) -> bool:
+        return self.rows == self.keys
+
+
+# Writes one batch's rows into the temporary ``restlake_stage`` table and says what it wrote.
+Stager = Callable[[psycopg.Connection], Staged]
 
 
 def merge_batch(
@@ -278,8 +296,9 @@ def merge_staged(
         return _merge(conn, target, source, query_id, batch_id, stage, before_commit)
 
 
-def _stage_rows(conn: psycopg.Connection, source: str, batch_id: int, rows: Iterable[MergeRow]) -> int:
+def _stage_rows(conn: psycopg.Connection, source: str, batch_id: int, rows: Iterable[MergeRow]) -> Staged:
     rows_in = 0
+    keys: set[str] = set()
     with conn.cursor() as cur, cur.copy(COPY_STAGE) as copy:
         for row in rows:
             if row.source != source:
@@ -305,7 +324,8 @@ def _stage_rows(conn: psycopg.Connection, source: str, batch_id: int, rows: Iter
                 )
             )
             rows_in += 1
-    return rows_in
+            keys.add(row.external_id)
+    return Staged(rows_in, len(keys))
 
 
 def _merge(
@@ -340,12 +360,14 @@ def _merge(
             return result
 
         conn.execute(_CREATE_STAGE)
-        rows_in = stage(conn)
-
-        counts = conn.execute(
-            _UPSERT.format(target=target.identifier()), {"query_id": query_id, "batch_id": batch_id}
-        ).fetchone()
-        distinct, inserted, updated = counts if counts is not None else (0, 0, 0)
+        staged = stage(conn)
+        rows_in, distinct = staged.rows, staged.keys
+        upsert = _UPSERT.format(
+            target=target.identifier(),
+            newest=_EVERY_ROW if staged.one_version_per_key else _NEWEST_PER_KEY,
+        )
+        counts = conn.execute(upsert, {"query_id": query_id, "batch_id": batch_id}).fetchone()
+        inserted, updated = counts if counts is not None else (0, 0)
         if before_commit is not None:
             before_commit()
         conn.execute(

@@ -38,15 +38,16 @@ from great_expectations.expectations.registry import (
 )
 from great_expectations.expectations.row_conditions import Column
 
-from restlake.contracts.spec import (
+from restlake.contracts.source.quality import (
     GxExpectation,
-    IngestionSource,
     InSetExpectation,
     NotNullExpectation,
     RangeExpectation,
     RegexExpectation,
     UniqueExpectation,
+    expectation_name,
 )
+from restlake.contracts.spec import IngestionSource
 from restlake.errors import SpecError
 
 # The number of the source's bronze rows (in the whole table, not only the rows validated) that
@@ -241,8 +242,6 @@ def _where_object(kind: Projection) -> dict[str, Any]:
 
 
 def _inline_check(suite: BronzeSuite, index: int, inline: Any) -> None:
-    from restlake.jobs.spark.quality import expectation_name
-
     name = expectation_name(inline)
     origin = f"spec.quality.expectations[{index}]"
     # The same projections as the inline gate's: text for notNull/inSet/regex, a double for range,

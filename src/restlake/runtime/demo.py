@@ -7,6 +7,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from yarl import URL
 
@@ -28,9 +29,9 @@ def retarget(source: IngestionSource, base_url: str) -> IngestionSource:
     # Spliced as text: a child source's URL template ({owner}, {repo}) must keep its braces, which
     # a URL object would percent-encode.
     url = source.spec.request.url
-    origin = str(URL(url).origin())
-    assert url.startswith(origin), url
-    new = str(URL(base_url).origin()) + url[len(origin) :]
+    parts = urlsplit(url)
+    path_onwards = url[len(f"{parts.scheme}://{parts.netloc}") :]
+    new = str(URL(base_url).origin()) + path_onwards
     request = source.spec.request.model_copy(update={"url": new})
     spec = source.spec.model_copy(update={"request": request})
     return source.model_copy(update={"spec": spec})

@@ -23,8 +23,9 @@ from restlake.fetcher.client import new_session
 from restlake.fetcher.metrics import FetcherMetrics
 from restlake.fetcher.parent_rows import PostgresParentRows
 from restlake.fetcher.poller import PassStats, SourceFetcher
-from restlake.fetcher.producer import EnvelopeProducer, ensure_topic
+from restlake.fetcher.producer import EnvelopeProducer
 from restlake.fetcher.state import PostgresStateStore
+from restlake.kafka_admin import ensure_topic
 from restlake.postgres import migrations
 from restlake.postgres.identifiers import TableName
 from restlake.settings import KafkaSettings, StackSettings

@@ -148,12 +148,12 @@ class Target:
     @classmethod
     def of_name(cls, name: str, lake_root: str | None, topic_prefix: str) -> Target:
         """A source known by name only: the layout a spec without overrides gets."""
-        from restlake.contracts.spec import IngestionSource
+        from restlake.contracts.spec import API_VERSION, KIND, IngestionSource
 
         source = IngestionSource.model_validate(
             {
-                "apiVersion": "restlake.io/v1alpha1",
-                "kind": "IngestionSource",
+                "apiVersion": API_VERSION,
+                "kind": KIND,
                 "metadata": {"name": name},
                 "spec": {"request": {"url": "http://unknown.invalid/"}},
             }

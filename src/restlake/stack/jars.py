@@ -27,8 +27,12 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from restlake.errors import StackError
+
+if TYPE_CHECKING:
+    from restlake.lineage.settings import LineageSettings
 from restlake.stack.state import jars_dir_for
 
 log = logging.getLogger(__name__)
@@ -281,9 +285,15 @@ def _jars_dir(state_dir: Path | None, jars_dir: Path | None, env: Mapping[str, s
 
 
 def spark_jars(
-    state_dir: Path | None = None, *, jars_dir: Path | None = None, env: Mapping[str, str] | None = None
+    state_dir: Path | None = None,
+    *,
+    jars_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    lineage: LineageSettings | None = None,
 ) -> list[Path]:
-    """Jars to pass as ``spark.jars``: Kafka source, Delta, Postgres JDBC, s3a (nothing pyspark ships).
+    """Jars to pass as ``spark.jars``: Kafka source, Delta, Postgres JDBC, s3a (nothing pyspark ships),
+    and the OpenLineage listener's when the session runs it (``lineage``, read from the environment
+    when None).
 
     Raises StackError when they were never resolved: resolving downloads ~700 MB, which
     must not start by surprise inside a streaming job; run ``restlake stack jars`` first.
@@ -295,15 +305,15 @@ def spark_jars(
             f"the Spark jars are not resolved in {where / 'spark'}; "
             "run `restlake stack jars` (or `make jars`)"
         )
+    # Chosen here, beside the connector jars, not by the session: an image bakes both in and
+    # passes none, and only the local stack knows its cache. Imported here: the image's jars
+    # stage runs this module with the standard library only.
+    from restlake.lineage.settings import LineageSettings
+    from restlake.lineage.spark_listener import listener_enabled
+
+    if listener_enabled(lineage if lineage is not None else LineageSettings()):
+        jars = [*jars, *openlineage_jars(jars_dir=where)]
     return jars
-
-
-def cache_of(jar: Path) -> Path | None:
-    """The jar cache a bundle jar was read from (``<cache>/<bundle>/<layout>``), if it is one."""
-    for parent in jar.absolute().parents:
-        if parent.name in BUNDLES and (parent / MANIFEST).is_file():
-            return parent.parent
-    return None
 
 
 def openlineage_jars(

@@ -19,6 +19,7 @@ from restlake.settings import KafkaSettings
 from restlake.stack import process
 from restlake.stack.jars import kafka_classpath
 from restlake.stack.process import ServiceStatus
+from restlake.stack.service import LocalService
 from restlake.stack.state import LOOPBACK, KafkaState, StackPaths, wait_port_free
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def java_binary() -> str:
     return candidate
 
 
-class KafkaBroker:
+class KafkaBroker(LocalService):
     """One KRaft broker+controller whose ports and cluster id come from the state file."""
 
     name = "kafka"
@@ -209,12 +210,12 @@ class KafkaBroker:
                 f"{(result.stdout + result.stderr).strip()[-2000:]}\nSee also {self.log_file}."
             )
 
-    def launch(self) -> int:
+    def launch(self) -> None:
         """Start the broker unless ours is already running; does not wait for it to serve."""
         pid = self.pid()
         if pid is not None:
             log.info("kafka already running (pid %s) on %s", pid, self.bootstrap)
-            return pid
+            return
         for port in (self.state.port, self.state.controller_port):
             if not wait_port_free(port, PORT_RELEASE_TIMEOUT_S):
                 raise StackError(
@@ -236,7 +237,6 @@ class KafkaBroker:
         ]
         pid = process.start_detached(argv, log_file=self.console_file, pid_file=self.pid_file, cwd=self.home)
         log.info("started kafka (pid %s) on %s, log %s", pid, self.bootstrap, self.log_file)
-        return pid
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Block until the broker answers a metadata request as this cluster, or raise StackError."""

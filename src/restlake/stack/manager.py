@@ -22,6 +22,7 @@ from restlake.stack import jars
 from restlake.stack.kafka import KafkaBroker
 from restlake.stack.postgres import PostgresServer, check_reachable, redact
 from restlake.stack.process import ServiceStatus
+from restlake.stack.service import LocalService
 from restlake.stack.state import (
     StackPaths,
     StackState,
@@ -160,20 +161,21 @@ class LocalStack:
             self.paths.lake.mkdir(parents=True, exist_ok=True)
 
             kafka = self._kafka(state)
-            postgres = self._postgres(state)
-            # Launch both before waiting for either: the JVM's start-up and initdb overlap.
-            kafka.launch()
-            if postgres is not None:
-                postgres.launch()
-            kafka.wait_ready()
-            if postgres is not None:
-                postgres.wait_ready()
+            services: list[LocalService] = [kafka]
+            if external is None:
+                postgres = PostgresServer(self.paths, state.postgres)
+                services.append(postgres)
                 pg_dsn = postgres.dsn
             else:
-                assert external is not None
+                pg_dsn = external
+            # Launch all before waiting for any: the JVM's start-up and initdb overlap.
+            for service in services:
+                service.launch()
+            for service in services:
+                service.wait_ready()
+            if external is not None:
                 log.info("%s is set: using the Postgres at %s, starting none", PG_DSN_ENV, redact(external))
                 check_reachable(external)
-                pg_dsn = external
 
             state.up = True
             save_state(self.paths.state_file, state)
@@ -245,7 +247,7 @@ class LocalStack:
             kafka_bootstrap=self._kafka(state).bootstrap, pg_dsn=pg_dsn, lake_root=state.lake_root
         )
 
-    def _service(self, state: StackState, name: str) -> KafkaBroker | PostgresServer:
+    def _service(self, state: StackState, name: str) -> LocalService:
         if name == "kafka":
             return self._kafka(state)
         if name == "postgres":
@@ -266,6 +268,4 @@ class LocalStack:
     def start_service(self, name: str) -> None:
         """Start one service again on the ports recorded in the state file and wait until it serves."""
         with self._locked():
-            service = self._service(self._require_state(), name)
-            service.launch()
-            service.wait_ready()
+            self._service(self._require_state(), name).start()

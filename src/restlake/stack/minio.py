@@ -26,6 +26,7 @@ from pathlib import Path
 from restlake.errors import StackError
 from restlake.settings import S3Settings
 from restlake.stack import process
+from restlake.stack.service import LocalService
 from restlake.stack.state import LOOPBACK, pick_free_ports
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,10 @@ def ensure_binary(tools_dir: Path) -> Path:
     return target
 
 
-class MinioServer:
+class MinioServer(LocalService):
     """One MinIO server on a loopback port, data and log under ``home``."""
+
+    name = "minio"
 
     def __init__(self, home: Path, tools_dir: Path | None = None, settings: S3Settings | None = None) -> None:
         if tools_dir is None:
@@ -117,7 +120,8 @@ class MinioServer:
     def _markers(self) -> list[str]:
         return ["minio", str(self.data_dir)]
 
-    def start(self) -> None:
+    def launch(self) -> None:
+        """Start a server on new free ports (MinIO is per test module: nothing to adopt)."""
         binary = ensure_binary(self.tools_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port, console = pick_free_ports(2)
@@ -144,7 +148,6 @@ class MinioServer:
         )
         self._pid = pid
         log.info("minio started pid=%s port=%s data=%s", pid, self.port, self.data_dir)
-        self.wait_ready()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
@@ -161,10 +164,10 @@ class MinioServer:
             f"MinIO on {self.endpoint} was not ready within {timeout:.0f}s; read {self.log_file}"
         )
 
-    def stop(self) -> None:
+    def stop(self, *, kill: bool = False) -> None:
         pid = self._pid if self._pid is not None else process.live_pid(self.pid_file, self._markers())
         if pid is not None and process.is_alive(pid):
-            process.stop("minio", pid)
+            process.stop(self.name, pid, kill=kill)
         self._pid = None
 
     def create_bucket(self, bucket: str, timeout: float = 30.0) -> None:

@@ -29,6 +29,7 @@ from restlake.errors import StackError
 from restlake.redaction import redact as redact_text
 from restlake.stack import process
 from restlake.stack.process import ServiceStatus
+from restlake.stack.service import LocalService
 from restlake.stack.state import LOOPBACK, PostgresState, StackPaths, wait_port_free
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def check_reachable(dsn: str, timeout: float = 5.0) -> None:
         raise StackError(f"Postgres at {redact(dsn)} is not reachable: {str(exc).strip()}") from exc
 
 
-class PostgresServer:
+class PostgresServer(LocalService):
     """The stack's own Postgres: data in ``<state>/postgres/data``, TCP on the recorded port."""
 
     name = "postgres"
@@ -121,10 +122,9 @@ class PostgresServer:
 
     # -- running as root ---------------------------------------------------------------------
 
-    def _ensure_system_user(self) -> pwd.struct_passwd:
-        assert self.user is not None
+    def _ensure_system_user(self, user: str) -> pwd.struct_passwd:
         try:
-            return pwd.getpwnam(self.user)
+            return pwd.getpwnam(user)
         except KeyError:
             pass
         log.info("creating system user %s to run postgres (it refuses to run as root)", self.user)
@@ -161,7 +161,7 @@ class PostgresServer:
     def _prepare_ownership(self) -> None:
         if self.user is None:
             return
-        entry = self._ensure_system_user()
+        entry = self._ensure_system_user(self.user)
         self._allow_traversal(self.home)
         self._allow_traversal(bin_dir())
         for root, dirs, files in os.walk(self.home):
@@ -221,12 +221,12 @@ class PostgresServer:
             log.warning("removing stale %s (pid %s is not this stack's postgres)", lock, pid)
             lock.unlink(missing_ok=True)
 
-    def launch(self) -> int:
+    def launch(self) -> None:
         """Start the server unless ours is already running; does not wait for it to accept connections."""
         pid = self.pid()
         if pid is not None:
             log.info("postgres already running (pid %s) on port %s", pid, self.port)
-            return pid
+            return
         if not wait_port_free(self.port, PORT_RELEASE_TIMEOUT_S):
             raise StackError(
                 f"cannot start Postgres: port {self.port} recorded in {self.paths.state_file} is taken by "
@@ -257,7 +257,6 @@ class PostgresServer:
             argv, log_file=self.log_file, pid_file=self.pid_file, cwd=self.home, user=self.user
         )
         log.info("started postgres (pid %s) on %s:%s, log %s", pid, LOOPBACK, self.port, self.log_file)
-        return pid
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Block until a TCP connection runs ``select 1``, or raise StackError naming the log."""

@@ -20,6 +20,7 @@ import pyspark
 
 from restlake.errors import StackError
 from restlake.stack import process
+from restlake.stack.service import LocalService
 from restlake.stack.state import LOOPBACK, pick_free_ports, port_is_listening
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,10 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).resolve().parent
 
 
-class SparkCluster:
+class SparkCluster(LocalService):
     """One master and ``workers`` workers on loopback; ``master_url`` is what a driver connects to."""
+
+    name = "spark"
 
     def __init__(
         self,
@@ -88,7 +91,8 @@ class SparkCluster:
         self._pids[role] = pid
         log.info("spark %s started pid=%s", role, pid)
 
-    def start(self) -> None:
+    def launch(self) -> None:
+        """Start the master, wait until it listens (workers register with it), then the workers."""
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "work").mkdir(exist_ok=True)
         ports = pick_free_ports(2 + 2 * self.workers)
@@ -98,7 +102,9 @@ class SparkCluster:
             "master",
             [MASTER_CLASS, "--host", LOOPBACK, "--port", str(master), "--webui-port", str(master_ui)],
         )
-        self._wait(lambda: port_is_listening(master), f"the master to listen on port {master}")
+        self._wait(
+            lambda: port_is_listening(master), f"the master to listen on port {master}", READY_TIMEOUT_S
+        )
         for index in range(self.workers):
             worker, worker_ui = ports[2 + 2 * index], ports[3 + 2 * index]
             # The first keeps the historical names (worker.log, worker.pid) the stack's tools read.
@@ -122,9 +128,13 @@ class SparkCluster:
                     self.master_url,
                 ],
             )
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Block until every worker has registered with the master."""
         self._wait(
             lambda: self.alive_workers() >= self.workers,
             f"{self.workers} worker(s) to register with the master",
+            timeout,
         )
         log.info("spark cluster ready master=%s workers=%s", self.master_url, self.workers)
 
@@ -136,8 +146,8 @@ class SparkCluster:
         except (OSError, ValueError):
             return 0
 
-    def _wait(self, ready: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
+    def _wait(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for role, pid in self._pids.items():
                 if not process.is_alive(pid):
@@ -147,12 +157,12 @@ class SparkCluster:
             if ready():
                 return
             time.sleep(0.5)
-        raise StackError(f"timed out after {READY_TIMEOUT_S:.0f}s waiting for {what}; logs in {self.home}")
+        raise StackError(f"timed out after {timeout:.0f}s waiting for {what}; logs in {self.home}")
 
-    def stop(self) -> None:
+    def stop(self, *, kill: bool = False) -> None:
         """Stop the workers (and their executors), then the master."""
         workers = [role for role in self._pids if role.startswith("worker")]
         for role in [*workers, "master"]:
             pid = self._pids.pop(role, None)
             if pid is not None and process.is_alive(pid):
-                process.stop(f"spark {role}", pid, timeout=20.0)
+                process.stop(f"spark {role}", pid, timeout=20.0, kill=kill)

@@ -111,11 +111,23 @@ def test_listener_jar_comes_from_the_optional_bundle(tmp_path: Path) -> None:
     assert "openlineage" not in jars.BUNDLES
 
 
-def test_cache_of_a_bundle_jar(tmp_path: Path) -> None:
-    spark = tmp_path / "jars" / "spark"
-    jar = spark / "org/postgresql/postgresql/42.7.8/postgresql-42.7.8.jar"
-    jar.parent.mkdir(parents=True)
-    jar.write_bytes(b"")
-    assert jars.cache_of(jar) is None
-    (spark / jars.MANIFEST).write_text("org/postgresql/postgresql/42.7.8/postgresql-42.7.8.jar\n")
-    assert jars.cache_of(jar) == tmp_path / "jars"
+def _bundle(cache: Path, name: str, jar: str) -> Path:
+    (cache / name / jar).parent.mkdir(parents=True)
+    (cache / name / jar).write_bytes(b"")
+    (cache / name / jars.MANIFEST).write_text(f"{jar}\n")
+    (cache / name / jars.STAMP).write_text("abc\n")
+    return cache / name / jar
+
+
+def test_spark_jars_add_the_listener_jar_only_when_the_session_runs_the_listener(tmp_path: Path) -> None:
+    cache = tmp_path / "jars"
+    connector = _bundle(cache, "spark", "org/postgresql/postgresql/42.7.8/postgresql-42.7.8.jar")
+    on = LineageSettings(transport="console", spark_listener=True)
+    with pytest.raises(StackError, match="stack jars --openlineage"):
+        jars.spark_jars(jars_dir=cache, lineage=on)
+    listener = _bundle(cache, "openlineage", "io/openlineage/openlineage-spark_2.13/1.53.0/x.jar")
+    assert jars.spark_jars(jars_dir=cache, lineage=on) == [connector, listener]
+    assert jars.spark_jars(
+        jars_dir=cache, lineage=LineageSettings(transport="none", spark_listener=True)
+    ) == [connector]
+    assert jars.spark_jars(jars_dir=cache, lineage=LineageSettings(transport="console")) == [connector]

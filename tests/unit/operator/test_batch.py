@@ -12,8 +12,9 @@ import pytest
 from restlake.contracts.backfill import parse_backfill
 from restlake.contracts.spec import load_source
 from restlake.errors import TransientError
-from restlake.operator import backfills, render, reporters
+from restlake.operator import backfills, render
 from restlake.operator.settings import OperatorSettings
+from restlake.runtime import pod_reporters as reporters
 
 REPO = Path(__file__).resolve().parents[3]
 SETTINGS = OperatorSettings(

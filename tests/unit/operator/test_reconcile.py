@@ -381,7 +381,7 @@ def test_metrics_parsing_sums_this_source_only() -> None:
 
 
 def test_an_unreachable_broker_is_a_transient_error() -> None:
-    from restlake.operator.topics import ensure_topic
+    from restlake.kafka_admin import ensure_topic
 
     with pytest.raises(
         TransientError, match=r"could not create Kafka topic 'restlake\.x' via 127\.0\.0\.1:9"

@@ -1,5 +1,9 @@
 """Status reporters that the Backfill Job and the quality CronJob pods call, not the operator.
 
+They live on the batch side (the ``restlake backfill run`` and ``restlake quality run`` commands
+run them), not in the operator package: the operator only renders the pods, and the names both
+sides share are in ``restlake.contracts.batch_pods``.
+
 The operator renders those pods with the environment variables below (the Backfill's name, the
 source's name, the namespace from the downward API) and a ServiceAccount that may only patch
 ``backfills/status`` and ``ingestionsources/status``. Outside such a pod (``restlake backfill`` on a
@@ -17,20 +21,22 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from restlake.contracts import backfill
-from restlake.contracts.spec import API_VERSION, KIND
+from restlake.contracts import backfill, batch_pods
+from restlake.contracts.api_version import API_VERSION
+from restlake.contracts.batch_pods import (
+    ENV_BACKFILL_NAME,
+    ENV_BACKFILL_NAMESPACE,
+    ENV_SOURCE_NAME,
+    ENV_SOURCE_NAMESPACE,
+)
+from restlake.contracts.spec import KIND
 from restlake.errors import RestlakeError, TransientError
 from restlake.operator import conditions
 
 log = logging.getLogger(__name__)
 
-ENV_BACKFILL_NAME = "RESTLAKE_BACKFILL_NAME"
-ENV_BACKFILL_NAMESPACE = "RESTLAKE_BACKFILL_NAMESPACE"
-ENV_SOURCE_NAME = "RESTLAKE_SOURCE_NAME"
-ENV_SOURCE_NAMESPACE = "RESTLAKE_SOURCE_NAMESPACE"
-
-# Kubernetes' default terminationMessagePath; the operator reads the Backfill summary from it.
-TERMINATION_LOG = Path("/dev/termination-log")
+# The operator reads the Backfill summary from the termination message.
+TERMINATION_LOG = Path(batch_pods.TERMINATION_LOG)
 _TERMINATION_LIMIT = 4096  # the kubelet keeps at most this many bytes of the message
 
 PASSED = "ExpectationsPassed"
@@ -99,7 +105,7 @@ class BackfillProgressReporter:
         try:
             if self._client is None:
                 self._client = self._client_factory()
-            self._client.merge_status(backfill.API_VERSION, backfill.KIND, self.name, self.namespace, status)
+            self._client.merge_status(API_VERSION, backfill.KIND, self.name, self.namespace, status)
         except RestlakeError as exc:
             log.warning(
                 "backfill status not written backfill=%s namespace=%s error=%s",

@@ -45,7 +45,7 @@ def run(
     try:
         sources = load_sources(file)
         if len(sources) != 1 or sources[0].spec.parent is not None:
-            _run_group(sources, until_caught_up, as_json, master, refetch)
+            _run_group(file, sources, until_caught_up, as_json, master, refetch)
             return
         source = sources[0]
         endpoints = resolve_endpoints()
@@ -83,8 +83,14 @@ def run_counters(runner: Any) -> progress.Counters:
     return progress.add_stream_counters(counters)
 
 
-def _run_group(sources: list, until_caught_up: bool, as_json: bool, master: str, refetch: bool) -> None:
-    """Several sources of one file (``runtime.local_group``); errors propagate to ``run``'s handler."""
+def _run_group(
+    file: Path, sources: list, until_caught_up: bool, as_json: bool, master: str, refetch: bool
+) -> None:
+    """Several sources of one file (``runtime.local_group``); errors propagate to ``run``'s handler.
+
+    One live display for the whole group, a row per source in run order (parents first): a child's
+    row starts moving once its parent has landed.
+    """
     from restlake.contracts.parents import resolve_parents
     from restlake.runtime.local import resolve_endpoints
     from restlake.runtime.local_group import LocalGroup
@@ -99,11 +105,15 @@ def _run_group(sources: list, until_caught_up: bool, as_json: bool, master: str,
         master=master,
         remember_fetch_state=not refetch,
     )
+    title = f"restlake run {file.name} ({len(group.runners)} sources)" + (
+        " (until caught up)" if until_caught_up else ""
+    )
     try:
-        if not until_caught_up:
-            group.run_forever()
-            return
-        summaries = [s.as_dict() for s in group.run_until_caught_up()]
+        with progress.live(lambda: [run_counters(r) for r in group.runners], title, as_json=as_json):
+            if not until_caught_up:
+                group.run_forever()
+                return
+            summaries = [s.as_dict() for s in group.run_until_caught_up()]
     finally:
         group.close()
     for summary in summaries:

@@ -4,8 +4,8 @@
 The log is replayed as Delta readers do: the newest classic checkpoint (Parquet, one file or
 several parts), then every JSON commit after it; a file added and not removed is live, and its
 ``stats.numRecords`` (minus the rows a deletion vector hides) counts. Spark writes those stats by
-default; a table without them, a V2 checkpoint or a non-local path is reported as unreadable,
-never guessed at.
+default; a table without them or a V2 checkpoint is reported as unreadable, never guessed at.
+The table may be local or on S3 (``lake_files``).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from restlake.errors import RestlakeError
+from restlake.runtime.lake_files import LakeFiles, lake_files
 
 _COMMIT = re.compile(r"^(\d{20})\.json$")
 _CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.\d{10}\.\d{10})?\.parquet$")
@@ -33,28 +33,21 @@ class TableCount:
     rows: int
 
 
-def local_path(uri: str) -> Path:
-    """The local folder of a table URI; object stores are refused (status reads local logs only)."""
-    if uri.startswith("file://"):
-        return Path(uri.removeprefix("file://"))
-    if "://" in uri:
-        raise DeltaLogError(f"{uri}: only local tables are read by status (no object-store client here)")
-    return Path(uri)
-
-
-def count(uri: str, *, source: str | None = None) -> TableCount | None:
-    """Latest version and live rows of the table at ``uri`` (of ``source`` only, when the table is
-    partitioned by ``source``); None when there is no table yet."""
-    log_dir = local_path(uri) / "_delta_log"
-    if not log_dir.is_dir():
+def count(table: str | LakeFiles, *, source: str | None = None) -> TableCount | None:
+    """Latest version and live rows of the table at ``table`` (a URI, or the root of ``LakeFiles``),
+    of ``source`` only when the table is partitioned by ``source``; None when there is no table yet."""
+    files = lake_files(table) if isinstance(table, str) else table
+    log_dir = "_delta_log"
+    names = files.names(log_dir)
+    if names is None:
         return None
-    commits: dict[int, Path] = {}
-    checkpoints: dict[int, list[Path]] = {}
-    for entry in log_dir.iterdir():
-        if m := _COMMIT.match(entry.name):
-            commits[int(m.group(1))] = entry
-        elif m := _CHECKPOINT.match(entry.name):
-            checkpoints.setdefault(int(m.group(1)), []).append(entry)
+    commits: dict[int, str] = {}
+    checkpoints: dict[int, list[str]] = {}
+    for name in names:
+        if m := _COMMIT.match(name):
+            commits[int(m.group(1))] = f"{log_dir}/{name}"
+        elif m := _CHECKPOINT.match(name):
+            checkpoints.setdefault(int(m.group(1)), []).append(f"{log_dir}/{name}")
     if not commits and not checkpoints:
         return None
     version = max([*commits, *checkpoints])
@@ -62,18 +55,19 @@ def count(uri: str, *, source: str | None = None) -> TableCount | None:
     start = 0
     if checkpoints:
         start = max(checkpoints)
-        for action in _checkpoint_actions(sorted(checkpoints[start])):
+        for action in _checkpoint_actions(files, sorted(checkpoints[start])):
             _apply(live, action)
         start += 1
     missing = [v for v in range(start, version + 1) if v not in commits]
     if missing:
-        raise DeltaLogError(f"{log_dir}: commit {missing[0]} is missing (log cleaned up past a checkpoint?)")
+        raise DeltaLogError(
+            f"{files.where(log_dir)}: commit {missing[0]} is missing (log cleaned up past a checkpoint?)"
+        )
     for v in range(start, version + 1):
-        with commits[v].open(encoding="utf-8") as lines:
-            for line in lines:
-                if line.strip():
-                    _apply(live, json.loads(line))
-    return TableCount(version=version, rows=_rows(live.values(), source, log_dir))
+        for line in files.read_text(commits[v]).splitlines():
+            if line.strip():
+                _apply(live, json.loads(line))
+    return TableCount(version=version, rows=_rows(live.values(), source, files.where(log_dir)))
 
 
 def _apply(live: dict[str, dict[str, Any]], action: dict[str, Any]) -> None:
@@ -84,18 +78,20 @@ def _apply(live: dict[str, dict[str, Any]], action: dict[str, Any]) -> None:
         live.pop(action["remove"]["path"], None)
 
 
-def _checkpoint_actions(parts: list[Path]) -> Iterator[dict[str, Any]]:
+def _checkpoint_actions(files: LakeFiles, parts: list[str]) -> Iterator[dict[str, Any]]:
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError as exc:  # the core alone: pyarrow comes with restlake-jobs-spark
         raise DeltaLogError(
             "reading a Delta checkpoint needs pyarrow (pip install restlake-jobs-spark)"
         ) from exc
     for part in parts:
-        names = set(pq.read_schema(part).names)
+        content = files.read_bytes(part)
+        names = set(pq.read_schema(pa.BufferReader(content)).names)
         if "checkpointMetadata" in names or "sidecar" in names:
-            raise DeltaLogError(f"{part}: V2 checkpoints are not read by status")
-        table = pq.read_table(part, columns=[c for c in ("add", "remove") if c in names])
+            raise DeltaLogError(f"{files.where(part)}: V2 checkpoints are not read by status")
+        table = pq.read_table(pa.BufferReader(content), columns=[c for c in ("add", "remove") if c in names])
         for row in table.to_pylist():
             if row.get("add"):
                 row["add"]["partitionValues"] = _as_dict(row["add"].get("partitionValues"))
@@ -109,7 +105,7 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return dict(value) if not isinstance(value, dict) else value
 
 
-def _rows(adds: Iterable[dict[str, Any]], source: str | None, log_dir: Path) -> int:
+def _rows(adds: Iterable[dict[str, Any]], source: str | None, log_dir: str) -> int:
     total = 0
     for add in adds:
         partitions = add.get("partitionValues") or {}

@@ -7,6 +7,8 @@
   consumer position there, not in a Kafka consumer group), hence the lag;
 * the Delta logs of bronze and quarantine: version and rows.
 
+The checkpoint and the Delta logs are read where the lake is, a local folder or S3 (``lake_files``).
+
 Every reader fails on its own: a service that is down, or a table that is not there, makes its
 fields ``unavailable`` with the reason, and the rest are still read.
 """
@@ -27,6 +29,7 @@ from restlake.errors import RestlakeError
 from restlake.kafka_logging import client_config
 from restlake.redaction import redact
 from restlake.runtime import delta_log
+from restlake.runtime.lake_files import LakeFilesError, lake_files
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +198,10 @@ def collect(
     _read_postgres(targets, rows, endpoints.pg_dsn, now, timeout)
     _read_kafka(targets, rows, endpoints.kafka_bootstrap, timeout)
     for target, row in zip(targets, rows, strict=True):
-        _read_checkpoint(target, row)
-        _read_table(row, target.bronze_path, target.source, ("bronze_version", "bronze_rows"), "bronze")
-        _read_table(row, target.quarantine_path, target.source, (None, "quarantined"), "quarantine")
+        _read_checkpoint(target, row, timeout)
+        bronze = ("bronze_version", "bronze_rows")
+        _read_table(row, target.bronze_path, target.source, bronze, "bronze", timeout)
+        _read_table(row, target.quarantine_path, target.source, (None, "quarantined"), "quarantine", timeout)
         end, committed = row.values["kafka_end_offset"], row.values["kafka_committed_offset"]
         if end is not None and committed is not None:
             row.values["kafka_lag"] = max(0, end - committed)
@@ -381,31 +385,29 @@ def _read_kafka(
         consumer.close()
 
 
-def _read_checkpoint(target: Target, row: SourceStatus) -> None:
+def _read_checkpoint(target: Target, row: SourceStatus, timeout: float) -> None:
     """Offsets of the last micro-batch the stream committed: ``commits/<n>`` marks it, ``offsets/<n>``
     holds where it ended per partition."""
     name = "kafka_committed_offset"
     if target.checkpoint_path is None:
         row.fail([name], "no lake root configured (RESTLAKE_LAKE_ROOT or the local stack)")
         return
+    offsets_file = ""
     try:
-        root = delta_log.local_path(target.checkpoint_path)
-    except delta_log.DeltaLogError as exc:
+        files = lake_files(target.checkpoint_path, timeout=timeout)
+        batches = [int(n) for n in files.names("commits") or [] if _BATCH_FILE.match(n)]
+        if not batches:
+            row.values[name] = 0  # the stream has not committed a batch: nothing is consumed yet
+            return
+        offsets_file = f"offsets/{max(batches)}"
+        lines = files.read_text(offsets_file).splitlines()
+        per_topic = [json.loads(line) for line in lines[2:] if line.strip()]
+    except LakeFilesError as exc:
         row.fail([name], str(exc))
         return
-    commits = root / "commits"
-    batches = (
-        [int(p.name) for p in commits.iterdir() if _BATCH_FILE.match(p.name)] if commits.is_dir() else []
-    )
-    if not batches:
-        row.values[name] = 0  # the stream has not committed a batch: nothing is consumed yet
-        return
-    offsets_file = root / "offsets" / str(max(batches))
-    try:
-        lines = offsets_file.read_text(encoding="utf-8").splitlines()
-        per_topic = [json.loads(line) for line in lines[2:] if line.strip()]
     except (OSError, ValueError) as exc:
-        row.fail([name], f"unreadable checkpoint {offsets_file}: {_reason(exc)}")
+        where = f"unreadable checkpoint {target.checkpoint_path}/{offsets_file}".rstrip("/")
+        row.fail([name], f"{where}: {_reason(exc)}")
         return
     total = 0
     for source_offsets in per_topic:
@@ -415,7 +417,7 @@ def _read_checkpoint(target: Target, row: SourceStatus) -> None:
 
 
 def _read_table(
-    row: SourceStatus, uri: str | None, source: str, names: tuple[str | None, str], kind: str
+    row: SourceStatus, uri: str | None, source: str, names: tuple[str | None, str], kind: str, timeout: float
 ) -> None:
     version_field, rows_field = names
     wanted = [n for n in names if n is not None]
@@ -423,8 +425,8 @@ def _read_table(
         row.fail(wanted, f"no {kind} table (the sink is disabled or the lake root is unknown)")
         return
     try:
-        counted = delta_log.count(uri, source=source)
-    except (delta_log.DeltaLogError, OSError, ValueError, KeyError) as exc:
+        counted = delta_log.count(lake_files(uri, timeout=timeout), source=source)
+    except (RestlakeError, OSError, ValueError, KeyError) as exc:
         row.fail(wanted, f"{kind} table {uri}: {_reason(exc)}")
         return
     if version_field is not None:

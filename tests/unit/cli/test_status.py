@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from restlake.cli.status import render_table, unavailable_notes
 from restlake.runtime import delta_log
+from restlake.runtime.lake_files import LakeFilesError
 from restlake.runtime.status import FIELDS, Endpoints, Target, collect
 
 
@@ -41,6 +43,8 @@ def test_rows_and_version_from_commits_only_live_files_of_the_source(tmp_path: P
     assert delta_log.count(str(tmp_path / "t"), source="s") == delta_log.TableCount(version=2, rows=8)
     assert delta_log.count(str(tmp_path / "t"), source="other").rows == 7
     assert delta_log.count(str(tmp_path / "missing"), source="s") is None
+    # A file:// URI is the same folder.
+    assert delta_log.count(f"file://{tmp_path}/t", source="s") == delta_log.TableCount(version=2, rows=8)
 
 
 def test_a_checkpoint_is_read_then_the_commits_after_it(tmp_path: Path) -> None:
@@ -71,9 +75,11 @@ def test_a_checkpoint_is_read_then_the_commits_after_it(tmp_path: Path) -> None:
     assert delta_log.count(str(tmp_path / "t"), source="s") == delta_log.TableCount(version=11, rows=10)
 
 
-def test_object_store_tables_and_missing_stats_are_refused_with_the_reason(tmp_path: Path) -> None:
-    with pytest.raises(delta_log.DeltaLogError, match="only local tables"):
-        delta_log.count("s3a://lake/bronze/x")
+def test_other_stores_and_missing_stats_are_refused_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(LakeFilesError, match="status reads local and s3a:// lakes, not gs://"):
+        delta_log.count("gs://lake/bronze/x")
+    with pytest.raises(LakeFilesError, match="no bucket in the URI"):
+        delta_log.count("s3a:///bronze/x")
     log = tmp_path / "t" / "_delta_log"
     _commit(log, 0, {"add": {"path": "a", "partitionValues": {}}})
     with pytest.raises(delta_log.DeltaLogError, match="no numRecords statistic"):
@@ -159,3 +165,22 @@ def test_a_bad_max_staleness_is_refused_before_anything_is_contacted() -> None:
     result = CliRunner().invoke(app, ["status", "orders", "--max-staleness", "soon"])
     assert result.exit_code == 2
     assert "--max-staleness must be a duration such as 500ms, 30s, 5m, 1h or 1d" in result.stderr
+
+
+def test_an_unreachable_s3_lake_makes_its_fields_unavailable_after_one_try(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = f"http://{_closed()}"
+    monkeypatch.setenv("RESTLAKE_S3_ENDPOINT", store)
+    endpoints = Endpoints(None, None, "s3a://lake/restlake", "environment")
+    target = Target.of_name("orders", "s3a://lake/restlake", "restlake.")
+    started = time.monotonic()
+    (row,) = collect([target], endpoints, timeout=1.0)
+    assert time.monotonic() - started < 10
+    lake = {n: row.unavailable[n] for n in ("kafka_committed_offset", "bronze_rows", "quarantined")}
+    assert lake["bronze_rows"].startswith("bronze table s3a://lake/restlake/bronze/orders: ")
+    assert lake["quarantined"].startswith("quarantine table s3a://lake/restlake/quarantine/orders: ")
+    assert lake["kafka_committed_offset"].startswith(
+        "unreadable checkpoint s3a://lake/restlake/_checkpoints/"
+    )
+    assert row.unavailable["bronze_version"] == lake["bronze_rows"]

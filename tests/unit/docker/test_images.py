@@ -56,7 +56,6 @@ COMPONENT_PACKAGE = {
     "restlake-operator": "restlake.operator",
     "restlake-fetcher": "restlake.fetcher",
     "restlake-jobs-spark": "restlake.jobs.spark",
-    "restlake-flows": "restlake.flows",
 }
 
 
@@ -217,8 +216,6 @@ EVERY_COMMAND = [
     "operator run",
     "backfill",
     "quality run",
-    "maintenance run",
-    "flows serve",
     "run",
     "demo",
     "demo-api serve",
@@ -236,8 +233,6 @@ EVERY_COMMAND = [
                 ("operator run", "restlake-operator"),
                 ("backfill -f pyproject.toml", "restlake-jobs-spark"),
                 ("quality run -f pyproject.toml", "restlake-jobs-spark"),
-                ("maintenance run -f pyproject.toml", "restlake-jobs-spark"),
-                ("flows serve -f pyproject.toml", "restlake-flows"),
             ],
         ),
         (("restlake", "restlake-operator"), ["restlake.operator", "kopf"], []),
@@ -249,15 +244,10 @@ EVERY_COMMAND = [
         (
             ("restlake", "restlake-jobs-spark"),
             ["restlake.jobs.spark", "restlake.quality", "restlake.kube", "restlake.runtime.pod_reporters"],
-            [("operator run", "restlake-operator"), ("flows serve -f pyproject.toml", "restlake-flows")],
-        ),
-        (
-            ("restlake", "restlake-jobs-spark", "restlake-flows"),
-            ["restlake.flows"],
-            [("fetcher run -f pyproject.toml", "restlake-fetcher")],
+            [("operator run", "restlake-operator")],
         ),
     ],
-    ids=["core", "operator", "fetcher", "spark", "flows"],
+    ids=["core", "operator", "fetcher", "spark"],
 )
 def test_each_image_imports_within_its_distributions(
     distributions: tuple[str, ...], packages: list[str], refused: list[tuple[str, str]], tmp_path: Path

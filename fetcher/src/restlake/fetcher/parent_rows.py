@@ -8,9 +8,6 @@ it (and never needs the parent's API, topic or credentials).
 from __future__ import annotations
 
 import abc
-import asyncio
-import contextlib
-from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -21,6 +18,7 @@ from restlake.contracts.parents import ParentLink
 from restlake.fetcher.fanout import ParentRow
 from restlake.postgres.errors import translate
 from restlake.postgres.identifiers import TableName
+from restlake.postgres.lazy_connection import LazyConnection
 
 
 class ParentRows(abc.ABC):
@@ -48,10 +46,7 @@ class PostgresParentRows(ParentRows):
     """The parent's rows of its Postgres table (``source`` = the parent's identity)."""
 
     def __init__(self, dsn: str | SecretStr, *, connect_timeout: float = 10.0) -> None:
-        self._dsn = dsn if isinstance(dsn, SecretStr) else SecretStr(dsn)
-        self._connect_timeout = connect_timeout
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._lock = asyncio.Lock()
+        self._pg = LazyConnection(dsn, connect_timeout=connect_timeout)
 
     def __repr__(self) -> str:
         return "PostgresParentRows(dsn=SecretStr('**********'))"
@@ -60,33 +55,19 @@ class PostgresParentRows(ParentRows):
         query = sql.SQL(
             "SELECT external_id, content_hash, payload FROM {} WHERE source = %s ORDER BY external_id"
         ).format(TableName.parse(link.table).identifier())
-        async with self._lock:
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = await psycopg.AsyncConnection.connect(
-                        self._dsn.get_secret_value(), connect_timeout=int(self._connect_timeout)
-                    )
-                async with self._conn.transaction():
-                    cur = await self._conn.execute(query, (link.identity,))
-                    rows = await cur.fetchall()
-            except psycopg.errors.UndefinedTable:
-                # The parent's stream job creates its table on start: until then it has no records.
-                await self._drop()
-                return []
-            except psycopg.Error as exc:
-                await self._drop()
-                raise translate(exc, f"reading the records of parent source {link.identity}") from None
+        try:
+            async with self._pg.session() as conn, conn.transaction():
+                cur = await conn.execute(query, (link.identity,))
+                rows = await cur.fetchall()
+        except psycopg.errors.UndefinedTable:
+            # The parent's stream job creates its table on start: until then it has no records.
+            return []
+        except psycopg.Error as exc:
+            raise translate(exc, f"reading the records of parent source {link.identity}") from None
         # Rows merged before content_hash existed have none: their payload's hash is as stable.
         return [
             ParentRow(str(ext), digest or content_hash(payload), payload) for ext, digest, payload in rows
         ]
 
-    async def _drop(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()
-
     async def close(self) -> None:
-        async with self._lock:
-            await self._drop()
+        await self._pg.close()

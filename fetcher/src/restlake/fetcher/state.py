@@ -28,8 +28,6 @@ poller guarantees that ordering, this module only makes each write atomic.
 from __future__ import annotations
 
 import abc
-import asyncio
-import contextlib
 import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
@@ -44,6 +42,7 @@ from yarl import URL
 from restlake.errors import TransientError
 from restlake.fetcher.pagination.base import PageRequest
 from restlake.postgres.errors import translate
+from restlake.postgres.lazy_connection import LazyConnection
 from restlake.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -287,44 +286,26 @@ class MemoryStateStore(StateStore):
 class PostgresStateStore(StateStore):
     """State in ``raw.fetch_state``, through one connection shared by every source of the process.
 
-    The connection is opened lazily and re-opened after a failure, so a Postgres restart costs one
-    failed commit (the pass is then retried with the old state), never the process.
+    The connection is opened lazily and re-opened after a failure (``LazyConnection``), so a
+    Postgres restart costs one failed commit (the pass is then retried with the old state), never
+    the process.
     """
 
     def __init__(self, dsn: str | SecretStr, *, connect_timeout: float = 10.0) -> None:
-        self._dsn = dsn if isinstance(dsn, SecretStr) else SecretStr(dsn)
-        self._connect_timeout = connect_timeout
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._lock = asyncio.Lock()
+        self._pg = LazyConnection(dsn, connect_timeout=connect_timeout)
 
     def __repr__(self) -> str:
         return "PostgresStateStore(dsn=SecretStr('**********'))"
 
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(
-                self._dsn.get_secret_value(), connect_timeout=int(self._connect_timeout)
-            )
-        return self._conn
-
-    async def _drop(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()
-
     async def load(self, source: str) -> SourceState:
-        async with self._lock:
-            try:
-                conn = await self._connection()
-                async with conn.transaction():
-                    cur = await conn.execute(
-                        "SELECT key, value FROM raw.fetch_state WHERE source = %s", (source,)
-                    )
-                    rows = await cur.fetchall()
-            except psycopg.Error as exc:
-                await self._drop()
-                raise translate(exc, f"loading fetch state of {source}") from None
+        try:
+            async with self._pg.session() as conn, conn.transaction():
+                cur = await conn.execute(
+                    "SELECT key, value FROM raw.fetch_state WHERE source = %s", (source,)
+                )
+                rows = await cur.fetchall()
+        except psycopg.Error as exc:
+            raise translate(exc, f"loading fetch state of {source}") from None
         state = SourceState()
         for key, value in rows:
             if key == WATERMARK_KEY:
@@ -355,32 +336,23 @@ class PostgresStateStore(StateStore):
             if kept:
                 value["boundary"] = sorted(kept)
             rows.append((source, WATERMARK_KEY, Jsonb(value)))
-        async with self._lock:
-            try:
-                conn = await self._connection()
-                async with conn.transaction(), conn.cursor() as cur:
-                    if rows:
-                        await cur.executemany(_UPSERT, rows)
-                    if keep_only is not None:
-                        await cur.execute(
-                            "DELETE FROM raw.fetch_state WHERE source = %s AND key LIKE %s "
-                            "AND NOT (key = ANY(%s))",
-                            (source, PAGE_PREFIX + "%", sorted(keep_only)),
-                        )
-            except psycopg.Error as exc:
-                await self._drop()
-                raise translate(exc, f"saving fetch state of {source}") from None
+        try:
+            async with self._pg.session() as conn, conn.transaction(), conn.cursor() as cur:
+                if rows:
+                    await cur.executemany(_UPSERT, rows)
+                if keep_only is not None:
+                    await cur.execute(
+                        "DELETE FROM raw.fetch_state WHERE source = %s AND key LIKE %s "
+                        "AND NOT (key = ANY(%s))",
+                        (source, PAGE_PREFIX + "%", sorted(keep_only)),
+                    )
+        except psycopg.Error as exc:
+            raise translate(exc, f"saving fetch state of {source}") from None
 
     async def _upsert(self, rows: list[tuple[str, str, Jsonb]]) -> None:
-        """Upsert ``rows`` in one transaction; a failure drops the connection and is raised."""
-        async with self._lock:
-            try:
-                conn = await self._connection()
-                async with conn.transaction(), conn.cursor() as cur:
-                    await cur.executemany(_UPSERT, rows)
-            except psycopg.Error:
-                await self._drop()
-                raise
+        """Upsert ``rows`` in one transaction; a failure is raised as psycopg's error."""
+        async with self._pg.session() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(_UPSERT, rows)
 
     async def record_pass(self, source: str, summary: dict[str, Any]) -> None:
         try:
@@ -393,18 +365,15 @@ class PostgresStateStore(StateStore):
             )
 
     async def load_parent_marks(self, source: str) -> dict[str, dict[str, Any]]:
-        async with self._lock:
-            try:
-                conn = await self._connection()
-                async with conn.transaction():
-                    cur = await conn.execute(
-                        "SELECT value FROM raw.fetch_state WHERE source = %s AND key LIKE %s",
-                        (source, PARENT_PREFIX + "%"),
-                    )
-                    rows = await cur.fetchall()
-            except psycopg.Error as exc:
-                await self._drop()
-                raise translate(exc, f"loading parent marks of {source}") from None
+        try:
+            async with self._pg.session() as conn, conn.transaction():
+                cur = await conn.execute(
+                    "SELECT value FROM raw.fetch_state WHERE source = %s AND key LIKE %s",
+                    (source, PARENT_PREFIX + "%"),
+                )
+                rows = await cur.fetchall()
+        except psycopg.Error as exc:
+            raise translate(exc, f"loading parent marks of {source}") from None
         return {str(value["key"]): value for (value,) in rows}
 
     async def commit_parent_marks(self, source: str, marks: list[dict[str, Any]]) -> None:
@@ -419,21 +388,17 @@ class PostgresStateStore(StateStore):
     @property
     def dsn(self) -> SecretStr:
         """The database the state lives in; a child source reads its parent's records there too."""
-        return self._dsn
+        return self._pg.dsn
 
     async def ping(self) -> None:
-        async with self._lock:
-            try:
-                conn = await self._connection()
+        try:
+            async with self._pg.session() as conn:
                 await conn.execute("SELECT 1")
                 await conn.rollback()
-            except psycopg.Error as exc:
-                await self._drop()
-                raise translate(exc, "checking the fetch state database") from None
-            except OSError as exc:
-                await self._drop()
-                raise TransientError(f"fetch state database unreachable: {type(exc).__name__}") from None
+        except psycopg.Error as exc:
+            raise translate(exc, "checking the fetch state database") from None
+        except OSError as exc:
+            raise TransientError(f"fetch state database unreachable: {type(exc).__name__}") from None
 
     async def close(self) -> None:
-        async with self._lock:
-            await self._drop()
+        await self._pg.close()

@@ -616,6 +616,42 @@ CORPUS: list[BadSpec] = [
         "must be at most 30d, got '999999d'",
         ("spec.incremental.lookback", "must be at most 30d"),
     ),
+    # --- spec.maintenance: VACUUM never undercuts the backfill's --as-of window ---
+    _case(
+        "maintenance-vacuum-under-window",
+        variant(("spec.maintenance", {"vacuumRetention": "1d"})),
+        "spec.maintenance.vacuumRetention",
+        "1d is shorter than asOfWindow 7d",
+        ("spec.maintenance.vacuumRetention", "vacuumRetention must be at least asOfWindow"),
+    ),
+    _case(
+        "maintenance-window-over-vacuum",
+        variant(("spec.maintenance", {"asOfWindow": "30d", "vacuumRetention": "14d"})),
+        "spec.maintenance.vacuumRetention",
+        "14d is shorter than asOfWindow 30d",
+        ("spec.maintenance.vacuumRetention", "vacuumRetention must be at least asOfWindow"),
+    ),
+    _case(
+        "maintenance-schedule-not-cron",
+        variant(("spec.maintenance", {"schedule": "nightly"})),
+        "spec.maintenance.schedule",
+        "must be a cron schedule",
+        ("spec.maintenance.schedule", "should match"),
+    ),
+    _case(
+        "maintenance-ledger-horizon-10m",
+        variant(("spec.maintenance", {"ledgerHorizon": "10m"})),
+        "spec.maintenance.ledgerHorizon",
+        "must be at least 1h, got '10m'",
+        ("spec.maintenance.ledgerHorizon", "must be at least 1h"),
+    ),
+    _case(
+        "maintenance-zorder-not-bool",
+        variant(("spec.maintenance", {"zorder": "external_id"})),
+        "spec.maintenance.zorder",
+        "must be a valid boolean",
+        ("spec.maintenance.zorder", "must be of type boolean"),
+    ),
     # --- time windows of a first load ---
     _case(
         "window-without-start",

@@ -58,3 +58,8 @@ output "secret_store" {
   description = "ClusterSecretStore on OpenBao when external_secrets_enabled (ExternalSecrets in the restlake namespace may use it), else null."
   value       = one(kubernetes_manifest.openbao_store[*].manifest.metadata.name)
 }
+
+output "prefect_api_url" {
+  description = "In-cluster Prefect API URL (null unless prefect_enabled); from outside, port-forward svc/prefect-server 4200 in namespace prefect."
+  value       = var.prefect_enabled ? local.prefect_api_url : null
+}

@@ -42,6 +42,7 @@ variable "chart_repositories" {
     prometheus       = string
     openbao          = string
     external_secrets = string
+    prefect          = string
   })
   default = {
     strimzi          = "https://strimzi.io/charts/"
@@ -50,11 +51,12 @@ variable "chart_repositories" {
     prometheus       = "https://prometheus-community.github.io/helm-charts"
     openbao          = "https://openbao.github.io/openbao-helm"
     external_secrets = "https://charts.external-secrets.io"
+    prefect          = "https://prefecthq.github.io/prefect-helm"
   }
 }
 
 variable "chart_versions" {
-  description = "Pinned versions of the third-party charts: Strimzi's operator, CloudNativePG's operator, MinIO, kube-prometheus-stack, and OpenBao and External Secrets Operator (installed only with external_secrets_enabled)."
+  description = "Pinned versions of the third-party charts: Strimzi's operator, CloudNativePG's operator, MinIO, kube-prometheus-stack, OpenBao and External Secrets Operator (installed only with external_secrets_enabled), and the Prefect server and worker charts (only with prefect_enabled)."
   type = object({
     strimzi               = string
     cloudnative_pg        = string
@@ -62,6 +64,7 @@ variable "chart_versions" {
     kube_prometheus_stack = string
     openbao               = string
     external_secrets      = string
+    prefect               = string
   })
   default = {
     # Strimzi 1.x serves only the kafka.strimzi.io/v1 API, the one kafka.tf and the restlake
@@ -72,6 +75,8 @@ variable "chart_versions" {
     kube_prometheus_stack = "65.1.1"
     openbao               = "0.29.2"
     external_secrets      = "2.9.0"
+    # prefect-server and prefect-worker are released together under one version.
+    prefect = "2025.7.31204438"
   }
 }
 
@@ -146,4 +151,16 @@ variable "github_token" {
   type        = string
   default     = ""
   sensitive   = true
+}
+
+variable "prefect_enabled" {
+  description = "Install a Prefect 3 server and a worker on a Kubernetes work pool (namespace prefect), for the flows `restlake flows deploy` registers. The operator's quality CronJob and Backfill resource need neither."
+  type        = bool
+  default     = false
+}
+
+variable "prefect_work_pool" {
+  description = "Name of the Kubernetes work pool the Prefect worker polls and `restlake flows deploy --pool` targets."
+  type        = string
+  default     = "restlake"
 }

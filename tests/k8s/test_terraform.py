@@ -41,6 +41,7 @@ FILES = {
     "monitoring.tf",
     "secrets.tf",
     "restlake.tf",
+    "prefect.tf",
 }
 CHART = REPO_ROOT / "charts" / "restlake"
 # Kafka versions each Strimzi release the module may pin supports (`supported: true` in that
@@ -237,6 +238,8 @@ def test_the_environment_has_every_component(parsed: dict[str, dict[str, Any]]) 
         "helm_release.kube_prometheus_stack": "kube-prometheus-stack",
         "helm_release.openbao": "openbao",
         "helm_release.external_secrets": "external-secrets",
+        "helm_release.prefect_server": "prefect-server",
+        "helm_release.prefect_worker": "prefect-worker",
         "helm_release.restlake": "${path.module}/../../charts/restlake",
     }
     assert (MODULE / "../../charts/restlake/Chart.yaml").resolve().is_file()

@@ -30,6 +30,7 @@ COMPONENTS = {
     "fetcher": ("restlake-fetcher", "restlake.fetcher"),
     "operator": ("restlake-operator", "restlake.operator"),
     "jobs/spark": ("restlake-jobs-spark", "restlake.jobs.spark"),
+    "flows": ("restlake-flows", "restlake.flows"),
 }
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
 
@@ -150,10 +151,10 @@ def test_the_wheels_install_into_one_restlake_package(wheels: dict[str, Path], t
     assert proc.returncode == 0, proc.stderr[-3000:]
     # -S: only the standard library and the installed wheels (not this editable checkout).
     code = (
-        "import json, restlake, restlake.fetcher, restlake.operator, restlake.jobs.spark\n"
+        "import json, restlake, restlake.fetcher, restlake.operator, restlake.jobs.spark, restlake.flows\n"
         "from importlib import resources\n"
         "sql = sorted(p.name for p in resources.files('restlake.postgres').joinpath('sql').iterdir())\n"
-        "mods = (restlake, restlake.fetcher, restlake.operator, restlake.jobs.spark)\n"
+        "mods = (restlake, restlake.fetcher, restlake.operator, restlake.jobs.spark, restlake.flows)\n"
         "print(json.dumps({'files': [m.__file__ for m in mods], 'sql': sql}))\n"
     )
     proc = subprocess.run(

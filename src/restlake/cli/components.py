@@ -14,11 +14,12 @@ import typer
 
 from restlake.errors import ConfigError
 
-# Import package -> the distribution that ships it (fetcher/, operator/, jobs/spark/ in the repo).
+# Import package -> the distribution that ships it (fetcher/, operator/, jobs/spark/, flows/ in the repo).
 DISTRIBUTIONS: dict[str, str] = {
     "restlake.fetcher": "restlake-fetcher",
     "restlake.operator": "restlake-operator",
     "restlake.jobs.spark": "restlake-jobs-spark",
+    "restlake.flows": "restlake-flows",
 }
 
 

@@ -7,7 +7,20 @@ import os
 
 import typer
 
-from restlake.cli import backfill, demoapi, fetcher, operator, progress, quality, run, stack, status, validate
+from restlake.cli import (
+    backfill,
+    demoapi,
+    fetcher,
+    flows,
+    maintenance,
+    operator,
+    progress,
+    quality,
+    run,
+    stack,
+    status,
+    validate,
+)
 from restlake.redaction import redact_log_handlers
 
 app = typer.Typer(
@@ -21,6 +34,12 @@ app.add_typer(fetcher.app, name="fetcher", help="Poll REST APIs into Kafka (fetc
 app.add_typer(operator.app, name="operator", help="Run the Kubernetes operator (kopf).")
 app.add_typer(demoapi.app, name="demo-api", help="Run the bundled demo REST API.")
 app.add_typer(quality.app, name="quality", help="Validate the bronze table with Great Expectations.")
+app.add_typer(
+    flows.app, name="flows", help="Serve the sources' flows with Prefect (maintenance, quality, backfill)."
+)
+app.add_typer(
+    maintenance.app, name="maintenance", help="OPTIMIZE and VACUUM a source's lake tables, prune its ledger."
+)
 app.command("validate")(validate.validate)
 app.command("run")(run.run)
 app.command("demo")(run.demo)

@@ -179,6 +179,11 @@ _CEL_MILLISECONDS = (
 )
 
 
+def cel_milliseconds(field: str | None = None) -> str:
+    """The CEL expression for a duration string's total in milliseconds: of ``self`` or ``self.<field>``."""
+    return _CEL_MILLISECONDS if field is None else _CEL_MILLISECONDS.replace("self.", f"self.{field}.")
+
+
 def duration_rules(
     minimum: tuple[int, str] | None, maximum: tuple[int, str], *, exclusive_minimum: bool = False
 ) -> list[dict[str, str]]:

@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_snake
 
 from restlake.contracts.api_version import API_GROUP, API_VERSION, ApiVersion
 from restlake.contracts.documents import read_documents
+from restlake.contracts.maintenance import Maintenance
 from restlake.contracts.metadata import ObjectMeta
 from restlake.contracts.model import SpecModel, field_error, model_rules
 from restlake.contracts.patterns import URL_VARIABLE
@@ -156,6 +157,11 @@ class IngestionSourceSpec(SpecModel):
         None,
         description="Makes this a child source: request.url is fetched once per record of the parent "
         "source, its {variables} filled from the record.",
+    )
+    maintenance: Maintenance | None = Field(
+        None,
+        description="OPTIMIZE, VACUUM and batch-ledger pruning of this source (restlake maintenance run, "
+        "or on a schedule with restlake flows serve).",
     )
 
     @model_validator(mode="after")

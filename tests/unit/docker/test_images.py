@@ -56,6 +56,7 @@ COMPONENT_PACKAGE = {
     "restlake-operator": "restlake.operator",
     "restlake-fetcher": "restlake.fetcher",
     "restlake-jobs-spark": "restlake.jobs.spark",
+    "restlake-flows": "restlake.flows",
 }
 
 
@@ -216,6 +217,8 @@ EVERY_COMMAND = [
     "operator run",
     "backfill",
     "quality run",
+    "maintenance run",
+    "flows serve",
     "run",
     "demo",
     "demo-api serve",
@@ -233,6 +236,8 @@ EVERY_COMMAND = [
                 ("operator run", "restlake-operator"),
                 ("backfill -f pyproject.toml", "restlake-jobs-spark"),
                 ("quality run -f pyproject.toml", "restlake-jobs-spark"),
+                ("maintenance run -f pyproject.toml", "restlake-jobs-spark"),
+                ("flows serve -f pyproject.toml", "restlake-flows"),
             ],
         ),
         (("restlake", "restlake-operator"), ["restlake.operator", "kopf"], []),
@@ -244,10 +249,15 @@ EVERY_COMMAND = [
         (
             ("restlake", "restlake-jobs-spark"),
             ["restlake.jobs.spark", "restlake.quality", "restlake.kube", "restlake.runtime.pod_reporters"],
-            [("operator run", "restlake-operator")],
+            [("operator run", "restlake-operator"), ("flows serve -f pyproject.toml", "restlake-flows")],
+        ),
+        (
+            ("restlake", "restlake-jobs-spark", "restlake-flows"),
+            ["restlake.flows"],
+            [("fetcher run -f pyproject.toml", "restlake-fetcher")],
         ),
     ],
-    ids=["core", "operator", "fetcher", "spark"],
+    ids=["core", "operator", "fetcher", "spark", "flows"],
 )
 def test_each_image_imports_within_its_distributions(
     distributions: tuple[str, ...], packages: list[str], refused: list[tuple[str, str]], tmp_path: Path

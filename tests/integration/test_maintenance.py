@@ -1,0 +1,296 @@
+"""Lake maintenance on real Spark, Delta and Postgres: compaction of a table of many small files,
+VACUUM inside and outside the time-travel window, and ledger pruning after which replays stay exact.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from delta.tables import DeltaTable
+from pydantic import SecretStr
+from pyspark.sql import SparkSession
+
+from restlake.contracts.maintenance import Maintenance
+from restlake.jobs.spark import bronze
+from restlake.jobs.spark.backfill import run_backfill
+from restlake.jobs.spark.bronze_range import BronzeRange, read_history
+from restlake.jobs.spark.maintenance import MaintenanceTarget, run_maintenance
+from restlake.postgres.ledger_pruning import prune_ledger
+from restlake.stack.manager import StackEndpoints
+
+from .fixtures_stream import StreamJob
+
+pytestmark = pytest.mark.integration
+
+# Enough small files to show compaction, few enough to keep the test quick (each append is a commit).
+APPENDS = 24
+ROWS_PER_APPEND = 5
+SOURCE = "maint-src"
+
+
+@pytest.fixture(autouse=True)
+def no_auto_compaction(spark: SparkSession) -> Iterator[None]:
+    """The session compacts automatically once enough small files pile up (as the stream job's does);
+    off here, so that a table holds exactly one file per append and every compaction is the test's."""
+    key = "spark.databricks.delta.autoCompact.enabled"
+    previous = spark.conf.get(key, None)
+    spark.conf.set(key, "false")
+    yield
+    if previous is None:
+        spark.conf.unset(key)
+    else:
+        spark.conf.set(key, previous)
+
+
+def tiny_appends(spark: SparkSession, path: str, appends: int = APPENDS) -> None:
+    """A bronze table of ``appends`` one-file commits: what a stream of small micro-batches leaves."""
+    bronze.ensure_table(spark, path, bronze.BRONZE_SCHEMA)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for batch in range(appends):
+        rows = [
+            (
+                SOURCE,
+                str(batch * ROWS_PER_APPEND + i),
+                f"{SOURCE}:{batch * ROWS_PER_APPEND + i}:v1",
+                f"h{batch}-{i}",
+                "1",
+                now,
+                '{"n": 1}',
+                1,
+                None,
+                None,
+                "t",
+                0,
+                batch * ROWS_PER_APPEND + i,
+                now,
+                now,
+                batch,
+                date(2024, 5, 1),
+            )
+            for i in range(ROWS_PER_APPEND)
+        ]
+        df = spark.createDataFrame(rows, bronze.BRONZE_SCHEMA).coalesce(1)
+        bronze.append(df, path=path, app_id="it-maintenance", batch_id=batch)
+
+
+def parquet_files(path: str) -> int:
+    return sum(1 for p in Path(path).rglob("*.parquet") if "_delta_log" not in p.parts)
+
+
+def keys(spark: SparkSession, path: str, version: int | None = None) -> list[str]:
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return sorted(r[0] for r in reader.load(path).select("idempotency_key").collect())
+
+
+def test_compaction_keeps_every_row_and_time_travel_inside_the_window(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "bronze")
+    tiny_appends(spark, path)
+    expected = keys(spark, path)
+    assert len(expected) == APPENDS * ROWS_PER_APPEND
+    # At least one file per append; an aborted task attempt may leave one more on disk, outside the log.
+    on_disk = parquet_files(path)
+    assert on_disk >= APPENDS
+    last_small = APPENDS  # version 0 created the table, 1..APPENDS appended
+
+    window = Maintenance(as_of_window="1h", vacuum_retention="1h")
+    target = MaintenanceTarget(SOURCE, path, None, None, window)
+    summary = run_maintenance(spark, target)
+
+    (table,) = summary.tables
+    # The README's figures come from this line (pytest -s).
+    print("maintenance figures", json.dumps(table.as_dict(), sort_keys=True))
+    assert table.before.files >= APPENDS and table.after.files == 1
+    assert (table.files_removed, table.files_added) == (table.before.files, 1)
+    history = DeltaTable.forPath(spark, path).history().where(f"version = {last_small + 1}").collect()
+    assert [h.operation for h in history] == ["OPTIMIZE"]
+    # The rewritten files are minutes old, inside the 1h retention: VACUUM keeps all of them.
+    assert table.files_vacuumed == 0
+    assert parquet_files(path) == on_disk + 1
+    assert keys(spark, path) == expected
+    # Time travel inside the window: the snapshot before OPTIMIZE, by version and through the
+    # backfill replayer's own resolution of --as-of.
+    assert keys(spark, path, version=last_small) == expected
+    snapshots = BronzeRange(as_of=last_small).resolve(
+        read_history(spark, path, BronzeRange(as_of=last_small))
+    )
+    assert snapshots.upto == last_small
+    assert summary.skipped == ["quarantine: the sink is off", "ledger: sinks.postgres is off"]
+
+    # With a window of 0s nothing older is promised: VACUUM deletes exactly the replaced files.
+    time.sleep(1.5)
+    none_kept = Maintenance(as_of_window="0s", vacuum_retention="0s")
+    gone = run_maintenance(spark, MaintenanceTarget(SOURCE, path, None, None, none_kept), time_queries=False)
+    (table,) = gone.tables
+    assert (table.files_removed, table.files_added, table.files_vacuumed) == (0, 0, on_disk)
+    assert parquet_files(path) == 1
+    assert keys(spark, path) == expected
+    # Delta 4 refuses any time travel past a 0-hour deletedFileRetentionDuration, before it would
+    # find the files gone; either refusal says the same: nothing older is kept.
+    with pytest.raises(Exception, match=r"(?i)not.?found|does not exist|FileNotFound|BEYOND_DELETED_FILE"):
+        keys(spark, path, version=last_small)
+
+
+def test_zorder_by_external_id(spark: SparkSession, tmp_path: Path) -> None:
+    path = str(tmp_path / "bronze")
+    tiny_appends(spark, path, appends=10)
+    target = MaintenanceTarget(
+        SOURCE, path, None, None, Maintenance(as_of_window="1h", vacuum_retention="1h", zorder=True)
+    )
+    (table,) = run_maintenance(spark, target).tables
+    assert table.zorder
+    assert (table.before.files, table.after.files, table.files_removed) == (10, 1, 10)
+    assert len(keys(spark, path)) == 10 * ROWS_PER_APPEND
+
+
+def _ledger_count(dsn: str, source: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM raw.ingest_batches WHERE source = %s", (source,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _written(dsn: str, source: str) -> dict[str, tuple[str, str]]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT external_id, xmin::text, content_hash FROM raw.api_events WHERE source = %s", (source,)
+        ).fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def test_ledger_pruning_keeps_replays_exact(
+    spark: SparkSession, stack: StackEndpoints, tmp_path: Path
+) -> None:
+    job = StreamJob(stack, tmp_path, max_offsets_per_trigger=3)
+    job.send(*(job.envelope(i, name=f"n{i}") for i in range(12)))
+    job.run(spark)
+    batches = _ledger_count(stack.pg_dsn, job.source)
+    assert batches >= 4
+    written = _written(stack.pg_dsn, job.source)
+    assert len(written) == 12 and len(job.bronze(spark)) == 12
+
+    # Nothing is old yet: a 1h horizon deletes nothing, even down to one kept batch.
+    assert (
+        prune_ledger(stack.pg_dsn, source=job.source, horizon=timedelta(hours=1), keep_batches=1).deleted == 0
+    )
+    with psycopg.connect(stack.pg_dsn) as conn:
+        conn.execute(
+            "UPDATE raw.ingest_batches SET committed_at = committed_at - interval '2 days' WHERE source = %s",
+            (job.source,),
+        )
+    pruned = prune_ledger(stack.pg_dsn, source=job.source, horizon=timedelta(days=1), keep_batches=1)
+    assert (pruned.deleted, pruned.kept) == (batches - 1, 1)
+
+    # Replay 1: the stream restarts with its newest batch uncommitted in the checkpoint (the driver
+    # died after the merge): the kept ledger row makes it a no-op.
+    commits = sorted((Path(job.config.checkpoint_path) / "commits").glob("[0-9]*"), key=lambda p: int(p.name))
+    commits[-1].unlink()
+    commits[-1].with_name(f".{commits[-1].name}.crc").unlink(missing_ok=True)
+    job.run(spark)
+    assert _written(stack.pg_dsn, job.source) == written
+    assert len(job.bronze(spark)) == 12
+    assert _ledger_count(stack.pg_dsn, job.source) == 1
+
+    # Replay 2: the whole topic on a new checkpoint (a new query id, no ledger row of its own).
+    job.run(spark, job.config_for("ckpt-new", max_offsets_per_trigger=3))
+    assert _written(stack.pg_dsn, job.source) == written
+    assert len(job.bronze(spark)) == 12
+
+    # Replay 3: bronze as of now through the backfill replayer: nothing inserted, nothing updated.
+    latest = read_history(spark, job.config.bronze_path, BronzeRange(from_version=0)).latest.version
+    summary = run_backfill(spark, job.config, BronzeRange(as_of=latest))
+    assert (summary.rows_read, summary.inserted, summary.updated) == (12, 0, 0)
+    assert _written(stack.pg_dsn, job.source) == written
+
+    # New records after all that land exactly once.
+    job.send(*(job.envelope(i, name=f"n{i}") for i in range(12, 15)))
+    job.run(spark)
+    assert len(_written(stack.pg_dsn, job.source)) == 15
+    assert len(job.bronze(spark)) == 15
+
+    # And a maintenance run over the streamed tables prunes with the spec's horizon (30d: nothing).
+    target = MaintenanceTarget(
+        job.source,
+        job.config.bronze_path,
+        job.config.quarantine_path,
+        SecretStr(stack.pg_dsn),
+        Maintenance(as_of_window="1h", vacuum_retention="1h"),
+    )
+    summary_m = run_maintenance(spark, target, time_queries=False)
+    assert summary_m.ledger is not None and summary_m.ledger.deleted == 0
+    assert len(job.bronze(spark)) == 15
+    assert "bronze" in {t.kind for t in summary_m.tables}
+
+
+def _spread_table(spark: SparkSession, path: str, appends: int, rows: int) -> None:
+    """A bronze table whose ids arrive in no order (uuids): every small file spans the whole id range."""
+    import uuid as uuidlib
+
+    bronze.ensure_table(spark, path, bronze.BRONZE_SCHEMA)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for batch in range(appends):
+        ids = [uuidlib.uuid4().hex for _ in range(rows)]
+        data = [
+            (
+                SOURCE,
+                i,
+                f"{SOURCE}:{i}",
+                i,
+                "1",
+                now,
+                '{"n": 1}',
+                1,
+                None,
+                None,
+                "t",
+                0,
+                n,
+                now,
+                now,
+                batch,
+                date(2024, 5, 1),
+            )
+            for n, i in enumerate(ids)
+        ]
+        df = spark.createDataFrame(data, bronze.BRONZE_SCHEMA).coalesce(1)
+        bronze.append(df, path=path, app_id="it-spread", batch_id=batch)
+
+
+def test_zorder_against_binpacking_for_a_point_query(spark: SparkSession, tmp_path: Path) -> None:
+    """The measurement behind the zorder flag's default (off): figures printed, exactness asserted."""
+    import shutil
+
+    binpacked, zordered = str(tmp_path / "binpack"), str(tmp_path / "zorder")
+    _spread_table(spark, binpacked, appends=30, rows=2000)
+    shutil.copytree(binpacked, zordered)
+    probe = keys(spark, binpacked)[12345].split(":", 1)[1]
+    # Small target files, so that compaction leaves several and skipping has something to skip.
+    spark.conf.set("spark.databricks.delta.optimize.maxFileSize", str(512 * 1024))
+    try:
+        results = {}
+        for path, zorder in ((binpacked, False), (zordered, True)):
+            settings = Maintenance(as_of_window="1h", vacuum_retention="1h", zorder=zorder)
+            (table,) = run_maintenance(spark, MaintenanceTarget(SOURCE, path, None, None, settings)).tables
+            results[zorder] = table
+            found = spark.read.format("delta").load(path).where(f"external_id = '{probe}'").count()
+            assert found == 1
+        print(
+            "zorder figures",
+            json.dumps(
+                {("zorder" if z else "binpack"): t.as_dict() for z, t in results.items()}, sort_keys=True
+            ),
+        )
+    finally:
+        spark.conf.unset("spark.databricks.delta.optimize.maxFileSize")
+    assert keys(spark, binpacked) == keys(spark, zordered)
+    assert results[True].before.files == results[False].before.files == 30
+    assert results[True].after.files > 1 and results[False].after.files > 1

@@ -97,7 +97,9 @@ def _s3_filesystem(settings: S3Settings, timeout: float) -> Any:
     try:
         from pyarrow import fs
     except ImportError as exc:  # the base install: no pyarrow without restlake-jobs-spark
-        raise LakeFilesError("reading an s3a:// lake needs pyarrow (pip install restlake-jobs-spark)") from exc
+        raise LakeFilesError(
+            "reading an s3a:// lake needs pyarrow (pip install restlake-jobs-spark)"
+        ) from exc
     options: dict[str, Any] = {}
     if settings.endpoint:
         endpoint = urlsplit(settings.endpoint)

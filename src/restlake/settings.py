@@ -41,8 +41,14 @@ class _FileVariables(PydanticBaseSettingsSource):
         found: dict[str, Any] = {}
         for name, field in self.settings_cls.model_fields.items():
             value, key, _ = self.get_field_value(field, name)
-            if value is not None:
-                found[key] = value
+            if value is None:
+                continue
+            try:
+                # A list or dict field holds JSON, as its environment variable does.
+                found[key] = self.prepare_field_value(name, field, value, False)
+            except ValueError as exc:
+                variable = f"{self.config.get('env_prefix', '')}{name}_FILE".upper()
+                raise ConfigError(f"{variable}: the file does not hold valid JSON ({exc})") from None
         return found
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -30,6 +30,9 @@ from restlake.postgres import migrations
 from restlake.postgres.identifiers import TableName
 from restlake.settings import KafkaSettings, StackSettings
 from restlake.stack.manager import LocalStack, StackEndpoints
+
+if TYPE_CHECKING:
+    from restlake.jobs.spark.settings import SparkSettings
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +122,7 @@ class LocalRunner:
         jars: list[Path],
         master: str = "local[2]",
         spark: Any = None,
+        spark_settings: SparkSettings | None = None,
         remember_fetch_state: bool = True,
         parent: ParentLink | None = None,
     ):
@@ -132,6 +136,8 @@ class LocalRunner:
         self.layout = SourceLayout.of(source, endpoints)
         self.jars = jars
         self.master = master
+        # For the session built here; None reads RESTLAKE_SPARK_* when it is built.
+        self.spark_settings = spark_settings
         self._spark: Any = spark
         # A session handed in belongs to the caller (tests share one); only stop the one we built.
         self._owns_spark = spark is None
@@ -152,7 +158,12 @@ class LocalRunner:
         if self._spark is None:
             from restlake.jobs.spark.session import build_spark
 
-            self._spark = build_spark(f"restlake-{self.layout.name}", jars=self.jars, master=self.master)
+            self._spark = build_spark(
+                f"restlake-{self.layout.name}",
+                jars=self.jars,
+                master=self.master,
+                settings=self.spark_settings,
+            )
         return self._spark
 
     def stream_config(self, *, available_now: bool) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import signal
 import threading
@@ -28,7 +27,7 @@ from restlake.fetcher.state import PostgresStateStore
 from restlake.kafka_admin import ensure_topic
 from restlake.postgres import migrations
 from restlake.postgres.identifiers import TableName
-from restlake.settings import KafkaSettings, StackSettings
+from restlake.settings import ExternalEndpoints, KafkaSettings, StackSettings
 from restlake.stack.manager import LocalStack, StackEndpoints
 
 if TYPE_CHECKING:
@@ -36,23 +35,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_ENDPOINT_VARS = ("RESTLAKE_KAFKA_BOOTSTRAP", "RESTLAKE_PG_DSN", "RESTLAKE_LAKE_ROOT")
 
-
-def resolve_endpoints(state_dir: Path | None = None) -> StackEndpoints:
-    """Use the services named in the environment when all three are set, else start the local stack."""
-    present = [name for name in _ENDPOINT_VARS if os.environ.get(name)]
-    if len(present) == len(_ENDPOINT_VARS):
+def resolve_endpoints(
+    state_dir: Path | None = None, given: ExternalEndpoints | None = None
+) -> StackEndpoints:
+    """Use the services named in the environment (``given``) when all three are set, else start the
+    local stack."""
+    present = (given if given is not None else ExternalEndpoints()).given()
+    names = ("RESTLAKE_KAFKA_BOOTSTRAP", "RESTLAKE_PG_DSN", "RESTLAKE_LAKE_ROOT")
+    if len(present) == len(names):
         return StackEndpoints(
-            kafka_bootstrap=os.environ["RESTLAKE_KAFKA_BOOTSTRAP"],
-            pg_dsn=os.environ["RESTLAKE_PG_DSN"],
-            lake_root=os.environ["RESTLAKE_LAKE_ROOT"],
+            kafka_bootstrap=present["RESTLAKE_KAFKA_BOOTSTRAP"],
+            pg_dsn=present["RESTLAKE_PG_DSN"],
+            lake_root=present["RESTLAKE_LAKE_ROOT"],
         )
     if present:
-        missing = sorted(set(_ENDPOINT_VARS) - set(present))
+        missing = sorted(name for name in names if name not in present)
         raise ConfigError(
-            f"{', '.join(present)} set but {', '.join(missing)} not: set all three to use external "
-            "services, or none to use the local stack"
+            f"{', '.join(n for n in names if n in present)} set but {', '.join(missing)} not: set all three "
+            "to use external services, or none to use the local stack"
         )
     return LocalStack(state_dir or StackSettings().state_dir).up()
 

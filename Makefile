@@ -88,7 +88,7 @@ backfill-demo: venv jars
 	set -eo pipefail; env_lines=$$($(BIN)/restlake stack up); eval "$$env_lines"; \
 	export RESTLAKE_LOG_LEVEL=WARNING RESTLAKE_SPARK_LOG_LEVEL=ERROR; \
 	test -d "$(DEMO_BRONZE)" || { echo "no demo bronze table: run make demo first" >&2; exit 2; }; \
-	$(BIN)/python -m restlake.jobs.spark.bronze_range "$(DEMO_BRONZE)"; \
+	RESTLAKE_SPARK_JARS=$$($(BIN)/restlake stack jars --classpath) $(BIN)/python -m restlake.jobs.spark.bronze_range "$(DEMO_BRONZE)"; \
 	echo "replaying bronze versions 0..latest into Postgres:"; \
 	$(BIN)/restlake backfill -f examples/demo-link.yaml --from-version 0 | tee $(STATE)/backfill-demo.json; \
 	grep -qE '"inserted": 0[,}]' $(STATE)/backfill-demo.json && grep -qE '"updated": 0[,}]' $(STATE)/backfill-demo.json \

@@ -14,11 +14,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from restlake.errors import ConfigError
+
+# The broker of a local run (the local stack listens on loopback); every fallback uses this one.
+DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 
 
 class _FileVariables(PydanticBaseSettingsSource):
@@ -41,8 +44,14 @@ class _FileVariables(PydanticBaseSettingsSource):
         found: dict[str, Any] = {}
         for name, field in self.settings_cls.model_fields.items():
             value, key, _ = self.get_field_value(field, name)
-            if value is not None:
-                found[key] = value
+            if value is None:
+                continue
+            try:
+                # A list or dict field holds JSON, as its environment variable does.
+                found[key] = self.prepare_field_value(name, field, value, False)
+            except ValueError as exc:
+                variable = f"{self.config.get('env_prefix', '')}{name}_FILE".upper()
+                raise ConfigError(f"{variable}: the file does not hold valid JSON ({exc})") from None
         return found
 
 
@@ -62,13 +71,22 @@ class RestlakeSettings(BaseSettings):
         return (init_settings, env_settings, files, dotenv_settings, file_secret_settings)
 
 
+class LogSettings(RestlakeSettings):
+    """How much a restlake command logs when neither --verbose nor --quiet is given."""
+
+    model_config = SettingsConfigDict(env_prefix="RESTLAKE_")
+
+    log_level: str = Field("INFO", description="Python logging level name (RESTLAKE_LOG_LEVEL).")
+
+
 class KafkaSettings(RestlakeSettings):
     """Where the broker is and how producers talk to it."""
 
     model_config = SettingsConfigDict(env_prefix="RESTLAKE_KAFKA_")
 
     bootstrap: str = Field(
-        "127.0.0.1:9092", description="Comma-separated host:port list of brokers (RESTLAKE_KAFKA_BOOTSTRAP)."
+        DEFAULT_KAFKA_BOOTSTRAP,
+        description="Comma-separated host:port list of brokers (RESTLAKE_KAFKA_BOOTSTRAP).",
     )
     topic_prefix: str = Field(
         "restlake.", description="Topic for a source is <prefix><source name>; one namespace per install."
@@ -109,6 +127,43 @@ class LakeSettings(RestlakeSettings):
         return str(Path(root).absolute().joinpath(*parts))
 
 
+class ExternalEndpoints(RestlakeSettings):
+    """Services named in the environment instead of the local stack's; each None when unset.
+
+    The same variables as ``KafkaSettings.bootstrap``, ``PostgresSettings.dsn`` and
+    ``LakeSettings.root``, without their loopback defaults: whether one is set decides whether a
+    local run uses it or starts the local stack.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RESTLAKE_")
+
+    kafka_bootstrap: str | None = Field(None, description="RESTLAKE_KAFKA_BOOTSTRAP.")
+    # SecretStr: a DSN may carry a password.
+    pg_dsn: SecretStr | None = Field(None, description="RESTLAKE_PG_DSN (or RESTLAKE_PG_DSN_FILE).")
+    lake_root: str | None = Field(None, description="RESTLAKE_LAKE_ROOT.")
+
+    def given(self) -> dict[str, str]:
+        """Variable name -> value, for the endpoints set to a non-empty value."""
+        values = {
+            "RESTLAKE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "RESTLAKE_PG_DSN": self.pg_dsn.get_secret_value() if self.pg_dsn else None,
+            "RESTLAKE_LAKE_ROOT": self.lake_root,
+        }
+        return {name: value for name, value in values.items() if value}
+
+
+class PodIdentity(RestlakeSettings):
+    """Which Backfill and source a batch pod works for: the operator sets these on the pods it
+    renders (``restlake.contracts.batch_pods``); outside such a pod they are unset."""
+
+    model_config = SettingsConfigDict(env_prefix="RESTLAKE_")
+
+    backfill_name: str | None = Field(None, description="RESTLAKE_BACKFILL_NAME.")
+    backfill_namespace: str | None = Field(None, description="RESTLAKE_BACKFILL_NAMESPACE.")
+    source_name: str | None = Field(None, description="RESTLAKE_SOURCE_NAME.")
+    source_namespace: str | None = Field(None, description="RESTLAKE_SOURCE_NAMESPACE.")
+
+
 class StackSettings(RestlakeSettings):
     """The local stack that `restlake stack up` and `restlake run` manage."""
 
@@ -118,14 +173,29 @@ class StackSettings(RestlakeSettings):
         Path(".restlake"),
         description="Project-local folder: service data, logs, pid files, cached jars (RESTLAKE_STATE_DIR).",
     )
+    cache_home: Path | None = Field(
+        None,
+        validation_alias="XDG_CACHE_HOME",
+        description="The user's cache folder (XDG_CACHE_HOME); unset or empty means ~/.cache.",
+    )
     # Outside the checkout, like ~/.m2 and Go's build cache: binaries built from the Go module
     # proxy (kube-apiserver alone takes 6-20 min cold) are reused by every clone on the machine.
     tools_dir: Path = Field(
-        default_factory=lambda: (
-            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "restlake" / "tools"
-        ),
+        default_factory=lambda data: (data["cache_home"] or Path.home() / ".cache") / "restlake" / "tools",
         description="Cache of tools built from source: k8s control plane, helm, tofu (RESTLAKE_TOOLS_DIR).",
     )
+    java_home: Path | None = Field(
+        None,
+        validation_alias="JAVA_HOME",
+        description="The Java installation the local Kafka runs on (JAVA_HOME, as pyspark reads it); "
+        "unset means `java` on PATH.",
+    )
+
+    @field_validator("cache_home", "java_home", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `XDG_CACHE_HOME=` is unset by the XDG spec's reading, and was treated so before.
+        return value or None
 
 
 class S3Settings(RestlakeSettings):

@@ -19,6 +19,7 @@ from harness import eventually
 
 from restlake.kube.client import Kube
 from restlake.runtime import pod_reporters as reporters
+from restlake.settings import PodIdentity
 
 pytestmark = pytest.mark.k8s
 
@@ -401,7 +402,7 @@ def test_progress_reporter_patches_the_backfill_status(
     apply(control_plane, namespace, backfill("live", bronze={"fromVersion": 0}))  # no source: fails at once
     eventually(lambda: status_of(control_plane, namespace, "live").get("phase") == "Failed", what="Failed")
     reporter = reporters.BackfillProgressReporter.from_environment(
-        {"RESTLAKE_BACKFILL_NAME": "live", "RESTLAKE_BACKFILL_NAMESPACE": namespace}, client=pod_client
+        PodIdentity(backfill_name="live", backfill_namespace=namespace), client=pod_client
     )
     assert reporter is not None
     reporter(10, 100)
@@ -436,9 +437,9 @@ def test_quality_reporter_sets_quality_passing_and_the_operator_keeps_it(
         return get(control_plane, namespace, "isrc", SOURCE_NAME) or {}
 
     eventually(lambda: (source().get("status") or {}).get("observedGeneration") == 1, what="first reconcile")
-    env = {"RESTLAKE_SOURCE_NAME": SOURCE_NAME, "RESTLAKE_SOURCE_NAMESPACE": namespace}
+    pod = PodIdentity(source_name=SOURCE_NAME, source_namespace=namespace)
     assert reporters.report_quality(
-        passed=False, evaluated=9, unsuccessful=2, detail="p_title not null", client=pod_client, environ=env
+        passed=False, evaluated=9, unsuccessful=2, detail="p_title not null", client=pod_client, identity=pod
     )
     written = condition(source()["status"], "QualityPassing")
     assert written is not None
@@ -462,7 +463,7 @@ def test_quality_reporter_sets_quality_passing_and_the_operator_keeps_it(
     eventually(lambda: source()["status"].get("observedGeneration") == 2, what="the second reconcile")
     eventually(lambda: condition(source()["status"], "Ready") is not None, what="conditions")
     assert condition(source()["status"], "QualityPassing") == written
-    assert reporters.report_quality(passed=True, evaluated=9, unsuccessful=0, client=pod_client, environ=env)
+    assert reporters.report_quality(passed=True, evaluated=9, unsuccessful=0, client=pod_client, identity=pod)
     passed = condition(source()["status"], "QualityPassing")
     assert (passed["status"], passed["reason"], passed["message"]) == (  # type: ignore[index]
         "True",

@@ -187,3 +187,25 @@ def test_the_lake_secret_terraform_writes_is_what_the_jobs_read(monkeypatch: pyt
     # The restlake name still wins where both are set.
     monkeypatch.setenv("RESTLAKE_S3_ACCESS_KEY", "restlake-wins")
     assert S3Settings().access_key.get_secret_value() == "restlake-wins"
+
+
+def test_component_settings_read_file_variables_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from restlake.fetcher.settings import FetcherSettings
+    from restlake.operator.settings import OperatorSettings
+
+    values = {
+        "RESTLAKE_FETCHER_OPS_HOST": "0.0.0.0\n",
+        "RESTLAKE_OPERATOR_LAKE_SECRET": "lake-credentials\n",
+        # A list field's file holds JSON, as its variable does.
+        "RESTLAKE_OPERATOR_NAMESPACES": '["team-a", "team-b"]\n',
+    }
+    for variable, content in values.items():
+        path = tmp_path / variable.lower()
+        path.write_text(content, encoding="utf-8")
+        monkeypatch.setenv(f"{variable}_FILE", str(path))
+    assert FetcherSettings().ops_host == "0.0.0.0"
+    operator = OperatorSettings()
+    assert (operator.lake_secret, operator.namespaces) == ("lake-credentials", ["team-a", "team-b"])
+    (tmp_path / "restlake_operator_namespaces").write_text("team-a", encoding="utf-8")
+    with pytest.raises(ConfigError, match="NAMESPACES_FILE: the file does not hold valid JSON"):
+        OperatorSettings()

@@ -67,6 +67,7 @@ def backfill(
     """Re-merge a source's Kafka range or bronze versions into Postgres; prints a JSON summary."""
     components.require("backfill", "restlake.jobs.spark")
     from restlake.cli.source_choice import one_source
+    from restlake.cli.spark_settings import command_spark_settings
     from restlake.jobs.spark.backfill import KafkaRange, config_for, parse_offsets, replay_range, run_backfill
     from restlake.jobs.spark.bronze_range import parse_as_of
     from restlake.jobs.spark.session import build_spark
@@ -99,6 +100,7 @@ def backfill(
             jars=spark_jars(StackSettings().state_dir),
             master=master,
             extra_conf=spark_conf_for(cfg, []),
+            settings=command_spark_settings(),
         )
         origin = "kafka" if isinstance(replay, KafkaRange) else "bronze"
         # In a Backfill's Job pod (operator-rendered env), progress also goes to the Backfill's status.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from restlake.cli import components
+from restlake.cli import components, progress
 from restlake.errors import RestlakeError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
@@ -32,17 +32,21 @@ def serve(
     components.require("flows serve", "restlake.flows")
     from restlake.flows.deployments import plans_from_files
     from restlake.flows.server import LocalPrefectServer
+    from restlake.flows.settings import PrefectSettings
     from restlake.settings import StackSettings
 
     try:
         plans = plans_from_files(files)
+        _export_spark_settings()
     except RestlakeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     server: LocalPrefectServer | None = None
-    if not os.environ.get("PREFECT_API_URL"):
+    if not PrefectSettings().api_url:
         server = LocalPrefectServer(StackSettings().state_dir, port)
         try:
+            # Set in the environment, not passed: Prefect's client reads it there, in this process
+            # and in every flow-run process `prefect serve` starts.
             os.environ["PREFECT_API_URL"] = server.start()
             # The client side (this process and the flow runs it starts) keeps its files beside the
             # server's, not in the user's ~/.prefect.
@@ -64,6 +68,22 @@ def serve(
             server.stop()
 
 
+def _export_spark_settings() -> None:
+    """Hand the flow runs the local stack's Spark jars and the CLI's Spark log level.
+
+    Through the environment because `prefect serve` runs each flow in a process of its own, which
+    reads RESTLAKE_SPARK_* (``restlake.flows.session``); a variable already set is kept.
+    """
+    from restlake.jobs.spark.settings import SparkSettings
+    from restlake.stack.jars import spark_jars
+
+    settings = SparkSettings()
+    if not settings.jars:
+        os.environ["RESTLAKE_SPARK_JARS"] = os.pathsep.join(str(jar) for jar in spark_jars())
+    if progress.MODE.quiet:
+        os.environ.setdefault("RESTLAKE_SPARK_LOG_LEVEL", settings.quieter().log_level)
+
+
 @app.command("deploy")
 def deploy(
     files: list[Path] = typer.Option(
@@ -77,8 +97,9 @@ def deploy(
     """Register the sources' flows as deployments on a Kubernetes work pool (PREFECT_API_URL must be set)."""
     components.require("flows deploy", "restlake.flows")
     from restlake.flows.deployments import plans_from_files
+    from restlake.flows.settings import PrefectSettings
 
-    if not os.environ.get("PREFECT_API_URL"):
+    if not PrefectSettings().api_url:
         typer.echo(
             "error: PREFECT_API_URL is not set; point it at the Prefect server the work pool belongs to "
             "(on kind: kubectl -n prefect port-forward svc/prefect-server 4200, then http://127.0.0.1:4200/api)",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import typer
 
@@ -22,6 +21,7 @@ from restlake.cli import (
     validate,
 )
 from restlake.redaction import redact_log_handlers
+from restlake.settings import LogSettings
 
 app = typer.Typer(
     name="restlake",
@@ -60,10 +60,10 @@ def _configure(
     if verbose:
         level = logging.DEBUG
     elif quiet:
+        # The Spark JVM follows in the commands that build a session (cli.spark_settings).
         level = logging.WARNING
-        os.environ.setdefault("RESTLAKE_SPARK_LOG_LEVEL", "ERROR")
     else:
-        level = getattr(logging, os.environ.get("RESTLAKE_LOG_LEVEL", "INFO").upper())
+        level = getattr(logging, LogSettings().log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     redact_log_handlers()
 

@@ -32,6 +32,7 @@ def run(
     """Compact and vacuum a source's bronze and quarantine tables, prune its ledger; prints a JSON summary."""
     components.require("maintenance run", "restlake.jobs.spark")
     from restlake.cli.source_choice import one_source
+    from restlake.cli.spark_settings import command_spark_settings
     from restlake.jobs.spark.maintenance import MaintenanceTarget, run_maintenance
     from restlake.jobs.spark.session import build_spark
     from restlake.settings import LakeSettings, PostgresSettings, S3Settings, StackSettings
@@ -47,6 +48,7 @@ def run(
             jars=spark_jars(StackSettings().state_dir),
             master=master,
             extra_conf=extra,
+            settings=command_spark_settings(),
         )
         summary = run_maintenance(spark, target, time_queries=time_queries)
     except RestlakeError as exc:

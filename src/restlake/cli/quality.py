@@ -32,6 +32,7 @@ def run(
     """Validate a source's bronze rows with Great Expectations; prints a JSON summary."""
     components.require("quality run", "restlake.jobs.spark")
     from restlake.cli.source_choice import one_source
+    from restlake.cli.spark_settings import command_spark_settings
     from restlake.jobs.spark.session import build_spark
     from restlake.quality.checkpoint import run_checkpoint
     from restlake.quality.suite import build_suite
@@ -54,6 +55,7 @@ def run(
             jars=spark_jars(StackSettings().state_dir),
             master=master,
             extra_conf=extra,
+            settings=command_spark_settings(),
         )
         result = run_checkpoint(spark, source, lake_root=lake_root, full=full)
     except RestlakeError as exc:

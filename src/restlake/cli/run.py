@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ def run(
     first; the summary is then one line (one JSON object with --json) per source, in that order.
     """
     components.require("run", "restlake.fetcher", "restlake.jobs.spark")
+    from restlake.cli.spark_settings import command_spark_settings
     from restlake.contracts.spec import load_sources
     from restlake.runtime.local import LocalRunner, resolve_endpoints
     from restlake.settings import StackSettings
@@ -54,6 +54,7 @@ def run(
             endpoints,
             jars=spark_jars(StackSettings().state_dir),
             master=master,
+            spark_settings=command_spark_settings(),
             remember_fetch_state=not refetch,
         )
         title = f"restlake run {source.name}" + (" (until caught up)" if until_caught_up else "")
@@ -91,6 +92,7 @@ def _run_group(
     One live display for the whole group, a row per source in run order (parents first): a child's
     row starts moving once its parent has landed.
     """
+    from restlake.cli.spark_settings import command_spark_settings
     from restlake.contracts.parents import resolve_parents
     from restlake.runtime.local import resolve_endpoints
     from restlake.runtime.local_group import LocalGroup
@@ -103,6 +105,7 @@ def _run_group(
         resolve_endpoints(),
         jars=spark_jars(StackSettings().state_dir),
         master=master,
+        spark_settings=command_spark_settings(),
         remember_fetch_state=not refetch,
     )
     title = f"restlake run {file.name} ({len(group.runners)} sources)" + (
@@ -135,16 +138,18 @@ def _human_summary(summary: dict) -> str:
 def demo() -> None:
     """Run the demo source against the bundled demo API, end to end, and check the counts match."""
     components.require("demo", "restlake.fetcher", "restlake.jobs.spark")
+    from restlake.cli.spark_settings import command_spark_settings
     from restlake.runtime.demo import run_demo
 
-    if logging.getLogger().level > logging.DEBUG:
+    narrative = logging.getLogger().level > logging.DEBUG
+    if narrative:
         # The demo prints its own narrative; per-batch INFO lines would bury it (use -v to see them).
         logging.getLogger().setLevel(logging.WARNING)
-        os.environ.setdefault("RESTLAKE_SPARK_LOG_LEVEL", "ERROR")
     try:
         ok = run_demo(
             echo=typer.echo,
             watch=lambda runner, title: progress.live(lambda: [run_counters(runner)], f"demo: {title}"),
+            spark_settings=command_spark_settings(quiet=narrative),
         )
     except RestlakeError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -7,6 +7,7 @@ stdout carries only machine-readable output (the env lines, the status table or 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from enum import StrEnum
 from pathlib import Path
@@ -136,6 +137,12 @@ def jars_command(
         "--openlineage",
         help="Also resolve the OpenLineage Spark listener (for RESTLAKE_LINEAGE_SPARK_LISTENER=true).",
     ),
+    classpath: bool = typer.Option(
+        False,
+        "--classpath",
+        help="Print only the Spark session's jars, separated for RESTLAKE_SPARK_JARS (as `python -m "
+        "restlake.jobs.spark.bronze_range` and the stream job read them).",
+    ),
 ) -> None:
     """Resolve the Kafka and Spark jars from Maven into the jar cache (skipped when current)."""
     stack = LocalStack(state_dir)
@@ -143,6 +150,9 @@ def jars_command(
         resolved = jars.resolve_all(stack.paths.jars, force=force)
         if openlineage:
             resolved["openlineage"] = jars.resolve("openlineage", stack.paths.jars, force=force)
+        if classpath:
+            typer.echo(os.pathsep.join(str(jar) for jar in jars.spark_jars(jars_dir=stack.paths.jars)))
+            return
     except StackError as exc:
         raise _fail(exc) from exc
     for name, paths in resolved.items():

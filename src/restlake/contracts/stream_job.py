@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from restlake.contracts.source.quality import Quality
 from restlake.contracts.spec import IngestionSource
 from restlake.errors import ConfigError
 from restlake.postgres.identifiers import TableName
-from restlake.settings import PostgresSettings
+from restlake.settings import ExternalEndpoints, PostgresSettings
 
 PG_DSN_ENV = "RESTLAKE_PG_DSN"
 # Kafka's own default cap on a record (message.max.bytes, 1 MiB): a bigger value means a topic
@@ -189,9 +187,12 @@ class StreamJobConfig(BaseModel):
         return self.topic or f"pattern:{self.topic_pattern}"
 
     @classmethod
-    def from_file(cls, path: Path, env: Mapping[str, str] | None = None) -> StreamJobConfig:
-        """Read a JSON config; every problem is a ConfigError that names the setting and the file."""
-        env = os.environ if env is None else env
+    def from_file(cls, path: Path, given: ExternalEndpoints | None = None) -> StreamJobConfig:
+        """Read a JSON config; every problem is a ConfigError that names the setting and the file.
+
+        A config without ``pg_dsn`` takes RESTLAKE_PG_DSN (``given``, read from the environment
+        when None).
+        """
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
@@ -203,12 +204,13 @@ class StreamJobConfig(BaseModel):
         if not data.get("pg_dsn"):
             # PostgresSettings has a loopback default for local runs; a deployed job silently
             # writing to whatever listens on 127.0.0.1:5432 is worse than refusing to start.
-            if not env.get(PG_DSN_ENV):
+            dsn = (given if given is not None else ExternalEndpoints()).pg_dsn
+            if dsn is None or not dsn.get_secret_value():
                 raise ConfigError(
                     f"no Postgres DSN: pg_dsn is not set in {path} and {PG_DSN_ENV} is not set in the "
                     "environment; set one of them to a libpq URI"
                 )
-            data["pg_dsn"] = env[PG_DSN_ENV]
+            data["pg_dsn"] = dsn
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

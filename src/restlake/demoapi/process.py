@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import re
 import subprocess
@@ -15,6 +14,8 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO
+
+from restlake.child_env import child_env
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def start_demo_api_process(
     stderr (the server's logs) is inherited. Raises RuntimeError if it is not healthy within ``timeout``.
     """
     cmd = [sys.executable, "-m", "restlake.demoapi", "serve", "--host", host, "--port", str(port), *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=child_env(env))
     deadline = time.monotonic() + timeout
     if proc.stdout is None:  # never with stdout=PIPE; says so rather than failing on None later
         raise RuntimeError("the demo API process has no stdout pipe")

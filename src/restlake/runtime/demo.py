@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from yarl import URL
@@ -20,6 +20,9 @@ from restlake.runtime.local import LocalRunner, RunSummary, resolve_endpoints
 from restlake.runtime.status import shown_path
 from restlake.settings import StackSettings
 from restlake.stack.jars import spark_jars
+
+if TYPE_CHECKING:
+    from restlake.jobs.spark.settings import SparkSettings
 
 DEFAULT_DEMO_SOURCE = Path("examples/demo-link.yaml")
 
@@ -56,6 +59,7 @@ def run_demo(
     growth_per_tick: int = 150,
     update_fraction: float = 0.05,
     watch: Callable[[LocalRunner, str], AbstractContextManager[Any]] | None = None,
+    spark_settings: SparkSettings | None = None,
 ) -> bool:
     """Three rounds: initial load, a re-run over unchanged data, a run after the API changed.
 
@@ -81,7 +85,9 @@ def run_demo(
             f"  demo API at {api.base_url} serving {api.state()['total_records']} records; "
             f"source {source.name!r}"
         )
-        runner = LocalRunner(source, endpoints, jars=spark_jars(StackSettings().state_dir))
+        runner = LocalRunner(
+            source, endpoints, jars=spark_jars(StackSettings().state_dir), spark_settings=spark_settings
+        )
         try:
             ticks = [api.state()["tick"]]
             rounds: list[tuple[str, RunSummary]] = []

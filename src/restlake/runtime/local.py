@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -28,28 +27,33 @@ from restlake.fetcher.state import PostgresStateStore
 from restlake.kafka_admin import ensure_topic
 from restlake.postgres import migrations
 from restlake.postgres.identifiers import TableName
-from restlake.settings import KafkaSettings, StackSettings
+from restlake.settings import ExternalEndpoints, KafkaSettings, StackSettings
 from restlake.stack.manager import LocalStack, StackEndpoints
+
+if TYPE_CHECKING:
+    from restlake.jobs.spark.settings import SparkSettings
 
 log = logging.getLogger(__name__)
 
-_ENDPOINT_VARS = ("RESTLAKE_KAFKA_BOOTSTRAP", "RESTLAKE_PG_DSN", "RESTLAKE_LAKE_ROOT")
 
-
-def resolve_endpoints(state_dir: Path | None = None) -> StackEndpoints:
-    """Use the services named in the environment when all three are set, else start the local stack."""
-    present = [name for name in _ENDPOINT_VARS if os.environ.get(name)]
-    if len(present) == len(_ENDPOINT_VARS):
+def resolve_endpoints(
+    state_dir: Path | None = None, given: ExternalEndpoints | None = None
+) -> StackEndpoints:
+    """Use the services named in the environment (``given``) when all three are set, else start the
+    local stack."""
+    present = (given if given is not None else ExternalEndpoints()).given()
+    names = ("RESTLAKE_KAFKA_BOOTSTRAP", "RESTLAKE_PG_DSN", "RESTLAKE_LAKE_ROOT")
+    if len(present) == len(names):
         return StackEndpoints(
-            kafka_bootstrap=os.environ["RESTLAKE_KAFKA_BOOTSTRAP"],
-            pg_dsn=os.environ["RESTLAKE_PG_DSN"],
-            lake_root=os.environ["RESTLAKE_LAKE_ROOT"],
+            kafka_bootstrap=present["RESTLAKE_KAFKA_BOOTSTRAP"],
+            pg_dsn=present["RESTLAKE_PG_DSN"],
+            lake_root=present["RESTLAKE_LAKE_ROOT"],
         )
     if present:
-        missing = sorted(set(_ENDPOINT_VARS) - set(present))
+        missing = sorted(name for name in names if name not in present)
         raise ConfigError(
-            f"{', '.join(present)} set but {', '.join(missing)} not: set all three to use external "
-            "services, or none to use the local stack"
+            f"{', '.join(n for n in names if n in present)} set but {', '.join(missing)} not: set all three "
+            "to use external services, or none to use the local stack"
         )
     return LocalStack(state_dir or StackSettings().state_dir).up()
 
@@ -119,6 +123,7 @@ class LocalRunner:
         jars: list[Path],
         master: str = "local[2]",
         spark: Any = None,
+        spark_settings: SparkSettings | None = None,
         remember_fetch_state: bool = True,
         parent: ParentLink | None = None,
     ):
@@ -132,6 +137,8 @@ class LocalRunner:
         self.layout = SourceLayout.of(source, endpoints)
         self.jars = jars
         self.master = master
+        # For the session built here; None reads RESTLAKE_SPARK_* when it is built.
+        self.spark_settings = spark_settings
         self._spark: Any = spark
         # A session handed in belongs to the caller (tests share one); only stop the one we built.
         self._owns_spark = spark is None
@@ -152,7 +159,12 @@ class LocalRunner:
         if self._spark is None:
             from restlake.jobs.spark.session import build_spark
 
-            self._spark = build_spark(f"restlake-{self.layout.name}", jars=self.jars, master=self.master)
+            self._spark = build_spark(
+                f"restlake-{self.layout.name}",
+                jars=self.jars,
+                master=self.master,
+                settings=self.spark_settings,
+            )
         return self._spark
 
     def stream_config(self, *, available_now: bool) -> Any:

@@ -17,11 +17,14 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from restlake.contracts.parents import resolve_parents, run_order
 from restlake.runtime.local import LocalRunner, RunSummary
 from restlake.stack.manager import StackEndpoints
+
+if TYPE_CHECKING:
+    from restlake.jobs.spark.settings import SparkSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ class LocalGroup:
         jars: list[Path],
         master: str = "local[2]",
         spark: Any = None,
+        spark_settings: SparkSettings | None = None,
         remember_fetch_state: bool = True,
     ) -> None:
         # Refused here, before anything starts: a missing parent, its Postgres sink off, a cycle.
@@ -44,6 +48,7 @@ class LocalGroup:
         self.sources = run_order(sources)
         self.jars = jars
         self.master = master
+        self.spark_settings = spark_settings
         self._spark = spark
         self._owns_spark = spark is None
         self.runners = [
@@ -66,7 +71,9 @@ class LocalGroup:
         if self._spark is None:
             from restlake.jobs.spark.session import build_spark
 
-            self._spark = build_spark("restlake-run", jars=self.jars, master=self.master)
+            self._spark = build_spark(
+                "restlake-run", jars=self.jars, master=self.master, settings=self.spark_settings
+            )
         return self._spark
 
     def _share_spark(self) -> None:

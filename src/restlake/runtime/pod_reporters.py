@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,14 +23,13 @@ from typing import Any, Protocol
 from restlake.contracts import backfill, batch_pods
 from restlake.contracts.api_version import API_VERSION
 from restlake.contracts.batch_pods import (
-    ENV_BACKFILL_NAME,
-    ENV_BACKFILL_NAMESPACE,
     ENV_SOURCE_NAME,
     ENV_SOURCE_NAMESPACE,
 )
 from restlake.contracts.spec import KIND
 from restlake.errors import RestlakeError, TransientError
 from restlake.kube import conditions
+from restlake.settings import PodIdentity
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +88,12 @@ class BackfillProgressReporter:
 
     @classmethod
     def from_environment(
-        cls, environ: Mapping[str, str] | None = None, **kwargs: Any
+        cls, identity: PodIdentity | None = None, **kwargs: Any
     ) -> BackfillProgressReporter | None:
-        """The reporter of the Backfill this pod runs for; None outside such a pod."""
-        env = os.environ if environ is None else environ
-        name, namespace = env.get(ENV_BACKFILL_NAME), env.get(ENV_BACKFILL_NAMESPACE)
+        """The reporter of the Backfill this pod runs for (``identity``, read from the environment
+        when None); None outside such a pod."""
+        pod = identity if identity is not None else PodIdentity()
+        name, namespace = pod.backfill_name, pod.backfill_namespace
         if not name or not namespace:
             return None
         return cls(namespace, name, **kwargs)
@@ -167,21 +166,22 @@ def report_quality(
     source: str | None = None,
     namespace: str | None = None,
     client: StatusClient | None = None,
-    environ: Mapping[str, str] | None = None,
+    identity: PodIdentity | None = None,
     now: str | None = None,
     attempts: int = 5,
 ) -> bool:
     """Set the source's ``QualityPassing`` condition; True when written.
 
-    ``source``/``namespace`` default to ``RESTLAKE_SOURCE_NAME``/``RESTLAKE_SOURCE_NAMESPACE``;
+    ``source``/``namespace`` default to ``RESTLAKE_SOURCE_NAME``/``RESTLAKE_SOURCE_NAMESPACE``
+    (``identity``, read from the environment when None);
     without them (a local run) nothing is written. The other conditions are kept as they are, and
     ``lastTransitionTime`` moves only when the status flips. The write carries the resourceVersion
     it was computed from, so a concurrent operator write makes it re-read and retry instead of
     overwriting newer conditions.
     """
-    env = os.environ if environ is None else environ
-    source = source or env.get(ENV_SOURCE_NAME)
-    namespace = namespace or env.get(ENV_SOURCE_NAMESPACE)
+    pod = identity if identity is not None else PodIdentity()
+    source = source or pod.source_name
+    namespace = namespace or pod.source_namespace
     if not source or not namespace:
         log.debug("no source to report quality to (%s/%s unset)", ENV_SOURCE_NAME, ENV_SOURCE_NAMESPACE)
         return False

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from restlake.kafka_logging import client_config
 from restlake.redaction import redact
 from restlake.runtime import delta_log
 from restlake.runtime.lake_files import LakeFilesError, lake_files
+from restlake.settings import ExternalEndpoints
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +79,19 @@ class Endpoints:
     origin: str  # where they came from, for the reader: "environment", "local stack (…)"
 
 
-def resolve_endpoints(state_dir: Path | None = None, env: dict[str, str] | None = None) -> Endpoints:
-    """Each endpoint from its ``RESTLAKE_*`` variable, else from the local stack if it is up.
+def resolve_endpoints(state_dir: Path | None = None, external: ExternalEndpoints | None = None) -> Endpoints:
+    """Each endpoint from its ``RESTLAKE_*`` variable (``external``, read from the environment when
+    None), else from the local stack if it is up.
 
     Unlike ``restlake run`` this never starts anything: status only looks.
     """
     from restlake.stack.manager import LocalStack
 
-    environ = os.environ if env is None else env
-    given = {name: environ.get(var) or None for name, var in _ENDPOINT_VARS.items()}
+    named = (external if external is not None else ExternalEndpoints()).given()
+    given = {name: named.get(var) for name, var in _ENDPOINT_VARS.items()}
     origin = "environment"
     if not all(given.values()):
-        stack = LocalStack(state_dir, env=dict(environ))
+        stack = LocalStack(state_dir)
         try:
             local = stack.endpoints()
         except RestlakeError:

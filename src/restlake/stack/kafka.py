@@ -15,7 +15,7 @@ from pathlib import Path
 
 from restlake.errors import StackError
 from restlake.kafka_logging import client_config
-from restlake.settings import KafkaSettings
+from restlake.settings import KafkaSettings, StackSettings
 from restlake.stack import process
 from restlake.stack.jars import kafka_classpath
 from restlake.stack.process import ServiceStatus
@@ -43,7 +43,7 @@ _FORMAT_TIMEOUT_S = 120.0
 
 def java_binary() -> str:
     """``$JAVA_HOME/bin/java`` when JAVA_HOME is set (as pyspark does), else ``java`` on PATH."""
-    java_home = os.environ.get("JAVA_HOME")
+    java_home = StackSettings().java_home
     candidate = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
     if not candidate or not Path(candidate).is_file():
         where = f"JAVA_HOME={java_home}" if java_home else "PATH"

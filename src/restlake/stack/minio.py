@@ -23,6 +23,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+from restlake.child_env import child_env
 from restlake.errors import StackError
 from restlake.settings import S3Settings
 from restlake.stack import process
@@ -60,7 +61,7 @@ def ensure_binary(tools_dir: Path) -> Path:
             return target
         started = time.monotonic()
         log.info("building MinIO %s@%s into %s (first use only)", MODULE, VERSION, target.parent)
-        env = {**os.environ, "GOBIN": str(target.parent), "CGO_ENABLED": "0", "GOFLAGS": "-trimpath"}
+        env = child_env({"GOBIN": str(target.parent), "CGO_ENABLED": "0", "GOFLAGS": "-trimpath"})
         try:
             result = subprocess.run(
                 [go, "install", f"{MODULE}@{VERSION}"],
@@ -125,14 +126,15 @@ class MinioServer(LocalService):
         binary = ensure_binary(self.tools_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port, console = pick_free_ports(2)
-        env = {
-            **os.environ,
-            "MINIO_ROOT_USER": self.settings.access_key.get_secret_value(),
-            "MINIO_ROOT_PASSWORD": self.settings.secret_key.get_secret_value(),
-            # A local test store: no phoning home, no update checks.
-            "MINIO_UPDATE": "off",
-            "MINIO_BROWSER": "off",
-        }
+        env = child_env(
+            {
+                "MINIO_ROOT_USER": self.settings.access_key.get_secret_value(),
+                "MINIO_ROOT_PASSWORD": self.settings.secret_key.get_secret_value(),
+                # A local test store: no phoning home, no update checks.
+                "MINIO_UPDATE": "off",
+                "MINIO_BROWSER": "off",
+            }
+        )
         argv = [
             str(binary),
             "server",

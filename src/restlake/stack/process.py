@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from restlake.child_env import child_env
 from restlake.errors import StackError
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ def start_detached(
             proc = subprocess.Popen(
                 list(argv),
                 cwd=cwd,
-                env=dict(os.environ if env is None else env),
+                env=child_env(base=env),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

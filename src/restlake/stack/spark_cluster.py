@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import urllib.request
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pyspark
 
+from restlake.child_env import child_env
 from restlake.errors import StackError
 from restlake.stack import process
 from restlake.stack.service import LocalService
@@ -68,16 +68,17 @@ class SparkCluster(LocalService):
         return f"spark://{LOOPBACK}:{self.master_port}"
 
     def _env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "SPARK_HOME": str(spark_home()),
-            "SPARK_LOCAL_IP": LOOPBACK,
-            "SPARK_DAEMON_MEMORY": self.daemon_memory,
-            "SPARK_LOG_DIR": str(self.home / "logs"),
-            "SPARK_WORKER_DIR": str(self.home / "work"),
-            # The marker that tells our daemons from any other JVM (process.is_ours).
-            "SPARK_DAEMON_JAVA_OPTS": f"-Drestlake.spark.home={self.home}",
-        }
+        return child_env(
+            {
+                "SPARK_HOME": str(spark_home()),
+                "SPARK_LOCAL_IP": LOOPBACK,
+                "SPARK_DAEMON_MEMORY": self.daemon_memory,
+                "SPARK_LOG_DIR": str(self.home / "logs"),
+                "SPARK_WORKER_DIR": str(self.home / "work"),
+                # The marker that tells our daemons from any other JVM (process.is_ours).
+                "SPARK_DAEMON_JAVA_OPTS": f"-Drestlake.spark.home={self.home}",
+            }
+        )
 
     def _launch(self, role: str, argv: list[str]) -> None:
         spark_class = spark_home() / "bin" / "spark-class"

@@ -5,12 +5,10 @@ from __future__ import annotations
 import io
 import logging
 import os
-import pty
-import select
 import subprocess
 import sys
+import tempfile
 import textwrap
-import time
 
 from prometheus_client import CollectorRegistry
 from rich.console import Console
@@ -18,6 +16,8 @@ from rich.console import Console
 from restlake.cli import progress
 from restlake.cli.progress import Counters, ProgressView, live, since
 from restlake.fetcher.metrics import FetcherMetrics
+
+from ...ptyreader import run_on_pty
 
 
 class _Clock:
@@ -143,31 +143,12 @@ def test_since_subtracts_the_baseline_but_keeps_the_lag_level() -> None:
 
 def _pty_run(code: str, timeout: float = 30.0) -> bytes:
     """Run ``code`` with stdout on a pseudo-terminal; everything it wrote there."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "120"},
-    )
-    os.close(follower)
-    out = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=5)
-    os.close(leader)
-    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else b""
+    with tempfile.TemporaryFile() as err:
+        returncode, out = run_on_pty(
+            [sys.executable, "-c", code], env={**os.environ, "COLUMNS": "120"}, stderr=err, timeout=timeout
+        )
+        err.seek(0)
+        assert returncode == 0, err.read().decode(errors="replace")
     return out
 
 

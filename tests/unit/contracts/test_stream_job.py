@@ -42,9 +42,12 @@ def test_missing_dsn_names_the_variable_and_exits_2(
     assert PG_DSN_ENV in caplog.text
 
 
-def test_dsn_from_the_environment_is_used_and_never_shown(tmp_path: Path) -> None:
+def test_dsn_from_the_environment_is_used_and_never_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dsn = "postgresql://u:hunter2@127.0.0.1:1/db"
-    config = StreamJobConfig.from_file(write(tmp_path), env={PG_DSN_ENV: dsn})
+    monkeypatch.setenv(PG_DSN_ENV, dsn)
+    config = StreamJobConfig.from_file(write(tmp_path))
     assert config.pg_dsn.get_secret_value() == dsn
     assert "hunter2" not in repr(config)
 

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
+from restlake.contracts import batch_pods
 from restlake.contracts.backfill import parse_backfill
 from restlake.contracts.spec import load_source
 from restlake.errors import TransientError
 from restlake.operator import backfills, render
 from restlake.operator.settings import OperatorSettings
 from restlake.runtime import pod_reporters as reporters
+from restlake.settings import PodIdentity
 
 REPO = Path(__file__).resolve().parents[3]
 SETTINGS = OperatorSettings(
@@ -455,12 +457,17 @@ def test_progress_reporter_is_throttled_and_finish_writes_the_summary() -> None:
     assert {(kind, ns, name) for kind, ns, name, _ in client.merged} == {("Backfill", "team-a", "replay")}
 
 
-def test_progress_reporter_from_environment() -> None:
-    assert reporters.BackfillProgressReporter.from_environment({}) is None
-    reporter = reporters.BackfillProgressReporter.from_environment(
-        {"RESTLAKE_BACKFILL_NAME": "replay", "RESTLAKE_BACKFILL_NAMESPACE": "team-a"}
-    )
+def test_progress_reporter_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    outside = PodIdentity(backfill_name=None, backfill_namespace=None)
+    assert reporters.BackfillProgressReporter.from_environment(outside) is None
+    # The variables the operator renders on the pod (contracts.batch_pods).
+    monkeypatch.setenv(batch_pods.ENV_BACKFILL_NAME, "replay")
+    monkeypatch.setenv(batch_pods.ENV_BACKFILL_NAMESPACE, "team-a")
+    reporter = reporters.BackfillProgressReporter.from_environment()
     assert reporter is not None and (reporter.namespace, reporter.name) == ("team-a", "replay")
+    monkeypatch.setenv(batch_pods.ENV_SOURCE_NAME, "orders")
+    monkeypatch.setenv(batch_pods.ENV_SOURCE_NAMESPACE, "team-b")
+    assert (PodIdentity().source_name, PodIdentity().source_namespace) == ("orders", "team-b")
 
 
 def test_a_failing_status_write_never_fails_the_backfill(caplog: pytest.LogCaptureFixture) -> None:
@@ -496,9 +503,15 @@ READY = {"type": "Ready", "status": "True", "reason": "Running", "message": "", 
 
 def test_report_quality_sets_the_condition_and_keeps_the_others() -> None:
     client = FakeStatusClient(source_status(READY), conflicts=1)
-    env = {"RESTLAKE_SOURCE_NAME": "github-issues", "RESTLAKE_SOURCE_NAMESPACE": "team-a"}
+    env = PodIdentity(source_name="github-issues", source_namespace="team-a")
     assert reporters.report_quality(
-        passed=False, evaluated=9, unsuccessful=2, detail="p_id not null", client=client, environ=env, now=NOW
+        passed=False,
+        evaluated=9,
+        unsuccessful=2,
+        detail="p_id not null",
+        client=client,
+        identity=env,
+        now=NOW,
     )
     conditions = client.source["status"]["conditions"]  # type: ignore[index]
     assert conditions[0] == READY
@@ -511,10 +524,12 @@ def test_report_quality_sets_the_condition_and_keeps_the_others() -> None:
         "observedGeneration": 4,
     }
     later = "2030-01-02T00:00:00Z"
-    reporters.report_quality(passed=False, evaluated=9, unsuccessful=1, client=client, environ=env, now=later)
+    reporters.report_quality(
+        passed=False, evaluated=9, unsuccessful=1, client=client, identity=env, now=later
+    )
     quality = client.source["status"]["conditions"][1]  # type: ignore[index]
     assert (quality["message"], quality["lastTransitionTime"]) == ("1 of 9 expectations failed", NOW)
-    reporters.report_quality(passed=True, evaluated=9, unsuccessful=0, client=client, environ=env, now=later)
+    reporters.report_quality(passed=True, evaluated=9, unsuccessful=0, client=client, identity=env, now=later)
     quality = client.source["status"]["conditions"][1]  # type: ignore[index]
     assert (quality["status"], quality["reason"], quality["message"], quality["lastTransitionTime"]) == (
         "True",
@@ -526,7 +541,13 @@ def test_report_quality_sets_the_condition_and_keeps_the_others() -> None:
 
 def test_report_quality_outside_a_pod_does_nothing() -> None:
     client = FakeStatusClient(source_status())
-    assert not reporters.report_quality(passed=True, evaluated=1, unsuccessful=0, client=client, environ={})
+    assert not reporters.report_quality(
+        passed=True,
+        evaluated=1,
+        unsuccessful=0,
+        client=client,
+        identity=PodIdentity(source_name=None, source_namespace=None),
+    )
     assert client.patched == []
     missing = FakeStatusClient(None)
     assert not reporters.report_quality(

@@ -29,6 +29,7 @@ from restlake.kafka_admin import ensure_topic
 from restlake.lineage import FetcherRun, LineageEmitter, LineageSettings
 from restlake.lineage.fetcher import heartbeat
 from restlake.redaction import install_log_redaction, remove_log_redaction
+from restlake.settings import DEFAULT_KAFKA_BOOTSTRAP
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,8 @@ class FetcherService:
             self.lineage,
             fetcher.name,
             fetcher.spec.request.url,
-            self.kafka_bootstrap or "localhost:9092",
+            # Only a service handed a producer (tests) has none; its lineage still names a broker.
+            self.kafka_bootstrap or DEFAULT_KAFKA_BOOTSTRAP,
             fetcher.topic,
         )
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from restlake.fetcher.client import DEFAULT_MAX_BODY_BYTES, RetryPolicy
+from restlake.settings import RestlakeSettings
 
 
-class FetcherSettings(BaseSettings):
+class FetcherSettings(RestlakeSettings):
     """How one fetcher process behaves, whatever sources it runs."""
 
     model_config = SettingsConfigDict(env_prefix="RESTLAKE_FETCHER_")

@@ -8,7 +8,6 @@ flows have a real API and UI to report to without any setup. The server's log is
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from restlake.child_env import child_env
 from restlake.errors import StackError
 
 log = logging.getLogger(__name__)
@@ -31,17 +31,17 @@ def api_url(port: int) -> str:
 
 def server_env(home: Path, port: int) -> dict[str, str]:
     """The server's environment: its home and SQLite database under ``home``, loopback only."""
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env.update(
+    return child_env(
         {
             "PREFECT_HOME": str(home),
             "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
             "PREFECT_SERVER_API_HOST": "127.0.0.1",
             "PREFECT_SERVER_API_PORT": str(port),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        }
+        },
+        # The server is the API, not a client of one.
+        without=["PREFECT_API_URL"],
     )
-    return env
 
 
 class LocalPrefectServer:

@@ -21,15 +21,21 @@ def load_named_source(file: str | Path, source: str) -> IngestionSource:
 
 
 def spark_for(job: str, source: IngestionSource, *, lake_root: str, master: str) -> SparkSession:
-    """A Spark session with the stack's jars (and s3a settings when the lake is on S3)."""
-    from restlake.jobs.spark.session import build_spark
-    from restlake.settings import S3Settings, StackSettings
-    from restlake.stack.jars import spark_jars
+    """A Spark session with the jars of RESTLAKE_SPARK_JARS (and s3a settings when the lake is on S3).
 
+    A flow run is a process of its own (Prefect starts it), so its jars come from its environment:
+    ``restlake flows serve`` sets the local stack's there, an image bakes them in and sets none.
+    """
+    from restlake.jobs.spark.session import build_spark
+    from restlake.jobs.spark.settings import SparkSettings, classpath_jars
+    from restlake.settings import S3Settings
+
+    settings = SparkSettings()
     extra = S3Settings().spark_conf() if lake_root.startswith("s3a://") else None
     return build_spark(
         f"restlake-{job}-{source.name}",
-        jars=spark_jars(StackSettings().state_dir),
+        jars=classpath_jars(settings.jars),
         master=master,
         extra_conf=extra,
+        settings=settings,
     )

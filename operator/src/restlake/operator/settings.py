@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from restlake import __version__
+from restlake.settings import RestlakeSettings
 
 FIELD_MANAGER = "restlake-operator"
 # The images docker/Dockerfile builds (targets fetcher and spark), tagged with the package version
@@ -20,7 +21,7 @@ DEFAULT_FETCHER_IMAGE = f"restlake/fetcher:{__version__}"
 DEFAULT_SPARK_IMAGE = f"restlake/spark:{__version__}"
 
 
-class OperatorSettings(BaseSettings):
+class OperatorSettings(RestlakeSettings):
     """Installation-wide settings of the operator and of the pods it renders."""
 
     model_config = SettingsConfigDict(env_prefix="RESTLAKE_OPERATOR_", frozen=True)

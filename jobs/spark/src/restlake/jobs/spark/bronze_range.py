@@ -34,6 +34,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from restlake.errors import BackfillRangeError
+from restlake.jobs.spark.settings import SparkSettings, classpath_jars
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Commits fetched per round when walking the history back; small first, for the common recent range.
@@ -284,14 +285,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("table", help="Path or URI of the bronze Delta table.")
     parser.add_argument("--limit", type=int, default=20, help="Newest versions to list.")
+    settings = SparkSettings()
+    # The caller names the jars (on the local stack: `restlake stack jars --classpath`): resolving
+    # them is the local stack's business, which a job on a cluster image does not have.
+    parser.add_argument(
+        "--jars",
+        default=settings.jars,
+        help="Connector jars (Delta), separated by os.pathsep (RESTLAKE_SPARK_JARS); empty when the "
+        "image provides them.",
+    )
     args = parser.parse_args(argv)
 
     from restlake.jobs.spark.session import build_spark
-    from restlake.settings import StackSettings
-    from restlake.stack.jars import spark_jars
 
     spark = build_spark(
-        "restlake-bronze-history", jars=spark_jars(StackSettings().state_dir), master="local[1]"
+        "restlake-bronze-history", jars=classpath_jars(args.jars), master="local[1]", settings=settings
     )
     try:
         if not DeltaTable.isDeltaTable(spark, args.table):

@@ -12,13 +12,16 @@ import logging
 import os
 import signal
 
+from restlake.jobs.spark.settings import FaultSettings
+
 log = logging.getLogger(__name__)
 
 KILL_AFTER_BRONZE_ENV = "RESTLAKE_FAULT_KILL_AFTER_BRONZE_BATCH"
 
 
 def after_bronze_write(batch_id: int) -> None:
-    wanted = os.environ.get(KILL_AFTER_BRONZE_ENV)
+    # Read at every batch, not once: the variable is the switch and costs nothing when unset.
+    wanted = FaultSettings().kill_after_bronze_batch
     if wanted is None or wanted.strip() != str(batch_id):
         return
     log.warning(

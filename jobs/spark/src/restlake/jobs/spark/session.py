@@ -11,6 +11,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from restlake.errors import PermanentError
+from restlake.jobs.spark.settings import SparkSettings
 from restlake.lineage.settings import LineageSettings
 from restlake.lineage.spark_listener import CONSOLE_LOGGER, describe, spark_listener_conf
 
@@ -48,6 +49,7 @@ def build_spark(
     master: str = "local[2]",
     extra_conf: dict[str, str] | None = None,
     lineage: LineageSettings | None = None,
+    settings: SparkSettings | None = None,
 ) -> SparkSession:
     """A SparkSession with Delta Lake and the Kafka source on the classpath.
 
@@ -57,7 +59,9 @@ def build_spark(
 
     With ``RESTLAKE_LINEAGE_SPARK_LISTENER=true`` (``lineage``, read from the environment when
     None) OpenLineage's Spark listener runs too, sending to restlake's lineage transport.
+    ``settings`` (driver memory, log level) are read from the environment when None.
     """
+    spark_settings = settings if settings is not None else SparkSettings()
     missing = [str(j) for j in jars if not Path(j).is_file()]
     if missing:
         from restlake.errors import ConfigError
@@ -68,22 +72,15 @@ def build_spark(
     conf = dict(_BASE_CONF)
     if jars:
         conf["spark.jars"] = ",".join(str(Path(j).absolute()) for j in jars)
-    if master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
-        # Python workers must see the same packages (pandas, jsonschema) as the driver, and
-        # pyspark's default is whatever `python3` is first on PATH. The context reads the
-        # environment variable, not spark.pyspark.python, when not launched by spark-submit.
-        os.environ["PYSPARK_PYTHON"] = sys.executable
     if master.startswith("local"):
-        # Locally everything talks over loopback; without this Spark binds the driver to whatever
-        # interface the hostname resolves to and warns about it on every start.
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        _local_worker_environment()
     listener = _lineage_listener(conf, jars, lineage)
     conf.update(listener)
     if master.startswith("local"):
         # Driver and executors share this heap in local mode; Spark's 1 GiB default is tight for
         # micro-batches of 100k records of a few KB. Read when pyspark launches the JVM, so it
         # only applies to the first session of a process.
-        conf["spark.driver.memory"] = os.environ.get("RESTLAKE_SPARK_DRIVER_MEMORY", "2g")
+        conf["spark.driver.memory"] = spark_settings.driver_memory
     conf.update(extra_conf or {})
 
     # py4j logs at INFO from its connections' __del__; run by the garbage collector at interpreter
@@ -95,13 +92,26 @@ def build_spark(
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("RESTLAKE_SPARK_LOG_LEVEL", "WARN"))
+    spark.sparkContext.setLogLevel(spark_settings.log_level)
     if listener.get("spark.openlineage.transport.type") == "console":
         _show_console_events(spark)
     log.info(
         "spark session ready app=%s master=%s version=%s jars=%s", app_name, master, spark.version, len(jars)
     )
     return spark
+
+
+def _local_worker_environment() -> None:
+    """The environment pyspark hands to the processes it starts (the JVM, the Python workers): they
+    read these variables themselves, so they are set here and not passed as settings."""
+    if "PYSPARK_PYTHON" not in os.environ:
+        # Python workers must see the same packages (pandas, jsonschema) as the driver, and
+        # pyspark's default is whatever `python3` is first on PATH. The context reads the
+        # environment variable, not spark.pyspark.python, when not launched by spark-submit.
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+    # Locally everything talks over loopback; without this Spark binds the driver to whatever
+    # interface the hostname resolves to and warns about it on every start.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
 def _lineage_listener(

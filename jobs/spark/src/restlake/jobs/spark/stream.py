@@ -38,6 +38,7 @@ from restlake.jobs.spark import metrics as prom
 from restlake.jobs.spark import ops
 from restlake.jobs.spark.batch import BatchProcessor, StreamMetrics
 from restlake.jobs.spark.session import build_spark
+from restlake.jobs.spark.settings import SparkSettings, classpath_jars
 from restlake.postgres import migrations
 from restlake.redaction import redact_log_handlers
 
@@ -214,15 +215,16 @@ def spark_conf_for(config: StreamJobConfig, pairs: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    settings = SparkSettings()
     parser = argparse.ArgumentParser(prog="python -m restlake.jobs.spark.stream", description=__doc__)
     parser.add_argument("--config", type=Path, required=True, help="JSON file holding a StreamJobConfig.")
     parser.add_argument(
         "--jars",
-        default=os.environ.get("RESTLAKE_SPARK_JARS", ""),
+        default=settings.jars,
         help=f"Connector jars, separated by {os.pathsep!r} (RESTLAKE_SPARK_JARS); empty when spark-submit "
         "or the image provides them.",
     )
-    parser.add_argument("--master", default=os.environ.get("RESTLAKE_SPARK_MASTER", "local[2]"))
+    parser.add_argument("--master", default=settings.master, help="Spark master URL (RESTLAKE_SPARK_MASTER).")
     parser.add_argument(
         "--conf",
         action="append",
@@ -236,10 +238,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = StreamJobConfig.from_file(args.config)
-        jars = [Path(p) for p in args.jars.split(os.pathsep) if p]
+        jars = classpath_jars(args.jars)
         extra = spark_conf_for(config, args.conf)
         spark = build_spark(
-            f"restlake-stream-{config.source}", jars=jars, master=args.master, extra_conf=extra
+            f"restlake-stream-{config.source}",
+            jars=jars,
+            master=args.master,
+            extra_conf=extra,
+            settings=settings,
         )
     except ConfigError as exc:
         log.error("bad configuration: %s", exc)

@@ -1,0 +1,61 @@
+"""Settings of the Spark side (``RESTLAKE_SPARK_*``), read where a session or a job starts.
+
+``restlake run`` and the other local commands build their Spark session in-process and pass a
+``SparkSettings`` to ``build_spark``; a job started as its own process (the stream job's
+``python -m``, a pod) reads the same variables from its environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from restlake.settings import RestlakeSettings
+
+
+def classpath_jars(classpath: str) -> list[Path]:
+    """The jars of an ``os.pathsep``-separated list (RESTLAKE_SPARK_JARS, ``--jars``); empty parts skipped."""
+    return [Path(p) for p in classpath.split(os.pathsep) if p]
+
+
+class SparkSettings(RestlakeSettings):
+    """How a Spark session of restlake starts: master, classpath, memory, log level."""
+
+    model_config = SettingsConfigDict(env_prefix="RESTLAKE_SPARK_")
+
+    master: str = Field(
+        "local[2]", description="Spark master URL of a job run by `python -m` (RESTLAKE_SPARK_MASTER)."
+    )
+    jars: str = Field(
+        "",
+        description="Connector jars separated by os.pathsep (RESTLAKE_SPARK_JARS); empty when spark-submit "
+        "or the image provides them.",
+    )
+    driver_memory: str = Field(
+        "2g",
+        description="spark.driver.memory of a local-mode session (RESTLAKE_SPARK_DRIVER_MEMORY): driver and "
+        "executors share that heap there.",
+    )
+    log_level: str = Field("WARN", description="Log level of the Spark JVM (RESTLAKE_SPARK_LOG_LEVEL).")
+
+    def quieter(self) -> SparkSettings:
+        """These settings with the JVM at ERROR unless RESTLAKE_SPARK_LOG_LEVEL chose a level: for
+        commands whose output would be buried by Spark's warnings (``--quiet``, ``restlake demo``)."""
+        if "log_level" in self.model_fields_set:
+            return self
+        return self.model_copy(update={"log_level": "ERROR"})
+
+
+class FaultSettings(RestlakeSettings):
+    """Test-only fault injection (``RESTLAKE_FAULT_*``); see ``restlake.jobs.spark.faults``."""
+
+    model_config = SettingsConfigDict(env_prefix="RESTLAKE_FAULT_")
+
+    kill_after_bronze_batch: str | None = Field(
+        None,
+        description="SIGKILL the driver right after the bronze write of this micro-batch id "
+        "(RESTLAKE_FAULT_KILL_AFTER_BRONZE_BATCH).",
+    )

@@ -5,6 +5,7 @@ them (``rows_table``); tests/integration/test_snowflake_sync.py loads a real bro
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -125,3 +126,14 @@ def test_numeric_versions_beyond_number_38_9_are_opaque() -> None:
     assert frame["VERSION_NUM"].tolist() == [None, "12.500000000", None]
     assert frame["VERSION_TS"].tolist()[2] == "2024-01-01T00:00:00+00:00"
     assert frame["FETCHED_AT"].tolist()[0] == "2024-05-01T12:00:00.000000+00:00"
+
+
+def test_no_credential_reaches_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with emulator():
+        connection = connect(CFG, environ=PASSWORD_ENV)
+        loads.ensure_tables(connection, TARGET)
+        loads.load(connection, TARGET, rows_table([row("1", "1")]), from_version=0, to_version=0)
+        connection.close()
+    assert "snowflake load committed" in caplog.text
+    assert PASSWORD_ENV["RESTLAKE_SECRET_SNOWFLAKE_PASSWORD"] not in caplog.text

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import TYPE_CHECKING, Any
 
 from restlake.postgres.merge import parse_version
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 # rule then falls back to fetched_at), as the Postgres merge treats an absurd exponent.
 _MAX_VERSION_NUM = Decimal(10) ** 29
 _NUM_QUANTUM = Decimal("1e-9")
+# 29 + 9 digits and room to round: the default context (28 digits) refuses to quantize those.
+_NUM_CONTEXT = Context(prec=48)
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def stage_frame(rows: pa.Table) -> pd.DataFrame:
         parsed = versions[raw].num
         if parsed is None or abs(parsed) >= _MAX_VERSION_NUM:
             return None
-        return str(parsed.quantize(_NUM_QUANTUM))
+        return str(parsed.quantize(_NUM_QUANTUM, context=_NUM_CONTEXT))
 
     raw_versions = rows["version"].to_pylist()
     # Instants are stored in UTC whatever zone the array carries; format them there (%S carries the

@@ -122,8 +122,11 @@ def test_an_empty_range_moves_the_ledger_on(conn: object) -> None:
 
 
 def test_numeric_versions_beyond_number_38_9_are_opaque() -> None:
-    frame = loads.stage_frame(rows_table([row("1", "1e40"), row("2", "12.5"), row("3", "2024-01-01")]))
-    assert frame["VERSION_NUM"].tolist() == [None, "12.500000000", None]
+    big = "9" * 28
+    frame = loads.stage_frame(
+        rows_table([row("1", "1e40"), row("2", "12.5"), row("3", "2024-01-01"), row("4", big)])
+    )
+    assert frame["VERSION_NUM"].tolist() == [None, "12.500000000", None, f"{big}.000000000"]
     assert frame["VERSION_TS"].tolist()[2] == "2024-01-01T00:00:00+00:00"
     assert frame["FETCHED_AT"].tolist()[0] == "2024-05-01T12:00:00.000000+00:00"
 

@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 TF := terraform/kind
 
-.PHONY: help venv jars lint test test-unit test-integration test-k8s demo stack-up stack-down crds bench \
+.PHONY: help venv jars lint test bench-check test-unit test-integration test-k8s demo stack-up stack-down crds bench \
 	backfill backfill-demo images e2e kind-up kind-down clean
 
 help:
@@ -60,8 +60,13 @@ test-integration: venv jars
 test-k8s: venv
 	$(BIN)/pytest tests/k8s $(PYTEST_ARGS)
 
-test: venv jars lint
+test: venv jars lint bench-check
 	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+# The benchmark suite is not run by the tests (it measures, it asserts nothing about speed), but
+# its cases must still import and build specs the current rules accept.
+bench-check: venv
+	$(BIN)/python -m bench.run --check
 
 demo: venv jars
 	$(BIN)/restlake demo

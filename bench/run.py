@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=list(CASES), help="Run only these cases.")
     parser.add_argument("--keep-stack", action="store_true", help="Leave the bench stack running after.")
     parser.add_argument("--report-only", action="store_true", help="Only regenerate RESULTS.md.")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="Import every case and validate the specs and stream configs they build; start nothing.",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("py4j", "restlake", "aiohttp"):
@@ -60,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         write_markdown()
         return 0
+    if args.check:
+        return check()
 
     from restlake.stack.jars import spark_jars
     from restlake.stack.manager import LocalStack
@@ -105,6 +112,58 @@ def main(argv: list[str] | None = None) -> int:
     write_markdown()
     log.info("suite finished in %.0fs%s", time.monotonic() - started, f"; FAILED: {failed}" if failed else "")
     return 1 if failed else 0
+
+
+def check() -> int:
+    """What `make test` runs of the suite: every case imports, and every spec and stream-job config
+    the cases build passes the same validation a run would apply (tests cannot import ``bench``, and
+    a spec rule tightened since the last benchmark broke every case once without a test noticing).
+    """
+    from pydantic import ValidationError
+
+    from bench.case_fetcher import PER_PAGE
+    from bench.harness import stream_config
+    from bench.sources import demo_source
+    from restlake.contracts.stream_job import StreamJobConfig
+    from restlake.errors import RestlakeError
+
+    problems: list[str] = []
+    for module_name in CASES.values():
+        try:
+            importlib.import_module(module_name)
+        except Exception as exc:
+            problems.append(f"{module_name}: import failed: {type(exc).__name__}: {exc}")
+    base_url = "http://127.0.0.1:1"
+    variants: dict[str, dict[str, Any]] = {
+        "defaults": {},
+        "fetcher case": {"per_page": PER_PAGE},
+        "incremental": {"incremental": True},
+        "partitions": {"partitions": 4},
+    }
+    for label, kwargs in variants.items():
+        try:
+            demo_source(f"bench-check-{label.replace(' ', '-')}", base_url, **kwargs)
+        except (RestlakeError, ValidationError) as exc:
+            problems.append(f"demo source ({label}): {exc}")
+    ctx = Context(
+        quick=True,
+        kafka_bootstrap="127.0.0.1:1",
+        pg_dsn="postgresql://bench@127.0.0.1:1/bench",
+        lake_root=str(STATE_DIR / "check-lake"),
+        jars=[],
+        work_dir=STATE_DIR / "check",
+    )
+    try:
+        StreamJobConfig.model_validate(stream_config(ctx, "bench-check"))
+    except ValidationError as exc:
+        problems.append(f"stream config: {exc}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(
+        f"bench check: {len(CASES)} cases, {len(variants)} specs, 1 stream config: "
+        + ("ok" if not problems else f"{len(problems)} problem(s)")
+    )
+    return 1 if problems else 0
 
 
 def write_markdown() -> Path:

@@ -125,10 +125,19 @@ class Kube:
         # The sources' status and the operator's own account: what a failed step's probe looked at.
         sources = self.kubectl("get", "isrc", "-A", "-o", "yaml", check=False)
         out.append(f"$ kubectl get isrc -A -o yaml\n{sources.stdout[-8000:]}{sources.stderr}")
-        operator = self.kubectl(
-            "logs", "-A", "-l", "app.kubernetes.io/component=operator", "--tail=120", check=False
-        )
-        out.append(f"$ kubectl logs -l (the operator)\n{operator.stdout}{operator.stderr}")
+        # kubectl logs has no --all-namespaces: ask each namespace for the operator's pod.
+        for namespace in namespaces:
+            operator = self.kubectl(
+                "logs",
+                "-n",
+                namespace,
+                "-l",
+                "app.kubernetes.io/component=operator",
+                "--tail=120",
+                check=False,
+            )
+            if operator.stdout.strip():
+                out.append(f"$ kubectl logs -n {namespace} -l (the operator)\n{operator.stdout}")
         for namespace in namespaces:
             events = self.kubectl(
                 "get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False

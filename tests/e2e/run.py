@@ -79,8 +79,11 @@ def main() -> int:
         refs = [i.ref for i in images.selected([])]
         run.step(
             "load images into the cluster",
-            lambda: subprocess.run(
-                [str(node.kind_binary()), "load", "docker-image", "--name", CLUSTER, *refs], check=True
+            lambda: (
+                _check_disk_for(refs),
+                subprocess.run(
+                    [str(node.kind_binary()), "load", "docker-image", "--name", CLUSTER, *refs], check=True
+                ),
             ),
         )
         kubectl = node.kubernetes_binaries()["kubectl"]
@@ -119,6 +122,33 @@ def main() -> int:
             except Exception as exc:  # the verdict stands; say why the cluster may linger
                 print(f"teardown failed: {exc}", file=sys.stderr)
         run.write(outcome)
+
+
+def _check_disk_for(refs: list[str]) -> None:
+    """Fail before `kind load` when the disk cannot hold the images twice more.
+
+    The node's containerd unpacks every image beside the copy Docker already holds, and the image
+    tar streams through a temporary file: a full disk shows up deep in `ctr import` as a failed
+    layer extraction, minutes in, and leaves the node half loaded.
+    """
+    inspect = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Size}}", *refs],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    needed = 2 * sum(int(size) for size in inspect.stdout.split())
+    root = subprocess.run(
+        ["docker", "info", "--format", "{{.DockerRootDir}}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    stat = os.statvfs(root)
+    free = stat.f_bavail * stat.f_frsize
+    if free < needed:
+        raise RuntimeError(
+            f"loading the images into the kind node needs about {needed / 2**30:.1f} GiB free under "
+            f"Docker's data root, and {free / 2**30:.1f} GiB is: free some space "
+            "(e.g. `docker image prune --filter until=1h`) and run `make e2e` again"
+        )
 
 
 def _diagnose(node: Any, kubeconfig: Path) -> None:

@@ -227,12 +227,7 @@ class BatchProcessor:
         try:
             # One job fills the cache and brings back what every later step needs to know: which
             # rows are valid, and the key and Kafka position of each (a few bytes a row).
-            fallback = F.col(SCHEMA_FALLBACK) if SCHEMA_FALLBACK in validated.columns else F.lit(False)
-            facts = validated.select(
-                F.col(REASON).isNull().alias("_ok"),
-                *key_columns(),
-                fallback.alias("_fallback"),
-            ).toArrow()
+            facts = _facts(validated, fallback=SCHEMA_FALLBACK in validated.columns)
             rows_read = facts.num_rows
             schema_fallback = int(pc.sum(facts["_fallback"].cast(pa.int64())).as_py() or 0)
             if schema_fallback and self.schema_check_deferred and cfg.json_schema is not None:
@@ -240,9 +235,8 @@ class BatchProcessor:
                 # result cached in turn so that the UDF runs once per row.
                 validated = check_fallback(validated, cfg.json_schema).persist(StorageLevel.MEMORY_AND_DISK)
                 cached.append(validated)
-                facts = validated.select(F.col(REASON).isNull().alias("_ok"), *key_columns()).toArrow()
-            else:
-                facts = facts.drop_columns(["_fallback"])
+                facts = _facts(validated, fallback=False)
+            facts = facts.drop_columns(["_fallback"])
             keys = facts.filter(facts["_ok"]).drop_columns(["_ok"])
             invalid = rows_read - keys.num_rows
             watch.lap("validate")
@@ -422,3 +416,11 @@ def merge_rows(valid: DataFrame) -> Iterator[MergeRow]:
             kafka_partition=row.kafka_partition,
             kafka_offset=row.kafka_offset,
         )
+
+
+def _facts(validated: DataFrame, *, fallback: bool) -> pa.Table:
+    """Per row: valid or not, its key and Kafka position, and whether jsonschema must still judge it."""
+    doubtful = F.col(SCHEMA_FALLBACK) if fallback else F.lit(False)
+    return validated.select(
+        F.col(REASON).isNull().alias("_ok"), *key_columns(), doubtful.alias("_fallback")
+    ).toArrow()

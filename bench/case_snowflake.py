@@ -5,7 +5,7 @@ the sync's own cost (text staging, ``write_pandas``, the MERGE translated to Duc
 row) on this machine, not Snowflake's: a real warehouse adds a PUT to a stage, COPY INTO and
 network round trips, and runs the MERGE on its own compute.
 
-- ``snowflake``: ``restlake.snowflake.load.load`` of an Arrow table (the columns the sync collects
+- ``snowflake``: ``restlake.jobs.spark.snowflake.load.load`` of an Arrow table (the columns the sync collects
   from bronze with ``toArrow()``) into the emulator: stage, MERGE, ledger row.
 - ``postgres`` (the baseline): ``merge_staged`` with ``arrow_stager`` of the same Arrow table, as
   the stream job merges a micro-batch into Postgres.
@@ -36,7 +36,7 @@ class SnowflakeBench:
     def __init__(self) -> None:
         import snowflake.connector
 
-        from restlake.snowflake import load as loads
+        from restlake.jobs.spark.snowflake import load as loads
 
         with snowflake.connector.connect() as conn:
             conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
@@ -47,7 +47,7 @@ class SnowflakeBench:
         self.version = 0
 
     def reset(self, preload: Any | None) -> None:
-        from restlake.snowflake import load as loads
+        from restlake.jobs.spark.snowflake import load as loads
 
         cur = self.conn.cursor()
         cur.execute(f"DELETE FROM {TABLE}")
@@ -56,7 +56,7 @@ class SnowflakeBench:
             loads.load(self.conn, self.target, preload, from_version=0, to_version=0)
 
     def run(self, table: Any, n: int, preload: Any | None) -> float:
-        from restlake.snowflake import load as loads
+        from restlake.jobs.spark.snowflake import load as loads
 
         self.reset(preload)
         self.version += 1

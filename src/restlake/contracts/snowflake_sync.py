@@ -3,7 +3,7 @@
 Built from the spec by ``SnowflakeSyncConfig.for_source`` only, beside ``StreamJobConfig.for_source``
 and with the same bronze location (``IngestionSource.bronze_path``): ``restlake snowflake sync`` and
 the ``restlake-snowflake-sync`` flow both come through here. Credentials stay Secret references until
-``restlake.snowflake.connection`` resolves them at connect time.
+``restlake.jobs.spark.snowflake.connection`` resolves them at connect time.
 """
 
 from __future__ import annotations

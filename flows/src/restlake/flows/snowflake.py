@@ -1,7 +1,7 @@
 """The ``restlake-snowflake-sync`` flow: ``restlake snowflake sync`` of one source, as a Prefect run.
 
 A retry is safe at any point: the ledger only moves past committed MERGEs, and re-merging a range
-changes no row (``restlake.snowflake.load`` states the rule).
+changes no row (``restlake.jobs.spark.snowflake.load`` states the rule).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Bronze is read as the backfill replayer reads it (``bronze_range``): the rows ve
 appended are those of snapshot M whose key snapshot N-1 lacks. The sync starts one past the newest
 version the ledger holds for the source and the bronze table's Delta id (a table recreated at the
 same path starts again at 0), and walks to the latest version in steps of
-``max_versions_per_load``, one ledgered transaction each (``restlake.snowflake.load``, whose
+``max_versions_per_load``, one ledgered transaction each (``restlake.jobs.spark.snowflake.load``, whose
 docstring states the exactly-once rule). A version that appended nothing for the source (the
 table's creation, another source's batch, an OPTIMIZE) still moves the ledger on.
 """
@@ -25,9 +25,9 @@ from restlake.contracts.snowflake_sync import SnowflakeSyncConfig
 from restlake.errors import BackfillRangeError, ConfigError
 from restlake.jobs.spark.bronze_keys import table_state
 from restlake.jobs.spark.bronze_range import BronzeRange, read_history, read_rows
+from restlake.jobs.spark.snowflake import load as loads
+from restlake.jobs.spark.snowflake.connection import connect
 from restlake.postgres.arrow_stage import ARROW_COLUMNS
-from restlake.snowflake import load as loads
-from restlake.snowflake.connection import connect
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from restlake.snowflake.connection import connect_params
-from restlake.snowflake.errors import SnowflakeAuthError
+from restlake.jobs.spark.snowflake.connection import connect_params
+from restlake.jobs.spark.snowflake.errors import SnowflakeAuthError
 
-from ...snowflake_emulator import PASSWORD_ENV, config
+from ....snowflake_emulator import PASSWORD_ENV, config
 
 KEY_REF = {"name": "snowflake", "key": "rsa-key.p8"}
 PHRASE_REF = {"name": "snowflake", "key": "passphrase"}

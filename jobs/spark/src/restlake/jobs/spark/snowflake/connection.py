@@ -15,8 +15,8 @@ from pydantic import SecretStr
 
 from restlake.contracts.snowflake_sync import SnowflakeSyncConfig
 from restlake.contracts.source.sinks import SnowflakeKeyPairAuth, SnowflakePasswordAuth
+from restlake.jobs.spark.snowflake.errors import SnowflakeAuthError, SnowflakeUnavailableError
 from restlake.redaction import redact
-from restlake.snowflake.errors import SnowflakeAuthError, SnowflakeUnavailableError
 
 # The connector's application name, visible in Snowflake's query and login history.
 APPLICATION = "restlake"

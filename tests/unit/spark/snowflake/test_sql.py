@@ -7,7 +7,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from restlake.snowflake import sql
+from restlake.jobs.spark.snowflake import sql
 
 STATEMENTS = {
     "create_target": sql.create_target("ANALYTICS.RAW.API_EVENTS"),

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from decimal import Context, Decimal
 from typing import TYPE_CHECKING, Any
 
+from restlake.jobs.spark.snowflake import sql
+from restlake.jobs.spark.snowflake.errors import SnowflakeLoadError, SnowflakeUnavailableError
 from restlake.postgres.merge import parse_version
-from restlake.snowflake import sql
-from restlake.snowflake.errors import SnowflakeLoadError, SnowflakeUnavailableError
 
 if TYPE_CHECKING:
     import pandas as pd

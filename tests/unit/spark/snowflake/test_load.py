@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from restlake.jobs.spark.snowflake import load as loads
+from restlake.jobs.spark.snowflake.connection import connect
 from restlake.postgres.arrow_stage import rows_table
 from restlake.postgres.merge import MergeRow
-from restlake.snowflake import load as loads
-from restlake.snowflake.connection import connect
 
-from ...snowflake_emulator import PASSWORD_ENV, config, emulator, query
+from ....snowflake_emulator import PASSWORD_ENV, config, emulator, query
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CFG = config("orders", "/lake/bronze/orders")

@@ -36,6 +36,7 @@ CASES: dict[str, str] = {
     "dlt": "bench.case_dlt",
     "scaling": "bench.case_scaling",
     "drain": "bench.case_drain",
+    "snowflake": "bench.case_snowflake",
 }
 
 

@@ -99,6 +99,16 @@ PARENT = {"source": "demo-org", "bind": {"repo": "$.name"}}
 TABLE = "spec.sinks.postgres.table"
 BRONZE = "spec.sinks.bronze.path"
 QUARANTINE = "spec.sinks.quarantine.path"
+SNOWFLAKE = {
+    "enabled": True,
+    "account": "myorg-analytics",
+    "user": "RESTLAKE_LOADER",
+    "database": "ANALYTICS",
+    "schema": "RAW",
+    "warehouse": "LOAD_WH",
+    "auth": {"type": "keyPair", "privateKeySecretRef": {"name": "snowflake", "key": "rsa-key.p8"}},
+}
+SNOWFLAKE_REQUIRED = "required when snowflake.enabled is true"
 LE = "must be less than or equal to"
 API_LE = "should be less than or equal to"
 JSON_REASON = "the API server receives JSON; YAML text problems are the client's to find"
@@ -241,6 +251,38 @@ CORPUS: list[BadSpec] = [
         "spec.quality.bronze",
         "checks the bronze table, and sinks.bronze.enabled is false",
         ("spec", "quality.bronze checks the bronze table"),
+    ),
+    # --- spec.sinks.snowflake: complete once enabled, loaded from bronze ---
+    *(
+        _case(
+            f"snowflake-without-{field}",
+            variant(("spec.sinks.snowflake", {k: v for k, v in SNOWFLAKE.items() if k != field})),
+            f"spec.sinks.snowflake.{field}",
+            SNOWFLAKE_REQUIRED,
+            (f"spec.sinks.snowflake.{field}", f"{field} is {SNOWFLAKE_REQUIRED}"),
+        )
+        for field in ("account", "user", "database", "schema", "warehouse", "auth")
+    ),
+    _case(
+        "snowflake-without-bronze",
+        variant(("spec.sinks", {"bronze": {"enabled": False}, "snowflake": SNOWFLAKE})),
+        "spec.sinks.snowflake.enabled",
+        "snowflake loads from the bronze table, and sinks.bronze.enabled is false",
+        ("spec.sinks.snowflake.enabled", "snowflake loads from the bronze table"),
+    ),
+    _case(
+        "snowflake-table-not-an-identifier",
+        variant(("spec.sinks.snowflake", {**SNOWFLAKE, "table": "api events; drop"})),
+        "spec.sinks.snowflake.table",
+        "must be an unquoted Snowflake identifier",
+        ("spec.sinks.snowflake.table", "should match"),
+    ),
+    _case(
+        "snowflake-password-auth-without-secret",
+        variant(("spec.sinks.snowflake", {**SNOWFLAKE, "auth": {"type": "password"}})),
+        "spec.sinks.snowflake.auth.passwordSecretRef",
+        "required",
+        ("spec.sinks.snowflake.auth.passwordSecretRef", "Required value"),
     ),
     _case(
         "pagination-in-body-with-get",

@@ -16,6 +16,7 @@ from restlake.cli import (
     progress,
     quality,
     run,
+    snowflake,
     stack,
     status,
     validate,
@@ -39,6 +40,11 @@ app.add_typer(
 )
 app.add_typer(
     maintenance.app, name="maintenance", help="OPTIMIZE and VACUUM a source's lake tables, prune its ledger."
+)
+app.add_typer(
+    snowflake.app,
+    name="snowflake",
+    help="Load a source's bronze table into Snowflake (spec.sinks.snowflake).",
 )
 app.command("validate")(validate.validate)
 app.command("run")(run.run)

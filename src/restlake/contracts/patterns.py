@@ -37,6 +37,12 @@ WINDOW_START = (
 # with brackets, not backslashes, so the same expression serves Python and CEL (RE2).
 URL_VARIABLE = r"[{][A-Za-z_][A-Za-z0-9_]*[}]"
 BIND_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Snowflake's unquoted identifiers (database, schema, table, warehouse, role): the sync quotes
+# nothing, so a name is always the upper-cased one Snowflake resolves it to.
+SNOWFLAKE_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_$]*$"
+# <orgname>-<account_name>, or a legacy locator with its region (xy12345.eu-west-1.aws).
+SNOWFLAKE_ACCOUNT = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+SNOWFLAKE_USER = r"^[A-Za-z0-9_][A-Za-z0-9_.@$-]*$"
 # Spark's memory notation (spark.executor.memory).
 SPARK_MEMORY = r"^[1-9][0-9]*[kmgtKMGT]?$"
 
@@ -53,6 +59,10 @@ PATTERN_HINTS = {
     CIDR: "must be an IP range in CIDR notation such as 203.0.113.0/24",
     QUANTITY: "must be a Kubernetes quantity such as 500m, 2, 512Mi or 1Gi",
     CONDITION_REASON: "must be one CamelCase word",
+    SNOWFLAKE_IDENTIFIER: "must be an unquoted Snowflake identifier (letters, digits, '_' and '$', "
+    "not starting with a digit)",
+    SNOWFLAKE_ACCOUNT: "must be a Snowflake account identifier such as myorg-myaccount",
+    SNOWFLAKE_USER: "must be a Snowflake user name (letters, digits, '_', '.', '@', '$' and '-')",
     CRON: "must be a cron schedule of 5 fields (such as '*/15 * * * *') or @hourly, @daily, ...",
     GX_EXPECTATION: "must be a Great Expectations expectation type in snake case, such as "
     "expect_column_values_to_not_be_null",

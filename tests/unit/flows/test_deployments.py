@@ -67,3 +67,28 @@ def test_backfill_flow_takes_the_cli_options() -> None:
 
     cli = set(inspect.signature(backfill).parameters) - {"source_name"}
     assert set(backfill_flow.parameters.properties) == (cli | {"source"})
+
+
+def test_a_source_with_snowflake_enabled_gets_a_sync_deployment_on_its_schedule(tmp_path: Path) -> None:
+    from restlake.flows.snowflake import snowflake_sync_flow
+
+    from ...spec_corpus import SNOWFLAKE
+
+    doc = yaml.safe_load((REPO / "examples" / "demo-cursor.yaml").read_text(encoding="utf-8"))
+    doc["spec"]["sinks"] = {"snowflake": {**SNOWFLAKE, "schedule": "*/15 * * * *"}}
+    spec = tmp_path / "source.yaml"
+    spec.write_text(yaml.safe_dump(doc), encoding="utf-8")
+
+    plans = plans_from_files([spec])
+
+    assert [(p.full_name, p.cron) for p in plans][-1] == (
+        "restlake-snowflake-sync/demo-cursor",
+        "*/15 * * * *",
+    )
+    sync = runner_deployments(plans)[-1]
+    assert (sync.flow_name, sync.entrypoint) == (
+        "restlake-snowflake-sync",
+        "restlake.flows.snowflake.snowflake_sync_flow",
+    )
+    assert (snowflake_sync_flow.retries, snowflake_sync_flow.timeout_seconds) == (3, 2 * 3600)
+    assert snowflake_sync_flow.flow_run_name == "snowflake-sync-{source}"

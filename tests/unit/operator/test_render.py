@@ -450,3 +450,17 @@ def test_secret_refs_are_found_wherever_the_spec_holds_them() -> None:
         ("spec.request.auth.usernameSecretRef", "api-creds"),
         ("spec.request.auth.passwordSecretRef", "api-pass"),
     ]
+
+
+def test_snowflake_credentials_are_checked_but_never_given_to_a_pod() -> None:
+    from ...spec_corpus import SNOWFLAKE
+
+    doc = yaml.safe_load((REPO / "examples" / "demo-cursor.yaml").read_text())
+    doc["spec"]["request"]["auth"] = {"type": "bearer", "secretRef": {"name": "api-token", "key": "token"}}
+    doc["spec"]["sinks"] = {"snowflake": SNOWFLAKE}
+    source = parse_source(doc, "test")
+    assert [field for field, _ in credentials.secret_fields(source.spec)] == [
+        "spec.request.auth.secretRef",
+        "spec.sinks.snowflake.auth.privateKeySecretRef",
+    ]
+    assert [ref.name for ref in render.secret_refs(source)] == ["api-token"]

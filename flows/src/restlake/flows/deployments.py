@@ -2,8 +2,10 @@
 
 Per source: ``restlake-maintenance/<source>`` on ``spec.maintenance.schedule``,
 ``restlake-quality/<source>`` on ``spec.quality.bronze.schedule``, and ``restlake-backfill/<source>``
-with no schedule (run on demand with the range as parameters). A source without a schedule still
-gets its deployments, to be run from the UI or ``prefect deployment run``.
+with no schedule (run on demand with the range as parameters), and for a source whose
+``spec.sinks.snowflake`` is enabled ``restlake-snowflake-sync/<source>`` on its ``schedule``. A
+source without a schedule still gets its deployments, to be run from the UI or ``prefect
+deployment run``.
 """
 
 from __future__ import annotations
@@ -36,11 +38,15 @@ def plans_for(file: Path, source: IngestionSource) -> list[DeploymentPlan]:
     quality_cron = (
         quality.bronze.schedule if quality is not None and source.spec.sinks.bronze.enabled else None
     )
-    return [
+    plans = [
         DeploymentPlan("maintenance", source.name, params, maintenance.schedule if maintenance else None),
         DeploymentPlan("quality", source.name, params, quality_cron),
         DeploymentPlan("backfill", source.name, params, None),
     ]
+    snowflake = source.spec.sinks.snowflake
+    if snowflake.enabled:
+        plans.append(DeploymentPlan("snowflake-sync", source.name, params, snowflake.schedule))
+    return plans
 
 
 def plans_from_files(files: list[Path]) -> list[DeploymentPlan]:
@@ -54,8 +60,14 @@ def runner_deployments(plans: list[DeploymentPlan], **extra: Any) -> list[Any]:
     from restlake.flows.backfill import backfill_flow
     from restlake.flows.maintenance import maintenance_flow
     from restlake.flows.quality import quality_flow
+    from restlake.flows.snowflake import snowflake_sync_flow
 
-    flows = {"maintenance": maintenance_flow, "quality": quality_flow, "backfill": backfill_flow}
+    flows = {
+        "maintenance": maintenance_flow,
+        "quality": quality_flow,
+        "backfill": backfill_flow,
+        "snowflake-sync": snowflake_sync_flow,
+    }
     return [
         flows[plan.flow].to_deployment(
             name=plan.name,

@@ -251,13 +251,21 @@ def content_hash(text: str) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
+# Secrets of the spec no operator-rendered pod uses: the Snowflake sink's credentials are for
+# `restlake snowflake sync` (a Prefect flow or the CLI), and the fetcher, which sends what it holds
+# to the URLs of the spec, must not carry a warehouse's key.
+_NOT_FOR_PODS = ("spec.sinks.snowflake.",)
+
+
 def secret_refs(source: IngestionSource) -> list[SecretRef]:
-    """Every Secret key the spec refers to, in a stable order, without duplicates.
+    """Every Secret key the spec refers to that a pod needs, in a stable order, without duplicates.
 
     The same walk as the label check (``credentials.secret_fields``): a Secret that becomes an env
-    var is always one the check saw.
+    var is always one the check saw (the check also covers those under ``_NOT_FOR_PODS``).
     """
-    found = [ref for _, ref in credentials.secret_fields(source.spec)]
+    found = [
+        ref for field, ref in credentials.secret_fields(source.spec) if not field.startswith(_NOT_FOR_PODS)
+    ]
     unique: dict[tuple[str, str], SecretRef] = {(r.name, r.key): r for r in found}
     return [unique[k] for k in sorted(unique)]
 

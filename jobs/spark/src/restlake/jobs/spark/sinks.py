@@ -6,6 +6,9 @@ the spec enables (``sinks.<name>.enabled``) are built. ``BatchProcessor`` runs t
 after the other on the driver and the sinks with ``commits_after_lake`` beside them; those call
 ``MicroBatch.lake_committed()`` before their commit, so Postgres never holds a batch that bronze
 does not. A new sink is a class here, a field in the spec and its toggle in ``StreamJobConfig``.
+A sink loaded from bronze rather than per micro-batch (``sinks.snowflake``) is not a class here:
+it has its own config beside ``StreamJobConfig`` (``contracts.snowflake_sync``) and its own job
+(``snowflake_sync``), so a warehouse outage never stops the stream.
 """
 
 from __future__ import annotations

@@ -282,7 +282,10 @@ CORPUS: list[BadSpec] = [
         variant(("spec.sinks.snowflake", {**SNOWFLAKE, "auth": {"type": "password"}})),
         "spec.sinks.snowflake.auth.passwordSecretRef",
         "required",
-        ("spec.sinks.snowflake.auth.passwordSecretRef", "Required value"),
+        (
+            "spec.sinks.snowflake.auth.passwordSecretRef",
+            "passwordSecretRef is required when type is password",
+        ),
     ),
     _case(
         "pagination-in-body-with-get",

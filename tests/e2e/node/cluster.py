@@ -605,7 +605,8 @@ def _tar_import(step: str, root: Path, excludes: Sequence[str], image: str) -> N
 
 
 def _kubeadm_images(kubeadm: Path, version: str) -> dict[str, str]:
-    """{'kube-apiserver': 'registry.k8s.io/kube-apiserver:v1.36.3', 'coredns': ..., 'pause': ...}"""
+    """Component name -> the image reference kubeadm expects for it, as `kubeadm config images list`
+    prints it: {'kube-apiserver': '<kubeadm's registry>/kube-apiserver:v1.36.3', 'coredns': ...}."""
     listed = _run(
         "kubeadm config images list", [kubeadm, "config", "images", "list", "--kubernetes-version", version]
     ).stdout.split()
@@ -632,7 +633,7 @@ def _scratch_dockerfile(binary: str, target: str, *, entrypoint: bool = True) ->
 
 
 def _staging_tag(ref: str) -> str:
-    """The host-side docker tag of a node image: kubeadm's names (registry.k8s.io/...) are given
+    """The host-side docker tag of a node image: kubeadm's names (under kubeadm's own registry) are given
     only inside the node's containerd, so that a docker here never sees them overwritten."""
     repo, tag = ref.rsplit(":", 1)
     return f"restlake/kind-staging-{repo.rsplit('/', 1)[-1]}:{tag}"

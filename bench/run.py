@@ -37,6 +37,7 @@ CASES: dict[str, str] = {
     "scaling": "bench.case_scaling",
     "drain": "bench.case_drain",
     "snowflake": "bench.case_snowflake",
+    "maintenance": "bench.case_maintenance",
 }
 
 

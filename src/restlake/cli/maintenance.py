@@ -32,24 +32,15 @@ def run(
     """Compact and vacuum a source's bronze and quarantine tables, prune its ledger; prints a JSON summary."""
     components.require("maintenance run", "restlake.jobs.spark")
     from restlake.cli.source_choice import one_source
-    from restlake.cli.spark_settings import command_spark_settings
+    from restlake.cli.spark_settings import lake_spark
     from restlake.jobs.spark.maintenance import MaintenanceTarget, run_maintenance
-    from restlake.jobs.spark.session import build_spark
-    from restlake.settings import LakeSettings, PostgresSettings, S3Settings, StackSettings
-    from restlake.stack.jars import spark_jars
+    from restlake.settings import LakeSettings, PostgresSettings
 
     try:
         source = one_source(file, source_name)
         lake_root = LakeSettings().root
         target = MaintenanceTarget.for_source(source, lake_root=lake_root, pg_dsn=PostgresSettings().dsn)
-        extra = S3Settings().spark_conf() if lake_root.startswith("s3a://") else None
-        spark = build_spark(
-            f"restlake-maintenance-{source.name}",
-            jars=spark_jars(StackSettings().state_dir),
-            master=master,
-            extra_conf=extra,
-            settings=command_spark_settings(),
-        )
+        spark = lake_spark("maintenance", source.name, storage=lake_root, master=master)
         summary = run_maintenance(spark, target, time_queries=time_queries)
     except RestlakeError as exc:
         typer.echo(f"error: {exc}", err=True)

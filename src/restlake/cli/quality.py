@@ -32,13 +32,11 @@ def run(
     """Validate a source's bronze rows with Great Expectations; prints a JSON summary."""
     components.require("quality run", "restlake.jobs.spark")
     from restlake.cli.source_choice import one_source
-    from restlake.cli.spark_settings import command_spark_settings
-    from restlake.jobs.spark.session import build_spark
+    from restlake.cli.spark_settings import lake_spark
     from restlake.quality.checkpoint import run_checkpoint
     from restlake.quality.suite import build_suite
     from restlake.runtime.pod_reporters import report_quality
-    from restlake.settings import LakeSettings, S3Settings, StackSettings
-    from restlake.stack.jars import spark_jars
+    from restlake.settings import LakeSettings
 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         # GX logs its own bookkeeping (config saves, decorator registration) at INFO, hundreds of lines.
@@ -49,14 +47,7 @@ def run(
         build_suite(source)
         lake_root = LakeSettings().root
         bronze = source.bronze_path(lake_root)
-        extra = S3Settings().spark_conf() if bronze.startswith("s3a://") else None
-        spark = build_spark(
-            f"restlake-quality-{source.name}",
-            jars=spark_jars(StackSettings().state_dir),
-            master=master,
-            extra_conf=extra,
-            settings=command_spark_settings(),
-        )
+        spark = lake_spark("quality", source.name, storage=bronze, master=master)
         result = run_checkpoint(spark, source, lake_root=lake_root, full=full)
     except RestlakeError as exc:
         typer.echo(f"error: {exc}", err=True)

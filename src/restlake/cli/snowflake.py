@@ -30,23 +30,16 @@ def sync(
     """Merge the source's new bronze versions into its Snowflake table; prints a JSON summary."""
     components.require("snowflake sync", "restlake.jobs.spark")
     from restlake.cli.source_choice import one_source
+    from restlake.cli.spark_settings import lake_spark
     from restlake.contracts.snowflake_sync import SnowflakeSyncConfig
-    from restlake.jobs.spark.session import build_spark
     from restlake.jobs.spark.snowflake_sync import sync as run_sync
-    from restlake.settings import LakeSettings, S3Settings, StackSettings
-    from restlake.stack.jars import spark_jars
+    from restlake.settings import LakeSettings
 
     try:
         source = one_source(file, source_name)
         lake_root = LakeSettings().root
         cfg = SnowflakeSyncConfig.for_source(source, lake_root=lake_root)
-        extra = S3Settings().spark_conf() if lake_root.startswith("s3a://") else None
-        spark = build_spark(
-            f"restlake-snowflake-{source.name}",
-            jars=spark_jars(StackSettings().state_dir),
-            master=master,
-            extra_conf=extra,
-        )
+        spark = lake_spark("snowflake", source.name, storage=lake_root, master=master)
         summary = run_sync(spark, cfg)
     except TransientError as exc:
         typer.echo(f"error: {exc}", err=True)

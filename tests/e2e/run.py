@@ -77,15 +77,7 @@ def main() -> int:
         run.step("restlake and service images (cached)", lambda: images.build([], verbose=False))
         kubeconfig = run.step(f"kind cluster up ({image})", lambda: node.up(CLUSTER))
         refs = [i.ref for i in images.selected([])]
-        run.step(
-            "load images into the cluster",
-            lambda: (
-                _check_disk_for(refs),
-                subprocess.run(
-                    [str(node.kind_binary()), "load", "docker-image", "--name", CLUSTER, *refs], check=True
-                ),
-            ),
-        )
+        run.step("load images into the cluster", lambda: _load_images(node.kind_binary(), refs))
         kubectl = node.kubernetes_binaries()["kubectl"]
         env = {
             **os.environ,
@@ -122,6 +114,11 @@ def main() -> int:
             except Exception as exc:  # the verdict stands; say why the cluster may linger
                 print(f"teardown failed: {exc}", file=sys.stderr)
         run.write(outcome)
+
+
+def _load_images(kind: Path, refs: list[str]) -> None:
+    _check_disk_for(refs)
+    subprocess.run([str(kind), "load", "docker-image", "--name", CLUSTER, *refs], check=True)
 
 
 def _check_disk_for(refs: list[str]) -> None:

@@ -30,7 +30,7 @@ help:
 
 # Every distribution of the repository, installed editable: the core (.) and one per component,
 # each with its own pyproject.toml. requirements.lock pins every third-party dependency of them all.
-DISTRIBUTIONS := . ./fetcher ./operator ./jobs/spark ./flows
+DISTRIBUTIONS := . ./sql ./fetcher ./operator ./jobs/spark ./flows
 
 $(STAMP): requirements.lock $(addsuffix /pyproject.toml,$(DISTRIBUTIONS))
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "restlake needs Python 3.11+"'

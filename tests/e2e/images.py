@@ -77,6 +77,7 @@ CONTEXT_PATHS = (
     "README.md",
     "requirements.lock",
     "src",
+    "sql",
     "fetcher",
     "operator",
     "jobs/spark",

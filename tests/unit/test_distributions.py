@@ -27,6 +27,7 @@ import restlake
 REPO = Path(__file__).resolve().parents[2]
 # Folder -> (distribution, the package it ships).
 COMPONENTS = {
+    "sql": ("restlake-sql", "restlake.sql"),
     "fetcher": ("restlake-fetcher", "restlake.fetcher"),
     "operator": ("restlake-operator", "restlake.operator"),
     "jobs/spark": ("restlake-jobs-spark", "restlake.jobs.spark"),
@@ -47,7 +48,12 @@ def test_every_component_folder_is_its_import_path() -> None:
         assert project["name"] == distribution
         assert project["version"] == version, f"{folder}/pyproject.toml is not at the core's version"
         pins = [r for r in project["dependencies"] if r.startswith("restlake")]
-        assert f"restlake=={version}" in pins, f"{distribution} must pin the core"
+        if distribution == "restlake-sql":
+            # Plain files: it depends on nothing, and the core pins it (its migrations module).
+            assert project["dependencies"] == []
+            assert f"restlake-sql=={version}" in _project(REPO)["dependencies"]
+        else:
+            assert f"restlake=={version}" in pins, f"{distribution} must pin the core"
         assert all(r.endswith(f"=={version}") for r in pins), f"{distribution}: {pins}"
         code = REPO / folder / "src" / Path(*package.split("."))
         assert (code / "__init__.py").is_file(), f"{package} is not at {code.relative_to(REPO)}"
@@ -118,7 +124,8 @@ def _files(wheel: Path) -> set[str]:
 
 def test_each_wheel_ships_only_its_own_folder(wheels: dict[str, Path]) -> None:
     core = _files(wheels["restlake"])
-    assert {"restlake/__init__.py", "restlake/py.typed", "restlake/postgres/sql/001_api_events.sql"} <= core
+    assert {"restlake/__init__.py", "restlake/py.typed", "restlake/postgres/migrations.py"} <= core
+    assert "restlake/sql/001_api_events.sql" in _files(wheels["restlake-sql"])
     shipped = set(core)
     for distribution, package in COMPONENTS.values():
         files = _files(wheels[distribution])
@@ -151,10 +158,12 @@ def test_the_wheels_install_into_one_restlake_package(wheels: dict[str, Path], t
     assert proc.returncode == 0, proc.stderr[-3000:]
     # -S: only the standard library and the installed wheels (not this editable checkout).
     code = (
-        "import json, restlake, restlake.fetcher, restlake.operator, restlake.jobs.spark, restlake.flows\n"
+        "import json, restlake, restlake.sql, restlake.fetcher, restlake.operator, restlake.jobs.spark\n"
+        "import restlake.flows\n"
         "from importlib import resources\n"
-        "sql = sorted(p.name for p in resources.files('restlake.postgres').joinpath('sql').iterdir())\n"
-        "mods = (restlake, restlake.fetcher, restlake.operator, restlake.jobs.spark, restlake.flows)\n"
+        "sql = sorted(p.name for p in resources.files('restlake.sql').iterdir() if p.name.endswith('.sql'))\n"
+        "mods = (restlake, restlake.sql, restlake.fetcher, restlake.operator, restlake.jobs.spark,"
+        " restlake.flows)\n"
         "print(json.dumps({'files': [m.__file__ for m in mods], 'sql': sql}))\n"
     )
     proc = subprocess.run(

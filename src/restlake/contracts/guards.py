@@ -131,7 +131,7 @@ LAKE_PATH_RULES = [
 # Postgres tables a sink must not write
 # ---------------------------------------------------------------------------------------------------
 
-# restlake's own bookkeeping (postgres/sql/*.sql and the migrations table); a test keeps this list in step.
+# restlake's own bookkeeping (the migrations of sql/ and their own table); a test keeps this list in step.
 RESTLAKE_TABLES = (
     "raw.ingest_batches",
     "raw.fetch_state",

@@ -21,7 +21,7 @@ OUTPUT_STATS_URL = (
 COLUMN_LINEAGE_URL = f"{_SPEC}/facets/1-2-0/ColumnLineageDatasetFacet.json#/$defs/ColumnLineageDatasetFacet"
 DATASOURCE_FACET_URL = f"{_SPEC}/facets/1-0-1/DatasourceDatasetFacet.json#/$defs/DatasourceDatasetFacet"
 
-# Columns are fixed by the envelope (contracts/envelope.py) and the migrations in postgres/sql/.
+# Columns are fixed by the envelope (contracts/envelope.py) and the migrations in sql/.
 BRONZE_FIELDS: tuple[tuple[str, str], ...] = (
     ("envelope_version", "int"),
     ("source", "string"),

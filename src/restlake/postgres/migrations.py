@@ -1,8 +1,10 @@
-"""Apply the SQL migrations in ``restlake/postgres/sql/``, once each, safely from concurrent processes.
+"""Apply the SQL migrations of ``restlake.sql`` (the repository's ``sql/``), once each, safely from
+concurrent processes.
 
-The migrations are package data of the core distribution, beside this module that applies them:
-the fetcher, the stream job and the local runtime all reach Postgres through it, so they get the
-migrations of the very version of the code that checks their checksums.
+The migrations are their own distribution, ``restlake-sql``, kept as plain files a DBA can read;
+the core depends on it at its exact version, so the fetcher, the stream job and the local runtime,
+which all reach Postgres through this module, get the migrations of the very version of the code
+that checks their checksums.
 """
 
 from __future__ import annotations
@@ -41,10 +43,10 @@ class Migration:
 
 
 def load() -> list[Migration]:
-    """Every ``NNN_name.sql`` in ``restlake/postgres/sql/``, in order."""
+    """Every ``NNN_name.sql`` of ``restlake.sql``, in order."""
     found = [
         Migration(entry.name, entry.read_text(encoding="utf-8"))
-        for entry in resources.files("restlake.postgres").joinpath("sql").iterdir()
+        for entry in resources.files("restlake.sql").iterdir()
         if _NAME.fullmatch(entry.name)
     ]
     return sorted(found, key=lambda m: m.name)

@@ -57,6 +57,7 @@ COMPONENT_PACKAGE = {
     "restlake-fetcher": "restlake.fetcher",
     "restlake-jobs-spark": "restlake.jobs.spark",
     "restlake-flows": "restlake.flows",
+    "restlake-sql": "restlake.sql",
 }
 
 

@@ -22,7 +22,7 @@ from restlake.stack.manager import StackEndpoints
 
 from .conftest import project_jars_dir
 from .fixtures_stream import tail, wait_for
-from .test_maintenance import APPENDS, ROWS_PER_APPEND, SOURCE, keys, tiny_appends
+from .test_maintenance import FILES, ROWS_PER_FILE, SOURCE, keys, small_files
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +93,7 @@ def test_served_maintenance_run_compacts_the_table(
 ) -> None:
     api, lake, events, log_file = served
     bronze = str(lake / "bronze" / SOURCE)
-    tiny_appends(spark, bronze)
+    small_files(spark, bronze)
     expected = keys(spark, bronze)
 
     from prefect.client.orchestration import get_client
@@ -129,7 +129,7 @@ def test_served_maintenance_run_compacts_the_table(
     detail = DeltaTable.forPath(spark, bronze).detail().select("numFiles").first()
     assert detail is not None and detail[0] == 1
     assert keys(spark, bronze) == expected
-    assert len(expected) == APPENDS * ROWS_PER_APPEND
+    assert len(expected) == FILES * ROWS_PER_FILE
 
     sent = [json.loads(line) for line in events.read_text(encoding="utf-8").splitlines()]
     ours = [e for e in sent if e["job"]["name"] == f"restlake.maintenance.{SOURCE}"]

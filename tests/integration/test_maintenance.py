@@ -28,9 +28,11 @@ from .fixtures_stream import StreamJob
 
 pytestmark = pytest.mark.integration
 
-# Enough small files to show compaction, few enough to keep the test quick (each append is a commit).
-APPENDS = 24
-ROWS_PER_APPEND = 5
+# Enough small files to show compaction: the files a stream of small micro-batches leaves, written
+# in one commit (one write task per file) because 24 commits cost minutes and compaction does not
+# look at which commit added a file.
+FILES = 24
+ROWS_PER_FILE = 5
 SOURCE = "maint-src"
 
 
@@ -48,35 +50,36 @@ def no_auto_compaction(spark: SparkSession) -> Iterator[None]:
         spark.conf.set(key, previous)
 
 
-def tiny_appends(spark: SparkSession, path: str, appends: int = APPENDS) -> None:
-    """A bronze table of ``appends`` one-file commits: what a stream of small micro-batches leaves."""
+def small_files(spark: SparkSession, path: str, files: int = FILES) -> int:
+    """A bronze table of ``files`` small files, written by one append; returns that append's version."""
     bronze.ensure_table(spark, path, bronze.BRONZE_SCHEMA)
     now = datetime.now(UTC).replace(tzinfo=None)
-    for batch in range(appends):
-        rows = [
-            (
-                SOURCE,
-                str(batch * ROWS_PER_APPEND + i),
-                f"{SOURCE}:{batch * ROWS_PER_APPEND + i}:v1",
-                f"h{batch}-{i}",
-                "1",
-                now,
-                '{"n": 1}',
-                1,
-                None,
-                None,
-                "t",
-                0,
-                batch * ROWS_PER_APPEND + i,
-                now,
-                now,
-                batch,
-                date(2024, 5, 1),
-            )
-            for i in range(ROWS_PER_APPEND)
-        ]
-        df = spark.createDataFrame(rows, bronze.BRONZE_SCHEMA).coalesce(1)
-        bronze.append(df, path=path, app_id="it-maintenance", batch_id=batch)
+    rows = [
+        (
+            SOURCE,
+            str(n),
+            f"{SOURCE}:{n}:v1",
+            f"h{n}",
+            "1",
+            now,
+            '{"n": 1}',
+            1,
+            None,
+            None,
+            "t",
+            0,
+            n,
+            now,
+            now,
+            n // ROWS_PER_FILE,
+            date(2024, 5, 1),
+        )
+        for n in range(files * ROWS_PER_FILE)
+    ]
+    # Round-robin: every input partition holds at least ``files`` rows, so no output one is empty.
+    df = spark.createDataFrame(rows, bronze.BRONZE_SCHEMA).repartition(files)
+    bronze.append(df, path=path, app_id="it-maintenance", batch_id=0)
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
 
 
 def parquet_files(path: str) -> int:
@@ -94,13 +97,12 @@ def test_compaction_keeps_every_row_and_time_travel_inside_the_window(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     path = str(tmp_path / "bronze")
-    tiny_appends(spark, path)
+    last_small = small_files(spark, path)
     expected = keys(spark, path)
-    assert len(expected) == APPENDS * ROWS_PER_APPEND
-    # At least one file per append; an aborted task attempt may leave one more on disk, outside the log.
+    assert len(expected) == FILES * ROWS_PER_FILE
+    # One file per write task; an aborted task attempt may leave one more on disk, outside the log.
     on_disk = parquet_files(path)
-    assert on_disk >= APPENDS
-    last_small = APPENDS  # version 0 created the table, 1..APPENDS appended
+    assert on_disk >= FILES
 
     window = Maintenance(as_of_window="1h", vacuum_retention="1h")
     target = MaintenanceTarget(SOURCE, path, None, None, window)
@@ -109,7 +111,7 @@ def test_compaction_keeps_every_row_and_time_travel_inside_the_window(
     (table,) = summary.tables
     # The README's figures come from this line (pytest -s).
     print("maintenance figures", json.dumps(table.as_dict(), sort_keys=True))
-    assert table.before.files >= APPENDS and table.after.files == 1
+    assert table.before.files == FILES and table.after.files == 1
     assert (table.files_removed, table.files_added) == (table.before.files, 1)
     history = DeltaTable.forPath(spark, path).history().where(f"version = {last_small + 1}").collect()
     assert [h.operation for h in history] == ["OPTIMIZE"]
@@ -142,14 +144,14 @@ def test_compaction_keeps_every_row_and_time_travel_inside_the_window(
 
 def test_zorder_by_external_id(spark: SparkSession, tmp_path: Path) -> None:
     path = str(tmp_path / "bronze")
-    tiny_appends(spark, path, appends=10)
+    small_files(spark, path, files=10)
     target = MaintenanceTarget(
         SOURCE, path, None, None, Maintenance(as_of_window="1h", vacuum_retention="1h", zorder=True)
     )
     (table,) = run_maintenance(spark, target).tables
     assert table.zorder
     assert (table.before.files, table.after.files, table.files_removed) == (10, 1, 10)
-    assert len(keys(spark, path)) == 10 * ROWS_PER_APPEND
+    assert len(keys(spark, path)) == 10 * ROWS_PER_FILE
 
 
 def _ledger_count(dsn: str, source: str) -> int:
@@ -200,8 +202,9 @@ def test_ledger_pruning_keeps_replays_exact(
     assert len(job.bronze(spark)) == 12
     assert _ledger_count(stack.pg_dsn, job.source) == 1
 
-    # Replay 2: the whole topic on a new checkpoint (a new query id, no ledger row of its own).
-    job.run(spark, job.config_for("ckpt-new", max_offsets_per_trigger=3))
+    # Replay 2: the whole topic on a new checkpoint (a new query id, no ledger row of its own), in
+    # one batch: nothing but the rows themselves can make it a no-op.
+    job.run(spark, job.config_for("ckpt-new"))
     assert _written(stack.pg_dsn, job.source) == written
     assert len(job.bronze(spark)) == 12
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Sequence
 
 import typer
 
@@ -74,5 +76,27 @@ def _configure(
     redact_log_handlers()
 
 
+# The root command's flags, which people type at the end as often as at the start
+# (`restlake run -f source.yaml -q`); click reads an option only at its own level.
+_ROOT_FLAGS = frozenset({"-q", "--quiet", "-v", "--verbose"})
+
+
+def hoist_root_flags(args: Sequence[str]) -> list[str]:
+    """``args`` with the root flags moved in front of the sub-command; nothing after ``--`` moves.
+
+    No sub-command has a ``-q`` or ``-v`` of its own (a unit test keeps it so), so a flag anywhere
+    before ``--`` can only mean the root's.
+    """
+    args = list(args)
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in _ROOT_FLAGS]
+    return flags + [a for a in args[:end] if a not in _ROOT_FLAGS] + args[end:]
+
+
+def main() -> None:
+    """The ``restlake`` console script."""
+    app(args=hoist_root_flags(sys.argv[1:]), prog_name="restlake")
+
+
 if __name__ == "__main__":
-    app()
+    main()

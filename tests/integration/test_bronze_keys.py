@@ -33,17 +33,18 @@ def key(name: str) -> str:
 def test_a_key_is_fresh_once_then_only_for_its_own_batch(dsn: str, table: str) -> None:
     a, b = key("a"), key("b")
     first = ledger.claim(dsn, table_id=table, query_id="q1", batch_id=0, keys=[a, b, a])
-    assert (first.fresh, first.unconfirmed) == ({a, b}, frozenset())
-    # The same batch again (a replay after a crash before the Delta commit): still its keys.
+    assert (first.fresh, first.unconfirmed, first.retried) == ({a, b}, frozenset(), frozenset())
+    # The same batch again (a replay after a crash before its confirmation): still its keys, marked
+    # as claimed before, since its append may have committed and only bronze can say.
     again = ledger.claim(dsn, table_id=table, query_id="q1", batch_id=0, keys=[a, b])
-    assert (again.fresh, again.unconfirmed) == ({a, b}, frozenset())
+    assert (again.fresh, again.unconfirmed, again.retried) == ({a, b}, frozenset(), {a, b})
     ledger.confirm(dsn, table_id=table, query_id="q1", batch_id=0)
     # After its confirmation, a replay of that batch has nothing left to write.
     done = ledger.claim(dsn, table_id=table, query_id="q1", batch_id=0, keys=[a, b])
     assert (done.committed, done.fresh) == (True, frozenset())
     c = key("c")
     later = ledger.claim(dsn, table_id=table, query_id="q1", batch_id=1, keys=[a, c])
-    assert (later.fresh, later.unconfirmed) == ({c}, frozenset())
+    assert (later.fresh, later.unconfirmed, later.retried) == ({c}, frozenset(), frozenset())
     # Another table knows none of them.
     other = ledger.claim(dsn, table_id=uuid.uuid4().hex, query_id="q1", batch_id=1, keys=[a])
     assert other.fresh == {a}

@@ -16,7 +16,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from restlake.jobs.spark import faults
-from restlake.jobs.spark.faults import KILL_AFTER_BRONZE_ENV
+from restlake.jobs.spark.faults import KILL_AFTER_BRONZE_ENV, KILL_BEFORE_BRONZE_CONFIRM_ENV
 from restlake.jobs.spark.stream import run_stream
 from restlake.stack.manager import LocalStack, StackEndpoints
 
@@ -70,6 +70,43 @@ def test_sigkill_between_bronze_write_and_postgres_commit(
     ledger = job.ledger()
     assert [b for _, b, *_ in ledger] == list(range(summary.batches + 1))
     assert ledger[1][2] == in_batch[1]
+    assert Counter(r.batch_id for r in job.bronze(spark))[1] == in_batch[1]
+    assert_exactly_once(job, spark, n)
+
+
+def test_sigkill_between_bronze_commit_and_its_confirmation(
+    stack: StackEndpoints,
+    spark: SparkSession,
+    spark_jars: list[Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The append carries no txnAppId: only bronze knows that batch 1 committed, and the replay asks it."""
+    job = StreamJob(stack, tmp_path, max_offsets_per_trigger=4, available_now=True)
+    n = 10
+    job.send(*[job.envelope(i, name=f"item {i}") for i in range(n)])
+    config_file = job.write_config(tmp_path / "job.json")
+    log_file = tmp_path / "driver.log"
+
+    proc = job.start_process(
+        config_file, spark_jars, log_file=log_file, env={KILL_BEFORE_BRONZE_CONFIRM_ENV: "1"}
+    )
+    assert proc.wait(timeout=300) == -signal.SIGKILL, tail(log_file)
+    in_batch = Counter(r.batch_id for r in job.bronze(spark))
+    assert set(in_batch) == {0, 1}, "batch 1's Delta commit should precede the kill"
+    assert [b for _, b, *_ in job.ledger()] == [0]
+
+    with caplog.at_level(logging.WARNING, logger="restlake.jobs.spark.bronze_keys"):
+        summary = job.run(spark)
+    rest = n - in_batch[0]
+    assert (summary.rows_read, summary.merged) == (rest, rest)
+    # Batch 1's replay found its rows in bronze and appended none of them again.
+    assert summary.bronze_written == rest - in_batch[1]
+    replays = [r.getMessage() for r in caplog.records if "unconfirmed bronze batch" in r.getMessage()]
+    assert replays == [
+        f"replay of an unconfirmed bronze batch source={job.config.source} batch_id=1 "
+        f"claimed_before={in_batch[1]} already_in_bronze={in_batch[1]}"
+    ]
     assert Counter(r.batch_id for r in job.bronze(spark))[1] == in_batch[1]
     assert_exactly_once(job, spark, n)
 

@@ -4,10 +4,11 @@ Per batch: one Spark job fills the cache and brings back each valid row's key an
 the key ledger in Postgres says which keys bronze lacks (``bronze_keys``); then the bronze append
 and the Postgres merge run side by side. The merge collects its rows as Arrow and COPYs them into
 staging while Delta writes, but commits only after the Delta commit, so the crash order is as it
-always was: the Delta writes are skipped on a replay of the same batch (txnAppId/txnVersion) and
-the merge by its ledger. Postgres gets every valid record of the batch, not only those new to
-bronze: after a crash between the two commits, the replay's bronze write is a no-op and the rows
-must still reach Postgres, where an unchanged record is not rewritten anyway.
+always was: on a replay of the same batch the bronze append is skipped by the key ledger, the
+quarantine's by Delta's txnAppId/txnVersion and the merge by its ledger. Postgres gets every
+valid record of the batch, not only those new to bronze: after a crash between the two commits,
+the replay's bronze write is a no-op and the rows must still reach Postgres, where an unchanged
+record is not rewritten anyway.
 """
 
 from __future__ import annotations

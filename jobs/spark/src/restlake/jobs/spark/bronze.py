@@ -2,10 +2,10 @@
 
 Bronze holds one row per distinct ``idempotency_key`` (a record version), never two. Which rows
 of a batch are new is decided by the key ledger in Postgres (``bronze_keys``), at a cost that
-grows with the batch, not with the table; the append carries ``txnAppId``/``txnVersion`` so that
-a replayed batch is a no-op in Delta itself. A blind append (rather than a MERGE on the key)
-never rewrites files and does not conflict with other sources' queries appending to the same
-table.
+grows with the batch, not with the table, and the ledger also makes a replayed batch append
+nothing twice. A blind append (rather than a MERGE on the key) never rewrites files and does not
+conflict with other sources' queries appending to the same table. The quarantine, which has no
+key ledger, is made idempotent by Delta's ``txnAppId``/``txnVersion`` instead.
 """
 
 from __future__ import annotations
@@ -136,12 +136,14 @@ def append(
     rows: DataFrame,
     *,
     path: str,
-    app_id: str,
+    app_id: str | None,
     batch_id: int,
     merge_schema: bool = False,
     rows_hint: int | None = None,
 ) -> None:
-    """Append with Delta's idempotent-write options: a second write of ``batch_id`` is skipped.
+    """Append; with ``app_id``, with Delta's idempotent-write options, so that a second write of
+    ``batch_id`` is skipped. Those cost a Delta state reconstruction per write (three Spark jobs),
+    so bronze, whose key ledger already makes replays idempotent, passes None.
 
     ``merge_schema`` lets a new typed column (a property added to the source's schema) extend
     the table; a changed type still fails the write, as a breaking schema change should.
@@ -150,9 +152,9 @@ def append(
         # The batch arrives in shuffle partitions (the key dedupe), which would write one small
         # file per partition per batch; one writer task per ~250k rows keeps files few and sizeable.
         rows = rows.coalesce(max(1, -(-rows_hint // _ROWS_PER_WRITER)))
-    writer = (
-        rows.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id)
-    )
+    writer = rows.write.format("delta").mode("append")
+    if app_id is not None:
+        writer = writer.option("txnAppId", app_id).option("txnVersion", batch_id)
     if merge_schema:
         writer = writer.option("mergeSchema", "true")
     writer.save(path)

@@ -140,6 +140,19 @@ def select_new(
     if claim.committed:
         return Selection(0, everything=False)
     fresh = set(claim.fresh)
+    if claim.retried:
+        # A replay of this batch after a crash between its claim and its confirmation: the rows an
+        # earlier attempt appended carry this batch id, so only those of the source are read.
+        present = present_in_bronze(spark, path=path, source=source, keys=claim.retried, batch_id=batch_id)
+        fresh -= present
+        log.warning(
+            "replay of an unconfirmed bronze batch source=%s batch_id=%s claimed_before=%s "
+            "already_in_bronze=%s",
+            source,
+            batch_id,
+            len(claim.retried),
+            len(present),
+        )
     if claim.unconfirmed:
         # Claimed by another query that died before confirming its append: look in bronze itself.
         present = present_in_bronze(spark, path=path, source=source, keys=claim.unconfirmed)
@@ -187,15 +200,16 @@ def first_per_key(rows: pa.Table) -> pa.Table:
     return rows.take(pc.take(keep, pc.sort_indices(keep)))
 
 
-def present_in_bronze(spark: SparkSession, *, path: str, source: str, keys: frozenset[str]) -> set[str]:
-    """Which of ``keys`` the source's rows in bronze hold: a scan of its history, the rare path."""
+def present_in_bronze(
+    spark: SparkSession, *, path: str, source: str, keys: frozenset[str], batch_id: int | None = None
+) -> set[str]:
+    """Which of ``keys`` the source's rows in bronze hold: a scan of its history, the rare path.
+
+    ``batch_id``: only rows written by micro-batches with that id; Delta's file statistics then
+    skip nearly every file of the source's history."""
     wanted = spark.createDataFrame([(k,) for k in sorted(keys)], f"{KEY} string")
-    found = (
-        spark.read.format("delta")
-        .load(path)
-        .where(F.col("source") == F.lit(source))
-        .select(key_digest().alias(KEY))
-        .join(F.broadcast(wanted), on=KEY, how="left_semi")
-        .distinct()
-    )
+    rows = spark.read.format("delta").load(path).where(F.col("source") == F.lit(source))
+    if batch_id is not None:
+        rows = rows.where(F.col("batch_id") == F.lit(batch_id).cast("long"))
+    found = rows.select(key_digest().alias(KEY)).join(F.broadcast(wanted), on=KEY, how="left_semi").distinct()
     return {row[0] for row in found.collect()}

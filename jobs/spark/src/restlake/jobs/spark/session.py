@@ -24,9 +24,15 @@ _BASE_CONF: dict[str, str] = {
     # Micro-batches are small; the default 200 shuffle partitions would mean 200 tiny tasks per stage.
     "spark.sql.shuffle.partitions": "4",
     "spark.default.parallelism": "4",
-    # Delta rebuilds table state (needed for every txnAppId/txnVersion check) with a shuffle of
-    # 50 partitions by default: measured 6-16 s per idempotent append on 2 cores, 2-4 s with 2.
+    # Delta rebuilds table state (for a txnAppId/txnVersion check: the quarantine's appends, the
+    # maintenance jobs) with a shuffle of 50 partitions by default: measured 6-16 s per idempotent
+    # append on 2 cores, 2-4 s with 2.
     "spark.databricks.delta.snapshotPartitions": "2",
+    # The micro-batch is cached once and read two or three times (bronze, Postgres, quarantine)
+    # within seconds. Compressing the cache tries encoders on every column, the ~1 KB payload
+    # strings included, which rarely shrink: measured 2.0 s of a 5.5 s validation of 100k records
+    # on 2 cores, against 0.3 s uncompressed. MEMORY_AND_DISK spills what does not fit.
+    "spark.sql.inMemoryColumnarStorage.compressed": "false",
     # VACUUM lists a table's files in this many tasks (Spark's default is 10,000): measured 85 s for
     # a 10-file table on 2 cores, against 2 s with 8. Sixteen still lists a table of thousands of
     # partition folders in parallel on a cluster.

@@ -59,3 +59,8 @@ class FaultSettings(RestlakeSettings):
         description="SIGKILL the driver right after the bronze write of this micro-batch id "
         "(RESTLAKE_FAULT_KILL_AFTER_BRONZE_BATCH).",
     )
+    kill_before_bronze_confirm_batch: str | None = Field(
+        None,
+        description="SIGKILL the driver after the bronze Delta commit of this micro-batch id and before "
+        "the key ledger records it (RESTLAKE_FAULT_KILL_BEFORE_BRONZE_CONFIRM_BATCH).",
+    )

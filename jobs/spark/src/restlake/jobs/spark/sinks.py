@@ -26,7 +26,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from restlake.contracts.stream_job import StreamJobConfig
 from restlake.errors import ConfigError, TransientError
-from restlake.jobs.spark import bronze
+from restlake.jobs.spark import bronze, faults
 from restlake.jobs.spark.bronze_keys import (
     KEY,
     delta_log_snapshot,
@@ -188,7 +188,8 @@ class BronzeSink:
             bronze.append(
                 bronze.bronze_rows(selection.apply(batch.spark, batch.valid), batch.batch_id, self.typed),
                 path=cfg.bronze_path,
-                app_id=batch.app_id,
+                # No txnAppId: a replay is caught by the key ledger (select_new), at no cost per batch.
+                app_id=None,
                 batch_id=batch.batch_id,
                 # Always: typed columns a schema change adds, and the envelope's nullable additions
                 # (the `parent` column, the request struct's `line`), which bronze tables created
@@ -197,6 +198,7 @@ class BronzeSink:
                 rows_hint=selection.rows,
             )
         watch.lap("append")
+        faults.before_bronze_confirm(batch.batch_id)
         ledger.confirm(cfg.pg_dsn, table_id=table_id, query_id=batch.query_id, batch_id=batch.batch_id)
         watch.lap("confirm")
         return Written(rows=selection.rows, steps=tuple(watch.laps))

@@ -15,16 +15,19 @@ seeding from an existing table) from the Postgres ledger's commit times, as in c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psutil
 import psycopg
 from confluent_kafka import Producer
 
 from bench.common import Context, fmt, timed
+from bench.cpu_sampler import CpuSampler, stack_processes
 from bench.harness import StreamProcess, stream_config
 from restlake.contracts.envelope import content_hash, idempotency_key
 from restlake.jobs.spark.batch_log import step_medians
@@ -136,9 +139,23 @@ def drain(ctx: Context, name: str, records: list[dict[str, Any]], history: int) 
     config = stream_config(ctx, name, available_now=True, max_offsets_per_trigger=_BATCH)
     history_s = write_history(ctx, config["bronze_path"], name, history) if history else 0.0
     job = StreamProcess(ctx, config, ctx.work_dir / f"stream-{name}.log")
-    with timed() as t:
-        job.start()
-        code = job.wait(1800)
+    roots = stack_processes()
+
+    def trees() -> dict[str, psutil.Process]:
+        found = dict(roots)
+        if job.proc is not None:
+            with contextlib.suppress(psutil.Error):
+                found["stream job"] = psutil.Process(job.proc.pid)
+        return found
+
+    sampler = CpuSampler(trees)
+    sampler.start()
+    try:
+        with timed() as t:
+            job.start()
+            code = job.wait(1800)
+    finally:
+        sampler.stop()
     if code != 0:
         job.kill()
         raise RuntimeError(f"stream job {name} exited {code}; see {job.log_path}")
@@ -152,9 +169,20 @@ def drain(ctx: Context, name: str, records: list[dict[str, Any]], history: int) 
     if landed != len(records):
         raise RuntimeError(f"{name}: {landed} rows in Postgres, {len(records)} produced")
     steady = None
+    cpu: dict[str, Any] = {}
     if len(ledger) >= 2:
         span = (ledger[-1][0] - ledger[0][0]).total_seconds()
-        steady = sum(r[1] for r in ledger[1:]) / span if span > 0 else None
+        steady_rows = sum(r[1] for r in ledger[1:])
+        steady = steady_rows / span if span > 0 else None
+        used = sampler.between(ledger[0][0].timestamp(), ledger[-1][0].timestamp())
+        if used and span > 0 and steady_rows:
+            per = 100_000 / steady_rows
+            cpu = {
+                "seconds_per_100k_rows": {k: round(v * per, 1) for k, v in used.items()},
+                "cores_busy": round(sum(used.values()) / span, 2),
+                # What these processes' own work would allow if it used all the machine's cores.
+                "rows_per_s_if_cpu_bound": round(steady_rows * psutil.cpu_count() / sum(used.values())),
+            }
     return {
         "history_rows": history,
         "history_write_s": round(history_s, 1),
@@ -163,6 +191,7 @@ def drain(ctx: Context, name: str, records: list[dict[str, Any]], history: int) 
         "rows_per_s_steady": round(steady) if steady else None,
         "job_wall_s_incl_startup": round(t["wall"], 1),
         "step_median_s": step_medians(job.log_path.read_text(errors="replace")),
+        "cpu": cpu,
     }
 
 
@@ -256,4 +285,12 @@ def markdown(doc: dict[str, Any]) -> str:
         if steps:
             listed = ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
             lines.append(f"- median seconds per batch after the first ({label}): {listed}.")
+        cpu = run.get("cpu") or {}
+        if cpu:
+            split = ", ".join(f"{k} {v}" for k, v in cpu["seconds_per_100k_rows"].items())
+            lines.append(
+                f"- CPU after the first batch ({label}): {split} core-seconds per 100k rows; "
+                f"{cpu['cores_busy']} cores busy on average; all cores on this work alone would "
+                f"drain {fmt(cpu['rows_per_s_if_cpu_bound'])} rows/s."
+            )
     return "\n".join(lines)

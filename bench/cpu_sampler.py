@@ -1,0 +1,90 @@
+"""CPU seconds of the processes a case exercises, sampled while it runs: where a 2-core budget goes.
+
+A drain that uses both cores is bound by CPU, and only less work per row makes it faster; one that
+uses less is waiting on something (a commit, a round trip, one busy thread), and overlap helps.
+The sampler tells which, and how the work splits between the stream job, Postgres and Kafka.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psutil
+
+from bench.common import STATE_DIR
+
+
+def _tree(root: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def stack_processes() -> dict[str, psutil.Process]:
+    """The bench stack's Postgres postmaster and Kafka broker (each with its children)."""
+    stack = str(STATE_DIR / "stack")
+    found: dict[str, psutil.Process] = {}
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if stack not in cmdline:
+            continue
+        if proc.info.get("name") == "postgres" and "-D" in cmdline:
+            found["postgres"] = proc
+        elif "kafka.Kafka" in cmdline:
+            found["kafka"] = proc
+    return found
+
+
+@dataclass
+class CpuSampler:
+    """Samples the cumulative CPU seconds of every process of each named tree every ``interval_s``.
+
+    Per process, not per tree: Postgres serves each merge from a backend that exits with its
+    connection, and its CPU must not leave the total with it. A process's CPU counts up to its last
+    sample, so one that exits loses at most an interval of it.
+    """
+
+    trees: Callable[[], dict[str, psutil.Process]]
+    interval_s: float = 0.25
+    samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    _seen: dict[tuple[str, int, float], float] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, root in self.trees().items():
+                for proc in _tree(root):
+                    try:
+                        times = proc.cpu_times()
+                        # pid and start time: a reused pid is another process.
+                        self._seen[(name, proc.pid, proc.create_time())] = times.user + times.system
+                    except psutil.Error:
+                        continue
+            totals: dict[str, float] = {}
+            for (name, _, _), seconds in self._seen.items():
+                totals[name] = totals.get(name, 0.0) + seconds
+            self.samples.append((time.time(), totals))
+            self._stop.wait(self.interval_s)
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds per tree between the last samples at or before ``start`` and ``end``."""
+        before = [s for s in self.samples if s[0] <= start] or self.samples[:1]
+        until = [s for s in self.samples if s[0] <= end] or self.samples[-1:]
+        if not before or not until:
+            return {}
+        first, last = before[-1][1], until[-1][1]
+        return {name: round(last[name] - first.get(name, 0.0), 2) for name in last}

@@ -148,7 +148,7 @@ def drain(ctx: Context, name: str, records: list[dict[str, Any]], history: int) 
                 found["stream job"] = psutil.Process(job.proc.pid)
         return found
 
-    sampler = CpuSampler(trees)
+    sampler = CpuSampler(trees, split_jvm=frozenset({"stream job"}))
     sampler.start()
     try:
         with timed() as t:

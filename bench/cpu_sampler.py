@@ -50,6 +50,8 @@ class CpuSampler:
 
     trees: Callable[[], dict[str, psutil.Process]]
     interval_s: float = 0.25
+    # Trees whose JVM is counted apart from their Python processes.
+    split_jvm: frozenset[str] = frozenset()
     samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     _seen: dict[tuple[str, int, float], float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -70,8 +72,11 @@ class CpuSampler:
                 for proc in _tree(root):
                     try:
                         times = proc.cpu_times()
+                        # A JVM apart from the Python processes of the same tree (the stream job's
+                        # driver and workers): which side of py4j the CPU is spent on.
+                        label = f"{name} (JVM)" if name in self.split_jvm and proc.name() == "java" else name
                         # pid and start time: a reused pid is another process.
-                        self._seen[(name, proc.pid, proc.create_time())] = times.user + times.system
+                        self._seen[(label, proc.pid, proc.create_time())] = times.user + times.system
                     except psutil.Error:
                         continue
             totals: dict[str, float] = {}

@@ -39,18 +39,24 @@ def assert_exactly_once(job: StreamJob, spark: SparkSession, n: int) -> None:
     assert sum(merged for *_, merged in ledger) == n
 
 
-def test_sigkill_between_bronze_write_and_postgres_commit(
-    stack: StackEndpoints, spark: SparkSession, spark_jars: list[Path], tmp_path: Path
-) -> None:
+def killed_in_batch_1(
+    stack: StackEndpoints, spark_jars: list[Path], tmp_path: Path, fault_env: str, n: int
+) -> StreamJob:
+    """n records on the topic, then a driver subprocess that SIGKILLs itself at ``fault_env`` in batch 1."""
     job = StreamJob(stack, tmp_path, max_offsets_per_trigger=4, available_now=True)
-    n = 10
     job.send(*[job.envelope(i, name=f"item {i}") for i in range(n)])
     config_file = job.write_config(tmp_path / "job.json")
     log_file = tmp_path / "driver.log"
+    proc = job.start_process(config_file, spark_jars, log_file=log_file, env={fault_env: "1"})
+    assert proc.wait(timeout=300) == -signal.SIGKILL, tail(log_file)
+    return job
 
-    proc = job.start_process(config_file, spark_jars, log_file=log_file, env={KILL_AFTER_BRONZE_ENV: "1"})
-    returncode = proc.wait(timeout=300)
-    assert returncode == -signal.SIGKILL, tail(log_file)
+
+def test_sigkill_between_bronze_write_and_postgres_commit(
+    stack: StackEndpoints, spark: SparkSession, spark_jars: list[Path], tmp_path: Path
+) -> None:
+    n = 10
+    job = killed_in_batch_1(stack, spark_jars, tmp_path, KILL_AFTER_BRONZE_ENV, n)
 
     # The crash left batch 1 in bronze but neither in Postgres nor in the checkpoint's commits.
     # (maxOffsetsPerTrigger splits 4 across 3 partitions, so a batch holds about 4, not exactly.)
@@ -82,16 +88,8 @@ def test_sigkill_between_bronze_commit_and_its_confirmation(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The append carries no txnAppId: only bronze knows that batch 1 committed, and the replay asks it."""
-    job = StreamJob(stack, tmp_path, max_offsets_per_trigger=4, available_now=True)
     n = 10
-    job.send(*[job.envelope(i, name=f"item {i}") for i in range(n)])
-    config_file = job.write_config(tmp_path / "job.json")
-    log_file = tmp_path / "driver.log"
-
-    proc = job.start_process(
-        config_file, spark_jars, log_file=log_file, env={KILL_BEFORE_BRONZE_CONFIRM_ENV: "1"}
-    )
-    assert proc.wait(timeout=300) == -signal.SIGKILL, tail(log_file)
+    job = killed_in_batch_1(stack, spark_jars, tmp_path, KILL_BEFORE_BRONZE_CONFIRM_ENV, n)
     in_batch = Counter(r.batch_id for r in job.bronze(spark))
     assert set(in_batch) == {0, 1}, "batch 1's Delta commit should precede the kill"
     assert [b for _, b, *_ in job.ledger()] == [0]

@@ -8,6 +8,7 @@ import random
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,13 +210,25 @@ class LocalRunner:
 
     # -- run ------------------------------------------------------------------------------------
     def run_until_caught_up(self) -> RunSummary:
-        """One fetch pass, then the stream job with an availableNow trigger over everything produced."""
-        from restlake.jobs.spark.stream import run_until_caught_up
+        """One fetch pass, and the stream job over everything it produced (and anything older).
+
+        The stream starts beside the pass, on another thread: Spark's start (JVM, session, query:
+        20-30 s) and the first batches overlap the fetch instead of following it. Once the pass is
+        done the query processes what the topic holds and stops.
+        """
+        from restlake.jobs.spark.stream import CatchUp
 
         started = time.monotonic()
         self.prepare()
-        fetch = self.fetch_once()
-        stream = run_until_caught_up(self.spark, self.stream_config(available_now=True))
+        with ThreadPoolExecutor(1, thread_name_prefix=f"stream-start-{self.layout.name}") as pool:
+            starting = pool.submit(lambda: CatchUp(self.spark, self.stream_config(available_now=False)))
+            try:
+                fetch = self.fetch_once()
+            except BaseException:
+                _abandon(starting)
+                raise
+            catch_up = starting.result()
+        stream = catch_up.finish()
         summary = RunSummary(source=self.layout.name, fetch=fetch, stream=_as_dict(stream))
         self.count_into(summary)
         summary.seconds = time.monotonic() - started
@@ -272,3 +285,12 @@ def _as_dict(value: Any) -> dict[str, Any]:
     if is_dataclass(value) and not isinstance(value, type):
         return asdict(value)
     return dict(value)
+
+
+def _abandon(starting: Future[Any]) -> None:
+    """Stop a catch-up query whose fetch pass failed, once it has started; its own start error is
+    secondary to the fetch's and only logged."""
+    try:
+        starting.result().abandon()
+    except Exception as exc:
+        log.warning("stream start failed too: %s", exc)

@@ -44,7 +44,12 @@ from restlake.redaction import redact_log_handlers
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StreamJobConfig", "StreamSummary", "main", "run_stream", "run_until_caught_up"]
+__all__ = ["CatchUp", "StreamJobConfig", "StreamSummary", "main", "run_stream", "run_until_caught_up"]
+
+# The trigger of a query that streams a topic while a fetch pass is still filling it: short, so that
+# records land while the pass runs and batches grow to what arrived during the last one; not zero,
+# so that an idle topic is checked every few seconds rather than in a busy loop.
+CATCH_UP_INTERVAL = "2 seconds"
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,42 @@ def run_until_caught_up(spark: SparkSession, config: StreamJobConfig) -> StreamS
         if processor.failure is not None:
             raise processor.failure from None
         raise
+    return _summary(config.source, metrics, started)
+
+
+class CatchUp:
+    """A query started while the topic is still being filled, finished once the filling is done.
+
+    ``restlake run --until-caught-up`` starts it beside the fetch pass, so that the Spark start and
+    the first batches overlap the fetch instead of following it; ``finish`` then processes what
+    the topic holds and stops. The same exactly-once path as any query: only the trigger differs.
+    """
+
+    def __init__(self, spark: SparkSession, config: StreamJobConfig) -> None:
+        self.source = config.source
+        self.metrics = StreamMetrics()
+        self.started = time.monotonic()
+        update = {"available_now": False, "processing_time": CATCH_UP_INTERVAL}
+        self.query, self.processor = _start(spark, config.model_copy(update=update), self.metrics)
+
+    def finish(self) -> StreamSummary:
+        """Process every record in the topic now (nothing may still be producing to it), then stop."""
+        try:
+            self.query.processAllAvailable()
+        except StreamingQueryException:
+            if self.processor.failure is not None:
+                raise self.processor.failure from None
+            raise
+        finally:
+            self.query.stop()
+        return _summary(self.source, self.metrics, self.started)
+
+    def abandon(self) -> None:
+        """Stop without waiting for the topic's end (the fetch failed); what was committed stays."""
+        self.query.stop()
+
+
+def _summary(source: str, metrics: StreamMetrics, started: float) -> StreamSummary:
     m = metrics.snapshot()
     summary = StreamSummary(
         batches=int(m["batches"] or 0),
@@ -169,7 +210,7 @@ def run_until_caught_up(spark: SparkSession, config: StreamJobConfig) -> StreamS
         pg_replayed_batches=int(m["pg_replayed_batches"] or 0),
         duration_s=time.monotonic() - started,
     )
-    log.info("stream caught up source=%s summary=%s", config.source, summary)
+    log.info("stream caught up source=%s summary=%s", source, summary)
     return summary
 
 

@@ -15,6 +15,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -258,3 +259,24 @@ def spread(stat: dict[str, Any]) -> str:
     if stat.get("n", 0) <= 1:
         return fmt(stat["median"])
     return f"{fmt(stat['median'])} ({fmt(stat['min'])}..{fmt(stat['max'])})"
+
+
+@dataclass
+class BackgroundPoller:
+    """A daemon thread running ``_run`` from ``start`` until ``stop``; ``_run`` loops on
+    ``self._stop``, waiting with ``self._stop.wait(interval)`` so that ``stop`` ends it at once."""
+
+    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        raise NotImplementedError

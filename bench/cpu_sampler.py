@@ -7,14 +7,13 @@ The sampler tells which, and how the work splits between the stream job, Postgre
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
 
-from bench.common import STATE_DIR
+from bench.common import STATE_DIR, BackgroundPoller
 
 
 def _tree(root: psutil.Process) -> list[psutil.Process]:
@@ -40,7 +39,7 @@ def stack_processes() -> dict[str, psutil.Process]:
 
 
 @dataclass
-class CpuSampler:
+class CpuSampler(BackgroundPoller):
     """Samples the cumulative CPU seconds of every process of each named tree every ``interval_s``.
 
     Per process, not per tree: Postgres serves each merge from a backend that exits with its
@@ -54,17 +53,6 @@ class CpuSampler:
     split_jvm: frozenset[str] = frozenset()
     samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     _seen: dict[tuple[str, int, float], float] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import psycopg
 
-from bench.common import Context
+from bench.common import BackgroundPoller, Context
 from bench.sources import demo_source
 from restlake.contracts.envelope import Envelope
 from restlake.demoapi.process import start_demo_api_process, stop_demo_api_process
@@ -55,7 +55,7 @@ class TracingProducer(EnvelopeProducer):
 
 
 @dataclass
-class Watcher:
+class Watcher(BackgroundPoller):
     """Polls Postgres for newly visible rows of one source and keeps per-record latencies."""
 
     dsn: str
@@ -63,17 +63,6 @@ class Watcher:
     poll_s: float = 0.1
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (fetched_at epoch, latency s)
     seen: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="pg-watcher", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
 
     def _run(self) -> None:
         last_id = 0

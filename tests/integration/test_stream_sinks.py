@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from restlake.errors import ConfigError
+from restlake.jobs.spark import bronze
 from restlake.jobs.spark.stream import StreamSummary
 from restlake.stack.manager import StackEndpoints
 
@@ -83,3 +85,65 @@ def test_a_partition_column_that_bronze_lacks_is_refused_before_any_write(
         job.run(spark)
     assert not DeltaTable.isDeltaTable(spark, job.config.bronze_path)
     assert job.postgres() == {}
+
+
+def file_stats_columns(path: str) -> set[str]:
+    """The columns the newest data file's Delta statistics cover (its ``add`` action in the log)."""
+    adds = [
+        json.loads(line)["add"]
+        for log_file in sorted(Path(path, "_delta_log").glob("*.json"))
+        for line in log_file.read_text().splitlines()
+        if '"add"' in line
+    ]
+    assert adds, f"no data file in {path}"
+    return set(json.loads(adds[-1]["stats"])["minValues"])
+
+
+def stats_property(spark: SparkSession, path: str) -> list[str]:
+    detail = DeltaTable.forPath(spark, path).detail().first()
+    assert detail is not None
+    return str(detail.properties.get("delta.dataSkippingStatsColumns", "")).split(",")
+
+
+# The bronze columns readers filter on, in table order, then the fixture schema's typed columns.
+FILTER_COLUMNS = [
+    "external_id",
+    "idempotency_key",
+    "version",
+    "fetched_at",
+    "envelope_version",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_timestamp",
+    "ingested_at",
+    "batch_id",
+]
+# p_is_open is boolean: Delta keeps no statistics of booleans.
+TYPED = ["p_id", "p_name", "p_score"]
+
+
+def test_bronze_keeps_file_statistics_of_the_columns_readers_filter_on(
+    stack: StackEndpoints, spark: SparkSession, tmp_path: Path
+) -> None:
+    """Delta's statistics of every column cost each append a quarter of its Parquet write: bronze
+    keeps them for the keys, offsets, times, batch ids and typed columns, not for the payload."""
+    fresh = StreamJob(stack, tmp_path / "fresh")
+    fresh.send(*[fresh.envelope(i, name=f"item {i}", score=i / 2) for i in range(3)])
+    assert counts(fresh.run(spark)) == (3, 3, 0, 3, 0)
+    assert stats_property(spark, fresh.config.bronze_path) == FILTER_COLUMNS + TYPED
+    assert file_stats_columns(fresh.config.bronze_path) == set(FILTER_COLUMNS + TYPED)
+
+    # A table from before these statistics columns, without the typed columns its schema declares
+    # now: its first append adds the columns and then the property, so later files are covered too.
+    old = StreamJob(stack, tmp_path / "old")
+    bronze.ensure_table(spark, old.config.bronze_path, bronze.BRONZE_SCHEMA)
+    assert stats_property(spark, old.config.bronze_path) == [""]
+    old.send(old.envelope(1, name="one"))
+    assert counts(old.run(spark)) == (1, 1, 0, 1, 0)
+    assert stats_property(spark, old.config.bronze_path) == FILTER_COLUMNS + TYPED
+    old.send(old.envelope(2, name="two", score=2.5))
+    assert counts(old.run(spark)) == (1, 1, 0, 1, 0)
+    assert {"batch_id", "p_id", "p_score"} <= file_stats_columns(old.config.bronze_path)
+    assert "payload" not in file_stats_columns(old.config.bronze_path)
+    assert sorted(r.external_id for r in old.bronze(spark)) == ["1", "2"]

@@ -13,6 +13,7 @@ it has its own config beside ``StreamJobConfig`` (``contracts.snowflake_sync``) 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
 
 from restlake.contracts.stream_job import StreamJobConfig
 from restlake.errors import ConfigError, TransientError
@@ -140,6 +142,7 @@ class BronzeSink:
         self.config = config
         self.typed = typed
         self._table_id: str | None = None
+        self._stats_checked = False
 
     def prepare(self, spark: SparkSession) -> None:
         cfg = self.config
@@ -152,7 +155,13 @@ class BronzeSink:
                 f"{cfg.bronze_path} is partitioned by {existing}; Delta cannot repartition a table in "
                 "place: keep the table's columns, or point sinks.bronze.path at a new table"
             )
-        bronze.ensure_table(spark, cfg.bronze_path, schema, partition_by=cfg.partition_by)
+        bronze.ensure_table(
+            spark,
+            cfg.bronze_path,
+            schema,
+            partition_by=cfg.partition_by,
+            stats_columns=bronze.stats_columns(schema, cfg.partition_by),
+        )
         self.table_id(spark)
 
     def table_id(self, spark: SparkSession) -> str:
@@ -198,6 +207,9 @@ class BronzeSink:
                 rows_hint=selection.rows,
             )
         watch.lap("append")
+        if selection.rows and not self._stats_checked:
+            self._stats_checked = True
+            keep_stats_columns_current(batch.spark, cfg.bronze_path)
         faults.before_bronze_confirm(batch.batch_id)
         ledger.confirm(cfg.pg_dsn, table_id=table_id, query_id=batch.query_id, batch_id=batch.batch_id)
         watch.lap("confirm")
@@ -289,6 +301,31 @@ def sinks_for(config: StreamJobConfig, typed: list[TypedColumn]) -> list[Sink]:
     if config.postgres_enabled:
         sinks.append(PostgresSink(config))
     return sinks
+
+
+def keep_stats_columns_current(spark: SparkSession, path: str) -> None:
+    """Make the bronze table's statistics columns cover every column it has now: a table created
+    before restlake chose them, or typed columns a schema change added since, so that readers keep
+    pruning on them. Once per query, after its first append (the append adds new typed columns).
+    Best effort: statistics speed reads up and are never a reason to fail a batch."""
+    try:
+        snapshot = delta_log_snapshot(spark, path)
+        metadata = snapshot.metadata()
+        joined = str(metadata.partitionColumns().mkString("\n"))
+        partition_by = tuple(joined.split("\n")) if joined else ()
+        schema = T.StructType.fromJson(json.loads(str(snapshot.schema().json())))
+        want = bronze.stats_columns(schema, partition_by)
+        current = metadata.configuration().get(bronze.STATS_PROPERTY)
+        have = set(str(current.get()).split(",")) if current.isDefined() else None
+        if have is not None and have >= set(want):
+            return
+        quoted = path.replace("`", "``")
+        spark.sql(
+            f"ALTER TABLE delta.`{quoted}` SET TBLPROPERTIES ('{bronze.STATS_PROPERTY}' = '{','.join(want)}')"
+        )
+        log.info("bronze statistics columns set path=%s columns=%s", path, ",".join(want))
+    except Exception as exc:
+        log.warning("bronze statistics columns not updated path=%s error=%s", path, exc)
 
 
 def check_partition_columns(columns: list[str], partition_by: tuple[str, ...]) -> None:

@@ -41,12 +41,6 @@ _BASE_CONF: dict[str, str] = {
     # leaves thousands of small files, and the per-batch key lookup and every reader scan them all.
     # Auto compaction rewrites them after a commit once enough small files have accumulated.
     "spark.databricks.delta.autoCompact.enabled": "true",
-    # A write into a partitioned table sorts its rows by partition first, unless it may keep this
-    # many files open at once (it sorts only the rest): a micro-batch lands in one or two
-    # partitions, and the sort was 5% of the stream job's task time (a 100k-row append 1.8 s with
-    # the sort and the Delta stats of every column, 1.3 s with neither). Each open file buffers up
-    # to a Parquet row group, so the number stays small.
-    "spark.sql.maxConcurrentOutputFileWriters": "2",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     # ingest_date and every timestamp we write are UTC, whatever the machine's zone.

@@ -29,9 +29,10 @@ _ROWS_PER_WRITER = 250_000
 # Delta keeps per-file min/max/null counts of the first 32 columns by default, computed for every
 # row of every append: a quarter of the Parquet write's CPU in a profile of the stream job (a
 # 100k-row append of ~1 KB records 1.23 s, against 1.07 s with the list below), mostly spent on
-# columns nobody prunes on. Bronze lists the columns readers filter by instead (batch_id for the replay check,
-# keys, offsets, times and the typed payload columns), leaving out the payload document, its hash
-# and the request and parent structs. Partition columns need no statistics (Delta refuses them).
+# columns nobody prunes on. Bronze lists the columns readers filter by instead (batch_id for the
+# replay check, keys, offsets, times and the typed payload columns), leaving out the payload
+# document, its hash and the request and parent structs. Partition columns need no statistics
+# (Delta refuses them), nor can booleans have any.
 STATS_PROPERTY = "delta.dataSkippingStatsColumns"
 _NO_STATS = frozenset({"payload", "content_hash", "request", "parent"})
 _STATS_TYPES = (T.NumericType, T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType)

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -311,8 +311,7 @@ def keep_stats_columns_current(spark: SparkSession, path: str) -> None:
     try:
         snapshot = delta_log_snapshot(spark, path)
         metadata = snapshot.metadata()
-        joined = str(metadata.partitionColumns().mkString("\n"))
-        partition_by = tuple(joined.split("\n")) if joined else ()
+        partition_by = tuple(_snapshot_partition_columns(snapshot))
         schema = T.StructType.fromJson(json.loads(str(snapshot.schema().json())))
         want = bronze.stats_columns(schema, partition_by)
         current = metadata.configuration().get(bronze.STATS_PROPERTY)
@@ -351,11 +350,16 @@ def _partition_columns(spark: SparkSession, path: str) -> list[str] | None:
         snapshot = delta_log_snapshot(spark, path)
         if int(snapshot.version()) < 0:
             return None
-        joined = str(snapshot.metadata().partitionColumns().mkString("\n"))
-        return joined.split("\n") if joined else []
+        return _snapshot_partition_columns(snapshot)
     except Exception as exc:  # an internal API: fall back to the public one, which runs a job
         log.info("reading the Delta log directly failed (%s); using DeltaTable.detail()", type(exc).__name__)
         if not DeltaTable.isDeltaTable(spark, path):
             return None
         row = DeltaTable.forPath(spark, path).detail().select("partitionColumns").first()
         return list(row[0]) if row is not None else None
+
+
+def _snapshot_partition_columns(snapshot: Any) -> list[str]:
+    """The partition columns of a Delta snapshot read through py4j (a Scala Seq of strings)."""
+    joined = str(snapshot.metadata().partitionColumns().mkString("\n"))
+    return joined.split("\n") if joined else []

@@ -41,7 +41,7 @@ $(STAMP): requirements.lock $(addsuffix /pyproject.toml,$(DISTRIBUTIONS))
 
 venv: $(STAMP)
 
-$(JARS_STAMP): $(STAMP) $(wildcard jvm/*/pom.xml)
+$(JARS_STAMP): $(STAMP) $(wildcard jvm/*/pom.xml) $(shell find jvm -name '*.java')
 	$(BIN)/restlake stack jars
 	touch $@
 

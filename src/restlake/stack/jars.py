@@ -9,6 +9,10 @@ The ``spark`` bundle is added to pyspark, which already ships Scala, Spark, the 
 client, logging and Jackson. A second copy of any of those on the classpath breaks Spark
 in ways that surface far from the cause, so every artifact pyspark ships is dropped after
 the copy (the poms also exclude the big known ones so they are not even downloaded).
+
+The ``spark-udfs`` bundle is not resolved but compiled: restlake's own Spark functions, Java
+sources under ``jvm/spark-udfs/src/main/java`` (restlake.stack.compile_jar). Without a JDK it is
+left out with a warning, and the stream job falls back to slower Spark built-ins.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from restlake.errors import StackError
+from restlake.stack.compile_jar import JdkMissing, compile_jar, sources
 
 if TYPE_CHECKING:
     from restlake.lineage.settings import LineageSettings
@@ -37,7 +42,11 @@ from restlake.stack.state import jars_dir_for
 
 log = logging.getLogger(__name__)
 
-BUNDLES = ("kafka", "spark")
+BUNDLES = ("kafka", "spark", "spark-udfs")
+# Compiled from jvm/<name>/src/main/java with javac instead of resolved with mvn.
+COMPILED_BUNDLES = ("spark-udfs",)
+# Where a compiled bundle's jar sits in its folder, in repository layout like the others.
+_COMPILED_LAYOUT = Path("io/restlake/{name}/0/{name}-0.jar")
 # Resolved only on demand (``resolve("openlineage", ...)``), never by ``resolve_all``: only
 # RESTLAKE_LINEAGE_SPARK_LISTENER=true needs it.
 OPTIONAL_BUNDLES = ("openlineage",)
@@ -143,8 +152,14 @@ def read_manifest(jars_dir: Path, name: str) -> list[Path] | None:
 def _inputs_hash(pom: Path, name: str) -> str:
     digest = hashlib.sha256()
     digest.update(_LOGIC_VERSION.encode())
-    digest.update(pom.read_bytes())
-    if name == "spark":
+    if name in COMPILED_BUNDLES:
+        root = _java_sources(name)
+        for source in sources(root):
+            digest.update(source.relative_to(root).as_posix().encode())
+            digest.update(source.read_bytes())
+    else:
+        digest.update(pom.read_bytes())
+    if name in ("spark", *COMPILED_BUNDLES):
         # The filter depends on what pyspark ships, so a pyspark upgrade re-resolves.
         for jar in sorted(pyspark_jars_dir().glob("*.jar")):
             digest.update(jar.name.encode())
@@ -172,6 +187,8 @@ def resolve(name: str, jars_dir: Path, *, force: bool = False) -> list[Path]:
         )
     pom = jvm_dir() / name / "pom.xml"
     wanted = _inputs_hash(pom, name)
+    if name in COMPILED_BUNDLES:
+        return _compiled(name, jars_dir.absolute(), wanted, force=force)
     # Absolute: mvn resolves a relative outputDirectory against the pom's folder, not ours.
     jars_dir = jars_dir.absolute()
     target = bundle_dir(jars_dir, name)
@@ -183,6 +200,44 @@ def resolve(name: str, jars_dir: Path, *, force: bool = False) -> list[Path]:
                 log.debug("jar bundle %s is up to date in %s", name, target)
                 return cached
         return _resolve_into(name, pom, target, wanted)
+
+
+def _java_sources(name: str) -> Path:
+    return jvm_dir() / name / "src" / "main" / "java"
+
+
+def _compiled(name: str, jars_dir: Path, wanted: str, *, force: bool) -> list[Path]:
+    """A compiled bundle from the cache, else compiled now; [] (and a warning) without a JDK."""
+    target = bundle_dir(jars_dir, name)
+    with _locked(jars_dir):
+        stamp = target / STAMP
+        if not force and stamp.is_file() and stamp.read_text(encoding="ascii").strip() == wanted:
+            cached = read_manifest(jars_dir, name)
+            if cached is not None:
+                return cached
+        staging = target.with_name(f".{name}.staging-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        layout = Path(str(_COMPILED_LAYOUT).format(name=name))
+        started = time.monotonic()
+        try:
+            compile_jar(_java_sources(name), sorted(pyspark_jars_dir().glob("*.jar")), staging / layout)
+        except JdkMissing as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            # Not fatal: Spark itself runs on a JRE, and the stream job has a slower fallback.
+            log.warning("jar bundle %s left out: %s", name, exc)
+            return []
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        (staging / MANIFEST).write_text(f"{layout.as_posix()}\n", encoding="utf-8")
+        (staging / STAMP).write_text(wanted + "\n", encoding="ascii")
+        old = target.with_name(f".{name}.old-{os.getpid()}")
+        if target.exists():
+            target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+        log.info("compiled jar bundle %s in %.1fs", name, time.monotonic() - started)
+        return [target / layout]
 
 
 def _resolve_into(name: str, pom: Path, target: Path, stamp_value: str) -> list[Path]:
@@ -292,8 +347,8 @@ def spark_jars(
     lineage: LineageSettings | None = None,
 ) -> list[Path]:
     """Jars to pass as ``spark.jars``: Kafka source, Delta, Postgres JDBC, s3a (nothing pyspark ships),
-    and the OpenLineage listener's when the session runs it (``lineage``, read from the environment
-    when None).
+    restlake's own Spark functions (``spark-udfs``, when a JDK compiled them), and the OpenLineage
+    listener's when the session runs it (``lineage``, read from the environment when None).
 
     Raises StackError when they were never resolved: resolving downloads ~700 MB, which
     must not start by surprise inside a streaming job; run ``restlake stack jars`` first.
@@ -305,6 +360,9 @@ def spark_jars(
             f"the Spark jars are not resolved in {where / 'spark'}; "
             "run `restlake stack jars` (or `make jars`)"
         )
+    # Absent without a JDK (a warning said so when the cache was filled); the job then uses
+    # Spark built-ins instead.
+    jars = [*jars, *(read_manifest(where, "spark-udfs") or [])]
     # Chosen here, beside the connector jars, not by the session: an image bakes both in and
     # passes none, and only the local stack knows its cache. Imported here: the image's jars
     # stage runs this module with the standard library only.

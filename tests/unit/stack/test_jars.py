@@ -107,7 +107,7 @@ def test_spark_jars_honours_the_jars_dir_override(tmp_path: Path) -> None:
 
 
 def test_unknown_bundle_is_rejected(tmp_path: Path) -> None:
-    known = r"known: kafka, spark \(optional: openlineage\)"
+    known = r"known: kafka, spark, spark-udfs \(optional: openlineage\)"
     with pytest.raises(StackError, match=rf"unknown jar bundle 'flink'; {known}"):
         jars.resolve("flink", tmp_path)
 

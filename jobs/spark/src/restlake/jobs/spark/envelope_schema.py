@@ -1,8 +1,9 @@
 """The explicit Spark schema of the event envelope (restlake.contracts.envelope); never inferred.
 
 ``payload`` is declared VARIANT so that any JSON value survives parsing (a nested object, an
-array, a bare string or number, an explicit null) and ``to_json`` gives it back as JSON text; a
-STRING declaration would turn the bare string ``"x"`` into the invalid JSON ``x``.
+array, a bare string or number, an explicit null); its text is sliced from the Kafka value as it
+came (validation.parse) or, failing that, written back with ``to_json``. A STRING declaration
+would turn the bare string ``"x"`` into the invalid JSON ``x``.
 A record that is not a JSON object, or whose field has the wrong type (an unparseable
 ``fetched_at``, a non-integer ``status``), sets ``_corrupt_record`` instead of failing the batch.
 """

@@ -16,11 +16,13 @@ and to the envelope's text fields.
 from __future__ import annotations
 
 import json
+import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -44,6 +46,32 @@ PAYLOAD_VARIANT = "_payload_v"
 _ESCAPED_NUL = r"(?<!\\)(?:\\\\)*\\u0000"
 _NUL_ESCAPE = "\\u0000"
 _TEXT_FIELDS = ("source", "external_id", "idempotency_key", "content_hash", "version")
+# restlake's own Spark function (jvm/spark-udfs): the payload's bytes sliced out of the Kafka value.
+PAYLOAD_FUNCTION = "restlake_payload_json"
+_PAYLOAD_CLASS = "io.restlake.jobs.spark.PayloadJson"
+_payload_function_loaded: weakref.WeakKeyDictionary[SparkSession, bool] = weakref.WeakKeyDictionary()
+
+log = logging.getLogger(__name__)
+
+
+def payload_function(spark: SparkSession) -> bool:
+    """Register ``PAYLOAD_FUNCTION`` in ``spark`` (once); False when its jar is not on the classpath."""
+    loaded = _payload_function_loaded.get(spark)
+    if loaded is None:
+        try:
+            spark.udf.registerJavaFunction(PAYLOAD_FUNCTION, _PAYLOAD_CLASS, T.BinaryType())
+            loaded = True
+        except Exception as exc:  # py4j's or an AnalysisException: the class did not load
+            log.warning(
+                "%s is not on the Spark classpath (jar bundle spark-udfs; `restlake stack jars` "
+                "compiles it when a JDK is installed): payloads are re-serialised from VARIANT, "
+                "slower and with sorted keys: %s",
+                _PAYLOAD_CLASS,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
+            loaded = False
+        _payload_function_loaded[spark] = loaded
+    return loaded
 
 
 def payload_checker(json_schema: dict[str, Any]) -> Callable[[Column], Column]:
@@ -86,9 +114,21 @@ def parse(kafka_df: DataFrame, *, max_message_bytes: int) -> DataFrame:
 
     A value over ``max_message_bytes`` is not parsed (its envelope columns are NULL,
     ``too_large`` is true) and its ``raw_value`` is cut to the cap.
+
+    The payload's text is the producer's own bytes (key order, number spelling, spacing) when
+    ``PAYLOAD_FUNCTION`` is on the classpath and the record is strict JSON that Postgres's jsonb
+    takes as it is; otherwise it is the VARIANT written back as JSON, which sorts keys.
     """
     too_large = F.coalesce(F.length("value") > F.lit(max_message_bytes), F.lit(False))
     env = F.from_json(F.when(~too_large, F.col("value").cast("string")), ENVELOPE_SCHEMA, FROM_JSON_OPTIONS)
+    # to_json of the VARIANT keeps bare strings quoted; an explicit JSON null stays "null". It is
+    # also a fifth of the executors' time (a JsonFactory per string), so it is only the fallback
+    # where the function is loaded: coalesce evaluates it only for the rows the slice refused.
+    payload = F.to_json(F.col("env.payload"))
+    sliced = F.lit(None).cast("binary")
+    if payload_function(kafka_df.sparkSession):
+        sliced = F.call_function(PAYLOAD_FUNCTION, F.when(~too_large, F.col("value")))
+        payload = F.coalesce(F.col("_payload_bytes").cast("string"), payload)
     parsed = kafka_df.select(
         F.col("key").cast("string").alias("kafka_key"),
         F.when(too_large, F.substring("value", 1, max_message_bytes))
@@ -100,14 +140,14 @@ def parse(kafka_df: DataFrame, *, max_message_bytes: int) -> DataFrame:
         F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("kafka_timestamp"),
         env.alias("env"),
+        sliced.alias("_payload_bytes"),
     )
     return parsed.select(
         "*",
         *[F.col(f"env.{f.name}").alias(f.name) for f in ENVELOPE_SCHEMA.fields if f.name != "payload"],
-        # to_json of the VARIANT keeps bare strings quoted; an explicit JSON null stays "null".
-        F.to_json(F.col("env.payload")).alias("payload"),
+        payload.alias("payload"),
         F.col("env.payload").alias(PAYLOAD_VARIANT),
-    ).drop("env")
+    ).drop("env", "_payload_bytes")
 
 
 def validate(

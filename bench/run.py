@@ -38,6 +38,7 @@ CASES: dict[str, str] = {
     "drain": "bench.case_drain",
     "snowflake": "bench.case_snowflake",
     "maintenance": "bench.case_maintenance",
+    "parse": "bench.case_parse",
 }
 
 

@@ -109,7 +109,7 @@ def payload_checker(json_schema: dict[str, Any]) -> Callable[[Column], Column]:
     return check
 
 
-def parse(kafka_df: DataFrame, *, max_message_bytes: int) -> DataFrame:
+def parse(kafka_df: DataFrame, *, max_message_bytes: int, slice_payload: bool = True) -> DataFrame:
     """Kafka rows → envelope columns plus the Kafka coordinates, payload as JSON text.
 
     A value over ``max_message_bytes`` is not parsed (its envelope columns are NULL,
@@ -118,6 +118,7 @@ def parse(kafka_df: DataFrame, *, max_message_bytes: int) -> DataFrame:
     The payload's text is the producer's own bytes (key order, number spelling, spacing) when
     ``PAYLOAD_FUNCTION`` is on the classpath and the record is strict JSON that Postgres's jsonb
     takes as it is; otherwise it is the VARIANT written back as JSON, which sorts keys.
+    ``slice_payload=False`` always takes the VARIANT's text: the baseline of ``bench/case_parse.py``.
     """
     too_large = F.coalesce(F.length("value") > F.lit(max_message_bytes), F.lit(False))
     env = F.from_json(F.when(~too_large, F.col("value").cast("string")), ENVELOPE_SCHEMA, FROM_JSON_OPTIONS)
@@ -126,7 +127,7 @@ def parse(kafka_df: DataFrame, *, max_message_bytes: int) -> DataFrame:
     # where the function is loaded: coalesce evaluates it only for the rows the slice refused.
     payload = F.to_json(F.col("env.payload"))
     sliced = F.lit(None).cast("binary")
-    if payload_function(kafka_df.sparkSession):
+    if slice_payload and payload_function(kafka_df.sparkSession):
         sliced = F.call_function(PAYLOAD_FUNCTION, F.when(~too_large, F.col("value")))
         payload = F.coalesce(F.col("_payload_bytes").cast("string"), payload)
     parsed = kafka_df.select(
@@ -157,6 +158,7 @@ def validate(
     json_schema: dict[str, Any] | None,
     max_message_bytes: int = 1024 * 1024,
     defer_schema_check: bool = False,
+    slice_payload: bool = True,
 ) -> DataFrame:
     """``parse`` plus a ``reason`` column: NULL for a valid record, else why it is quarantined.
 
@@ -166,7 +168,7 @@ def validate(
     every row a trip through Arrow and the Python worker even when its input is NULL (measured:
     a third of the validation job), and most batches have no doubtful row at all.
     """
-    parsed = parse(kafka_df, max_message_bytes=max_message_bytes)
+    parsed = parse(kafka_df, max_message_bytes=max_message_bytes, slice_payload=slice_payload)
     reason: Any = (
         F.when(F.col("raw_value").isNull(), F.lit("empty_value"))
         .when(F.col("_too_large"), F.lit("too_large"))

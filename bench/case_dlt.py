@@ -47,20 +47,32 @@ def ensure_dlt_venv() -> Path:
 def run_measured(cmd: list[str], env: dict[str, str], log_path: Path) -> dict[str, Any]:
     """Run ``cmd`` to completion; wall seconds, peak summed RSS of its process tree, stdout."""
     peak = 0
+    peak_parts: dict[str, int] = {}
     started = time.perf_counter()
     with log_path.open("wb") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, cwd=log_path.parent)
         done = threading.Event()
 
         def sample() -> None:
-            nonlocal peak
+            nonlocal peak, peak_parts
             root = psutil.Process(proc.pid)
             while not done.is_set():
+                parts: dict[str, int] = {}
                 try:
-                    total = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+                    tree = [root, *root.children(recursive=True)]
                 except psutil.Error:
-                    total = 0
-                peak = max(peak, total)
+                    tree = []
+                for p in tree:
+                    # One child exiting (or a zombie not yet reaped) between the listing and the read
+                    # must not drop the whole sample.
+                    try:
+                        role = process_role(p, root)
+                        parts[role] = parts.get(role, 0) + p.memory_info().rss
+                    except psutil.Error:
+                        continue
+                total = sum(parts.values())
+                if total > peak:
+                    peak, peak_parts = total, parts
                 done.wait(0.2)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -71,7 +83,25 @@ def run_measured(cmd: list[str], env: dict[str, str], log_path: Path) -> dict[st
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} … exited {proc.returncode}; see {log_path}")
-    return {"wall_s": wall, "peak_rss_mib": peak / 2**20, "stdout": out.decode(errors="replace")}
+    return {
+        "wall_s": wall,
+        "peak_rss_mib": peak / 2**20,
+        "peak_rss_parts_mib": {k: round(v / 2**20) for k, v in sorted(peak_parts.items())},
+        "stdout": out.decode(errors="replace"),
+    }
+
+
+def process_role(proc: psutil.Process, root: psutil.Process) -> str:
+    """Which part of a run a process is, so the peak RSS can be told apart: the command itself, a JVM,
+    pyspark's Python workers, or another Python child (restlake's fetcher)."""
+    if proc.pid == root.pid:
+        return "command"
+    cmdline = " ".join(proc.cmdline())
+    if proc.name() == "java" or "/java " in f"{cmdline} ":
+        return "jvm"
+    if "pyspark.daemon" in cmdline or "pyspark.worker" in cmdline:
+        return "python workers"
+    return "other children"
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -142,6 +172,7 @@ def run(ctx: Context) -> dict[str, Any]:
         },
         "wall_s": wall,
         "peak_rss_mib": rss,
+        "peak_rss_parts_mib": {k: [r["peak_rss_parts_mib"] for r in v] for k, v in samples.items()},
         "records_per_s": {k: summary([n / r["wall_s"] for r in v]) for k, v in samples.items()},
         "ratios": {
             "wall_restlake_vs_dlt": ratio(wall["restlake"]["median"], wall["dlt"]["median"]),
@@ -155,6 +186,7 @@ def run(ctx: Context) -> dict[str, Any]:
             "loader file format; restlake: `restlake run -f … --until-caught-up` (one fetch pass, "
             "then an availableNow stream over everything).",
             "No warm-up run (each costs minutes); with several runs they alternate restlake/dlt.",
+            *_parts_note(samples["restlake"]),
         ],
     }
 
@@ -173,3 +205,12 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {fmt(r['rss_restlake_vs_dlt'])} |",
         ]
     )
+
+
+def _parts_note(runs: list[dict[str, Any]]) -> list[str]:
+    """restlake's peak RSS split by process role (first run), so the table says where the memory is."""
+    if not runs:
+        return []
+    parts = runs[0]["peak_rss_parts_mib"]
+    split = ", ".join(f"{role} {mib:,}" for role, mib in sorted(parts.items(), key=lambda kv: -kv[1]))
+    return [f"restlake's peak RSS by process, MiB (first run): {split}."]

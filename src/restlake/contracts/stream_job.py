@@ -27,6 +27,9 @@ PG_DSN_ENV = "RESTLAKE_PG_DSN"
 # someone reconfigured on purpose or a runaway API response; either way it should not reach
 # Postgres as one jsonb row or be held in the driver while merging.
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+# Bounded by default: a first run (or a catch-up after downtime) over a large topic would read
+# everything as one batch, and 1M records of 1 KB do not fit a local driver's heap.
+DEFAULT_MAX_RECORDS_PER_BATCH = 100_000
 
 
 class StreamJobConfig(BaseModel):
@@ -73,10 +76,10 @@ class StreamJobConfig(BaseModel):
     quality: Quality | None = Field(
         None, description="The spec's quality block: expectations checked on every micro-batch."
     )
-    # Bounded by default: a first run (or a catch-up after downtime) over a large topic would read
-    # everything as one batch, and 1M records of 1 KB do not fit a default driver heap.
     max_offsets_per_trigger: int | None = Field(
-        100_000, ge=1, description="Upper bound of records per micro-batch; None reads all that is available."
+        DEFAULT_MAX_RECORDS_PER_BATCH,
+        ge=1,
+        description="Upper bound of records per micro-batch; None reads all that is available.",
     )
     starting_offsets: str = Field(
         "earliest", description="Where a new checkpoint starts: earliest, latest or a Kafka offsets JSON."

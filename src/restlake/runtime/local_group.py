@@ -71,8 +71,13 @@ class LocalGroup:
         if self._spark is None:
             from restlake.jobs.spark.session import build_spark
 
+            # Every source's query runs in this one session, each with micro-batches of its own.
             self._spark = build_spark(
-                "restlake-run", jars=self.jars, master=self.master, settings=self.spark_settings
+                "restlake-run",
+                jars=self.jars,
+                master=self.master,
+                settings=self.spark_settings,
+                streams=len(self.sources),
             )
         return self._spark
 

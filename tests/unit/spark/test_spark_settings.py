@@ -20,12 +20,12 @@ def _no_spark_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(progress.MODE, "quiet", False)
 
 
-def test_the_defaults_are_the_ones_the_jobs_always_had() -> None:
+def test_the_defaults() -> None:
     settings = SparkSettings()
     assert (settings.master, settings.jars, settings.driver_memory, settings.log_level) == (
         "local[2]",
         "",
-        "2g",
+        "auto",
         "WARN",
     )
 

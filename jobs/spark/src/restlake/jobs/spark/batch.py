@@ -238,7 +238,9 @@ class BatchProcessor:
                 cached.append(validated)
                 facts = _facts(validated, fallback=False)
             facts = facts.drop_columns(["_fallback"])
-            keys = facts.filter(facts["_ok"]).drop_columns(["_ok"])
+            valid_facts = facts.filter(facts["_ok"])
+            valid_bytes = int(pc.sum(valid_facts["_bytes"]).as_py() or 0)
+            keys = valid_facts.drop_columns(["_ok", "_bytes"])
             invalid = rows_read - keys.num_rows
             watch.lap("validate")
             valid = validated.where(F.col(REASON).isNull())
@@ -304,6 +306,7 @@ class BatchProcessor:
                 rejected=rejected,
                 rejected_rows=quarantined,
                 keys=keys,
+                valid_payload_bytes=valid_bytes,
                 lake_committed=lake_committed,
             )
             written: dict[str, Written] = {}
@@ -423,5 +426,8 @@ def _facts(validated: DataFrame, *, fallback: bool) -> pa.Table:
     """Per row: valid or not, its key and Kafka position, and whether jsonschema must still judge it."""
     doubtful = F.col(SCHEMA_FALLBACK) if fallback else F.lit(False)
     return validated.select(
-        F.col(REASON).isNull().alias("_ok"), *key_columns(), doubtful.alias("_fallback")
+        F.col(REASON).isNull().alias("_ok"),
+        *key_columns(),
+        doubtful.alias("_fallback"),
+        F.octet_length(F.col("payload")).alias("_bytes"),
     ).toArrow()

@@ -8,12 +8,18 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from restlake.jobs.spark.driver_memory import local_heap
 from restlake.settings import RestlakeSettings
+
+DRIVER_MEMORY_AUTO = "auto"
+# What the JVM's -Xmx accepts: a whole number of bytes, or of k, m, g or t units.
+_JVM_SIZE = re.compile(r"[1-9][0-9]*[kmgt]?", re.IGNORECASE)
 
 
 def classpath_jars(classpath: str) -> list[Path]:
@@ -35,11 +41,28 @@ class SparkSettings(RestlakeSettings):
         "or the image provides them.",
     )
     driver_memory: str = Field(
-        "2g",
+        DRIVER_MEMORY_AUTO,
         description="spark.driver.memory of a local-mode session (RESTLAKE_SPARK_DRIVER_MEMORY): driver and "
-        "executors share that heap there.",
+        "executors share that heap there. auto sizes it from the micro-batch cap and the machine "
+        "(restlake.jobs.spark.driver_memory); a JVM size such as 1536m or 4g sets it.",
     )
     log_level: str = Field("WARN", description="Log level of the Spark JVM (RESTLAKE_SPARK_LOG_LEVEL).")
+
+    @field_validator("driver_memory")
+    @classmethod
+    def _jvm_size(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() == DRIVER_MEMORY_AUTO or _JVM_SIZE.fullmatch(value):
+            return value.lower()
+        raise ValueError(
+            f"RESTLAKE_SPARK_DRIVER_MEMORY={value!r}: expected auto or a JVM size such as 1536m or 4g"
+        )
+
+    def local_driver_memory(self, records_per_batch: int | None, *, streams: int = 1) -> str:
+        """The heap of a local-mode driver running ``streams`` queries with this batch cap."""
+        if self.driver_memory != DRIVER_MEMORY_AUTO:
+            return self.driver_memory
+        return local_heap(records_per_batch, streams=streams)
 
     def quieter(self) -> SparkSettings:
         """These settings with the JVM at ERROR unless RESTLAKE_SPARK_LOG_LEVEL chose a level: for

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from restlake.contracts.stream_job import StreamJobConfig
@@ -41,7 +42,7 @@ from restlake.jobs.spark.typed_columns import TypedColumn
 from restlake.postgres import bronze_keys as ledger
 from restlake.postgres import migrations
 from restlake.postgres.arrow_stage import ARROW_COLUMNS, arrow_stager
-from restlake.postgres.merge import MergeResult, merge_staged
+from restlake.postgres.merge import MergeResult, Staged, merge_staged
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,15 @@ log = logging.getLogger(__name__)
 # enough for a Postgres restart or a managed failover; beyond that the batch fails and the query
 # stops, and its restart replays the batch from the checkpoint.
 MERGE_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
+# The Postgres sink collects a micro-batch's valid rows into the driver as Arrow to COPY them. A
+# batch is capped in records, not bytes, so 100,000 records of 7 KB (real APIs have them) would be
+# 700 MB held at once, in the JVM while Spark serialises it and in Python after: measured, a 2 GiB
+# driver died of it. Beyond this many bytes the rows are collected and COPYed in slices by key
+# instead, each its own Spark job over the cached batch, so the driver holds at most about this
+# much whatever the records' size; a batch of ~1 KB records is still one collect.
+COLLECT_SLICE_BYTES = 128 * 1024 * 1024
+# What a row holds besides its payload (key, hashes, version, topic, timestamps), for the estimate.
+_ROW_OVERHEAD_BYTES = 256
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,8 @@ class MicroBatch:
     rejected_rows: int
     # Key (md5 of idempotency_key), kafka_partition and kafka_offset of every valid row, as Arrow.
     keys: pa.Table
+    # Bytes of the valid rows' payload text: how much a sink that collects the rows will hold.
+    valid_payload_bytes: int
     # Blocks until the lake sinks have committed this batch; raises if one of them failed.
     lake_committed: Callable[[], None]
 
@@ -232,12 +244,28 @@ class PostgresSink:
     def write(self, batch: MicroBatch) -> Written:
         cfg = self.config
         watch = Stopwatch()
-        # Collected once, as Arrow; a retry re-sends the same rows without another Spark job.
-        rows = batch.valid.select(*ARROW_COLUMNS).toArrow()
-        if batch.has_duplicate_keys:
-            rows = first_per_key(rows)
+        slices = collect_slices(batch.valid_payload_bytes, batch.keys.num_rows)
+        collected: pa.Table | None = None
+        if slices == 1:
+            # Collected once, as Arrow; a retry re-sends the same rows without another Spark job.
+            collected = self._collect(batch, slices, 0)
         watch.lap("collect")
+        collecting: list[float] = []
         waited: list[float] = []
+
+        def stage(conn: Any) -> Staged:
+            if collected is not None:
+                return arrow_stager(collected, source=cfg.source, batch_id=batch.batch_id)(conn)
+            staged = Staged(0, 0)
+            for index in range(slices):
+                started = time.monotonic()
+                rows = self._collect(batch, slices, index)
+                collecting.append(time.monotonic() - started)
+                part = arrow_stager(rows, source=cfg.source, batch_id=batch.batch_id)(conn)
+                del rows  # the slice's rows are in Postgres: the next one must not sit beside them
+                # Slices are disjoint by external_id, so their distinct keys add up.
+                staged = Staged(staged.rows + part.rows, staged.keys + part.keys)
+            return staged
 
         def lake_committed() -> None:
             started = time.monotonic()
@@ -255,14 +283,17 @@ class PostgresSink:
                     source=cfg.source,
                     query_id=batch.query_id,
                     batch_id=batch.batch_id,
-                    stage=arrow_stager(rows, source=cfg.source, batch_id=batch.batch_id),
+                    stage=stage,
                     before_commit=lake_committed,
                 )
                 watch.lap("merge")
-                # The merge's own time, and apart from it the wait for the lake's commit inside it.
+                # The merge's own time, and apart from it the wait for the lake's commit and the
+                # collects of a sliced batch inside it.
                 name, seconds = watch.laps[-1]
-                wait = sum(waited)
-                watch.laps[-1] = (name, max(0.0, seconds - wait))
+                wait, collect = sum(waited), sum(collecting)
+                watch.laps[-1] = (name, max(0.0, seconds - wait - collect))
+                if collecting:
+                    watch.laps[0] = ("collect", watch.laps[0][1] + collect)
                 watch.laps.append(("wait_lake", wait))
                 return _written(merged, tuple(watch.laps))
             except TransientError as exc:
@@ -279,6 +310,21 @@ class PostgresSink:
                 )
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _collect(batch: MicroBatch, slices: int, index: int) -> pa.Table:
+        valid = batch.valid
+        if slices > 1:
+            valid = valid.where(F.pmod(F.hash(F.col("external_id")), F.lit(slices)) == F.lit(index))
+        rows = valid.select(*ARROW_COLUMNS).toArrow()
+        # A slice holds every version of its external_ids, so the first row per key is the batch's.
+        return first_per_key(rows) if batch.has_duplicate_keys else rows
+
+
+def collect_slices(payload_bytes: int, rows: int) -> int:
+    """How many slices the Postgres sink collects a batch of ``rows`` rows in (see COLLECT_SLICE_BYTES)."""
+    estimate = payload_bytes + rows * _ROW_OVERHEAD_BYTES
+    return max(1, -(-estimate // COLLECT_SLICE_BYTES))
 
 
 def _written(merged: MergeResult, steps: tuple[tuple[str, float], ...] = ()) -> Written:

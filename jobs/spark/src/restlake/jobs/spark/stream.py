@@ -68,6 +68,9 @@ class StreamSummary:
     duration_s: float
 
 
+MAX_RECORDS_PER_TASK = 10_000
+
+
 def read_kafka(spark: SparkSession, config: StreamJobConfig) -> DataFrame:
     reader = (
         spark.readStream.format("kafka")
@@ -86,6 +89,11 @@ def read_kafka(spark: SparkSession, config: StreamJobConfig) -> DataFrame:
         reader = reader.option("kafka.max.partition.fetch.bytes", str(config.max_message_bytes + 65536))
     if config.max_offsets_per_trigger is not None:
         reader = reader.option("maxOffsetsPerTrigger", str(config.max_offsets_per_trigger))
+    # A Spark task holds its partition's rows more than once (cached column batches, Arrow for the
+    # Postgres collect, Parquet for bronze), and a Kafka partition is one Spark partition unless
+    # split: 50,000 records of 7 KB were 350 MB in one task and killed the driver. Split there, a
+    # task's share stays bounded whatever the batch cap.
+    reader = reader.option("maxRecordsPerPartition", str(MAX_RECORDS_PER_TASK))
     return reader.load()
 
 
@@ -287,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             master=args.master,
             extra_conf=extra,
             settings=settings,
+            records_per_batch=config.max_offsets_per_trigger,
         )
     except ConfigError as exc:
         log.error("bad configuration: %s", exc)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -34,20 +33,6 @@ pytestmark = pytest.mark.integration
 FILES = 24
 ROWS_PER_FILE = 5
 SOURCE = "maint-src"
-
-
-@pytest.fixture(autouse=True)
-def no_auto_compaction(spark: SparkSession) -> Iterator[None]:
-    """The session compacts automatically once enough small files pile up (as the stream job's does);
-    off here, so that a table holds exactly one file per append and every compaction is the test's."""
-    key = "spark.databricks.delta.autoCompact.enabled"
-    previous = spark.conf.get(key, None)
-    spark.conf.set(key, "false")
-    yield
-    if previous is None:
-        spark.conf.unset(key)
-    else:
-        spark.conf.set(key, previous)
 
 
 def small_files(spark: SparkSession, path: str, files: int = FILES) -> int:

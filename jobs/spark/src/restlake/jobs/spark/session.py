@@ -43,10 +43,10 @@ _BASE_CONF: dict[str, str] = {
     # a 10-file table on 2 cores, against 2 s with 8. Sixteen still lists a table of thousands of
     # partition folders in parallel on a cluster.
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "16",
-    # Every micro-batch appends a file per partition; without compaction a long-running stream
-    # leaves thousands of small files, and the per-batch key lookup and every reader scan them all.
-    # Auto compaction rewrites them after a commit once enough small files have accumulated.
-    "spark.databricks.delta.autoCompact.enabled": "true",
+    # Off: Delta's auto compaction counts small files in the driver's memory, and a restarted
+    # driver's count goes wrong so that it rewrote the partition after every append. The stream
+    # job compacts its tables itself (restlake.jobs.spark.compaction), every 50 appends.
+    "spark.databricks.delta.autoCompact.enabled": "false",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     # ingest_date and every timestamp we write are UTC, whatever the machine's zone.

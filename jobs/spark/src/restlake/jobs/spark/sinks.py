@@ -38,6 +38,7 @@ from restlake.jobs.spark.bronze_keys import (
     select_new,
     table_state,
 )
+from restlake.jobs.spark.compaction import StreamCompaction
 from restlake.jobs.spark.typed_columns import TypedColumn
 from restlake.postgres import bronze_keys as ledger
 from restlake.postgres import migrations
@@ -131,9 +132,11 @@ class QuarantineSink:
 
     def __init__(self, config: StreamJobConfig) -> None:
         self.config = config
+        self.compaction = StreamCompaction(config.quarantine_path, source=config.source, kind=self.name)
 
     def prepare(self, spark: SparkSession) -> None:
         bronze.ensure_table(spark, self.config.quarantine_path, bronze.QUARANTINE_SCHEMA)
+        self.compaction.start(spark)
 
     def write(self, batch: MicroBatch) -> Written:
         if batch.rejected_rows:
@@ -141,6 +144,7 @@ class QuarantineSink:
             bronze.append(
                 rows, path=self.config.quarantine_path, app_id=batch.app_id, batch_id=batch.batch_id
             )
+            self.compaction.appended(batch.spark)
         return Written(rows=batch.rejected_rows)
 
 
@@ -155,6 +159,7 @@ class BronzeSink:
         self.typed = typed
         self._table_id: str | None = None
         self._stats_checked = False
+        self.compaction = StreamCompaction(config.bronze_path, source=config.source, kind=self.name)
 
     def prepare(self, spark: SparkSession) -> None:
         cfg = self.config
@@ -175,6 +180,7 @@ class BronzeSink:
             stats_columns=bronze.stats_columns(schema, cfg.partition_by),
         )
         self.table_id(spark)
+        self.compaction.start(spark)
 
     def table_id(self, spark: SparkSession) -> str:
         """The table's Delta id, and its key ledger seeded for this source (once per query)."""
@@ -222,6 +228,9 @@ class BronzeSink:
         if selection.rows and not self._stats_checked:
             self._stats_checked = True
             keep_stats_columns_current(batch.spark, cfg.bronze_path)
+        if selection.rows:
+            # After the statistics check: a compaction that overlaps a metadata commit fails.
+            self.compaction.appended(batch.spark)
         faults.before_bronze_confirm(batch.batch_id)
         ledger.confirm(cfg.pg_dsn, table_id=table_id, query_id=batch.query_id, batch_id=batch.batch_id)
         watch.lap("confirm")

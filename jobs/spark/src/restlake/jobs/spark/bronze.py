@@ -34,6 +34,13 @@ _ROWS_PER_WRITER = 250_000
 # document, its hash and the request and parent structs. Partition columns need no statistics
 # (Delta refuses them), nor can booleans have any.
 STATS_PROPERTY = "delta.dataSkippingStatsColumns"
+# Delta writes a checkpoint every this many commits (10 by default), a Spark job inside the commit
+# that took 3-7 s on 2 cores: with a commit per micro-batch, every tenth batch's latency. An
+# interleaved A/B at 1,000 events/s end to end, two runs each: p99 11.1 and 8.6 s with 10, 3.8 and
+# 4.2 s with 100. The price: a reader or a restarted driver replays up to 99 small commit files on
+# top of the last checkpoint.
+CHECKPOINT_INTERVAL_PROPERTY = "delta.checkpointInterval"
+CHECKPOINT_INTERVAL = 100
 _NO_STATS = frozenset({"payload", "content_hash", "request", "parent"})
 _STATS_TYPES = (T.NumericType, T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType)
 
@@ -93,7 +100,9 @@ def ensure_table(
     unless the spec says otherwise (``sinks.bronze.partitionBy``); with ``stats_columns``, Delta
     keeps file statistics of those columns only."""
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
-    builder = builder.partitionedBy(*partition_by)
+    builder = builder.partitionedBy(*partition_by).property(
+        CHECKPOINT_INTERVAL_PROPERTY, str(CHECKPOINT_INTERVAL)
+    )
     if stats_columns:
         builder = builder.property(STATS_PROPERTY, ",".join(stats_columns))
     builder.execute()

@@ -158,7 +158,7 @@ class BronzeSink:
         self.config = config
         self.typed = typed
         self._table_id: str | None = None
-        self._stats_checked = False
+        self._properties_checked = False
         self.compaction = StreamCompaction(config.bronze_path, source=config.source, kind=self.name)
 
     def prepare(self, spark: SparkSession) -> None:
@@ -225,11 +225,11 @@ class BronzeSink:
                 rows_hint=selection.rows,
             )
         watch.lap("append")
-        if selection.rows and not self._stats_checked:
-            self._stats_checked = True
-            keep_stats_columns_current(batch.spark, cfg.bronze_path)
+        if selection.rows and not self._properties_checked:
+            self._properties_checked = True
+            keep_table_properties_current(batch.spark, cfg.bronze_path)
         if selection.rows:
-            # After the statistics check: a compaction that overlaps a metadata commit fails.
+            # After the properties check: a compaction that overlaps a metadata commit fails.
             self.compaction.appended(batch.spark)
         faults.before_bronze_confirm(batch.batch_id)
         ledger.confirm(cfg.pg_dsn, table_id=table_id, query_id=batch.query_id, batch_id=batch.batch_id)
@@ -358,28 +358,40 @@ def sinks_for(config: StreamJobConfig, typed: list[TypedColumn]) -> list[Sink]:
     return sinks
 
 
-def keep_stats_columns_current(spark: SparkSession, path: str) -> None:
-    """Make the bronze table's statistics columns cover every column it has now: a table created
-    before restlake chose them, or typed columns a schema change added since, so that readers keep
-    pruning on them. Once per query, after its first append (the append adds new typed columns).
-    Best effort: statistics speed reads up and are never a reason to fail a batch."""
+def keep_table_properties_current(spark: SparkSession, path: str) -> None:
+    """Bring a bronze table created by an earlier restlake up to the properties a new one gets.
+
+    - Statistics columns that cover every column the table has now (a table created before
+      restlake chose them, or typed columns a schema change added since), so that readers keep
+      pruning on them.
+    - The checkpoint interval (``bronze.CHECKPOINT_INTERVAL``), where the table has none of its own.
+
+    Once per query, after its first append (the append adds new typed columns). Best effort: both
+    speed things up and are never a reason to fail a batch.
+    """
     try:
         snapshot = delta_log_snapshot(spark, path)
-        metadata = snapshot.metadata()
+        configuration = snapshot.metadata().configuration()
         partition_by = tuple(_snapshot_partition_columns(snapshot))
         schema = T.StructType.fromJson(json.loads(str(snapshot.schema().json())))
         want = bronze.stats_columns(schema, partition_by)
-        current = metadata.configuration().get(bronze.STATS_PROPERTY)
+        current = configuration.get(bronze.STATS_PROPERTY)
         have = set(str(current.get()).split(",")) if current.isDefined() else None
-        if have is not None and have >= set(want):
+        updates: dict[str, str] = {}
+        if have is None or not have >= set(want):
+            updates[bronze.STATS_PROPERTY] = ",".join(want)
+        if not configuration.get(bronze.CHECKPOINT_INTERVAL_PROPERTY).isDefined():
+            updates[bronze.CHECKPOINT_INTERVAL_PROPERTY] = str(bronze.CHECKPOINT_INTERVAL)
+        if not updates:
             return
         quoted = path.replace("`", "``")
-        spark.sql(
-            f"ALTER TABLE delta.`{quoted}` SET TBLPROPERTIES ('{bronze.STATS_PROPERTY}' = '{','.join(want)}')"
+        pairs = ", ".join(f"'{key}' = '{value}'" for key, value in updates.items())
+        spark.sql(f"ALTER TABLE delta.`{quoted}` SET TBLPROPERTIES ({pairs})")
+        log.info(
+            "bronze table properties set path=%s %s", path, " ".join(f"{k}={v}" for k, v in updates.items())
         )
-        log.info("bronze statistics columns set path=%s columns=%s", path, ",".join(want))
     except Exception as exc:
-        log.warning("bronze statistics columns not updated path=%s error=%s", path, exc)
+        log.warning("bronze table properties not updated path=%s error=%s", path, exc)
 
 
 def check_partition_columns(columns: list[str], partition_by: tuple[str, ...]) -> None:

@@ -90,7 +90,14 @@ def build_spark(
             f"spark jars not found: {', '.join(missing)} (resolve them with `restlake stack jars`)"
         )
     conf = dict(_BASE_CONF)
-    if jars:
+    if jars and master.startswith("local"):
+        # On the JVM's own classpath: local executors live in the driver's JVM. Through spark.jars
+        # every driver start copied the jars (682 MB, AWS's SDK bundle most of it) into a temporary
+        # folder at its first task, a cost on the first micro-batch of a restarted driver, and a
+        # SIGKILLed driver left the copy behind.
+        conf["spark.driver.extraClassPath"] = os.pathsep.join(str(Path(j).absolute()) for j in jars)
+    elif jars:
+        # A cluster's executors fetch them from the driver.
         conf["spark.jars"] = ",".join(str(Path(j).absolute()) for j in jars)
     if master.startswith("local"):
         _local_worker_environment()

@@ -1,6 +1,6 @@
 """Session fixtures for integration tests: one real local stack (Kafka KRaft + Postgres) per session.
 
-The stack lives in a per-session temp folder, so tests never touch a developer's running
+The stack lives in a per-session temporary folder, so tests never touch a developer's running
 stack, but shares the project's jar cache (``.restlake/jars`` or ``RESTLAKE_JARS_DIR``) so a
 test session never downloads jars again.
 """
@@ -8,7 +8,9 @@ test session never downloads jars again.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,17 +33,23 @@ def project_jars_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def local_stack() -> Iterator[LocalStack]:
     """A started ``LocalStack`` (for fault tests that stop and restart services); stopped at session end."""
     # Hermetic: a RESTLAKE_PG_DSN exported from a developer's own stack must not make the
     # test stack use that database.
     env = {k: v for k, v in os.environ.items() if k != PG_DSN_ENV}
-    stack = LocalStack(tmp_path_factory.mktemp("stack"), jars_dir=project_jars_dir(), env=env)
+    # Not under pytest's own temporary root: run as root, Postgres runs as its own user and needs
+    # to traverse every folder above its data, and each pytest session that starts (`make e2e`
+    # beside `make test`) takes that root back to mode 0700; the running server then lost its data
+    # folder ("could not stat data directory: Permission denied") and every test after it failed.
+    home = Path(tempfile.mkdtemp(prefix="restlake-it-stack-"))
+    stack = LocalStack(home, jars_dir=project_jars_dir(), env=env)
     try:
         stack.up()
         yield stack
     finally:
         stack.down()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

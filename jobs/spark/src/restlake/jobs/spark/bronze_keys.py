@@ -56,6 +56,12 @@ def delta_log_snapshot(spark: SparkSession, path: str) -> Any:
     )
 
 
+def snapshot_partition_columns(snapshot: Any) -> list[str]:
+    """The partition columns of a Delta snapshot read through py4j (a Scala Seq of strings)."""
+    joined = str(snapshot.metadata().partitionColumns().mkString("\n"))
+    return joined.split("\n") if joined else []
+
+
 def table_state(spark: SparkSession, path: str) -> TableState:
     """Read from the Delta log on the driver: ``DeltaTable.detail()`` would run a Spark job for it."""
     try:

@@ -30,7 +30,7 @@ import time
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from restlake.jobs.spark.bronze_keys import delta_log_snapshot
+from restlake.jobs.spark.bronze_keys import delta_log_snapshot, snapshot_partition_columns
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class StreamCompaction:
         restarts before ``every`` batches) do not pile files up for ever."""
         try:
             snapshot = delta_log_snapshot(spark, self.path)
-            columns = str(snapshot.metadata().partitionColumns().mkString("\n")).split("\n")
+            columns = snapshot_partition_columns(snapshot)
             self._by_source = "source" in columns
             self._by_ingest_date = "ingest_date" in columns
             # From the commit's checksum file (Delta writes one per commit by default): the

@@ -36,6 +36,7 @@ from restlake.jobs.spark.bronze_keys import (
     ensure_seeded,
     first_per_key,
     select_new,
+    snapshot_partition_columns,
     table_state,
 )
 from restlake.jobs.spark.compaction import StreamCompaction
@@ -372,7 +373,7 @@ def keep_table_properties_current(spark: SparkSession, path: str) -> None:
     try:
         snapshot = delta_log_snapshot(spark, path)
         configuration = snapshot.metadata().configuration()
-        partition_by = tuple(_snapshot_partition_columns(snapshot))
+        partition_by = tuple(snapshot_partition_columns(snapshot))
         schema = T.StructType.fromJson(json.loads(str(snapshot.schema().json())))
         want = bronze.stats_columns(schema, partition_by)
         current = configuration.get(bronze.STATS_PROPERTY)
@@ -417,16 +418,10 @@ def _partition_columns(spark: SparkSession, path: str) -> list[str] | None:
         snapshot = delta_log_snapshot(spark, path)
         if int(snapshot.version()) < 0:
             return None
-        return _snapshot_partition_columns(snapshot)
+        return snapshot_partition_columns(snapshot)
     except Exception as exc:  # an internal API: fall back to the public one, which runs a job
         log.info("reading the Delta log directly failed (%s); using DeltaTable.detail()", type(exc).__name__)
         if not DeltaTable.isDeltaTable(spark, path):
             return None
         row = DeltaTable.forPath(spark, path).detail().select("partitionColumns").first()
         return list(row[0]) if row is not None else None
-
-
-def _snapshot_partition_columns(snapshot: Any) -> list[str]:
-    """The partition columns of a Delta snapshot read through py4j (a Scala Seq of strings)."""
-    joined = str(snapshot.metadata().partitionColumns().mkString("\n"))
-    return joined.split("\n") if joined else []

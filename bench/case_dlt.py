@@ -62,11 +62,17 @@ def run_measured(cmd: list[str], env: dict[str, str], log_path: Path) -> dict[st
                     tree = [root, *root.children(recursive=True)]
                 except psutil.Error:
                     tree = []
+                roles: dict[int, str] = {}
                 for p in tree:
                     # One child exiting (or a zombie not yet reaped) between the listing and the read
                     # must not drop the whole sample.
                     try:
                         role = process_role(p, root)
+                        roles[p.pid] = role
+                        if role == "jvm" and roles.get(p.ppid()) == "jvm":
+                            # A JVM's child that still reads as the JVM is a fork on its way to exec
+                            # (a shell command): it shares the parent's pages, which would be counted twice.
+                            continue
                         parts[role] = parts.get(role, 0) + p.memory_info().rss
                     except psutil.Error:
                         continue

@@ -288,7 +288,8 @@ class SinkBench:
         url, props = jdbc_url(self.ctx.pg_dsn)
         with psycopg.connect(self.ctx.pg_dsn) as conn:
             upsert = (
-                merge_mod._UPSERT.format(target=TARGET.identifier())
+                # Every staged row: the batch holds each key once, as the merge's own choice would see.
+                merge_mod._UPSERT.format(target=TARGET.identifier(), newest=merge_mod._EVERY_ROW)
                 .as_string(conn)
                 .replace("FROM restlake_stage", f"FROM {JDBC_STAGE.identifier().as_string(conn)}")
             )
@@ -333,9 +334,9 @@ def run(ctx: Context) -> dict[str, Any]:
             "rows/s = batch rows / wall seconds of the whole call (connect, stage, upsert, commit).",
             "update: target preloaded with v1 of every key; the batch has every key, half newer.",
             "update COPY = the same batch rows copied into the emptied target (the transport limit).",
-            "merge from Arrow: the same merge with the rows staged from an Arrow table by one CSV COPY "
-            "(restlake.postgres.arrow_stage), as the stream job does after toArrow(); the table is built "
-            "untimed, as merge's row objects are.",
+            "merge from Arrow: the same merge with the rows staged from an Arrow table by one "
+            "text-format COPY (restlake.postgres.arrow_stage), as the stream job does after toArrow(); "
+            "the table is built untimed, as merge's row objects are.",
             "jdbc: Spark df.write.jdbc (driver org.postgresql.Driver, default batchsize 1000, 2 "
             "partitions) into a staging table, then the same INSERT ... ON CONFLICT; no ledger row.",
             *(

@@ -30,6 +30,9 @@ ALLOWED = {
     "workers read from the environment they inherit",
     "restlake.cli.flows": "sets PREFECT_API_URL, PREFECT_HOME and RESTLAKE_SPARK_* for Prefect's client and "
     "the flow-run processes `prefect serve` starts, which read them from their environment",
+    # (d) a variable of the C library, not restlake's
+    "restlake.runtime.malloc_arenas": "MALLOC_ARENA_MAX is glibc's, read by glibc at process start; only "
+    "looked at so that a cap the user set stands",
     # Modules run where pydantic is not installed
     "restlake.stack.jars": "RESTLAKE_JVM_DIR, SPARK_HOME: the image's jars stage runs it with the standard "
     "library only, so it cannot use a settings model",

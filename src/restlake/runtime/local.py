@@ -28,6 +28,7 @@ from restlake.fetcher.state import PostgresStateStore
 from restlake.kafka_admin import ensure_topic
 from restlake.postgres import migrations
 from restlake.postgres.identifiers import TableName
+from restlake.runtime.malloc_arenas import cap_malloc_arenas
 from restlake.settings import ExternalEndpoints, KafkaSettings, StackSettings
 from restlake.stack.manager import LocalStack, StackEndpoints
 
@@ -128,6 +129,8 @@ class LocalRunner:
         remember_fetch_state: bool = True,
         parent: ParentLink | None = None,
     ):
+        # Before the runner starts any thread (fetch pass, stream start, merges).
+        cap_malloc_arenas()
         self.source = source
         # spec.parent: where the parent's records are read (``contracts.parents.resolve_parents``).
         self.parent = parent

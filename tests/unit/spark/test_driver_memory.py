@@ -56,7 +56,7 @@ def test_a_size_the_jvm_would_refuse_is_named(monkeypatch: pytest.MonkeyPatch, v
 
 
 def test_a_batch_of_small_records_is_collected_at_once() -> None:
-    assert collect_slices(payload_bytes=100_000 * 1024, rows=100_000) == 1
+    assert collect_slices(payload_bytes=40_000 * 1024, rows=40_000) == 1
     assert collect_slices(payload_bytes=0, rows=0) == 1
 
 

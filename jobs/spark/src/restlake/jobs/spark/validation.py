@@ -15,14 +15,11 @@ and to the envelope's text fields.
 
 from __future__ import annotations
 
-import json
 import logging
 import weakref
-from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -38,8 +35,6 @@ from restlake.jobs.spark.schema_fastpath import fast_accept
 REASON = "reason"
 # True where the payload went to jsonschema (the compiled check could not accept it); internal.
 SCHEMA_FALLBACK = "_schema_fallback"
-# A schema violation message is for people; cap it so one huge payload cannot bloat quarantine.
-_MAX_REASON_CHARS = 500
 # The payload as VARIANT, kept next to its JSON text for typed columns and expectations; internal.
 PAYLOAD_VARIANT = "_payload_v"
 # An escaped NUL in JSON text: "\u0000" preceded by an even number of backslashes (Java regex).
@@ -72,41 +67,6 @@ def payload_function(spark: SparkSession) -> bool:
             loaded = False
         _payload_function_loaded[spark] = loaded
     return loaded
-
-
-def payload_checker(json_schema: dict[str, Any]) -> Callable[[Column], Column]:
-    """A pandas UDF: payload JSON text → None when it satisfies ``json_schema``, else why not.
-
-    The closure imports what it needs and captures only the schema text, so it is pickled by
-    value and runs on executors that have jsonschema but not necessarily restlake.
-    """
-    schema_text = json.dumps(json_schema)
-
-    @F.pandas_udf(T.StringType())  # type: ignore[call-overload]
-    def check(payloads: pd.Series) -> pd.Series:
-        import json as json_
-
-        from jsonschema.exceptions import best_match
-        from jsonschema.validators import validator_for
-
-        schema = json_.loads(schema_text)
-        validator = validator_for(schema)(schema)
-
-        def one(text: str | None) -> str | None:
-            if text is None:
-                return None
-            try:
-                document = json_.loads(text)
-            except ValueError:
-                return "schema_violation: $: payload is not JSON"
-            error = best_match(validator.iter_errors(document))
-            if error is None:
-                return None
-            return f"schema_violation: {error.json_path}: {error.message}"[:_MAX_REASON_CHARS]
-
-        return payloads.map(one)
-
-    return check
 
 
 def parse(kafka_df: DataFrame, *, max_message_bytes: int, slice_payload: bool = True) -> DataFrame:
@@ -200,6 +160,10 @@ def validate(
 
 def check_fallback(flagged: DataFrame, json_schema: dict[str, Any]) -> DataFrame:
     """Give the rows ``SCHEMA_FALLBACK`` marks their jsonschema verdict as ``reason``."""
+    # Imported here: the checker needs pandas (36 MiB of the driver's memory), and only a batch
+    # holding a payload the compiled check could not accept gets this far.
+    from restlake.jobs.spark.jsonschema_udf import payload_checker
+
     check = payload_checker(json_schema)
     # Spark evaluates a Python UDF for every row whatever guards it, so the check sees envelopes
     # already rejected too; coalesce keeps their first reason. Payloads the Spark-native pre-check

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -137,6 +138,41 @@ def test_insert_then_newer_version_updates(dsn: str, source: str) -> None:
         "2": ("b2", "2", 1),
     }
     assert rows["1"]["payload"] == {"id": "1", "content": "a2"}
+
+
+def test_characters_copy_reads_as_escapes_arrive_unchanged(dsn: str, source: str) -> None:
+    # Backslashes (JSON's own escapes), and tabs, newlines and carriage returns both as JSON
+    # whitespace and inside text columns: COPY's text format reads each of them as syntax.
+    payload = '{\n\t"id": "a\\\\b",\r\n "quote": "say \\"hi\\"", "e": "\\u00e9", "nl": "x\\ny"\n}'
+    tricky = MergeRow(
+        source=source,
+        external_id="tab\there\\back\nline\rend",
+        idempotency_key=f"{source}/k\\1\t",
+        content_hash="c\\1",
+        version="v\\1\t",
+        fetched_at=T0,
+        payload=payload,
+        kafka_topic="topic\\t",
+        kafka_partition=None,
+        kafka_offset=None,
+    )
+    plain = row(source, "", "empty-id-is-text-not-null", None)
+    result = merge(dsn, source, 0, [tricky, plain])
+    assert (result.rows_in, result.inserted) == (2, 2)
+    rows = stored(dsn, source)
+    assert set(rows) == {tricky.external_id, ""}
+    got = rows[tricky.external_id]
+    assert got["payload"] == json.loads(payload)
+    assert (got["content_hash"], got["version"]) == (tricky.content_hash, tricky.version)
+    with psycopg.connect(dsn) as conn:
+        extra = conn.execute(
+            sql.SQL(
+                "SELECT idempotency_key, kafka_topic, kafka_partition, fetched_at FROM {}"
+                " WHERE source = %s AND external_id = %s"
+            ).format(TableName.parse(TABLE).identifier()),
+            (source, tricky.external_id),
+        ).fetchone()
+    assert extra == (tricky.idempotency_key, tricky.kafka_topic, None, T0)
 
 
 def test_stale_version_is_ignored(dsn: str, source: str) -> None:

@@ -1,14 +1,19 @@
 """Stage a batch held as an Arrow table for ``merge_staged``: no Python object per row.
 
 The stream job collects each micro-batch's merge columns as Arrow (one columnar transfer out of
-Spark instead of a pickled Row per record); this writes them into the staging table with one CSV
-COPY produced by Arrow's C++ writer. Only the distinct raw versions pass through Python, to be
-parsed by the same ``parse_version`` as the row path, so "newer" means the same thing on both.
+Spark instead of a pickled Row per record); this writes them into the staging table with one
+COPY in Postgres's text format, built by Arrow compute kernels. Only the distinct raw versions
+pass through Python, to be parsed by the same ``parse_version`` as the row path, so "newer" means
+the same thing on both.
+
+Text, not CSV: CSV must quote a JSON payload and double each of its quotes, and Postgres took a
+quarter longer to parse it (100,000 rows of ~1 KB: 1.1-1.6 s against 0.9-1.1 s, measured on 2
+cores); the merge as a whole was 3-15 % faster. Text needs only backslash, newline, carriage
+return and tab escaped, and a column holds one of them rarely enough that it is looked for first.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -34,12 +39,15 @@ ARROW_COLUMNS = (
     "kafka_partition",
     "kafka_offset",
 )
-# Rows per CSV chunk handed to COPY: bounds the extra memory to a few MB whatever the batch size.
+# Rows per chunk handed to COPY: bounds the extra memory to a few MB whatever the batch size.
 _CHUNK_ROWS = 8192
 
-_COPY_CSV = sql.SQL("COPY restlake_stage ({}) FROM STDIN WITH (FORMAT csv)").format(
+_COPY_TEXT = sql.SQL("COPY restlake_stage ({}) FROM STDIN").format(
     sql.SQL(", ").join(sql.Identifier(c) for c in STAGE_COLUMNS)
 )
+# COPY text format: these characters in a value are written as these escapes, backslash first.
+_ESCAPES = (("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+_NULL = "\\N"
 
 
 def rows_table(rows: Iterable[MergeRow]) -> pa.Table:
@@ -61,20 +69,59 @@ def arrow_stager(rows: pa.Table, *, source: str, batch_id: int) -> Stager:
     """A ``Stager`` that COPYs ``rows`` (the ``ARROW_COLUMNS``, any order, more allowed)."""
 
     def stage(conn: psycopg.Connection) -> Staged:
-        table = _stage_table(rows, source=source, batch_id=batch_id)
-        import pyarrow.csv as pacsv
-
-        options = pacsv.WriteOptions(include_header=False)
-        with conn.cursor() as cur, cur.copy(_COPY_CSV) as copy:
-            for chunk in table.to_batches(max_chunksize=_CHUNK_ROWS):
-                buffer = io.BytesIO()
-                pacsv.write_csv(chunk, buffer, options)
-                copy.write(buffer.getbuffer())
         import pyarrow.compute as pc
+
+        table = _stage_table(rows, source=source, batch_id=batch_id)
+        with conn.cursor() as cur, cur.copy(_COPY_TEXT) as copy:
+            for chunk in table.to_batches(max_chunksize=_CHUNK_ROWS):
+                copy.write(copy_text(chunk))
 
         return Staged(table.num_rows, pc.count_distinct(table["external_id"], mode="only_valid").as_py())
 
     return stage
+
+
+def copy_text(chunk: pa.RecordBatch) -> memoryview:
+    """``chunk``'s rows in COPY's text format: tab between values, newline after each row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def text(value: str) -> pa.Scalar:
+        return pa.scalar(value, pa.large_string())
+
+    fields = [_text_field(column) for column in chunk.columns]
+    lines = pc.binary_join_element_wise(*fields, text("\t"), null_handling="replace", null_replacement=_NULL)
+    return _values(pc.binary_join_element_wise(lines, text("\n"), text("")))
+
+
+def _text_field(column: pa.Array) -> pa.Array:
+    """``column`` as COPY text values: 64-bit offsets (a chunk of large records may pass 2 GB),
+    escaped where a value holds a character that COPY reads as a delimiter or an escape."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    is_text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    text = column.cast(pa.large_string())
+    if not is_text:
+        return text  # numbers and timestamps: nothing to escape
+    data = _values(text).tobytes()
+    for char, escaped in _ESCAPES:
+        if char.encode() in data:
+            text = pc.replace_substring(text, char, escaped)
+    return text
+
+
+def _values(strings: pa.LargeStringArray) -> memoryview:
+    """The bytes of a large_string array's values, end to end, without a copy."""
+    import pyarrow as pa
+
+    _, offsets_buffer, values_buffer = strings.buffers()
+    if values_buffer is None or len(strings) == 0:
+        return memoryview(b"")
+    # The offsets of this (possibly sliced) array's own rows.
+    rows = len(strings) + 1
+    offsets = pa.Array.from_buffers(pa.int64(), rows, [None, offsets_buffer], offset=strings.offset)
+    return memoryview(values_buffer)[offsets[0].as_py() : offsets[-1].as_py()]
 
 
 def _stage_table(rows: pa.Table, *, source: str, batch_id: int) -> pa.Table:

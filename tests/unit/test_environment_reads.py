@@ -30,6 +30,8 @@ ALLOWED = {
     "workers read from the environment they inherit",
     "restlake.cli.flows": "sets PREFECT_API_URL, PREFECT_HOME and RESTLAKE_SPARK_* for Prefect's client and "
     "the flow-run processes `prefect serve` starts, which read them from their environment",
+    "restlake.jobs.spark.class_archive": "JAVA_HOME, read the way spark-class reads it to find the JVM "
+    "pyspark will start, so that the class archive is keyed on that JVM",
     # (d) a variable of the C library, not restlake's
     "restlake.runtime.malloc_arenas": "MALLOC_ARENA_MAX is glibc's, read by glibc at process start; only "
     "looked at so that a cap the user set stands",

@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from restlake.contracts.stream_job import DEFAULT_MAX_RECORDS_PER_BATCH
 from restlake.errors import PermanentError
+from restlake.jobs.spark import class_archive
 from restlake.jobs.spark.settings import SparkSettings
 from restlake.lineage.settings import LineageSettings
 from restlake.lineage.spark_listener import CONSOLE_LOGGER, describe, spark_listener_conf
@@ -90,6 +92,7 @@ def build_spark(
             f"spark jars not found: {', '.join(missing)} (resolve them with `restlake stack jars`)"
         )
     conf = dict(_BASE_CONF)
+    archive: class_archive.ArchivePlan | None = None
     if jars and master.startswith("local"):
         # On the JVM's own classpath: local executors live in the driver's JVM. Through spark.jars
         # every driver start copied the jars (682 MB, AWS's SDK bundle most of it) into a temporary
@@ -111,6 +114,11 @@ def build_spark(
         # G1's remembered sets cost ~100 MiB of a 2 GiB heap besides growing it to its maximum
         # (measured with native memory tracking on `restlake run` of 300k records).
         conf["spark.driver.extraJavaOptions"] += " -XX:+UseParallelGC"
+        # Only for the process's first session: a later one shares the JVM already running.
+        if spark_settings.class_archive and SparkContext._gateway is None:
+            archive = class_archive.plan(jars, spark_settings.class_archive_dir)
+            if archive.java_options:
+                conf["spark.driver.extraJavaOptions"] += " " + archive.java_options
     conf.update(extra_conf or {})
 
     # py4j logs at INFO from its connections' __del__; run by the garbage collector at interpreter
@@ -122,6 +130,8 @@ def build_spark(
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if archive is not None:
+        class_archive.finish_at_exit(archive, spark)
     spark.sparkContext.setLogLevel(spark_settings.log_level)
     if listener.get("spark.openlineage.transport.type") == "console":
         _show_console_events(spark)

@@ -1,0 +1,76 @@
+"""Which archive a local driver's JVM maps or writes (restlake.jobs.spark.class_archive)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from restlake.jobs.spark import class_archive
+
+
+@pytest.fixture()
+def jars(tmp_path: Path) -> list[Path]:
+    jar = tmp_path / "jars" / "connector.jar"
+    jar.parent.mkdir()
+    jar.write_bytes(b"jar")
+    return [jar]
+
+
+def test_the_first_driver_writes_one_and_the_next_maps_it(tmp_path: Path, jars: list[Path]) -> None:
+    cache = tmp_path / "cache"
+    first = class_archive.plan(jars, cache)
+    assert first.write is not None and first.final is not None and first.use is None
+    assert f"-XX:ArchiveClassesAtExit={first.write}" in first.java_options
+    # What the first driver's exit does once its JVM wrote the file.
+    first.write.write_bytes(b"archive")
+    os.replace(first.write, first.final)
+
+    second = class_archive.plan(jars, cache)
+    assert second.use == first.final and second.write is None
+    assert f"-XX:SharedArchiveFile={first.final}" in second.java_options
+
+
+def test_one_driver_at_a_time_writes(tmp_path: Path, jars: list[Path]) -> None:
+    cache = tmp_path / "cache"
+    writing = class_archive.plan(jars, cache)
+    assert writing.write is not None
+    assert class_archive.plan(jars, cache).java_options == ""
+
+
+def test_a_driver_that_died_writing_does_not_block_the_next(tmp_path: Path, jars: list[Path]) -> None:
+    cache = tmp_path / "cache"
+    dead = class_archive.plan(jars, cache)
+    assert dead.write is not None
+    old = time.time() - 3600
+    os.utime(dead.write, (old, old))
+    again = class_archive.plan(jars, cache)
+    assert again.write is not None
+    # The stale file went; the claim now is a new one (same name: same process here).
+    assert time.time() - again.write.stat().st_mtime < 600
+    assert [p.name for p in cache.glob("*.tmp")] == [again.write.name]
+
+
+def test_a_changed_jar_names_another_archive(tmp_path: Path, jars: list[Path]) -> None:
+    cache = tmp_path / "cache"
+    before = class_archive.plan(jars, cache)
+    assert before.write is not None
+    before.write.unlink()
+    jars[0].write_bytes(b"a newer jar, another size")
+    after = class_archive.plan(jars, cache)
+    assert after.final != before.final
+
+
+def test_without_a_java_there_is_nothing_to_archive(
+    tmp_path: Path, jars: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(class_archive, "_java_binary", lambda: None)
+    assert class_archive.plan(jars, tmp_path / "cache") == class_archive.ArchivePlan("")
+
+
+def test_an_unwritable_folder_means_no_archive(tmp_path: Path, jars: list[Path]) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    assert class_archive.plan(jars, blocked / "cache").java_options == ""

@@ -17,6 +17,8 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
+from restlake.errors import TransientError
+from restlake.jobs.spark.batch import checkpoint_query_id
 from restlake.jobs.spark.bronze_keys import table_state
 from restlake.jobs.spark.stream import StreamSummary
 from restlake.postgres import bronze_keys as ledger
@@ -227,3 +229,16 @@ def test_jsonschema_runs_only_for_batches_the_compiled_check_doubts(
     assert json.loads(bytes(violation.raw_value))["external_id"] == "21"
     assert set(job.postgres()) == {str(i) for i in range(12)} | {"20"}
     assert len(job.bronze(spark)) == 13
+
+
+def test_the_query_id_is_read_from_the_checkpoint_without_a_job(spark: SparkSession, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "metadata").write_text(json.dumps({"id": "5f0c6c1e-query"}) + "\n")
+    jobs_before = len(spark.sparkContext.statusTracker().getJobIdsForGroup())
+    assert checkpoint_query_id(spark, f"file://{checkpoint}/") == "5f0c6c1e-query"
+    assert len(spark.sparkContext.statusTracker().getJobIdsForGroup()) == jobs_before
+
+    (checkpoint / "metadata").write_text("")
+    with pytest.raises(TransientError, match="is empty"):
+        checkpoint_query_id(spark, str(checkpoint))

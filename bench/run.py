@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ctx.close()
         if not args.keep_stack:
-            stack.down()
+            # Its data is scratch (the figures are in bench/results): every case writes new sources,
+            # and kept from run to run the stack grew to 30 GB and filled the disk mid-run.
+            stack.down(purge=True)
     write_markdown()
     log.info("suite finished in %.0fs%s", time.monotonic() - started, f"; FAILED: {failed}" if failed else "")
     return 1 if failed else 0

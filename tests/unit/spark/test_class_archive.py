@@ -74,3 +74,29 @@ def test_an_unwritable_folder_means_no_archive(tmp_path: Path, jars: list[Path])
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     assert class_archive.plan(jars, blocked / "cache").java_options == ""
+
+
+def test_only_the_most_recently_used_archives_are_kept(tmp_path: Path) -> None:
+    now = time.time()
+    for age, name in enumerate(["newest", "recent", "older", "oldest"]):
+        archive = tmp_path / f"driver-{name}.jsa"
+        archive.write_bytes(b"x")
+        os.utime(archive, (now - age * 3600, now - age * 3600))
+    (tmp_path / "driver-writing.jsa.1.tmp").write_bytes(b"")
+    class_archive.prune(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "driver-newest.jsa",
+        "driver-recent.jsa",
+        "driver-writing.jsa.1.tmp",
+    ]
+
+
+def test_mapping_an_archive_marks_it_used(tmp_path: Path, jars: list[Path]) -> None:
+    cache = tmp_path / "cache"
+    first = class_archive.plan(jars, cache)
+    assert first.write is not None and first.final is not None
+    first.write.write_bytes(b"archive")
+    os.replace(first.write, first.final)
+    os.utime(first.final, (0, 0))
+    class_archive.plan(jars, cache)
+    assert time.time() - first.final.stat().st_mtime < 600

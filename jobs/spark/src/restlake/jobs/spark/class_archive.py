@@ -16,6 +16,7 @@ removes. Its classes are those the driver used, so it fits the workload that wro
 checks an archive against the classpath and its own build and ignores one that does not match
 (a jar updated in place, another JDK), so a stale archive costs the gain, never correctness;
 the name is keyed on the JVM and the jars anyway, so that a changed classpath writes a new one.
+The three most recently used archives are kept (~190 MB each); a new one prunes the rest.
 
 Local drivers only: a cluster's driver and executors are other JVMs in other images.
 """
@@ -23,6 +24,7 @@ Local drivers only: a cluster's driver and executors are other JVMs in other ima
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import logging
 import os
@@ -42,6 +44,8 @@ _WRITE_WAIT_S = 120.0
 # The JVM reports classes it cannot archive (signed jars, old class versions) as warnings on
 # stdout, hundreds of lines: they say nothing a user can act on.
 _QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
+# Archives kept in the cache folder, the most recently used first.
+KEEP = 3
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ def plan(jars: list[Path], cache_dir: Path) -> ArchivePlan:
         return ArchivePlan("")
     final = cache_dir / f"driver-{_key(java, jars)}.jsa"
     if final.is_file() and final.stat().st_size > 0:
+        with contextlib.suppress(OSError):
+            os.utime(final)  # its last use, for pruning
         return ArchivePlan(f"-XX:SharedArchiveFile={final} {_QUIET}", use=final)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -97,10 +103,19 @@ def finish_at_exit(plan: ArchivePlan, spark: Any) -> None:
         if code == 0 and write.is_file() and write.stat().st_size > 0:
             os.replace(write, final)
             log.info("class archive written for the next driver path=%s", final)
+            prune(final.parent)
         else:
             write.unlink(missing_ok=True)
 
     atexit.register(finish)
+
+
+def prune(cache_dir: Path, keep: int = KEEP) -> None:
+    """Delete all but the ``keep`` most recently used archives: each other JDK or jar set (a new
+    checkout, an upgrade) writes its own, and they are ~190 MB each."""
+    archives = sorted(cache_dir.glob("driver-*.jsa"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in archives[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def _someone_writing(final: Path) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -100,3 +102,17 @@ def test_mapping_an_archive_marks_it_used(tmp_path: Path, jars: list[Path]) -> N
     os.utime(first.final, (0, 0))
     class_archive.plan(jars, cache)
     assert time.time() - first.final.stat().st_mtime < 600
+
+
+def test_the_claim_of_a_driver_that_is_gone_is_taken_over(tmp_path: Path, jars: list[Path]) -> None:
+    cache = tmp_path / "cache"
+    mine = class_archive.plan(jars, cache)
+    assert mine.write is not None
+    # The same claim under the pid of a process that no longer runs: a driver SIGKILLed while writing.
+    code = "import os; print(os.getpid())"
+    gone = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    dead_claim = mine.write.with_name(mine.write.name.replace(f".{os.getpid()}.", f".{int(gone.stdout)}."))
+    os.replace(mine.write, dead_claim)
+    again = class_archive.plan(jars, cache)
+    assert again.write is not None
+    assert not dead_claim.exists()

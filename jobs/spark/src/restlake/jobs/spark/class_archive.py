@@ -11,11 +11,12 @@ restarted after a crash, so it is most of how fast a source recovers.
 How the archive comes to be: a driver that finds none for its JVM and classpath writes one
 (``-XX:ArchiveClassesAtExit``) as its JVM exits, under a name of its own; the Python process,
 on its way out, lets the JVM finish and renames the file into place. One driver at a time writes
-one (the others start as before); a driver killed first leaves a partial file that a later start
-removes. Its classes are those the driver used, so it fits the workload that wrote it. The JVM
-checks an archive against the classpath and its own build and ignores one that does not match
-(a jar updated in place, another JDK), so a stale archive costs the gain, never correctness;
-the name is keyed on the JVM and the jars anyway, so that a changed classpath writes a new one.
+one (the others start as before); the claim of a driver killed before it finished (its process
+gone, or 15 minutes old) is removed by the next start. Its classes are those the driver used,
+so it fits the workload that wrote it. The JVM checks an archive against the classpath and its
+own build and ignores one that does not match (a jar updated in place, another JDK), so a stale
+archive costs the gain, never correctness; the name is keyed on the JVM and the jars anyway, so
+that a changed classpath writes a new one.
 The three most recently used archives are kept (~190 MB each); a new one prunes the rest.
 
 Local drivers only: a cluster's driver and executors are other JVMs in other images.
@@ -119,16 +120,29 @@ def prune(cache_dir: Path, keep: int = KEEP) -> None:
 
 
 def _someone_writing(final: Path) -> bool:
+    """Whether another driver is writing ``final`` now; claims of drivers that died are removed."""
     writing = False
     for partial in final.parent.glob(f"{final.name}.*.tmp"):
         try:
-            if time.time() - partial.stat().st_mtime > _STALE_WRITE_S:
+            owner = int(partial.name[len(final.name) + 1 : -len(".tmp")])
+            if not _alive(owner) or time.time() - partial.stat().st_mtime > _STALE_WRITE_S:
                 partial.unlink(missing_ok=True)
             else:
                 writing = True
-        except OSError:
+        except (OSError, ValueError):
             continue
     return writing
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (a driver killed while it held the claim does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _java_binary() -> Path | None:

@@ -99,3 +99,55 @@ def test_without_the_function_the_variant_text_is_used_and_a_warning_says_why(
     assert "io.restlake.jobs.spark.NotThere is not on the Spark classpath" in caplog.text
     assert validation.payload_function(session) is False
     assert validation.payload_function(spark) is True
+
+
+# Kafka values the envelope parse and the slice disagree about, or refuse: the payload as text,
+# as the VARIANT would refuse it, missing, doubled, or the record not an envelope at all.
+HOSTILE = [
+    (HEAD % (0, 0)) + '{"a":1}' + TAIL,
+    (HEAD % (1, 1)) + "{'single':'quotes'}" + TAIL,
+    (HEAD % (2, 2)) + '{"b":2,"a":1},"payload":{"b":3}' + TAIL,
+    (HEAD % (3, 3)) + '{"lone":"\\ud800"}' + TAIL,
+    (HEAD % (4, 4)) + '{"dup":1,"dup":2}' + TAIL,
+    (HEAD % (5, 5)) + '{"deep":' * 40 + "1" + "}" * 40 + TAIL,
+    (HEAD % (6, 6)) + '{"nul":"a\\u0000b"}' + TAIL,
+    (HEAD % (7, 7)) + '{"n":NaN}' + TAIL,
+    (HEAD % (8, 8)) + '{"big":1e400,"long":123456789012345678901234567890}' + TAIL,
+    (HEAD % (9, 9)) + "null" + TAIL,
+    (HEAD % (10, 10)) + '{"unterminated":' + TAIL,
+    '{"envelope_version":1,"source":"s","external_id":"e11","idempotency_key":"k11","content_hash":"h",'
+    '"fetched_at":"2026-01-01T00:00:00Z"}',
+    '{"envelope_version":1,"source":"s","external_id":"e12","idempotency_key":"k12","content_hash":"h",'
+    '"fetched_at":"yesterday","payload":{"a":1}}',
+    "[1,2,3]",
+    "not json",
+    "",
+]
+
+
+def _verdicts(spark: SparkSession, values: list[str], *, payload_variant: bool) -> list[tuple]:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [(None, v.encode("utf-8"), "t", 0, i, at) for i, v in enumerate(values)]
+    frame = validation.validate(
+        spark.createDataFrame(rows, KAFKA_SCHEMA),
+        source="s",
+        json_schema=None,
+        max_message_bytes=4096,
+        payload_variant=payload_variant,
+    )
+    if not payload_variant:
+        assert validation.PAYLOAD_VARIANT not in frame.columns
+    picked = frame.orderBy("kafka_offset").select(validation.REASON, "payload", "external_id")
+    return [tuple(r) for r in picked.collect()]
+
+
+def test_without_the_variant_every_record_gets_the_same_text_and_verdict(spark: SparkSession) -> None:
+    values = [*HOSTILE, (HEAD % (99, 99)) + '{"x":"' + "y" * 5000 + '"}' + TAIL]  # over the cap
+    light = _verdicts(spark, values, payload_variant=False)
+    full = _verdicts(spark, values, payload_variant=True)
+    # Envelope fields of a record the VARIANT made corrupt may be kept without it (the quarantine
+    # then says more about the record); the verdict and the payload text may not differ.
+    assert [(r, p) for r, p, _ in light] == [(r, p) for r, p, _ in full]
+    reasons = [r for r, _, _ in full]
+    assert reasons[0] is None and reasons[3] == "malformed_envelope" and reasons[-1] == "too_large"
+    assert reasons.count(None) >= 4  # the corpus keeps some valid records, or it proves little

@@ -225,14 +225,17 @@ class BatchProcessor:
         watch = Stopwatch()
 
         gate_rules = cfg.quality if cfg.quality is not None and cfg.quality.expectations else None
+        # Typed columns and expectations read the payload as VARIANT; without them it is not built.
+        variant = bool(self.typed) or gate_rules is not None
         validated = validate(
             batch_df,
             source=cfg.source,
             json_schema=cfg.json_schema,
             max_message_bytes=cfg.max_message_bytes,
             defer_schema_check=self.schema_check_deferred,
+            payload_variant=variant,
         )
-        validated = slim(validated, keep_variant=bool(self.typed) or gate_rules is not None)
+        validated = slim(validated, keep_variant=variant)
         validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
         cached: list[DataFrame] = [validated]
         beside: list[InheritableThread] = []

@@ -51,6 +51,10 @@ ENVELOPE_SCHEMA = T.StructType(
     ]
 )
 
+# The envelope without its payload: what is parsed when the payload's text is sliced out of the
+# Kafka value and nothing reads it as a VARIANT (validation.parse).
+ENVELOPE_SCHEMA_WITHOUT_PAYLOAD = T.StructType([f for f in ENVELOPE_SCHEMA.fields if f.name != "payload"])
+
 # from_json options: keep going on a bad record and say which one was bad.
 FROM_JSON_OPTIONS = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN}
 

@@ -27,6 +27,7 @@ from restlake.contracts.envelope import ENVELOPE_VERSION
 from restlake.jobs.spark.envelope_schema import (
     CORRUPT_COLUMN,
     ENVELOPE_SCHEMA,
+    ENVELOPE_SCHEMA_WITHOUT_PAYLOAD,
     FROM_JSON_OPTIONS,
     REQUIRED_FIELDS,
 )
@@ -69,7 +70,13 @@ def payload_function(spark: SparkSession) -> bool:
     return loaded
 
 
-def parse(kafka_df: DataFrame, *, max_message_bytes: int, slice_payload: bool = True) -> DataFrame:
+def parse(
+    kafka_df: DataFrame,
+    *,
+    max_message_bytes: int,
+    slice_payload: bool = True,
+    payload_variant: bool = True,
+) -> DataFrame:
     """Kafka rows → envelope columns plus the Kafka coordinates, payload as JSON text.
 
     A value over ``max_message_bytes`` is not parsed (its envelope columns are NULL,
@@ -79,17 +86,22 @@ def parse(kafka_df: DataFrame, *, max_message_bytes: int, slice_payload: bool = 
     ``PAYLOAD_FUNCTION`` is on the classpath and the record is strict JSON that Postgres's jsonb
     takes as it is; otherwise it is the VARIANT written back as JSON, which sorts keys.
     ``slice_payload=False`` always takes the VARIANT's text: the baseline of ``bench/case_parse.py``.
+
+    ``payload_variant=False``: the caller reads no ``PAYLOAD_VARIANT`` (no typed columns, no
+    expectations, no JSON Schema), so where the payload is sliced it is not parsed into a VARIANT
+    at all: building one was two fifths of the envelope parse and an eighth of the stream job's
+    JVM time in a profile of a drain. The records the slice refuses are parsed as before, VARIANT
+    and all, and only they: their text and their verdict (a payload the VARIANT cannot hold is
+    ``malformed_envelope``) are the same either way.
     """
     too_large = F.coalesce(F.length("value") > F.lit(max_message_bytes), F.lit(False))
-    env = F.from_json(F.when(~too_large, F.col("value").cast("string")), ENVELOPE_SCHEMA, FROM_JSON_OPTIONS)
-    # to_json of the VARIANT keeps bare strings quoted; an explicit JSON null stays "null". It is
-    # also a fifth of the executors' time (a JsonFactory per string), so it is only the fallback
-    # where the function is loaded: coalesce evaluates it only for the rows the slice refused.
-    payload = F.to_json(F.col("env.payload"))
+    text = F.when(~too_large, F.col("value").cast("string"))
     sliced = F.lit(None).cast("binary")
-    if slice_payload and payload_function(kafka_df.sparkSession):
+    sliceable = slice_payload and payload_function(kafka_df.sparkSession)
+    if sliceable:
         sliced = F.call_function(PAYLOAD_FUNCTION, F.when(~too_large, F.col("value")))
-        payload = F.coalesce(F.col("_payload_bytes").cast("string"), payload)
+    light = sliceable and not payload_variant
+    schema = ENVELOPE_SCHEMA_WITHOUT_PAYLOAD if light else ENVELOPE_SCHEMA
     parsed = kafka_df.select(
         F.col("key").cast("string").alias("kafka_key"),
         F.when(too_large, F.substring("value", 1, max_message_bytes))
@@ -100,15 +112,43 @@ def parse(kafka_df: DataFrame, *, max_message_bytes: int, slice_payload: bool = 
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("kafka_timestamp"),
-        env.alias("env"),
+        text.alias("_text"),
+        F.from_json(text, schema, FROM_JSON_OPTIONS).alias("env"),
         sliced.alias("_payload_bytes"),
     )
+    envelope = [
+        F.col(f"env.{f.name}").alias(f.name)
+        for f in ENVELOPE_SCHEMA.fields
+        if f.name not in ("payload", CORRUPT_COLUMN)
+    ]
+    if light:
+        # A separate projection, so that the whole envelope parsed again, payload as VARIANT, is
+        # evaluated only where the slice refused (a CASE branch), never for every row.
+        refused = F.col("_payload_bytes").isNull() & F.col("_text").isNotNull()
+        parsed = parsed.select(
+            "*", F.when(refused, F.from_json("_text", ENVELOPE_SCHEMA, FROM_JSON_OPTIONS)).alias("_full")
+        )
+        payload = F.coalesce(F.col("_payload_bytes").cast("string"), F.to_json(F.col("_full.payload")))
+        corrupt = F.coalesce(F.col(f"env.{CORRUPT_COLUMN}"), F.col(f"_full.{CORRUPT_COLUMN}"))
+        return parsed.select(
+            *[c for c in parsed.columns if c not in ("env", "_full", "_payload_bytes", "_text")],
+            *envelope,
+            payload.alias("payload"),
+            corrupt.alias(CORRUPT_COLUMN),
+        )
+    # to_json of the VARIANT keeps bare strings quoted; an explicit JSON null stays "null". It is
+    # also a fifth of the executors' time (a JsonFactory per string), so it is only the fallback
+    # where the function is loaded: coalesce evaluates it only for the rows the slice refused.
+    payload = F.to_json(F.col("env.payload"))
+    if sliceable:
+        payload = F.coalesce(F.col("_payload_bytes").cast("string"), payload)
     return parsed.select(
         "*",
-        *[F.col(f"env.{f.name}").alias(f.name) for f in ENVELOPE_SCHEMA.fields if f.name != "payload"],
+        *envelope,
         payload.alias("payload"),
+        F.col(f"env.{CORRUPT_COLUMN}").alias(CORRUPT_COLUMN),
         F.col("env.payload").alias(PAYLOAD_VARIANT),
-    ).drop("env", "_payload_bytes")
+    ).drop("env", "_payload_bytes", "_text")
 
 
 def validate(
@@ -119,6 +159,7 @@ def validate(
     max_message_bytes: int = 1024 * 1024,
     defer_schema_check: bool = False,
     slice_payload: bool = True,
+    payload_variant: bool = True,
 ) -> DataFrame:
     """``parse`` plus a ``reason`` column: NULL for a valid record, else why it is quarantined.
 
@@ -127,8 +168,16 @@ def validate(
     caller applies ``check_fallback`` only if some row needs it. A Python UDF in the plan costs
     every row a trip through Arrow and the Python worker even when its input is NULL (measured:
     a third of the validation job), and most batches have no doubtful row at all.
+
+    ``payload_variant=False``: see ``parse``; a JSON Schema needs the VARIANT whatever it says.
     """
-    parsed = parse(kafka_df, max_message_bytes=max_message_bytes, slice_payload=slice_payload)
+    parsed = parse(
+        kafka_df,
+        max_message_bytes=max_message_bytes,
+        slice_payload=slice_payload,
+        # The compiled JSON Schema check reads the VARIANT.
+        payload_variant=payload_variant or json_schema is not None,
+    )
     reason: Any = (
         F.when(F.col("raw_value").isNull(), F.lit("empty_value"))
         .when(F.col("_too_large"), F.lit("too_large"))

@@ -3,6 +3,7 @@ package io.restlake.jobs.spark;
 import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonToken;
+import com.fasterxml.jackson.core.StreamReadFeature;
 import java.io.IOException;
 import java.util.Arrays;
 import org.apache.spark.sql.api.java.UDF1;
@@ -19,15 +20,19 @@ import org.apache.spark.sql.api.java.UDF1;
  *
  * <p>NULL means "not sure, use the slow path": the record is not one strict JSON object (Spark's own
  * parser accepts single quotes and NaN, which Postgres's jsonb does not), it has no {@code payload}
- * or two of them, or the slice holds something jsonb refuses although JSON allows it: an unpaired
- * UTF-16 surrogate escape. Bytes that are not valid UTF-8, and control characters inside strings,
- * also give NULL. The caller then falls back to the VARIANT's text, as before.
+ * or two of them, a key is repeated within one object, or the slice holds something jsonb refuses
+ * although JSON allows it: an unpaired UTF-16 surrogate escape. Bytes that are not valid UTF-8, and
+ * control characters inside strings, also give NULL. The caller then falls back to the VARIANT's
+ * text, as before.
  */
 public final class PayloadJson implements UDF1<byte[], byte[]> {
   private static final long serialVersionUID = 1L;
   private static final String FIELD = "payload";
   // Default features are strict JSON: no comments, no single quotes, no NaN, no trailing commas.
-  private static final JsonFactory FACTORY = new JsonFactory();
+  // A key twice in one object is refused too: Spark's VARIANT refuses it (the record is then
+  // malformed), and the stream job may take a sliced payload without ever building the VARIANT.
+  private static final JsonFactory FACTORY =
+      JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
 
   @Override
   public byte[] call(byte[] value) {

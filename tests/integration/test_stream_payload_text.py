@@ -111,6 +111,7 @@ HOSTILE = [
     (HEAD % (4, 4)) + '{"dup":1,"dup":2}' + TAIL,
     (HEAD % (5, 5)) + '{"deep":' * 40 + "1" + "}" * 40 + TAIL,
     (HEAD % (6, 6)) + '{"nul":"a\\u0000b"}' + TAIL,
+    (HEAD % (16, 16)) + '{"not_nul":"\\\\u0000"}' + TAIL,
     (HEAD % (7, 7)) + '{"n":NaN}' + TAIL,
     (HEAD % (8, 8)) + '{"big":1e400,"long":123456789012345678901234567890}' + TAIL,
     (HEAD % (9, 9)) + "null" + TAIL,
@@ -150,4 +151,7 @@ def test_without_the_variant_every_record_gets_the_same_text_and_verdict(spark: 
     assert [(r, p) for r, p, _ in light] == [(r, p) for r, p, _ in full]
     reasons = [r for r, _, _ in full]
     assert reasons[0] is None and reasons[3] == "malformed_envelope" and reasons[-1] == "too_large"
+    assert reasons[6] == "nul_character"
+    # An escaped backslash before u0000 is text, not a NUL: kept, and as the producer wrote it.
+    assert light[7][:2] == (None, '{"not_nul":"\\\\u0000"}')
     assert reasons.count(None) >= 4  # the corpus keeps some valid records, or it proves little

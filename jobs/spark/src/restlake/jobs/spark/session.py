@@ -41,12 +41,6 @@ _BASE_CONF: dict[str, str] = {
     # 7 KB were over 150 MB per column and task, and killed a 2 GiB driver (measured). A thousand
     # keep that at a few MB per column whatever the records' size.
     "spark.sql.inMemoryColumnarStorage.batchSize": "1000",
-    # Delta (like Spark's file sources) sorts a partitioned write's rows by partition values
-    # before writing, unless this many writers may be open at once per task: a bronze micro-batch
-    # holds one or two partitions (source, day), so the sort of the whole batch is wasted work, and
-    # memory too. Beyond four partitions in a task the writer falls back to sorting the rest. A
-    # 100k-row append of ~1 KB records: 2.0-2.5 s against 2.4-3.1 s sorted (interleaved, 2 cores).
-    "spark.sql.maxConcurrentOutputFileWriters": "4",
     # VACUUM lists a table's files in this many tasks (Spark's default is 10,000): measured 85 s for
     # a 10-file table on 2 cores, against 2 s with 8. Sixteen still lists a table of thousands of
     # partition folders in parallel on a cluster.

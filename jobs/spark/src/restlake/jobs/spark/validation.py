@@ -36,6 +36,8 @@ from restlake.jobs.spark.schema_fastpath import fast_accept
 REASON = "reason"
 # True where the payload went to jsonschema (the compiled check could not accept it); internal.
 SCHEMA_FALLBACK = "_schema_fallback"
+# True where the payload's text was sliced out of the Kafka value (parse); internal.
+SLICED = "_sliced"
 # The payload as VARIANT, kept next to its JSON text for typed columns and expectations; internal.
 PAYLOAD_VARIANT = "_payload_v"
 # An escaped NUL in JSON text: "\u0000" preceded by an even number of backslashes (Java regex).
@@ -116,6 +118,8 @@ def parse(
         F.from_json(text, schema, FROM_JSON_OPTIONS).alias("env"),
         sliced.alias("_payload_bytes"),
     )
+    # Whether the payload's text is the slice, which holds no NUL escape (see validate).
+    is_sliced = F.col("_payload_bytes").isNotNull().alias(SLICED)
     envelope = [
         F.col(f"env.{f.name}").alias(f.name)
         for f in ENVELOPE_SCHEMA.fields
@@ -135,6 +139,7 @@ def parse(
             *envelope,
             payload.alias("payload"),
             corrupt.alias(CORRUPT_COLUMN),
+            is_sliced,
         )
     # to_json of the VARIANT keeps bare strings quoted; an explicit JSON null stays "null". It is
     # also a fifth of the executors' time (a JsonFactory per string), so it is only the fallback
@@ -148,6 +153,7 @@ def parse(
         payload.alias("payload"),
         F.col(f"env.{CORRUPT_COLUMN}").alias(CORRUPT_COLUMN),
         F.col("env.payload").alias(PAYLOAD_VARIANT),
+        is_sliced,
     ).drop("env", "_payload_bytes", "_text")
 
 
@@ -189,14 +195,16 @@ def validate(
         missing = column.isNull() if name == "fetched_at" else column.isNull() | (F.trim(column) == "")
         reason = reason.when(missing, F.lit(f"missing_field:{name}"))
     reason = reason.when(F.col("source") != F.lit(source), F.lit("source_mismatch"))
-    # The regex (a look-behind over the whole payload) only where a plain substring search finds
-    # the escape at all, which almost no payload has.
+    # A sliced payload holds no NUL escape (the slice refuses one); elsewhere the regex (a
+    # look-behind over the whole payload) only where a plain substring search finds the escape.
     payload = F.col("payload")
-    has_nul = F.when(payload.contains(_NUL_ESCAPE), payload.rlike(_ESCAPED_NUL)).otherwise(F.lit(False))
+    has_nul = F.when(~F.col(SLICED) & payload.contains(_NUL_ESCAPE), payload.rlike(_ESCAPED_NUL)).otherwise(
+        F.lit(False)
+    )
     for name in _TEXT_FIELDS:
         has_nul = has_nul | F.coalesce(F.col(name).contains(F.lit("\x00")), F.lit(False))
     reason = reason.when(has_nul, F.lit("nul_character"))
-    with_reason = parsed.withColumn(REASON, reason).drop("_too_large")
+    with_reason = parsed.withColumn(REASON, reason).drop("_too_large", SLICED)
     if json_schema is None:
         return with_reason
     accepted = fast_accept(json_schema, F.col("payload"), F.col(PAYLOAD_VARIANT))

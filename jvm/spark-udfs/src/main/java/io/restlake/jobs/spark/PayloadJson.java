@@ -21,7 +21,7 @@ import org.apache.spark.sql.api.java.UDF1;
  * <p>NULL means "not sure, use the slow path": the record is not one strict JSON object (Spark's own
  * parser accepts single quotes and NaN, which Postgres's jsonb does not), it has no {@code payload}
  * or two of them, a key is repeated within one object, or the slice holds something jsonb refuses
- * although JSON allows it: an unpaired UTF-16 surrogate escape. Bytes that are not valid UTF-8, and
+ * although JSON allows it: an unpaired UTF-16 surrogate escape or the NUL escape. Bytes that are not valid UTF-8, and
  * control characters inside strings, also give NULL. The caller then falls back to the VARIANT's
  * text, as before.
  */
@@ -134,7 +134,9 @@ public final class PayloadJson implements UDF1<byte[], byte[]> {
         return false;
       }
       int unit = hex4(bytes, i + 2);
-      if (unit < 0) {
+      // jsonb refuses the NUL escape: such a payload is quarantined (nul_character), and the
+      // caller looks for it only in the payloads refused here.
+      if (unit <= 0) {
         return false;
       }
       boolean high = unit >= 0xD800 && unit <= 0xDBFF;

@@ -114,7 +114,6 @@ def parse(
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("kafka_timestamp"),
-        text.alias("_text"),
         F.from_json(text, schema, FROM_JSON_OPTIONS).alias("env"),
         sliced.alias("_payload_bytes"),
     )
@@ -128,14 +127,14 @@ def parse(
     if light:
         # A separate projection, so that the whole envelope parsed again, payload as VARIANT, is
         # evaluated only where the slice refused (a CASE branch), never for every row.
-        refused = F.col("_payload_bytes").isNull() & F.col("_text").isNotNull()
-        parsed = parsed.select(
-            "*", F.when(refused, F.from_json("_text", ENVELOPE_SCHEMA, FROM_JSON_OPTIONS)).alias("_full")
-        )
+        # raw_value is the Kafka value where it was not too large: no per-row copy of the text.
+        refused = F.col("_payload_bytes").isNull() & ~F.col("_too_large") & F.col("raw_value").isNotNull()
+        full = F.from_json(F.col("raw_value").cast("string"), ENVELOPE_SCHEMA, FROM_JSON_OPTIONS)
+        parsed = parsed.select("*", F.when(refused, full).alias("_full"))
         payload = F.coalesce(F.col("_payload_bytes").cast("string"), F.to_json(F.col("_full.payload")))
         corrupt = F.coalesce(F.col(f"env.{CORRUPT_COLUMN}"), F.col(f"_full.{CORRUPT_COLUMN}"))
         return parsed.select(
-            *[c for c in parsed.columns if c not in ("env", "_full", "_payload_bytes", "_text")],
+            *[c for c in parsed.columns if c not in ("env", "_full", "_payload_bytes")],
             *envelope,
             payload.alias("payload"),
             corrupt.alias(CORRUPT_COLUMN),
@@ -154,7 +153,7 @@ def parse(
         F.col(f"env.{CORRUPT_COLUMN}").alias(CORRUPT_COLUMN),
         F.col("env.payload").alias(PAYLOAD_VARIANT),
         is_sliced,
-    ).drop("env", "_payload_bytes", "_text")
+    ).drop("env", "_payload_bytes")
 
 
 def validate(

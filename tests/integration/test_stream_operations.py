@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 import signal
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from pyspark.sql import SparkSession
 
+from restlake.jobs.spark import metrics as prom
 from restlake.stack.manager import StackEndpoints
 from restlake.stack.state import pick_free_ports
 
@@ -45,8 +48,8 @@ def test_metrics_are_served_and_sigterm_stops_cleanly(
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
                 return response.read().decode()
 
-        # Counters follow the Postgres commit by a moment; progress (rates, lag) arrives through
-        # the listener after the batch.
+        # Counters follow the Postgres commit by a moment; progress (rates, lag) is polled from the
+        # query, a second or so after the batch.
         # Lag is latest minus end offset of the last progress: 0 once the batch that caught up reports.
         def settled() -> bool:
             text = scrape()
@@ -88,3 +91,35 @@ def test_metrics_are_served_and_sigterm_stops_cleanly(
     assert len(job.bronze(spark)) == n and len(job.postgres()) == n
     ledger = job.ledger()
     assert sum(rows_in for *_, rows_in, _ in ledger) == n
+
+
+def test_progress_is_recorded_once_per_progress_and_polling_ends_with_the_query(spark: SparkSession) -> None:
+    source = f"progress-{uuid.uuid4().hex[:8]}"
+    query = (
+        spark.readStream.format("rate")
+        .option("rowsPerSecond", 50)
+        .load()
+        .writeStream.format("noop")
+        .trigger(processingTime="200 milliseconds")
+        .start()
+    )
+    poller = prom.ProgressMetrics(source, query, interval=0.05).start()
+
+    def observed() -> float:
+        labels = {"source": source}
+        return REGISTRY.get_sample_value("restlake_stream_batch_duration_seconds_count", labels) or 0.0
+
+    try:
+        wait_for(lambda: observed() >= 3, 120, "three progresses recorded")
+    finally:
+        query.stop()
+    poller.join(timeout=30)
+    assert not poller.alive, "the poll thread outlives its query"
+    # Each progress once: no more observations than distinct progresses the query reported.
+    assert observed() <= len({(p.batchId, p.timestamp) for p in query.recentProgress})
+    # Read again after the stop: the last progress was already recorded, so nothing is added.
+    before = observed()
+    assert poller.poll() is False
+    assert observed() == before
+    rate = REGISTRY.get_sample_value("restlake_stream_processed_rows_per_second", {"source": source})
+    assert rate is not None and rate > 0

@@ -109,7 +109,6 @@ def _start(
     # rather than inside the first micro-batch.
     for sink in processor.sinks:
         sink.prepare(spark)
-    listener = _listener(spark, config.source)
     writer = (
         read_kafka(spark, config)
         .writeStream.queryName(f"restlake-{config.source}")
@@ -121,7 +120,7 @@ def _start(
     else:
         writer = writer.trigger(processingTime=config.processing_time)
     query = writer.start()
-    listener.query_id = str(query.id)
+    prom.ProgressMetrics(config.source, query).start()
     log.info(
         "stream started source=%s topic=%s query_id=%s run_id=%s available_now=%s",
         config.source,
@@ -131,19 +130,6 @@ def _start(
         config.available_now,
     )
     return query, processor
-
-
-_LISTENERS: dict[tuple[int, str], prom.ProgressMetrics] = {}
-
-
-def _listener(spark: SparkSession, source: str) -> prom.ProgressMetrics:
-    """The session's progress listener for ``source``: one per source, so restarts do not stack them."""
-    listener = _LISTENERS.get((id(spark), source))
-    if listener is None:
-        listener = prom.ProgressMetrics(source)
-        spark.streams.addListener(listener)
-        _LISTENERS[(id(spark), source)] = listener
-    return listener
 
 
 def run_stream(

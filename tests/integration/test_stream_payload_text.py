@@ -4,6 +4,7 @@ VARIANT written back as JSON."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 
@@ -91,14 +92,25 @@ def test_an_unpaired_surrogate_escape_is_quarantined_not_sliced(spark: SparkSess
 def test_without_the_function_the_variant_text_is_used_and_a_warning_says_why(
     spark: SparkSession, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(validation, "_PAYLOAD_CLASS", "io.restlake.jobs.spark.NotThere")
+    functions = validation._JAVA_FUNCTIONS
+    missing = {name: ("io.restlake.jobs.spark.NotThere", t) for name, (_, t) in functions.items()}
+    monkeypatch.setattr(validation, "_JAVA_FUNCTIONS", missing)
     session = spark.newSession()  # a session of its own: the function is registered per session
     with caplog.at_level(logging.WARNING, logger=validation.__name__):
         payloads = _payloads(session, ['{"z":1,"a":1.10}'])
+        light = validation.validate(
+            _kafka(session, ['{"z":1,"a":1.10}']), source="s", json_schema=None, payload_variant=False
+        )
+        assert [tuple(r) for r in light.select("payload", validation.REASON).collect()] == [
+            ('{"a":1.1,"z":1}', None)
+        ]
     assert payloads == ['{"a":1.1,"z":1}']  # keys sorted, the number normalised
     assert "io.restlake.jobs.spark.NotThere is not on the Spark classpath" in caplog.text
     assert validation.payload_function(session) is False
+    assert validation.envelope_function(session) is False
+    monkeypatch.undo()
     assert validation.payload_function(spark) is True
+    assert validation.envelope_function(spark) is True
 
 
 # Kafka values the envelope parse and the slice disagree about, or refuse: the payload as text,
@@ -146,12 +158,124 @@ def test_without_the_variant_every_record_gets_the_same_text_and_verdict(spark: 
     values = [*HOSTILE, (HEAD % (99, 99)) + '{"x":"' + "y" * 5000 + '"}' + TAIL]  # over the cap
     light = _verdicts(spark, values, payload_variant=False)
     full = _verdicts(spark, values, payload_variant=True)
-    # Envelope fields of a record the VARIANT made corrupt may be kept without it (the quarantine
-    # then says more about the record); the verdict and the payload text may not differ.
-    assert [(r, p) for r, p, _ in light] == [(r, p) for r, p, _ in full]
+    assert light == full
     reasons = [r for r, _, _ in full]
     assert reasons[0] is None and reasons[3] == "malformed_envelope" and reasons[-1] == "too_large"
     assert reasons[6] == "nul_character"
     # An escaped backslash before u0000 is text, not a NUL: kept, and as the producer wrote it.
     assert light[7][:2] == (None, '{"not_nul":"\\\\u0000"}')
     assert reasons.count(None) >= 4  # the corpus keeps some valid records, or it proves little
+
+
+# Envelopes the one-pass parser (EnvelopeJson) must read exactly as from_json does, or leave to it:
+# each field null, of its type, of another type; timestamps in and out of the one spelling it reads;
+# duplicate, unknown and nested keys; bytes that are not UTF-8; text after the object.
+def _envelope(**fields: object) -> str:
+    base: dict[str, object] = {
+        "envelope_version": 1,
+        "source": "s",
+        "external_id": "e",
+        "idempotency_key": "k",
+        "content_hash": "h",
+        "version": "3",
+        "fetched_at": "2026-01-01T00:00:00Z",
+        "request": {"url": "https://api.example.com/x", "status": 200, "line": 2},
+        "parent": {"source": "p", "external_id": "1"},
+        "payload": {"a": 1},
+    }
+    base.update(fields)
+    return json.dumps({k: v for k, v in base.items() if v is not _DROP}, ensure_ascii=False)
+
+
+_DROP = object()
+ENVELOPES: list[str | bytes] = [
+    _envelope(),
+    *[
+        _envelope(fetched_at=t)
+        for t in (
+            "2026-01-01T00:00:00.5Z",
+            "2026-01-01T00:00:00.123456Z",
+            "2026-01-01T00:00:00.1234567Z",
+            "2026-01-01T00:00:00.123456789Z",
+            "2026-01-01T12:30:00+05:30",
+            "2026-01-01T12:30:00-08:00",
+            "2026-01-01T00:00:00+18:00",
+            "2026-01-01T00:00:00+19:00",
+            "2026-01-01T00:00:00",
+            "2026-01-01 00:00:00Z",
+            "2026-01-01T00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T23:59:60Z",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999Z",
+            "2026-01-01T00:00:00z",
+            "",
+            None,
+            1767225600,
+            1767225600.5,
+            {"at": 1},
+        )
+    ],
+    *[_envelope(envelope_version=v) for v in ("1", 1.0, 2147483648, -1, None, True, 2)],
+    *[
+        _envelope(external_id=v)
+        for v in (5, {"id": 1}, "", "a\u0000b", "caf\u00e9 \U0001f600", '"q"\\', None)
+    ],
+    _envelope(source=None),
+    _envelope(source="other"),
+    _envelope(content_hash=_DROP, version=_DROP, parent=_DROP, request=_DROP),
+    *[
+        _envelope(request=r)
+        for r in (
+            None,
+            "x",
+            [],
+            {},
+            {"status": "200"},
+            {"status": 2.5},
+            {"line": 3, "url": None, "x": {"y": [1]}},
+        )
+    ],
+    *[_envelope(parent=p) for p in (None, {"source": 1}, {"source": "p", "other": [1, {"a": 2}]}, "p")],
+    _envelope(extra={"nested": [1, {"payload": 2}]}, Payload="case matters"),
+    _envelope(payload=_DROP),
+    _envelope(payload=None),
+    _envelope(payload="a bare string"),
+    _envelope().replace('"source": "s"', '"source": "s", "source": "s"'),
+    _envelope().replace('"status": 200', '"status": 200, "status": 201'),
+    _envelope() + " trailing",
+    _envelope() + _envelope(),
+    "\ufeff" + _envelope(),
+    "\n  " + _envelope() + "\n",
+    _envelope().replace('"external_id": "e"', '"external_id": "e\\ud800"'),
+    _envelope().encode("utf-8").replace(b'"e"', b'"e\xff"'),
+    _envelope().encode("utf-8").replace(b'"e"', b'"e\xed\xa0\x80"'),  # a surrogate written as UTF-8
+    _envelope().encode("utf-8").replace(b'"e"', b'"e\xc0\xaf"'),  # an overlong encoding
+]
+
+
+def test_the_one_pass_parse_reads_every_envelope_column_as_from_json(spark: SparkSession) -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    values = [v if isinstance(v, bytes) else v.encode("utf-8") for v in ENVELOPES]
+    rows = [(None, v, "t", 0, i, at) for i, v in enumerate(values)]
+    kafka = spark.createDataFrame(rows, KAFKA_SCHEMA)
+
+    def parsed(payload_variant: bool) -> list[dict]:
+        frame = validation.validate(
+            kafka, source="s", json_schema=None, max_message_bytes=4096, payload_variant=payload_variant
+        ).drop(validation.PAYLOAD_VARIANT)
+        # As epoch microseconds: Python's datetime cannot hold year 1 moved to a local time zone.
+        frame = frame.withColumn("fetched_at", F.unix_micros("fetched_at"))
+        return [r.asDict(recursive=True) for r in frame.orderBy("kafka_offset").collect()]
+
+    one_pass, from_json = parsed(False), parsed(True)
+    assert len(one_pass) == len(ENVELOPES)
+    for index, (got, want) in enumerate(zip(one_pass, from_json, strict=True)):
+        assert got == want, f"envelope {index}: {ENVELOPES[index]!r}"
+    # The corpus holds records the one pass reads, valid ones among them, and ones it leaves to
+    # from_json, or it proves little.
+    read = kafka.orderBy("offset").select(F.call_function(validation.ENVELOPE_FUNCTION, "value").isNotNull())
+    fast = [r[0] for r in read.collect()]
+    assert 15 <= sum(fast) <= len(ENVELOPES) - 15, fast
+    assert sum(r[validation.REASON] is None for r in one_pass) >= 10

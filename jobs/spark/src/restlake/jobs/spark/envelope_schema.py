@@ -51,12 +51,16 @@ ENVELOPE_SCHEMA = T.StructType(
     ]
 )
 
-# The envelope without its payload: what is parsed when the payload's text is sliced out of the
-# Kafka value and nothing reads it as a VARIANT (validation.parse).
-ENVELOPE_SCHEMA_WITHOUT_PAYLOAD = T.StructType([f for f in ENVELOPE_SCHEMA.fields if f.name != "payload"])
-
 # from_json options: keep going on a bad record and say which one was bad.
 FROM_JSON_OPTIONS = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN}
 
 # Fields a record cannot be routed or deduplicated without.
 REQUIRED_FIELDS = ("source", "external_id", "idempotency_key", "content_hash", "fetched_at", "payload")
+
+# What restlake's one-pass envelope parser returns (jvm/spark-udfs EnvelopeJson; validation.parse):
+# the envelope's fields in this order, the payload as the producer's bytes, no corrupt column (a
+# record it is not sure of comes back NULL and goes to from_json).
+FAST_ENVELOPE_SCHEMA = T.StructType(
+    [f for f in ENVELOPE_SCHEMA.fields if f.name not in ("payload", CORRUPT_COLUMN)]
+    + [T.StructField("payload", T.BinaryType())]
+)

@@ -19,7 +19,7 @@ import logging
 import weakref
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -27,7 +27,7 @@ from restlake.contracts.envelope import ENVELOPE_VERSION
 from restlake.jobs.spark.envelope_schema import (
     CORRUPT_COLUMN,
     ENVELOPE_SCHEMA,
-    ENVELOPE_SCHEMA_WITHOUT_PAYLOAD,
+    FAST_ENVELOPE_SCHEMA,
     FROM_JSON_OPTIONS,
     REQUIRED_FIELDS,
 )
@@ -44,32 +44,46 @@ PAYLOAD_VARIANT = "_payload_v"
 _ESCAPED_NUL = r"(?<!\\)(?:\\\\)*\\u0000"
 _NUL_ESCAPE = "\\u0000"
 _TEXT_FIELDS = ("source", "external_id", "idempotency_key", "content_hash", "version")
-# restlake's own Spark function (jvm/spark-udfs): the payload's bytes sliced out of the Kafka value.
+# restlake's own Spark functions (jvm/spark-udfs): the payload's bytes sliced out of the Kafka
+# value; the whole envelope read in one pass over it.
 PAYLOAD_FUNCTION = "restlake_payload_json"
-_PAYLOAD_CLASS = "io.restlake.jobs.spark.PayloadJson"
-_payload_function_loaded: weakref.WeakKeyDictionary[SparkSession, bool] = weakref.WeakKeyDictionary()
+ENVELOPE_FUNCTION = "restlake_envelope_json"
+_JAVA_FUNCTIONS = {
+    PAYLOAD_FUNCTION: ("io.restlake.jobs.spark.PayloadJson", T.BinaryType()),
+    ENVELOPE_FUNCTION: ("io.restlake.jobs.spark.EnvelopeJson", FAST_ENVELOPE_SCHEMA),
+}
+_loaded: weakref.WeakKeyDictionary[SparkSession, dict[str, bool]] = weakref.WeakKeyDictionary()
 
 log = logging.getLogger(__name__)
 
 
 def payload_function(spark: SparkSession) -> bool:
     """Register ``PAYLOAD_FUNCTION`` in ``spark`` (once); False when its jar is not on the classpath."""
-    loaded = _payload_function_loaded.get(spark)
-    if loaded is None:
+    return _java_function(spark, PAYLOAD_FUNCTION)
+
+
+def envelope_function(spark: SparkSession) -> bool:
+    """Register ``ENVELOPE_FUNCTION`` in ``spark`` (once); False when its jar is not on the classpath."""
+    return _java_function(spark, ENVELOPE_FUNCTION)
+
+
+def _java_function(spark: SparkSession, name: str) -> bool:
+    loaded = _loaded.setdefault(spark, {})
+    if name not in loaded:
+        class_name, return_type = _JAVA_FUNCTIONS[name]
         try:
-            spark.udf.registerJavaFunction(PAYLOAD_FUNCTION, _PAYLOAD_CLASS, T.BinaryType())
-            loaded = True
+            spark.udf.registerJavaFunction(name, class_name, return_type)
+            loaded[name] = True
         except Exception as exc:  # py4j's or an AnalysisException: the class did not load
             log.warning(
                 "%s is not on the Spark classpath (jar bundle spark-udfs; `restlake stack jars` "
-                "compiles it when a JDK is installed): payloads are re-serialised from VARIANT, "
-                "slower and with sorted keys: %s",
-                _PAYLOAD_CLASS,
+                "compiles it when a JDK is installed): records are parsed by Spark's from_json alone, "
+                "slower, and payloads re-serialised from VARIANT with sorted keys: %s",
+                class_name,
                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
             )
-            loaded = False
-        _payload_function_loaded[spark] = loaded
-    return loaded
+            loaded[name] = False
+    return loaded[name]
 
 
 def parse(
@@ -90,11 +104,11 @@ def parse(
     ``slice_payload=False`` always takes the VARIANT's text: the baseline of ``bench/case_parse.py``.
 
     ``payload_variant=False``: the caller reads no ``PAYLOAD_VARIANT`` (no typed columns, no
-    expectations, no JSON Schema), so where the payload is sliced it is not parsed into a VARIANT
-    at all: building one was two fifths of the envelope parse and an eighth of the stream job's
-    JVM time in a profile of a drain. The records the slice refuses are parsed as before, VARIANT
-    and all, and only they: their text and their verdict (a payload the VARIANT cannot hold is
-    ``malformed_envelope``) are the same either way.
+    expectations, no JSON Schema), so each record is read once by ``ENVELOPE_FUNCTION``, envelope
+    and payload bytes together, and no VARIANT is built (it was two fifths of the envelope parse;
+    ``from_json`` and the slice, two more passes over the value, most of the rest). The records
+    it is not sure of are parsed as before, VARIANT and all, and only they. Every column, the
+    payload's text and the verdict are the same either way (see ``_parse_in_one_pass``).
     """
     too_large = F.coalesce(F.length("value") > F.lit(max_message_bytes), F.lit(False))
     text = F.when(~too_large, F.col("value").cast("string"))
@@ -102,19 +116,11 @@ def parse(
     sliceable = slice_payload and payload_function(kafka_df.sparkSession)
     if sliceable:
         sliced = F.call_function(PAYLOAD_FUNCTION, F.when(~too_large, F.col("value")))
-    light = sliceable and not payload_variant
-    schema = ENVELOPE_SCHEMA_WITHOUT_PAYLOAD if light else ENVELOPE_SCHEMA
+    if sliceable and not payload_variant and envelope_function(kafka_df.sparkSession):
+        return _parse_in_one_pass(kafka_df, too_large=too_large, max_message_bytes=max_message_bytes)
     parsed = kafka_df.select(
-        F.col("key").cast("string").alias("kafka_key"),
-        F.when(too_large, F.substring("value", 1, max_message_bytes))
-        .otherwise(F.col("value"))
-        .alias("raw_value"),
-        too_large.alias("_too_large"),
-        F.col("topic").alias("kafka_topic"),
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        F.col("timestamp").alias("kafka_timestamp"),
-        F.from_json(text, schema, FROM_JSON_OPTIONS).alias("env"),
+        *_kafka_columns(too_large, max_message_bytes),
+        F.from_json(text, ENVELOPE_SCHEMA, FROM_JSON_OPTIONS).alias("env"),
         sliced.alias("_payload_bytes"),
     )
     # Whether the payload's text is the slice, which holds no NUL escape (see validate).
@@ -124,22 +130,6 @@ def parse(
         for f in ENVELOPE_SCHEMA.fields
         if f.name not in ("payload", CORRUPT_COLUMN)
     ]
-    if light:
-        # A separate projection, so that the whole envelope parsed again, payload as VARIANT, is
-        # evaluated only where the slice refused (a CASE branch), never for every row.
-        # raw_value is the Kafka value where it was not too large: no per-row copy of the text.
-        refused = F.col("_payload_bytes").isNull() & ~F.col("_too_large") & F.col("raw_value").isNotNull()
-        full = F.from_json(F.col("raw_value").cast("string"), ENVELOPE_SCHEMA, FROM_JSON_OPTIONS)
-        parsed = parsed.select("*", F.when(refused, full).alias("_full"))
-        payload = F.coalesce(F.col("_payload_bytes").cast("string"), F.to_json(F.col("_full.payload")))
-        corrupt = F.coalesce(F.col(f"env.{CORRUPT_COLUMN}"), F.col(f"_full.{CORRUPT_COLUMN}"))
-        return parsed.select(
-            *[c for c in parsed.columns if c not in ("env", "_full", "_payload_bytes")],
-            *envelope,
-            payload.alias("payload"),
-            corrupt.alias(CORRUPT_COLUMN),
-            is_sliced,
-        )
     # to_json of the VARIANT keeps bare strings quoted; an explicit JSON null stays "null". It is
     # also a fifth of the executors' time (a JsonFactory per string), so it is only the fallback
     # where the function is loaded: coalesce evaluates it only for the rows the slice refused.
@@ -154,6 +144,59 @@ def parse(
         F.col("env.payload").alias(PAYLOAD_VARIANT),
         is_sliced,
     ).drop("env", "_payload_bytes")
+
+
+def _kafka_columns(too_large: Column, max_message_bytes: int) -> list[Column]:
+    """The Kafka record's own columns; a value over the cap is kept cut to it."""
+    return [
+        F.col("key").cast("string").alias("kafka_key"),
+        F.when(too_large, F.substring("value", 1, max_message_bytes))
+        .otherwise(F.col("value"))
+        .alias("raw_value"),
+        too_large.alias("_too_large"),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+    ]
+
+
+def _parse_in_one_pass(kafka_df: DataFrame, *, too_large: Column, max_message_bytes: int) -> DataFrame:
+    """``parse`` without the payload VARIANT, reading each record once with ``ENVELOPE_FUNCTION``.
+
+    The function answers only for records it is certain ``from_json`` reads the same way (see
+    EnvelopeJson.java); the others are parsed as before, ``from_json`` with the payload as VARIANT
+    and its text sliced where ``PAYLOAD_FUNCTION`` can, in a CASE branch evaluated for them alone.
+    Either way every column, the payload's text and the verdict are those of ``from_json``.
+    """
+    parsed = kafka_df.select(
+        *_kafka_columns(too_large, max_message_bytes),
+        F.call_function(ENVELOPE_FUNCTION, F.when(~too_large, F.col("value"))).alias("_fast"),
+    )
+    # A separate projection, so that from_json and the slice run only where the one pass refused.
+    refused = F.col("_fast").isNull() & ~F.col("_too_large") & F.col("raw_value").isNotNull()
+    full = F.from_json(F.col("raw_value").cast("string"), ENVELOPE_SCHEMA, FROM_JSON_OPTIONS)
+    parsed = parsed.select(
+        "*",
+        F.when(refused, full).alias("_full"),
+        F.when(refused, F.call_function(PAYLOAD_FUNCTION, F.col("raw_value"))).alias("_slice"),
+    )
+    fast = F.col("_fast").isNotNull()
+    envelope = [
+        F.when(fast, F.col(f"_fast.{f.name}")).otherwise(F.col(f"_full.{f.name}")).alias(f.name)
+        for f in ENVELOPE_SCHEMA.fields
+        if f.name not in ("payload", CORRUPT_COLUMN)
+    ]
+    payload = F.when(fast, F.col("_fast.payload").cast("string")).otherwise(
+        F.coalesce(F.col("_slice").cast("string"), F.to_json(F.col("_full.payload")))
+    )
+    return parsed.select(
+        *[c for c in parsed.columns if c not in ("_fast", "_full", "_slice")],
+        *envelope,
+        payload.alias("payload"),
+        F.col(f"_full.{CORRUPT_COLUMN}").alias(CORRUPT_COLUMN),
+        (fast | F.col("_slice").isNotNull()).alias(SLICED),
+    )
 
 
 def validate(

@@ -59,16 +59,17 @@ def test_the_payload_text_is_the_producers_bytes(spark: SparkSession) -> None:
 
 
 def test_the_variant_beside_it_is_the_same_value(spark: SparkSession) -> None:
-    parsed = validation.parse(_kafka(spark, KEPT), max_message_bytes=1024 * 1024)
-    rows = (
-        parsed.orderBy("kafka_offset")
-        .select(
-            F.to_json(validation.PAYLOAD_VARIANT).alias("from_variant"),
-            F.to_json(F.parse_json("payload")).alias("from_text"),
-        )
-        .collect()
-    )
-    assert [r.from_variant for r in rows] == [r.from_text for r in rows]
+    # Parsed from the sliced text by the one pass, from the whole value by from_json: alike.
+    kafka = _kafka(spark, KEPT)
+
+    def variants(one_pass: bool) -> list[str]:
+        parsed = validation.parse(kafka, max_message_bytes=1024 * 1024, one_pass=one_pass)
+        picked = parsed.orderBy("kafka_offset").select(F.to_json(validation.PAYLOAD_VARIANT))
+        return [r[0] for r in picked.collect()]
+
+    one_pass = variants(True)
+    assert one_pass == variants(False)
+    assert None not in one_pass
 
 
 def test_what_the_slice_refuses_is_written_back_from_the_variant(spark: SparkSession) -> None:
@@ -138,7 +139,9 @@ HOSTILE = [
 ]
 
 
-def _verdicts(spark: SparkSession, values: list[str], *, payload_variant: bool) -> list[tuple]:
+def _verdicts(
+    spark: SparkSession, values: list[str], *, payload_variant: bool, one_pass: bool
+) -> list[tuple]:
     at = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [(None, v.encode("utf-8"), "t", 0, i, at) for i, v in enumerate(values)]
     frame = validation.validate(
@@ -147,19 +150,22 @@ def _verdicts(spark: SparkSession, values: list[str], *, payload_variant: bool) 
         json_schema=None,
         max_message_bytes=4096,
         payload_variant=payload_variant,
+        one_pass=one_pass,
     )
-    if not payload_variant:
+    if one_pass and not payload_variant:
         assert validation.PAYLOAD_VARIANT not in frame.columns
-    picked = frame.orderBy("kafka_offset").select(validation.REASON, "payload", "external_id")
+    variant = F.to_json(validation.PAYLOAD_VARIANT) if payload_variant else F.lit(None)
+    picked = frame.orderBy("kafka_offset").select(validation.REASON, "payload", "external_id", variant)
     return [tuple(r) for r in picked.collect()]
 
 
-def test_without_the_variant_every_record_gets_the_same_text_and_verdict(spark: SparkSession) -> None:
+def test_the_one_pass_gives_every_record_the_same_text_and_verdict(spark: SparkSession) -> None:
     values = [*HOSTILE, (HEAD % (99, 99)) + '{"x":"' + "y" * 5000 + '"}' + TAIL]  # over the cap
-    light = _verdicts(spark, values, payload_variant=False)
-    full = _verdicts(spark, values, payload_variant=True)
-    assert light == full
-    reasons = [r for r, _, _ in full]
+    full = _verdicts(spark, values, payload_variant=True, one_pass=False)
+    assert _verdicts(spark, values, payload_variant=True, one_pass=True) == full
+    light = _verdicts(spark, values, payload_variant=False, one_pass=True)
+    assert [r[:3] for r in light] == [r[:3] for r in full]
+    reasons = [r for r, *_ in full]
     assert reasons[0] is None and reasons[3] == "malformed_envelope" and reasons[-1] == "too_large"
     assert reasons[6] == "nul_character"
     # An escaped backslash before u0000 is text, not a NUL: kept, and as the producer wrote it.
@@ -261,18 +267,29 @@ def test_the_one_pass_parse_reads_every_envelope_column_as_from_json(spark: Spar
     rows = [(None, v, "t", 0, i, at) for i, v in enumerate(values)]
     kafka = spark.createDataFrame(rows, KAFKA_SCHEMA)
 
-    def parsed(payload_variant: bool) -> list[dict]:
+    def parsed(*, payload_variant: bool, one_pass: bool) -> list[dict]:
         frame = validation.validate(
-            kafka, source="s", json_schema=None, max_message_bytes=4096, payload_variant=payload_variant
-        ).drop(validation.PAYLOAD_VARIANT)
+            kafka,
+            source="s",
+            json_schema=None,
+            max_message_bytes=4096,
+            payload_variant=payload_variant,
+            one_pass=one_pass,
+        )
+        if payload_variant:
+            frame = frame.withColumn(validation.PAYLOAD_VARIANT, F.to_json(validation.PAYLOAD_VARIANT))
+        else:
+            frame = frame.drop(validation.PAYLOAD_VARIANT)
         # As epoch microseconds: Python's datetime cannot hold year 1 moved to a local time zone.
         frame = frame.withColumn("fetched_at", F.unix_micros("fetched_at"))
         return [r.asDict(recursive=True) for r in frame.orderBy("kafka_offset").collect()]
 
-    one_pass, from_json = parsed(False), parsed(True)
-    assert len(one_pass) == len(ENVELOPES)
-    for index, (got, want) in enumerate(zip(one_pass, from_json, strict=True)):
-        assert got == want, f"envelope {index}: {ENVELOPES[index]!r}"
+    for payload_variant in (False, True):
+        one_pass = parsed(payload_variant=payload_variant, one_pass=True)
+        from_json = parsed(payload_variant=payload_variant, one_pass=False)
+        assert len(one_pass) == len(ENVELOPES)
+        for index, (got, want) in enumerate(zip(one_pass, from_json, strict=True)):
+            assert got == want, f"envelope {index} (payload_variant={payload_variant}): {ENVELOPES[index]!r}"
     # The corpus holds records the one pass reads, valid ones among them, and ones it leaves to
     # from_json, or it proves little.
     read = kafka.orderBy("offset").select(F.call_function(validation.ENVELOPE_FUNCTION, "value").isNotNull())

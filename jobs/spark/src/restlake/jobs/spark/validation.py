@@ -92,6 +92,7 @@ def parse(
     max_message_bytes: int,
     slice_payload: bool = True,
     payload_variant: bool = True,
+    one_pass: bool = True,
 ) -> DataFrame:
     """Kafka rows → envelope columns plus the Kafka coordinates, payload as JSON text.
 
@@ -103,12 +104,15 @@ def parse(
     takes as it is; otherwise it is the VARIANT written back as JSON, which sorts keys.
     ``slice_payload=False`` always takes the VARIANT's text: the baseline of ``bench/case_parse.py``.
 
+    Each record is read once by ``ENVELOPE_FUNCTION``, envelope and payload bytes together, where
+    it is loaded (``from_json`` and the slice were two passes over the value); the records it is
+    not sure of are parsed by ``from_json`` as before, and only they. Every column, the payload's
+    text and the verdict are the same either way (see ``_parse_in_one_pass``). ``one_pass=False``
+    parses every record with ``from_json``: the reference of the parity tests and benchmarks.
+
     ``payload_variant=False``: the caller reads no ``PAYLOAD_VARIANT`` (no typed columns, no
-    expectations, no JSON Schema), so each record is read once by ``ENVELOPE_FUNCTION``, envelope
-    and payload bytes together, and no VARIANT is built (it was two fifths of the envelope parse;
-    ``from_json`` and the slice, two more passes over the value, most of the rest). The records
-    it is not sure of are parsed as before, VARIANT and all, and only they. Every column, the
-    payload's text and the verdict are the same either way (see ``_parse_in_one_pass``).
+    expectations, no JSON Schema), so none is built where the one pass read the record (it was
+    two fifths of ``from_json``'s time).
     """
     too_large = F.coalesce(F.length("value") > F.lit(max_message_bytes), F.lit(False))
     text = F.when(~too_large, F.col("value").cast("string"))
@@ -116,8 +120,13 @@ def parse(
     sliceable = slice_payload and payload_function(kafka_df.sparkSession)
     if sliceable:
         sliced = F.call_function(PAYLOAD_FUNCTION, F.when(~too_large, F.col("value")))
-    if sliceable and not payload_variant and envelope_function(kafka_df.sparkSession):
-        return _parse_in_one_pass(kafka_df, too_large=too_large, max_message_bytes=max_message_bytes)
+    if sliceable and one_pass and envelope_function(kafka_df.sparkSession):
+        return _parse_in_one_pass(
+            kafka_df,
+            too_large=too_large,
+            max_message_bytes=max_message_bytes,
+            payload_variant=payload_variant,
+        )
     parsed = kafka_df.select(
         *_kafka_columns(too_large, max_message_bytes),
         F.from_json(text, ENVELOPE_SCHEMA, FROM_JSON_OPTIONS).alias("env"),
@@ -161,13 +170,18 @@ def _kafka_columns(too_large: Column, max_message_bytes: int) -> list[Column]:
     ]
 
 
-def _parse_in_one_pass(kafka_df: DataFrame, *, too_large: Column, max_message_bytes: int) -> DataFrame:
-    """``parse`` without the payload VARIANT, reading each record once with ``ENVELOPE_FUNCTION``.
+def _parse_in_one_pass(
+    kafka_df: DataFrame, *, too_large: Column, max_message_bytes: int, payload_variant: bool
+) -> DataFrame:
+    """``parse``, reading each record once with ``ENVELOPE_FUNCTION``.
 
     The function answers only for records it is certain ``from_json`` reads the same way (see
     EnvelopeJson.java); the others are parsed as before, ``from_json`` with the payload as VARIANT
     and its text sliced where ``PAYLOAD_FUNCTION`` can, in a CASE branch evaluated for them alone.
     Either way every column, the payload's text and the verdict are those of ``from_json``.
+
+    ``payload_variant``: the payload's VARIANT is parsed from its sliced text, strict JSON with no
+    duplicate key (the one pass refuses anything else), which both parsers build alike.
     """
     parsed = kafka_df.select(
         *_kafka_columns(too_large, max_message_bytes),
@@ -190,11 +204,16 @@ def _parse_in_one_pass(kafka_df: DataFrame, *, too_large: Column, max_message_by
     payload = F.when(fast, F.col("_fast.payload").cast("string")).otherwise(
         F.coalesce(F.col("_slice").cast("string"), F.to_json(F.col("_full.payload")))
     )
+    variant = []
+    if payload_variant:
+        from_text = F.try_parse_json(F.col("_fast.payload").cast("string"))
+        variant = [F.when(fast, from_text).otherwise(F.col("_full.payload")).alias(PAYLOAD_VARIANT)]
     return parsed.select(
         *[c for c in parsed.columns if c not in ("_fast", "_full", "_slice")],
         *envelope,
         payload.alias("payload"),
         F.col(f"_full.{CORRUPT_COLUMN}").alias(CORRUPT_COLUMN),
+        *variant,
         (fast | F.col("_slice").isNotNull()).alias(SLICED),
     )
 
@@ -208,6 +227,7 @@ def validate(
     defer_schema_check: bool = False,
     slice_payload: bool = True,
     payload_variant: bool = True,
+    one_pass: bool = True,
 ) -> DataFrame:
     """``parse`` plus a ``reason`` column: NULL for a valid record, else why it is quarantined.
 
@@ -223,6 +243,7 @@ def validate(
         kafka_df,
         max_message_bytes=max_message_bytes,
         slice_payload=slice_payload,
+        one_pass=one_pass,
         # The compiled JSON Schema check reads the VARIANT.
         payload_variant=payload_variant or json_schema is not None,
     )

@@ -20,6 +20,7 @@ from restlake.errors import PermanentError, SpecError, TransientError
 from restlake.kube import conditions
 from restlake.kube.client import Kube
 from restlake.operator import backfills, reconcile, render, topic_ledger
+from restlake.operator.deletion_guard import DeletionGuard
 from restlake.operator.settings import FIELD_MANAGER, OperatorSettings
 from restlake.redaction import install_log_redaction, redact
 
@@ -32,6 +33,8 @@ BACKFILLS = "backfills"
 KOPF_PREFIX = "kopf.restlake.io"
 
 _STATE: dict[str, Any] = {}
+# Serialises, per source, the handlers that create its topics with the one that deletes them.
+_DELETIONS = DeletionGuard()
 
 
 def _settings() -> OperatorSettings:
@@ -111,6 +114,11 @@ def sweep_topics(**_: Any) -> None:
         log.info("swept topics of deleted source source=%s topics=%s", entry, ",".join(deleted))
 
 
+def _uid(body: kopf.Body) -> str:
+    meta = body["metadata"]
+    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
+
+
 def _raise_for_kopf(exc: Exception) -> None:
     if isinstance(exc, TransientError):
         raise kopf.TemporaryError(redact(str(exc)), delay=exc.retry_after or 10) from exc
@@ -128,9 +136,13 @@ def reconcile_source(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     # Body it handed out while the handler runs).
     basis = copy.deepcopy(dict(body))
     try:
-        outcome = reconcile.reconcile(
-            _cluster(), basis, _settings(), now=conditions.now_rfc3339(), ledger=_ledger()
-        )
+        with _DELETIONS.live(_uid(body)) as alive:
+            if not alive:
+                log.info("reconcile skipped, source deleted source=%s", body["metadata"]["name"])
+                return
+            outcome = reconcile.reconcile(
+                _cluster(), basis, _settings(), now=conditions.now_rfc3339(), ledger=_ledger()
+            )
     except SpecError as exc:
         # The API server validated the schema; the model's cross-field rules are a superset.
         kopf.warn(body, reason="InvalidSpec", message=redact(str(exc)))
@@ -191,6 +203,13 @@ def source_gone(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         names = list(render.topics(source, ours).values())
     except SpecError:
         names = []
+    # After any reconcile of this source under way (it may be creating the topics right now), and
+    # before any later one, which then finds the source gone.
+    with _DELETIONS.deleting(_uid(body)):
+        _release_topics(meta, names, ours)
+
+
+def _release_topics(meta: Any, names: list[str], ours: OperatorSettings) -> None:
     try:
         topic_ledger.release(
             _ledger(),
@@ -213,7 +232,12 @@ def refresh_status(body: kopf.Body, **_: Any) -> None:
     name = body["metadata"]["name"]
     changed: dict[str, Any] = {}
     try:
-        tick = reconcile.resync(_cluster(), body, _settings(), now=conditions.now_rfc3339(), ledger=_ledger())
+        with _DELETIONS.live(_uid(body)) as alive:
+            if not alive:
+                return
+            tick = reconcile.resync(
+                _cluster(), body, _settings(), now=conditions.now_rfc3339(), ledger=_ledger()
+            )
         if tick.drifted:
             kopf.info(body, reason="DriftCorrected", message=f"restored {', '.join(tick.drifted)}")
         changed = tick.changes()

@@ -76,14 +76,27 @@ public final class PayloadJson implements UDF1<byte[], byte[]> {
 
   /**
    * Whether {@code bytes[from, to)} is valid UTF-8 with no raw control character inside a string and
-   * no unpaired surrogate escape. Skipping a subtree does not decode its strings, so the parser
-   * above has not checked either.
+   * no unpaired surrogate or NUL escape. Skipping a subtree does not decode its strings, so the
+   * parser above has not checked these.
+   *
+   * <p>Runs of plain ASCII inside a string, most of a record, are crossed by a tight loop that
+   * stops only at a quote, a backslash, a control character or a non-ASCII byte (a signed byte
+   * below 0x20); the checks run at those bytes alone.
    */
   static boolean jsonbSafe(byte[] bytes, int from, int to) {
     boolean inString = false;
     boolean wantLow = false; // the previous escape was a high surrogate
     int i = from;
     while (i < to) {
+      if (inString && !wantLow) {
+        byte c;
+        while (i < to && (c = bytes[i]) >= 0x20 && c != '"' && c != '\\') {
+          i++;
+        }
+        if (i >= to) {
+          return false; // the string is not closed
+        }
+      }
       int b = bytes[i] & 0xFF;
       if (b >= 0x80) {
         int n = utf8Length(bytes, i, to);

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
@@ -180,3 +181,35 @@ def test_stream_tables_checkpoint_every_100_commits_unless_they_say_otherwise(
         assert counts(job.run(spark)) == (1, 1, 0, 1, 0)
     assert table_property(spark, old.config.bronze_path, key) == "100"
     assert table_property(spark, own.config.bronze_path, key) == "20"
+
+
+def test_columns_of_one_value_per_record_are_written_without_a_dictionary(
+    stack: StackEndpoints, spark: SparkSession, tmp_path: Path
+) -> None:
+    """Parquet's dictionary attempt on unique values (keys, hashes, offsets, payloads) costs every
+    append a hash per value and never pays; columns with few values keep theirs."""
+    job = StreamJob(stack, tmp_path)
+    poison = [(b"bad %d" % i, b"\xff not JSON %d" % i) for i in range(20)]
+    job.send(*[job.envelope(i, name=f"item {i}") for i in range(20)], *poison)
+    assert counts(job.run(spark)) == (40, 20, 20, 20, 0)
+
+    def encodings(table: str) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for file in Path(table).rglob("*.parquet"):
+            meta = pq.ParquetFile(file).metadata
+            for group in range(meta.num_row_groups):
+                for index in range(meta.num_columns):
+                    column = meta.row_group(group).column(index)
+                    found.setdefault(column.path_in_schema, set()).update(column.encodings)
+        return found
+
+    def dictionary(encoded: set[str]) -> bool:
+        return bool(encoded & {"PLAIN_DICTIONARY", "RLE_DICTIONARY"})
+
+    lake = encodings(job.config.bronze_path)
+    for column in ("external_id", "idempotency_key", "content_hash", "payload", "kafka_offset"):
+        assert not dictionary(lake[column]), (column, lake[column])
+    for column in ("kafka_topic", "batch_id", "request.status"):
+        assert dictionary(lake[column]), (column, lake[column])
+    rejected = encodings(job.config.quarantine_path)
+    assert not dictionary(rejected["raw_value"]) and dictionary(rejected["reason"])

@@ -37,18 +37,69 @@ public final class EnvelopeJson implements UDF1<byte[], Row> {
   private static final JsonFactory FACTORY =
       JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
 
-  // The positions of the returned row's fields.
-  private static final int VERSION = 0;
-  private static final int SOURCE = 1;
-  private static final int EXTERNAL_ID = 2;
-  private static final int IDEMPOTENCY_KEY = 3;
-  private static final int CONTENT_HASH = 4;
-  private static final int RECORD_VERSION = 5;
-  private static final int FETCHED_AT = 6;
-  private static final int REQUEST = 7;
-  private static final int PARENT = 8;
-  private static final int PAYLOAD = 9;
-  private static final int FIELDS = 10;
+  /** How a field's JSON value is read. */
+  private enum Kind {
+    TEXT,
+    INTEGER,
+    TIMESTAMP,
+    REQUEST,
+    PARENT,
+    PAYLOAD
+  }
+
+  /** A struct's fields: names and kinds, in the order of the Spark struct the caller registers. */
+  private static final class Struct {
+    final String[] names;
+    final Kind[] kinds;
+
+    Struct(String[] names, Kind[] kinds) {
+      this.names = names;
+      this.kinds = kinds;
+    }
+
+    int indexOf(String name) {
+      for (int i = 0; i < names.length; i++) {
+        if (names[i].equals(name)) {
+          return i;
+        }
+      }
+      return -1;
+    }
+  }
+
+  private static final Struct ENVELOPE =
+      new Struct(
+          new String[] {
+            "envelope_version",
+            "source",
+            "external_id",
+            "idempotency_key",
+            "content_hash",
+            "version",
+            "fetched_at",
+            "request",
+            "parent",
+            "payload"
+          },
+          new Kind[] {
+            Kind.INTEGER,
+            Kind.TEXT,
+            Kind.TEXT,
+            Kind.TEXT,
+            Kind.TEXT,
+            Kind.TEXT,
+            Kind.TIMESTAMP,
+            Kind.REQUEST,
+            Kind.PARENT,
+            Kind.PAYLOAD
+          });
+  private static final Struct REQUEST =
+      new Struct(
+          new String[] {"url", "status", "etag", "last_modified", "cursor", "line"},
+          new Kind[] {Kind.TEXT, Kind.INTEGER, Kind.TEXT, Kind.TEXT, Kind.TEXT, Kind.INTEGER});
+  private static final Struct PARENT =
+      new Struct(new String[] {"source", "external_id"}, new Kind[] {Kind.TEXT, Kind.TEXT});
+
   // A field whose value did not have its declared type: the whole record goes to from_json.
   private static final Object REFUSED = new Object();
 
@@ -58,81 +109,73 @@ public final class EnvelopeJson implements UDF1<byte[], Row> {
       return null;
     }
     try (JsonParser parser = FACTORY.createParser(value)) {
-      if (parser.nextToken() != JsonToken.START_OBJECT) {
+      Object envelope = struct(parser, parser.nextToken(), ENVELOPE, value);
+      // Not the envelope, or not of its types: from_json's call, and so is text after the object.
+      if (!(envelope instanceof Row) || parser.nextToken() != null) {
         return null;
       }
-      Object[] row = new Object[FIELDS];
-      JsonToken token;
-      while ((token = parser.nextToken()) == JsonToken.FIELD_NAME) {
-        String name = parser.currentName();
-        JsonToken next = parser.nextToken();
-        Object field;
-        int at;
-        switch (name) {
-          case "envelope_version":
-            at = VERSION;
-            field = integer(parser, next);
-            break;
-          case "source":
-            at = SOURCE;
-            field = text(parser, next);
-            break;
-          case "external_id":
-            at = EXTERNAL_ID;
-            field = text(parser, next);
-            break;
-          case "idempotency_key":
-            at = IDEMPOTENCY_KEY;
-            field = text(parser, next);
-            break;
-          case "content_hash":
-            at = CONTENT_HASH;
-            field = text(parser, next);
-            break;
-          case "version":
-            at = RECORD_VERSION;
-            field = text(parser, next);
-            break;
-          case "fetched_at":
-            at = FETCHED_AT;
-            field = next == JsonToken.VALUE_NULL ? null : timestamp(parser, next);
-            break;
-          case "request":
-            at = REQUEST;
-            field = request(parser, next);
-            break;
-          case "parent":
-            at = PARENT;
-            field = parent(parser, next);
-            break;
-          case "payload":
-            at = PAYLOAD;
-            long start = parser.currentTokenLocation().getByteOffset();
-            parser.skipChildren();
-            // A string's body is read lazily; finish it so the position is past its closing quote.
-            parser.finishToken();
-            long end = parser.currentLocation().getByteOffset();
-            if (start < 0 || end > value.length || end <= start) {
-              return null;
-            }
-            field = Arrays.copyOfRange(value, (int) start, (int) end);
-            break;
-          default:
-            parser.skipChildren();
-            continue;
-        }
-        if (field == REFUSED) {
-          return null;
-        }
-        row[at] = field;
-      }
-      if (token != JsonToken.END_OBJECT || parser.nextToken() != null) {
-        return null;
-      }
-      return RowFactory.create(row);
+      return (Row) envelope;
     } catch (IOException | RuntimeException e) {
       return null;
     }
+  }
+
+  /** The object at {@code token} read as {@code struct}: a Row, null for JSON null, or REFUSED. */
+  private static Object struct(JsonParser parser, JsonToken token, Struct struct, byte[] value)
+      throws IOException {
+    if (token == JsonToken.VALUE_NULL) {
+      return null;
+    }
+    if (token != JsonToken.START_OBJECT) {
+      return REFUSED;
+    }
+    Object[] fields = new Object[struct.names.length];
+    JsonToken next;
+    while ((next = parser.nextToken()) == JsonToken.FIELD_NAME) {
+      int at = struct.indexOf(parser.currentName());
+      JsonToken field = parser.nextToken();
+      if (at < 0) {
+        parser.skipChildren(); // an unknown field, which from_json skips too
+        continue;
+      }
+      Object read = read(parser, field, struct.kinds[at], value);
+      if (read == REFUSED) {
+        return REFUSED;
+      }
+      fields[at] = read;
+    }
+    return next == JsonToken.END_OBJECT ? RowFactory.create(fields) : REFUSED;
+  }
+
+  private static Object read(JsonParser parser, JsonToken token, Kind kind, byte[] value)
+      throws IOException {
+    switch (kind) {
+      case TEXT:
+        return text(parser, token);
+      case INTEGER:
+        return integer(parser, token);
+      case TIMESTAMP:
+        return token == JsonToken.VALUE_NULL ? null : timestamp(parser, token);
+      case REQUEST:
+        return struct(parser, token, REQUEST, value);
+      case PARENT:
+        return struct(parser, token, PARENT, value);
+      default:
+        return payload(parser, value);
+    }
+  }
+
+  /** The payload's bytes as the producer wrote them, whatever their JSON type. */
+  private static Object payload(JsonParser parser, byte[] value) throws IOException {
+    long start = parser.currentTokenLocation().getByteOffset();
+    parser.skipChildren();
+    // A string's body is read lazily; finish it so the position is past its closing quote.
+    parser.finishToken();
+    long end = parser.currentLocation().getByteOffset();
+    if (start < 0 || end > value.length || end <= start) {
+      return REFUSED;
+    }
+    return Arrays.copyOfRange(value, (int) start, (int) end);
   }
 
   /**
@@ -163,85 +206,6 @@ public final class EnvelopeJson implements UDF1<byte[], Row> {
       return REFUSED;
     }
     return parser.getIntValue();
-  }
-
-  private static Object request(JsonParser parser, JsonToken token) throws IOException {
-    if (token == JsonToken.VALUE_NULL) {
-      return null;
-    }
-    if (token != JsonToken.START_OBJECT) {
-      return REFUSED;
-    }
-    Object[] fields = new Object[6];
-    while (parser.nextToken() == JsonToken.FIELD_NAME) {
-      String name = parser.currentName();
-      JsonToken next = parser.nextToken();
-      Object field;
-      int at;
-      switch (name) {
-        case "url":
-          at = 0;
-          field = text(parser, next);
-          break;
-        case "status":
-          at = 1;
-          field = integer(parser, next);
-          break;
-        case "etag":
-          at = 2;
-          field = text(parser, next);
-          break;
-        case "last_modified":
-          at = 3;
-          field = text(parser, next);
-          break;
-        case "cursor":
-          at = 4;
-          field = text(parser, next);
-          break;
-        case "line":
-          at = 5;
-          field = integer(parser, next);
-          break;
-        default:
-          parser.skipChildren();
-          continue;
-      }
-      if (field == REFUSED) {
-        return REFUSED;
-      }
-      fields[at] = field;
-    }
-    return RowFactory.create(fields);
-  }
-
-  private static Object parent(JsonParser parser, JsonToken token) throws IOException {
-    if (token == JsonToken.VALUE_NULL) {
-      return null;
-    }
-    if (token != JsonToken.START_OBJECT) {
-      return REFUSED;
-    }
-    Object[] fields = new Object[2];
-    while (parser.nextToken() == JsonToken.FIELD_NAME) {
-      String name = parser.currentName();
-      JsonToken next = parser.nextToken();
-      int at;
-      if ("source".equals(name)) {
-        at = 0;
-      } else if ("external_id".equals(name)) {
-        at = 1;
-      } else {
-        parser.skipChildren();
-        continue;
-      }
-      Object field = text(parser, next);
-      if (field == REFUSED) {
-        return REFUSED;
-      }
-      fields[at] = field;
-    }
-    return RowFactory.create(fields);
   }
 
   private static Object timestamp(JsonParser parser, JsonToken token) throws IOException {

@@ -67,7 +67,7 @@ def test_compacts_every_n_appends_and_only_the_source(spark: SparkSession, tmp_p
     assert operations(spark, path).count("OPTIMIZE") == 1
 
 
-def test_a_new_process_compacts_a_table_of_many_files_after_its_first_append(
+def test_a_new_process_compacts_a_table_of_many_appends_after_its_first_append(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     """A driver restarted (or a short `--until-caught-up` run) before the cadence comes round still
@@ -89,6 +89,37 @@ def test_a_new_process_compacts_a_table_of_many_files_after_its_first_append(
     compaction.appended(spark)
     assert compaction.wait(120)
     assert operations(spark, path).count("OPTIMIZE") == 1
+
+
+def test_a_new_process_counts_appends_since_the_last_optimize_not_files(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Many files from few appends (a backfill, a year of compacted daily partitions) are no reason
+    to compact beside a new process's first batches; appends an earlier process made since the last
+    OPTIMIZE count towards the cadence, and the OPTIMIZE resets it."""
+    path = str(tmp_path / "bronze")
+    append(spark, path, "mine", 0, rows=40, files=8)
+    DeltaTable.forPath(spark, path).optimize().executeCompaction()
+    append(spark, path, "mine", 100, rows=40, files=8)
+    append(spark, path, "mine", 200)
+    assert files_of(spark, path, "mine") == 10
+    compaction = StreamCompaction(path, source="mine", kind="bronze", every=4)
+    compaction.start(spark)
+
+    # Two appends since the OPTIMIZE, plus this one: not yet four.
+    append(spark, path, "mine", 300)
+    compaction.appended(spark)
+    assert compaction.wait(120)
+    assert operations(spark, path).count("OPTIMIZE") == 1
+    assert files_of(spark, path, "mine") == 11
+
+    append(spark, path, "mine", 400)
+    compaction.appended(spark)
+    assert compaction.wait(120)
+    assert compaction.compactions == 1
+    assert operations(spark, path).count("OPTIMIZE") == 2
+    assert files_of(spark, path, "mine") == 1
+    assert spark.read.format("delta").load(path).count() == 95
 
 
 def test_delta_auto_compaction_is_off_in_the_stream_session(spark: SparkSession, tmp_path: Path) -> None:

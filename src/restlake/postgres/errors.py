@@ -24,6 +24,11 @@ def is_transient(exc: psycopg.Error) -> bool:
     if state is None:
         # No SQLSTATE: the client never got a server answer (refused, reset, timed out, closed).
         return isinstance(exc, psycopg.OperationalError)
+    return is_transient_state(state)
+
+
+def is_transient_state(state: str) -> bool:
+    """Whether a statement that failed with SQLSTATE ``state`` may succeed when retried (any client)."""
     return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
 
 

@@ -26,7 +26,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -177,13 +177,15 @@ COPY_STAGE = sql.SQL("COPY restlake_stage ({}) FROM STDIN").format(
 # The survivor per key when the batch holds several versions of one record (the rule above).
 _NEWEST_PER_KEY = sql.SQL(
     """SELECT DISTINCT ON (source, external_id) *
-    FROM restlake_stage
+    FROM {staged} AS staged
     ORDER BY source, external_id,
              version_ts DESC NULLS LAST, version_num DESC NULLS LAST, fetched_at DESC, content_hash"""
 )
 # Every staged row, when the stager saw each key once: the usual batch, and then the sort above (a
 # spill to disk for a batch of wide payloads at the default work_mem) would decide nothing.
-_EVERY_ROW = sql.SQL("SELECT * FROM restlake_stage")
+_EVERY_ROW = sql.SQL("SELECT * FROM {staged} AS staged")
+# What a stager fills by default: the temporary table of _CREATE_STAGE.
+_STAGE_TABLE = sql.Identifier("restlake_stage")
 # {target} is a validated, quoted identifier and {newest} one of the two selections above. The
 # selection is a subquery, not a CTE: read once, it streams into the insert instead of being
 # materialised first.
@@ -233,18 +235,26 @@ FROM upserted
 
 @dataclass(frozen=True, slots=True)
 class Staged:
-    """What a stager wrote into ``restlake_stage``: ``rows`` rows holding ``keys`` distinct
-    ``external_id`` values (a batch is one source, so that is its distinct keys)."""
+    """What a stager wrote: ``rows`` rows holding ``keys`` distinct ``external_id`` values (a batch
+    is one source, so that is its distinct keys).
+
+    ``relation`` is where the upsert reads them, ``STAGE_COLUMNS`` by name: the temporary
+    ``restlake_stage`` unless the stager filled something else (a table or a parenthesised
+    SELECT). ``finish`` runs after the ledger row, inside the transaction (dropping a staging
+    table that outlives the transaction, so it goes exactly when the merge commits)."""
 
     rows: int
     keys: int
+    relation: sql.Composable = field(default_factory=lambda: _STAGE_TABLE)
+    finish: sql.Composable | None = None
 
     @property
     def one_version_per_key(self) -> bool:
         return self.rows == self.keys
 
 
-# Writes one batch's rows into the temporary ``restlake_stage`` table and says what it wrote.
+# Writes one batch's rows into the temporary ``restlake_stage`` table (or elsewhere, see Staged) and
+# says what it wrote.
 Stager = Callable[[psycopg.Connection], Staged]
 
 
@@ -364,7 +374,9 @@ def _merge(
         rows_in, distinct = staged.rows, staged.keys
         upsert = _UPSERT.format(
             target=target.identifier(),
-            newest=_EVERY_ROW if staged.one_version_per_key else _NEWEST_PER_KEY,
+            newest=(_EVERY_ROW if staged.one_version_per_key else _NEWEST_PER_KEY).format(
+                staged=staged.relation
+            ),
         )
         counts = conn.execute(upsert, {"query_id": query_id, "batch_id": batch_id}).fetchone()
         inserted, updated = counts if counts is not None else (0, 0)
@@ -378,6 +390,8 @@ def _merge(
             " VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp())",
             (source, query_id, batch_id, str(target), rows_in, inserted + updated),
         )
+        if staged.finish is not None:
+            conn.execute(staged.finish)
     result = MergeResult(
         source, query_id, batch_id, rows_in, distinct, inserted, updated, False, time.monotonic() - started
     )

@@ -25,17 +25,14 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark import InheritableThread, StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from restlake.contracts.stream_job import StreamJobConfig
 from restlake.errors import TransientError
 from restlake.jobs.spark import faults, quality
 from restlake.jobs.spark import metrics as prom
-from restlake.jobs.spark.bronze_keys import (
-    key_columns,
-    keys_of,
-)
+from restlake.jobs.spark.bronze_keys import key_columns
 from restlake.jobs.spark.schema_fastpath import supported as fast_path_supported
 from restlake.jobs.spark.session import jvm_of
 from restlake.jobs.spark.sinks import MicroBatch, Sink, Stopwatch, Written, sinks_for
@@ -291,7 +288,7 @@ class BatchProcessor:
                     )
                     checked = checked.where(F.col(quality.EXPECTATION).isNull())
                     valid = checked.drop(quality.EXPECTATION)
-                    keys = keys_of(valid)
+                    keys = valid.select(*_row_facts()).toArrow()
                 else:
                     valid = checked.drop(quality.EXPECTATION)
             watch.lap("quality")
@@ -436,12 +433,18 @@ def merge_rows(valid: DataFrame) -> Iterator[MergeRow]:
         )
 
 
+def _row_facts() -> list[Column]:
+    """What the driver keeps of each valid row (``MicroBatch.keys``): its key and Kafka position for
+    the bronze ledger, its external_id and raw version for the merge (distinct keys, parsed versions)."""
+    return [*key_columns(), F.col("external_id"), F.col("version").cast("string").alias("version")]
+
+
 def _facts(validated: DataFrame, *, fallback: bool) -> pa.Table:
     """Per row: valid or not, its key and Kafka position, and whether jsonschema must still judge it."""
     doubtful = F.col(SCHEMA_FALLBACK) if fallback else F.lit(False)
     return validated.select(
         F.col(REASON).isNull().alias("_ok"),
-        *key_columns(),
+        *_row_facts(),
         doubtful.alias("_fallback"),
         F.octet_length(F.col("payload")).alias("_bytes"),
     ).toArrow()

@@ -114,11 +114,6 @@ def key_columns() -> list[Column]:
     return [key_digest().alias(KEY), F.col("kafka_partition"), F.col("kafka_offset")]
 
 
-def keys_of(valid: DataFrame) -> pa.Table:
-    """The batch's key, Kafka partition and offset per valid row, collected as Arrow."""
-    return valid.select(*key_columns()).toArrow()
-
-
 def select_new(
     spark: SparkSession,
     dsn: SecretStr,

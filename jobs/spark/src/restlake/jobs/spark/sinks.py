@@ -23,13 +23,14 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 from delta.tables import DeltaTable
+from pydantic import SecretStr
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from restlake.contracts.stream_job import StreamJobConfig
-from restlake.errors import ConfigError, TransientError
-from restlake.jobs.spark import bronze, faults
+from restlake.errors import ConfigError, PermanentError, RestlakeError, TransientError
+from restlake.jobs.spark import bronze, faults, postgres_copy
 from restlake.jobs.spark.bronze_keys import (
     KEY,
     delta_log_snapshot,
@@ -40,11 +41,13 @@ from restlake.jobs.spark.bronze_keys import (
     table_state,
 )
 from restlake.jobs.spark.compaction import StreamCompaction
+from restlake.jobs.spark.postgres_copy import JdbcTarget, copy_partitions
 from restlake.jobs.spark.typed_columns import TypedColumn
 from restlake.postgres import bronze_keys as ledger
 from restlake.postgres import migrations
 from restlake.postgres.arrow_stage import ARROW_COLUMNS, arrow_stager
-from restlake.postgres.merge import MergeResult, Staged, merge_staged
+from restlake.postgres.merge import MergeResult, Staged, Stager, merge_staged
+from restlake.postgres.partition_stage import PartitionStage, drop_orphans, partition_stager
 
 log = logging.getLogger(__name__)
 
@@ -241,19 +244,75 @@ class BronzeSink:
 
 
 class PostgresSink:
-    """The newest version of every record upserted into the source's table, exactly once per batch."""
+    """The newest version of every record upserted into the source's table, exactly once per batch.
+
+    The executors COPY a batch's rows into a staging table (``postgres_copy``) and the driver
+    merges it; where that path is not available, the driver collects the rows as Arrow and COPYs
+    them itself."""
 
     name = "postgres"
     commits_after_lake = True
 
     def __init__(self, config: StreamJobConfig) -> None:
         self.config = config
+        self.target: JdbcTarget | None = None
 
     def prepare(self, spark: SparkSession) -> None:
         # raw.* is migrated by the query's start, before any sink prepares.
         migrations.ensure_table(self.config.pg_dsn, self.config.table)
+        if postgres_copy.available(spark):
+            self.target = postgres_copy.jdbc_target(self.config.pg_dsn)
+        if self.target is not None:
+            drop_orphans(self.config.pg_dsn, self.config.source)
 
     def write(self, batch: MicroBatch) -> Written:
+        # A batch holding one record twice keeps the first per key, which the Arrow path applies.
+        if self.target is not None and not batch.has_duplicate_keys:
+            return self._write_from_executors(batch, self.target)
+        return self._write_collected(batch)
+
+    def _write_from_executors(self, batch: MicroBatch, target: JdbcTarget) -> Written:
+        cfg = self.config
+        watch = Stopwatch()
+        rows = batch.keys.num_rows
+        keys = int(pc.count_distinct(batch.keys["external_id"]).as_py() or 0)
+        staging: list[float] = []
+        waited: list[float] = []
+
+        def attempt() -> MergeResult:
+            stage = PartitionStage.new(cfg.source)
+
+            def staged(conn: Any) -> Staged:
+                started = time.monotonic()
+                stage.create(cfg.pg_dsn)
+                written = copy_partitions(batch.valid, target, stage, batch_id=batch.batch_id)
+                staging.append(time.monotonic() - started)
+                if written != rows:
+                    raise PermanentError(
+                        f"batch {batch.batch_id} of source {cfg.source}: the executors staged {written} "
+                        f"rows of {rows} valid ones"
+                    )
+                return partition_stager(
+                    stage, batch_id=batch.batch_id, rows=rows, keys=keys, versions=batch.keys["version"]
+                )(conn)
+
+            try:
+                return self._merge(batch, staged, waited)
+            except BaseException:
+                # The merge drops its staging table when it commits; after a failure nothing reads it.
+                _drop_quietly(stage, cfg.pg_dsn)
+                raise
+
+        merged = self._retrying(batch, attempt)
+        watch.lap("merge")
+        name, seconds = watch.laps[-1]
+        wait, stage_s = sum(waited), sum(staging)
+        watch.laps[-1] = (name, max(0.0, seconds - wait - stage_s))
+        watch.laps[:0] = [("stage", stage_s)]
+        watch.laps.append(("wait_lake", wait))
+        return _written(merged, tuple(watch.laps))
+
+    def _write_collected(self, batch: MicroBatch) -> Written:
         cfg = self.config
         watch = Stopwatch()
         slices = collect_slices(batch.valid_payload_bytes, batch.keys.num_rows)
@@ -279,6 +338,19 @@ class PostgresSink:
                 staged = Staged(staged.rows + part.rows, staged.keys + part.keys)
             return staged
 
+        merged = self._retrying(batch, lambda: self._merge(batch, stage, waited))
+        watch.lap("merge")
+        # The merge's own time, and apart from it the wait for the lake's commit and the collects
+        # of a sliced batch inside it.
+        name, seconds = watch.laps[-1]
+        wait, collect = sum(waited), sum(collecting)
+        watch.laps[-1] = (name, max(0.0, seconds - wait - collect))
+        if collecting:
+            watch.laps[0] = ("collect", watch.laps[0][1] + collect)
+        watch.laps.append(("wait_lake", wait))
+        return _written(merged, tuple(watch.laps))
+
+    def _merge(self, batch: MicroBatch, stage: Stager, waited: list[float]) -> MergeResult:
         def lake_committed() -> None:
             started = time.monotonic()
             try:
@@ -286,37 +358,31 @@ class PostgresSink:
             finally:
                 waited.append(time.monotonic() - started)
 
+        cfg = self.config
+        return merge_staged(
+            cfg.pg_dsn,
+            table=cfg.table,
+            source=cfg.source,
+            query_id=batch.query_id,
+            batch_id=batch.batch_id,
+            stage=stage,
+            before_commit=lake_committed,
+        )
+
+    def _retrying(self, batch: MicroBatch, attempt: Callable[[], MergeResult]) -> MergeResult:
         attempts = len(MERGE_RETRY_DELAYS) + 1
-        for attempt in range(1, attempts + 1):
+        for number in range(1, attempts + 1):
             try:
-                merged = merge_staged(
-                    cfg.pg_dsn,
-                    table=cfg.table,
-                    source=cfg.source,
-                    query_id=batch.query_id,
-                    batch_id=batch.batch_id,
-                    stage=stage,
-                    before_commit=lake_committed,
-                )
-                watch.lap("merge")
-                # The merge's own time, and apart from it the wait for the lake's commit and the
-                # collects of a sliced batch inside it.
-                name, seconds = watch.laps[-1]
-                wait, collect = sum(waited), sum(collecting)
-                watch.laps[-1] = (name, max(0.0, seconds - wait - collect))
-                if collecting:
-                    watch.laps[0] = ("collect", watch.laps[0][1] + collect)
-                watch.laps.append(("wait_lake", wait))
-                return _written(merged, tuple(watch.laps))
+                return attempt()
             except TransientError as exc:
-                if attempt == attempts:
+                if number == attempts:
                     raise
-                delay = MERGE_RETRY_DELAYS[attempt - 1]
+                delay = MERGE_RETRY_DELAYS[number - 1]
                 log.warning(
                     "merge failed transiently, retrying source=%s batch_id=%s attempt=%s delay_s=%s error=%s",
-                    cfg.source,
+                    self.config.source,
                     batch.batch_id,
-                    attempt,
+                    number,
                     delay,
                     exc,
                 )
@@ -337,6 +403,14 @@ def collect_slices(payload_bytes: int, rows: int) -> int:
     """How many slices the Postgres sink collects a batch of ``rows`` rows in (see COLLECT_SLICE_BYTES)."""
     estimate = payload_bytes + rows * _ROW_OVERHEAD_BYTES
     return max(1, -(-estimate // COLLECT_SLICE_BYTES))
+
+
+def _drop_quietly(stage: PartitionStage, dsn: SecretStr) -> None:
+    try:
+        stage.drop(dsn)
+    except RestlakeError as exc:
+        # Postgres is unreachable (the likely reason the merge failed): the next start drops it.
+        log.warning("staging table left for the next start source=%s error=%s", stage.source, exc)
 
 
 def _written(merged: MergeResult, steps: tuple[tuple[str, float], ...] = ()) -> Written:

@@ -1,0 +1,181 @@
+"""A staging table that a batch's partitions fill from elsewhere, merged by the usual transaction.
+
+The stream job's executors COPY their partitions of a micro-batch straight into Postgres
+(``io.restlake.jobs.spark.PostgresStage``), so the rows never pass through the driver. They
+cannot write into the merge transaction's temporary table, so they fill an UNLOGGED table of the
+``raw`` schema made for this one attempt of this one batch; the merge then reads it (joined with
+the batch's parsed versions) and drops it in its own transaction, so the table goes exactly when
+the batch commits.
+
+Why this stays exactly-once:
+- the table is new per attempt (a random suffix): a zombie driver staging the same batch never
+  writes into its replacement's table;
+- a partition's rows land in one transaction that first deletes what an earlier attempt of that
+  partition left, so a retried task never doubles them;
+- the merge counts the staged rows against the batch's valid rows before it upserts: an UNLOGGED
+  table is emptied when Postgres restarts after a crash, and a batch must then be staged again,
+  not merged short;
+- what a killed driver leaves behind is dropped when a query of the source starts
+  (``drop_orphans``); the ledger, not the staging table, says whether a batch merged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import sql
+from pydantic import SecretStr
+
+from restlake.errors import TransientError
+from restlake.postgres.arrow_stage import copy_text
+from restlake.postgres.connection import connection
+from restlake.postgres.merge import Staged, Stager, parse_version
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "raw"
+_PREFIX = "_restlake_stage_"
+# The columns the writers COPY, in order (PostgresStage writes them so); the source is the merge's
+# own, checked by the writers row by row.
+COLUMNS = (
+    "part",
+    "external_id",
+    "idempotency_key",
+    "content_hash",
+    "version",
+    "fetched_at_us",
+    "payload",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+)
+_CREATE = sql.SQL(
+    "CREATE UNLOGGED TABLE {table} ("
+    " part integer NOT NULL, external_id text NOT NULL, idempotency_key text NOT NULL,"
+    " content_hash text NOT NULL, version text, fetched_at_us bigint NOT NULL, payload jsonb NOT NULL,"
+    " kafka_topic text, kafka_partition integer, kafka_offset bigint)"
+)
+_CREATE_VERSIONS = sql.SQL(
+    "CREATE TEMP TABLE restlake_versions (version text NOT NULL, version_ts timestamptz,"
+    " version_num numeric) ON COMMIT DROP"
+)
+_COPY_VERSIONS = sql.SQL("COPY restlake_versions (version, version_ts, version_num) FROM STDIN")
+# STAGE_COLUMNS of merge.py, by name. fetched_at travels as epoch microseconds: integer arithmetic
+# keeps every microsecond, where to_timestamp(double) would round the last of them.
+_RELATION = sql.SQL(
+    "(SELECT {source}::text AS source, s.external_id, s.idempotency_key, s.content_hash, s.version,"
+    " v.version_ts, v.version_num,"
+    " timestamptz 'epoch' + s.fetched_at_us * interval '1 microsecond' AS fetched_at,"
+    " s.payload, s.kafka_topic, s.kafka_partition, s.kafka_offset"
+    " FROM {table} AS s LEFT JOIN restlake_versions AS v ON v.version = s.version)"
+)
+
+
+def _source_tag(source: str) -> str:
+    # Table names are at most 63 bytes and sources are free text: a digest names the source.
+    return hashlib.sha256(source.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionStage:
+    """One attempt's staging table: ``raw._restlake_stage_<source digest>_<random>``."""
+
+    source: str
+    name: str
+
+    @classmethod
+    def new(cls, source: str) -> PartitionStage:
+        return cls(source, f"{_PREFIX}{_source_tag(source)}_{uuid.uuid4().hex[:16]}")
+
+    def identifier(self) -> sql.Identifier:
+        return sql.Identifier(SCHEMA, self.name)
+
+    def quoted(self) -> str:
+        """The qualified name as SQL text, for a writer that builds its own statements."""
+        return f'"{SCHEMA}"."{self.name}"'
+
+    def create(self, dsn: str | SecretStr) -> None:
+        with connection(dsn, f"creating the staging table of source {self.source}") as conn:
+            conn.execute(_CREATE.format(table=self.identifier()))
+
+    def drop(self, dsn: str | SecretStr) -> None:
+        """Drop the table if it is still there (the merge drops it when it commits)."""
+        with connection(dsn, f"dropping the staging table of source {self.source}") as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.identifier()))
+
+
+def drop_orphans(dsn: str | SecretStr, source: str) -> int:
+    """Drop the staging tables a killed driver of ``source`` left; how many there were."""
+    prefix = f"{_PREFIX}{_source_tag(source)}_"
+    with connection(dsn, f"dropping leftover staging tables of source {source}") as conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s AND starts_with(tablename, %s)",
+                (SCHEMA, prefix),
+            )
+        ]
+        for name in names:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(SCHEMA, name)))
+    if names:
+        log.info("dropped leftover staging tables source=%s tables=%s", source, len(names))
+    return len(names)
+
+
+def partition_stager(
+    stage: PartitionStage, *, batch_id: int, rows: int, keys: int, versions: pa.Array | pa.ChunkedArray
+) -> Stager:
+    """A ``Stager`` for a staging table the writers already filled with ``rows`` rows holding
+    ``keys`` distinct external_ids; ``versions`` are the batch's raw versions (any repeats)."""
+
+    def staged(conn: psycopg.Connection) -> Staged:
+        found = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(stage.identifier())).fetchone()
+        held = found[0] if found is not None else 0
+        if held != rows:
+            raise TransientError(
+                f"the staging table of batch {batch_id} of source {stage.source} holds {held} rows, "
+                f"{rows} were staged (an unlogged table is emptied when Postgres recovers from a "
+                "crash); the batch is staged again"
+            )
+        conn.execute(_CREATE_VERSIONS)
+        _copy_versions(conn, versions)
+        relation = _RELATION.format(source=sql.Literal(stage.source), table=stage.identifier())
+        return Staged(
+            rows,
+            keys,
+            relation=relation,
+            finish=sql.SQL("DROP TABLE {}").format(stage.identifier()),
+        )
+
+    return staged
+
+
+def _copy_versions(conn: psycopg.Connection, versions: pa.Array | pa.ChunkedArray) -> None:
+    """Each distinct version with its ``parse_version`` reading: the one rule of "newer", in Python."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    distinct = pc.drop_null(pc.unique(versions.cast(pa.string())))
+    if len(distinct) == 0:
+        return
+    parsed = [parse_version(v) for v in distinct.to_pylist()]
+    table = pa.table(
+        {
+            "version": distinct,
+            "version_ts": pa.array(
+                [p.ts.isoformat() if p.ts is not None else None for p in parsed], pa.string()
+            ),
+            "version_num": pa.array([str(p.num) if p.num is not None else None for p in parsed], pa.string()),
+        }
+    )
+    with conn.cursor() as cur, cur.copy(_COPY_VERSIONS) as copy:
+        for chunk in table.to_batches(max_chunksize=8192):
+            copy.write(copy_text(chunk))

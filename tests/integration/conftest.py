@@ -18,6 +18,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from restlake.jobs.spark.session import build_spark
+from restlake.postgres import migrations
 from restlake.stack.jars import spark_jars as resolve_spark_jars
 from restlake.stack.manager import PG_DSN_ENV, LocalStack, StackEndpoints
 from restlake.stack.state import jars_dir_for
@@ -58,6 +59,13 @@ def stack(local_stack: LocalStack) -> StackEndpoints:
     endpoints = local_stack.endpoints()
     assert endpoints is not None
     return endpoints
+
+
+@pytest.fixture(scope="session")
+def dsn(stack: StackEndpoints) -> str:
+    """The stack's Postgres DSN, with restlake's raw.* migrations applied."""
+    migrations.apply(stack.pg_dsn)
+    return stack.pg_dsn
 
 
 @pytest.fixture(scope="session")

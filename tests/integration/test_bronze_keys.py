@@ -8,16 +8,8 @@ import uuid
 import pytest
 
 from restlake.postgres import bronze_keys as ledger
-from restlake.postgres import migrations
-from restlake.stack.manager import StackEndpoints
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def dsn(stack: StackEndpoints) -> str:
-    migrations.apply(stack.pg_dsn)
-    return stack.pg_dsn
 
 
 @pytest.fixture

@@ -33,18 +33,11 @@ from restlake.postgres.merge import (
     merge_staged,
 )
 from restlake.postgres.partition_stage import PartitionStage, partition_stager
-from restlake.stack.manager import StackEndpoints
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 TABLE = "raw.api_events"
-
-
-@pytest.fixture(scope="module")
-def dsn(stack: StackEndpoints) -> str:
-    migrations.apply(stack.pg_dsn)
-    return stack.pg_dsn
 
 
 # How merge() stages each test source's rows: MergeRow values (merge_batch, the backfill's path),

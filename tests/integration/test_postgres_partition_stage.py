@@ -7,6 +7,7 @@ here: what is particular to a table that other processes fill before the merge r
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import psycopg
@@ -18,21 +19,13 @@ from pyspark.sql import DataFrame, SparkSession
 
 from restlake.errors import PermanentError, TransientError
 from restlake.jobs.spark.postgres_copy import JdbcTarget, copy_partitions, jdbc_target
-from restlake.postgres import migrations
 from restlake.postgres.arrow_stage import rows_table
-from restlake.postgres.merge import MergeRow, merge_staged
+from restlake.postgres.merge import MergeRow, Stager, merge_staged
 from restlake.postgres.partition_stage import SCHEMA, PartitionStage, drop_orphans, partition_stager
-from restlake.stack.manager import StackEndpoints
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def dsn(stack: StackEndpoints) -> str:
-    migrations.apply(stack.pg_dsn)
-    return stack.pg_dsn
 
 
 @pytest.fixture
@@ -83,32 +76,44 @@ def target_of(dsn: str) -> JdbcTarget:
     return target
 
 
-def test_a_partition_staged_twice_holds_its_rows_once(spark: SparkSession, dsn: str, source: str) -> None:
+@pytest.fixture
+def stage(dsn: str, source: str) -> Iterator[PartitionStage]:
+    """A created staging table of the test's source, dropped after the test if still there."""
+    created = PartitionStage.new(source)
+    created.create(dsn)
+    yield created
+    created.drop(dsn)
+
+
+def staged_by_executors(
+    spark: SparkSession, dsn: str, stage: PartitionStage, rows: list[MergeRow], batch_id: int
+) -> Stager:
+    """``rows`` COPYed into ``stage`` by the executors, and the stager the merge then runs."""
+    written = copy_partitions(frame(spark, rows), target_of(dsn), stage, batch_id=batch_id)
+    keys = len({r.external_id for r in rows})
+    versions = pa.array([r.version for r in rows])
+    return partition_stager(stage, batch_id=batch_id, rows=written, keys=keys, versions=versions)
+
+
+def test_a_partition_staged_twice_holds_its_rows_once(
+    spark: SparkSession, dsn: str, source: str, stage: PartitionStage
+) -> None:
     # Spark re-runs a task whose executor died after its COPY committed: the second attempt of a
     # partition replaces what the first left instead of adding to it.
-    stage = PartitionStage.new(source)
-    stage.create(dsn)
-    try:
-        df = frame(spark, rows_of(source, 50))
-        assert copy_partitions(df, target_of(dsn), stage, batch_id=0) == 50
-        assert copy_partitions(df, target_of(dsn), stage, batch_id=0) == 50
-        assert held(dsn, stage) == 50
-    finally:
-        stage.drop(dsn)
+    df = frame(spark, rows_of(source, 50))
+    assert copy_partitions(df, target_of(dsn), stage, batch_id=0) == 50
+    assert copy_partitions(df, target_of(dsn), stage, batch_id=0) == 50
+    assert held(dsn, stage) == 50
 
 
-def test_a_staging_table_that_lost_rows_is_not_merged(spark: SparkSession, dsn: str, source: str) -> None:
+def test_a_staging_table_that_lost_rows_is_not_merged(
+    spark: SparkSession, dsn: str, source: str, stage: PartitionStage
+) -> None:
     # An UNLOGGED table is emptied when Postgres recovers from a crash: a merge after that must
     # fail (and be staged again), never commit the batch short with its ledger row.
-    stage = PartitionStage.new(source)
-    stage.create(dsn)
-    rows = rows_of(source, 20)
-    written = copy_partitions(frame(spark, rows), target_of(dsn), stage, batch_id=3)
+    stager = staged_by_executors(spark, dsn, stage, rows_of(source, 20), batch_id=3)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("TRUNCATE {}").format(stage.identifier()))
-    stager = partition_stager(
-        stage, batch_id=3, rows=written, keys=20, versions=pa.array([r.version for r in rows])
-    )
     with pytest.raises(TransientError, match="holds 0 rows, 20 were staged"):
         merge_staged(dsn, table="raw.api_events", source=source, query_id="q", batch_id=3, stage=stager)
     with psycopg.connect(dsn) as conn:
@@ -117,19 +122,12 @@ def test_a_staging_table_that_lost_rows_is_not_merged(spark: SparkSession, dsn: 
             "SELECT count(*) FROM raw.ingest_batches WHERE source = %s", (source,)
         ).fetchone()
     assert (merged, ledger) == ((0,), (0,))
-    stage.drop(dsn)
 
 
 def test_the_merge_drops_its_staging_table_when_it_commits(
-    spark: SparkSession, dsn: str, source: str
+    spark: SparkSession, dsn: str, source: str, stage: PartitionStage
 ) -> None:
-    stage = PartitionStage.new(source)
-    stage.create(dsn)
-    rows = rows_of(source, 10)
-    written = copy_partitions(frame(spark, rows), target_of(dsn), stage, batch_id=0)
-    stager = partition_stager(
-        stage, batch_id=0, rows=written, keys=10, versions=pa.array([r.version for r in rows])
-    )
+    stager = staged_by_executors(spark, dsn, stage, rows_of(source, 10), batch_id=0)
     result = merge_staged(dsn, table="raw.api_events", source=source, query_id="q", batch_id=0, stage=stager)
     assert (result.rows_in, result.inserted) == (10, 10)
     assert not exists(dsn, stage.name)
@@ -138,8 +136,8 @@ def test_the_merge_drops_its_staging_table_when_it_commits(
 def test_staging_tables_a_killed_driver_left_are_dropped_for_its_source_only(dsn: str, source: str) -> None:
     mine = [PartitionStage.new(source) for _ in range(2)]
     other = PartitionStage.new(f"{source}-other")
-    for stage in (*mine, other):
-        stage.create(dsn)
+    for created in (*mine, other):
+        created.create(dsn)
     try:
         assert drop_orphans(dsn, source) == 2
         assert [exists(dsn, s.name) for s in mine] == [False, False]
@@ -150,50 +148,35 @@ def test_staging_tables_a_killed_driver_left_are_dropped_for_its_source_only(dsn
 
 
 def test_a_record_of_another_source_is_refused_before_the_merge(
-    spark: SparkSession, dsn: str, source: str
+    spark: SparkSession, dsn: str, source: str, stage: PartitionStage
 ) -> None:
-    stage = PartitionStage.new(source)
-    stage.create(dsn)
-    try:
-        rows = [*rows_of(source, 5), *rows_of("someone-else", 1)]
-        with pytest.raises(PermanentError, match="holds a record of source 'someone-else'"):
-            copy_partitions(frame(spark, rows), target_of(dsn), stage, batch_id=4)
-    finally:
-        stage.drop(dsn)
+    rows = [*rows_of(source, 5), *rows_of("someone-else", 1)]
+    with pytest.raises(PermanentError, match="holds a record of source 'someone-else'"):
+        copy_partitions(frame(spark, rows), target_of(dsn), stage, batch_id=4)
 
 
 def test_a_payload_postgres_refuses_is_a_permanent_error_naming_its_sqlstate(
-    spark: SparkSession, dsn: str, source: str
+    spark: SparkSession, dsn: str, source: str, stage: PartitionStage
 ) -> None:
-    stage = PartitionStage.new(source)
-    stage.create(dsn)
-    try:
-        rows = rows_of(source, 3, payload="{not json")
-        with pytest.raises(PermanentError, match="SQLSTATE 22P02"):
-            copy_partitions(frame(spark, rows, 1), target_of(dsn), stage, batch_id=5)
-        assert held(dsn, stage) == 0
-    finally:
-        stage.drop(dsn)
+    rows = rows_of(source, 3, payload="{not json")
+    with pytest.raises(PermanentError, match="SQLSTATE 22P02"):
+        copy_partitions(frame(spark, rows, 1), target_of(dsn), stage, batch_id=5)
+    assert held(dsn, stage) == 0
 
 
 def test_an_unreachable_server_is_transient_and_names_no_host(
-    spark: SparkSession, dsn: str, source: str
+    spark: SparkSession, dsn: str, source: str, stage: PartitionStage
 ) -> None:
-    stage = PartitionStage.new(source)
-    stage.create(dsn)
-    try:
-        good = target_of(dsn)
-        info = conninfo_to_dict(dsn)
-        # A port nothing listens on: the executors cannot connect.
-        with psycopg.connect(dsn) as conn:
-            found = conn.execute("SELECT inet_server_port()").fetchone()
-        assert found is not None
-        dead = JdbcTarget(good.url.replace(f":{found[0]}/", ":1/"), good.properties)
-        with pytest.raises(TransientError, match="SQLSTATE 08") as caught:
-            copy_partitions(frame(spark, rows_of(source, 2), 1), dead, stage, batch_id=6)
-        assert str(info.get("host")) not in str(caught.value)
-    finally:
-        stage.drop(dsn)
+    good = target_of(dsn)
+    info = conninfo_to_dict(dsn)
+    # A port nothing listens on: the executors cannot connect.
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute("SELECT inet_server_port()").fetchone()
+    assert found is not None
+    dead = JdbcTarget(good.url.replace(f":{found[0]}/", ":1/"), good.properties)
+    with pytest.raises(TransientError, match="SQLSTATE 08") as caught:
+        copy_partitions(frame(spark, rows_of(source, 2), 1), dead, stage, batch_id=6)
+    assert str(info.get("host")) not in str(caught.value)
 
 
 def test_the_executors_reach_the_server_libpq_reaches_without_the_password_in_repr(dsn: str) -> None:

@@ -40,7 +40,7 @@ ARROW_COLUMNS = (
     "kafka_offset",
 )
 # Rows per chunk handed to COPY: bounds the extra memory to a few MB whatever the batch size.
-_CHUNK_ROWS = 8192
+CHUNK_ROWS = 8192
 
 _COPY_TEXT = sql.SQL("COPY restlake_stage ({}) FROM STDIN").format(
     sql.SQL(", ").join(sql.Identifier(c) for c in STAGE_COLUMNS)
@@ -73,7 +73,7 @@ def arrow_stager(rows: pa.Table, *, source: str, batch_id: int) -> Stager:
 
         table = _stage_table(rows, source=source, batch_id=batch_id)
         with conn.cursor() as cur, cur.copy(_COPY_TEXT) as copy:
-            for chunk in table.to_batches(max_chunksize=_CHUNK_ROWS):
+            for chunk in table.to_batches(max_chunksize=CHUNK_ROWS):
                 copy.write(copy_text(chunk))
 
         return Staged(table.num_rows, pc.count_distinct(table["external_id"], mode="only_valid").as_py())
@@ -141,9 +141,7 @@ def _stage_table(rows: pa.Table, *, source: str, batch_id: int) -> pa.Table:
         )
     versions = rows["version"].cast(pa.string())
     distinct = pc.unique(versions)
-    parsed = [parse_version(v) for v in distinct.to_pylist()]
-    ts_of = pa.array([p.ts.isoformat() if p.ts is not None else None for p in parsed], pa.string())
-    num_of = pa.array([str(p.num) if p.num is not None else None for p in parsed], pa.string())
+    ts_of, num_of = parsed_versions(distinct)
     where = pc.index_in(versions, value_set=distinct)
     derived = {
         "version_ts": pc.take(ts_of, where),
@@ -151,3 +149,14 @@ def _stage_table(rows: pa.Table, *, source: str, batch_id: int) -> pa.Table:
         "version": versions,
     }
     return pa.table({name: derived[name] if name in derived else rows[name] for name in STAGE_COLUMNS})
+
+
+def parsed_versions(versions: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Each of ``versions`` read by ``parse_version`` (Python, once a value: call it on distinct
+    ones), as COPY text: the timestamp's ISO form and the number's digits, or null."""
+    import pyarrow as pa
+
+    parsed = [parse_version(v) for v in versions.to_pylist()]
+    ts = pa.array([p.ts.isoformat() if p.ts is not None else None for p in parsed], pa.string())
+    num = pa.array([str(p.num) if p.num is not None else None for p in parsed], pa.string())
+    return ts, num

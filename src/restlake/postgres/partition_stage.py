@@ -32,9 +32,9 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from restlake.errors import TransientError
-from restlake.postgres.arrow_stage import copy_text
+from restlake.postgres.arrow_stage import CHUNK_ROWS, copy_text, parsed_versions
 from restlake.postgres.connection import connection
-from restlake.postgres.merge import Staged, Stager, parse_version
+from restlake.postgres.merge import Staged, Stager
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -166,16 +166,8 @@ def _copy_versions(conn: psycopg.Connection, versions: pa.Array | pa.ChunkedArra
     distinct = pc.drop_null(pc.unique(versions.cast(pa.string())))
     if len(distinct) == 0:
         return
-    parsed = [parse_version(v) for v in distinct.to_pylist()]
-    table = pa.table(
-        {
-            "version": distinct,
-            "version_ts": pa.array(
-                [p.ts.isoformat() if p.ts is not None else None for p in parsed], pa.string()
-            ),
-            "version_num": pa.array([str(p.num) if p.num is not None else None for p in parsed], pa.string()),
-        }
-    )
+    ts, num = parsed_versions(distinct)
+    table = pa.table({"version": distinct, "version_ts": ts, "version_num": num})
     with conn.cursor() as cur, cur.copy(_COPY_VERSIONS) as copy:
-        for chunk in table.to_batches(max_chunksize=8192):
+        for chunk in table.to_batches(max_chunksize=CHUNK_ROWS):
             copy.write(copy_text(chunk))

@@ -14,6 +14,7 @@ import logging
 import re
 import weakref
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from py4j.protocol import Py4JError, Py4JJavaError
 from pydantic import SecretStr
@@ -110,8 +111,6 @@ def jdbc_target(dsn: str | SecretStr) -> JdbcTarget | None:
 
 
 def _url_path(dbname: str) -> str:
-    from urllib.parse import quote
-
     return quote(dbname, safe="")
 
 

@@ -304,12 +304,8 @@ class PostgresSink:
                 raise
 
         merged = self._retrying(batch, attempt)
-        watch.lap("merge")
-        name, seconds = watch.laps[-1]
-        wait, stage_s = sum(waited), sum(staging)
-        watch.laps[-1] = (name, max(0.0, seconds - wait - stage_s))
-        watch.laps[:0] = [("stage", stage_s)]
-        watch.laps.append(("wait_lake", wait))
+        _merge_laps(watch, inside=sum(staging), waited=waited)
+        watch.laps[:0] = [("stage", sum(staging))]
         return _written(merged, tuple(watch.laps))
 
     def _write_collected(self, batch: MicroBatch) -> Written:
@@ -339,15 +335,9 @@ class PostgresSink:
             return staged
 
         merged = self._retrying(batch, lambda: self._merge(batch, stage, waited))
-        watch.lap("merge")
-        # The merge's own time, and apart from it the wait for the lake's commit and the collects
-        # of a sliced batch inside it.
-        name, seconds = watch.laps[-1]
-        wait, collect = sum(waited), sum(collecting)
-        watch.laps[-1] = (name, max(0.0, seconds - wait - collect))
+        _merge_laps(watch, inside=sum(collecting), waited=waited)
         if collecting:
-            watch.laps[0] = ("collect", watch.laps[0][1] + collect)
-        watch.laps.append(("wait_lake", wait))
+            watch.laps[0] = ("collect", watch.laps[0][1] + sum(collecting))
         return _written(merged, tuple(watch.laps))
 
     def _merge(self, batch: MicroBatch, stage: Stager, waited: list[float]) -> MergeResult:
@@ -403,6 +393,16 @@ def collect_slices(payload_bytes: int, rows: int) -> int:
     """How many slices the Postgres sink collects a batch of ``rows`` rows in (see COLLECT_SLICE_BYTES)."""
     estimate = payload_bytes + rows * _ROW_OVERHEAD_BYTES
     return max(1, -(-estimate // COLLECT_SLICE_BYTES))
+
+
+def _merge_laps(watch: Stopwatch, *, inside: float, waited: list[float]) -> None:
+    """Lap the merge at its own time: apart from it the wait for the lake's commit, and ``inside``
+    seconds of staging that ran within it (the executors' COPY, a sliced batch's collects)."""
+    watch.lap("merge")
+    name, seconds = watch.laps[-1]
+    wait = sum(waited)
+    watch.laps[-1] = (name, max(0.0, seconds - wait - inside))
+    watch.laps.append(("wait_lake", wait))
 
 
 def _drop_quietly(stage: PartitionStage, dsn: SecretStr) -> None:

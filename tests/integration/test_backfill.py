@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 
 from restlake.contracts.envelope import Envelope, RequestInfo
 from restlake.contracts.stream_job import StreamJobConfig
+from restlake.errors import ConfigError
 from restlake.jobs.spark.backfill import KafkaRange, run_backfill
 from restlake.kafka_logging import client_config
 from restlake.postgres import migrations
@@ -100,15 +101,25 @@ def test_backfill_by_offsets_then_noop_replay_then_by_time(
         spark, cfg, everything, run_id="one", chunk_rows=2, progress=lambda d, t: progress.append((d, t))
     )
     assert (one.rows_read, one.rows_invalid, one.rows_duplicate, one.rows_merged_in) == (7, 1, 1, 5)
-    assert (one.inserted, one.updated, one.unchanged, one.chunks) == (5, 0, 0, 3)
-    assert progress == [(2, 5), (4, 5), (5, 5)]
+    assert (one.inserted, one.updated, one.unchanged) == (5, 0, 0)
+    # Chunks are buckets of external_ids packed up to 2 rows: at least 3 for 5 rows, none larger.
+    done = [d for d, _ in progress]
+    steps = [b - a for a, b in zip([0, *done], done, strict=False)]
+    assert one.chunks == len(progress) >= 3 and all(1 <= s <= 2 for s in steps)
+    assert done[-1] == 5 and {t for _, t in progress} == {5}
     loaded = rows(stack.pg_dsn, source)
     assert sorted(loaded) == ["1", "2", "3", "4", "5"]
 
     two = run_backfill(spark, cfg, everything, run_id="two")
     assert (two.rows_read, two.inserted, two.updated, two.unchanged, two.chunks) == (7, 0, 0, 5, 1)
     assert rows(stack.pg_dsn, source) == loaded  # not even updated_at moved
-    assert ledger_ids(stack.pg_dsn, source) == {"backfill-one": 3, "backfill-two": 1}
+    assert ledger_ids(stack.pg_dsn, source) == {"backfill-one": one.chunks, "backfill-two": 1}
+    # The same run id again resumes: every chunk is in the ledger, nothing is merged twice.
+    again = run_backfill(spark, cfg, everything, run_id="one", chunk_rows=2)
+    assert (again.rows_merged_in, again.inserted, again.updated, again.unchanged) == (5, 0, 0, 0)
+    # Resuming it with other chunks would skip rows the ledger never saw: refused, naming the cause.
+    with pytest.raises(ConfigError, match="--chunk-rows changed"):
+        run_backfill(spark, cfg, everything, run_id="one", chunk_rows=5)
 
     # An offset window: partition 0 offset 1 only (id 2), partition 1 empty (start = end = 0).
     window = run_backfill(spark, cfg, KafkaRange(from_offsets={0: 1, 1: 0}, to_offsets={0: 2, 1: 0}))

@@ -19,6 +19,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from restlake.errors import BackfillRangeError
+from restlake.jobs.spark import postgres_copy
 from restlake.jobs.spark.backfill import BackfillSummary, run_backfill
 from restlake.jobs.spark.bronze_range import BronzeRange, read_history
 from restlake.stack.manager import StackEndpoints
@@ -27,7 +28,7 @@ from .fixtures_stream import StreamJob
 
 pytestmark = pytest.mark.integration
 
-# Everything the merge writes from a MergeRow; updated_at and the ingest ids say who wrote it last.
+# Everything the merge writes from a staged row; updated_at and the ingest ids say who wrote it last.
 CONTENT = (
     "payload, version, version_ts, version_num, content_hash, fetched_at, pulled_at, idempotency_key, "
     "kafka_topic, kafka_partition, kafka_offset"
@@ -136,20 +137,25 @@ def test_replaying_loaded_versions_changes_nothing(
     assert ("backfill-noop", 0, 7, 0) in job.ledger()
 
 
+@pytest.mark.parametrize("staging", ["executors", "driver"])
 def test_as_of_latest_restores_exactly_the_deleted_rows(
-    loaded: Loaded, job: StreamJob, spark: SparkSession
+    loaded: Loaded, job: StreamJob, spark: SparkSession, staging: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if staging == "driver":  # as where the executors cannot reach Postgres (a Unix socket, no jar)
+        monkeypatch.setattr(postgres_copy, "jdbc_target", lambda dsn: None)
+    else:
+        assert postgres_copy.available(spark) and postgres_copy.jdbc_target(job.config.pg_dsn) is not None
     delete(job, 1, 5)
-    summary = run_backfill(spark, job.config, BronzeRange(as_of=2), run_id="restore")
+    summary = run_backfill(spark, job.config, BronzeRange(as_of=2), run_id=f"restore-{staging}")
     assert counts(summary) == (7, 7, 2, 0, 4)
     assert summary.range["as_of_version"] == 2
-    # The restored rows are what the stream merged, field for field (same MergeRow values).
+    # The restored rows are what the stream merged, field for field, whichever way they were staged.
     assert content(job) == loaded.content
     now = written(job)
     assert {k: v for k, v in now.items() if k not in {"1", "5"}} == {
         k: v for k, v in loaded.written.items() if k not in {"1", "5"}
     }
-    assert now["1"][2] == now["5"][2] == "backfill-restore"
+    assert now["1"][2] == now["5"][2] == f"backfill-restore-{staging}"
 
 
 def test_version_range_restores_exactly_the_rows_of_those_versions(

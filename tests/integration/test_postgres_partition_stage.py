@@ -21,7 +21,13 @@ from restlake.errors import PermanentError, TransientError
 from restlake.jobs.spark.postgres_copy import JdbcTarget, copy_partitions, jdbc_target
 from restlake.postgres.arrow_stage import rows_table
 from restlake.postgres.merge import MergeRow, Stager, merge_staged
-from restlake.postgres.partition_stage import SCHEMA, PartitionStage, drop_orphans, partition_stager
+from restlake.postgres.partition_stage import (
+    SCHEMA,
+    PartitionStage,
+    backfill_claim,
+    drop_orphans,
+    partition_stager,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -136,15 +142,36 @@ def test_the_merge_drops_its_staging_table_when_it_commits(
 def test_staging_tables_a_killed_driver_left_are_dropped_for_its_source_only(dsn: str, source: str) -> None:
     mine = [PartitionStage.new(source) for _ in range(2)]
     other = PartitionStage.new(f"{source}-other")
-    for created in (*mine, other):
+    backfill = PartitionStage.new(source, owner="backfill")  # a running backfill's: the stream keeps off
+    for created in (*mine, other, backfill):
         created.create(dsn)
     try:
         assert drop_orphans(dsn, source) == 2
         assert [exists(dsn, s.name) for s in mine] == [False, False]
-        assert exists(dsn, other.name)
+        assert exists(dsn, other.name) and exists(dsn, backfill.name)
         assert drop_orphans(dsn, source) == 0
     finally:
         other.drop(dsn)
+        backfill.drop(dsn)
+
+
+def test_a_backfill_drops_what_killed_backfills_left_unless_another_is_running(dsn: str, source: str) -> None:
+    left = PartitionStage.new(source, owner="backfill")
+    stream = PartitionStage.new(source)
+    for created in (left, stream):
+        created.create(dsn)
+    try:
+        with backfill_claim(dsn, source) as alone:
+            assert alone and not exists(dsn, left.name)
+            assert exists(dsn, stream.name)  # the stream's own are the stream's to drop
+            running = PartitionStage.new(source, owner="backfill")
+            running.create(dsn)
+            with backfill_claim(dsn, source) as second:  # beside a running one: its table is live
+                assert not second and exists(dsn, running.name)
+        with backfill_claim(dsn, source) as alone_again:  # the first ended: its lock went with it
+            assert alone_again and not exists(dsn, running.name)
+    finally:
+        stream.drop(dsn)
 
 
 def test_a_record_of_another_source_is_refused_before_the_merge(

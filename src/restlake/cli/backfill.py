@@ -16,6 +16,7 @@ import typer
 
 from restlake.cli import components
 from restlake.cli.progress import rows_bar
+from restlake.contracts.stream_job import DEFAULT_MAX_RECORDS_PER_BATCH
 from restlake.errors import RestlakeError
 
 
@@ -61,7 +62,11 @@ def backfill(
         help="Bronze: re-merge every row of the table as of this version or ISO 8601 time (time travel).",
     ),
     run_id: str | None = typer.Option(None, help="Ledger id of this run (default: random); reuse to resume."),
-    chunk_rows: int = typer.Option(10_000, min=1, help="Rows per merge transaction."),
+    chunk_rows: int = typer.Option(
+        DEFAULT_MAX_RECORDS_PER_BATCH,
+        min=1,
+        help="Rows per merge transaction at most (one record's versions share one).",
+    ),
     master: str = typer.Option("local[2]", help="Spark master: local[N] or spark://host:port."),
 ) -> None:
     """Re-merge a source's Kafka range or bronze versions into Postgres; prints a JSON summary."""

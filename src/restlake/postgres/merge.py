@@ -306,6 +306,18 @@ def merge_staged(
         return _merge(conn, target, source, query_id, batch_id, stage, before_commit)
 
 
+def merged_batches(
+    conn_or_dsn: psycopg.Connection | str | SecretStr, *, source: str, query_id: str
+) -> dict[int, int]:
+    """The ledger's batches of ``query_id``: batch id → rows it merged in."""
+    with connection(conn_or_dsn, f"reading the ledger of {query_id} of source {source}") as conn:
+        found = conn.execute(
+            "SELECT batch_id, rows_in FROM raw.ingest_batches WHERE source = %s AND query_id = %s",
+            (source, query_id),
+        )
+        return {int(batch_id): int(rows_in) for batch_id, rows_in in found}
+
+
 def _stage_rows(conn: psycopg.Connection, source: str, batch_id: int, rows: Iterable[MergeRow]) -> Staged:
     rows_in = 0
     keys: set[str] = set()

@@ -17,6 +17,10 @@ Why this stays exactly-once:
   not merged short;
 - what a killed driver leaves behind is dropped when a query of the source starts
   (``drop_orphans``); the ledger, not the staging table, says whether a batch merged.
+
+A backfill stages its chunks the same way, in tables of a prefix of its own: a stream starting
+beside a running backfill must not drop the backfill's tables. What a killed backfill left is
+dropped when the next backfill of the source starts and no other is running (``backfill_claim``).
 """
 
 from __future__ import annotations
@@ -24,16 +28,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import psycopg
 from psycopg import sql
 from pydantic import SecretStr
 
-from restlake.errors import TransientError
+from restlake.errors import RestlakeError, TransientError
 from restlake.postgres.arrow_stage import CHUNK_ROWS, copy_text, parsed_versions
-from restlake.postgres.connection import connection
+from restlake.postgres.connection import connection, dsn_text
+from restlake.postgres.errors import translate
 from restlake.postgres.merge import Staged, Stager
 
 if TYPE_CHECKING:
@@ -42,7 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCHEMA = "raw"
-_PREFIX = "_restlake_stage_"
+_PREFIXES = {"stream": "_restlake_stage_", "backfill": "_restlake_backfill_"}
 # The columns the writers COPY, in order (PostgresStage writes them so); the source is the merge's
 # own, checked by the writers row by row.
 COLUMNS = (
@@ -92,8 +99,8 @@ class PartitionStage:
     name: str
 
     @classmethod
-    def new(cls, source: str) -> PartitionStage:
-        return cls(source, f"{_PREFIX}{_source_tag(source)}_{uuid.uuid4().hex[:16]}")
+    def new(cls, source: str, owner: Literal["stream", "backfill"] = "stream") -> PartitionStage:
+        return cls(source, f"{_PREFIXES[owner]}{_source_tag(source)}_{uuid.uuid4().hex[:16]}")
 
     def identifier(self) -> sql.Identifier:
         return sql.Identifier(SCHEMA, self.name)
@@ -111,23 +118,62 @@ class PartitionStage:
         with connection(dsn, f"dropping the staging table of source {self.source}") as conn:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self.identifier()))
 
+    def drop_quietly(self, dsn: str | SecretStr) -> None:
+        """``drop`` after a failed merge: Postgres being unreachable (the likely reason it failed)
+        leaves the table to the next start rather than hiding the merge's own error."""
+        try:
+            self.drop(dsn)
+        except RestlakeError as exc:
+            log.warning("staging table left for the next start source=%s error=%s", self.source, exc)
+
 
 def drop_orphans(dsn: str | SecretStr, source: str) -> int:
     """Drop the staging tables a killed driver of ``source`` left; how many there were."""
-    prefix = f"{_PREFIX}{_source_tag(source)}_"
     with connection(dsn, f"dropping leftover staging tables of source {source}") as conn:
-        names = [
-            row[0]
-            for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = %s AND starts_with(tablename, %s)",
-                (SCHEMA, prefix),
-            )
-        ]
-        for name in names:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(SCHEMA, name)))
+        return _drop_prefixed(conn, source, "stream")
+
+
+def _drop_prefixed(conn: psycopg.Connection, source: str, owner: Literal["stream", "backfill"]) -> int:
+    prefix = f"{_PREFIXES[owner]}{_source_tag(source)}_"
+    names = [
+        row[0]
+        for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s AND starts_with(tablename, %s)",
+            (SCHEMA, prefix),
+        )
+    ]
+    for name in names:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(SCHEMA, name)))
     if names:
-        log.info("dropped leftover staging tables source=%s tables=%s", source, len(names))
+        log.info("dropped leftover staging tables source=%s owner=%s tables=%s", source, owner, len(names))
     return len(names)
+
+
+@contextmanager
+def backfill_claim(dsn: str | SecretStr, source: str) -> Iterator[bool]:
+    """Held while a backfill of ``source`` runs; yields whether it is the only one running.
+
+    A session advisory lock marks a running backfill (Postgres frees it when the session ends, so
+    a killed backfill holds nothing). The first to take it drops the staging tables killed backfills
+    of the source left; a backfill running beside another drops nothing, as the tables may be the
+    other's."""
+    doing = f"claiming the backfill staging tables of source {source}"
+    try:
+        conn = psycopg.connect(dsn_text(dsn), autocommit=True)
+    except psycopg.Error as exc:
+        raise translate(exc, doing) from (exc if exc.sqlstate else None)
+    try:
+        with connection(conn, doing):
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext('restlake-backfill'), hashtext(%s))", (source,)
+            ).fetchone()
+            alone = bool(row and row[0])
+            if alone:
+                _drop_prefixed(conn, source, "backfill")
+        yield alone
+    finally:
+        with suppress(psycopg.Error):  # a broken connection's session, and its lock, are gone anyway
+            conn.close()
 
 
 def partition_stager(

@@ -4,9 +4,11 @@ Kafka: the range is read as one Spark batch (``startingTimestamp``/``startingOff
 ``endingTimestamp``/``endingOffsets``) and goes through the stream job's own validation, key dedupe
 and quality gate. Bronze (``bronze_range``): a range of table versions or one snapshot, read by
 Delta time travel; its rows passed those checks when the stream wrote them, so they go straight to
-the merge, as the same ``MergeRow`` values (``batch.merge_rows``) the stream merged.
+the merge.
 
-Either way the rows are merged in chunks through ``merge_batch``. Each run records its chunks in
+Either way the rows are merged in chunks (``backfill_chunks``), each staged as the stream stages a
+micro-batch: COPYed by the executors into a staging table of the backfill's own, or, where they
+cannot reach Postgres, collected as Arrow and COPYed by the driver. Each run records its chunks in
 the ledger under a query id of its own (``backfill-<run id>``), so a backfill never collides with
 the stream's ledger rows; re-merging rows Postgres already holds changes nothing because the merge
 only writes a row that is newer than the stored one. Bronze and quarantine are not written: they
@@ -19,22 +21,25 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+import psycopg
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from restlake.contracts.spec import IngestionSource
-from restlake.contracts.stream_job import StreamJobConfig
+from restlake.contracts.stream_job import DEFAULT_MAX_RECORDS_PER_BATCH, StreamJobConfig
 from restlake.errors import BackfillRangeError, ConfigError
-from restlake.jobs.spark import bronze, quality
-from restlake.jobs.spark.batch import merge_rows
+from restlake.jobs.spark import backfill_chunks, bronze, postgres_copy, quality
 from restlake.jobs.spark.bronze_range import BronzeRange, Snapshots, read_history, read_rows
+from restlake.jobs.spark.postgres_copy import JdbcTarget, executors_stager
 from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, validate
-from restlake.postgres.merge import MergeRow, merge_batch
+from restlake.postgres.arrow_stage import ARROW_COLUMNS, arrow_stager
+from restlake.postgres.merge import MergeResult, Staged, Stager, merge_staged, merged_batches
+from restlake.postgres.partition_stage import PartitionStage, backfill_claim
 
 log = logging.getLogger(__name__)
 
@@ -206,17 +211,6 @@ def read_range(spark: SparkSession, cfg: StreamJobConfig, krange: KafkaRange) ->
     )
 
 
-def _chunks(rows: Iterator[MergeRow], size: int) -> Iterator[list[MergeRow]]:
-    chunk: list[MergeRow] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 @dataclass(frozen=True)
 class _Selected:
     """The rows a backfill merges, and what reading them counted."""
@@ -285,7 +279,7 @@ def run_backfill(
     replay: KafkaRange | BronzeRange,
     *,
     run_id: str | None = None,
-    chunk_rows: int = 10_000,
+    chunk_rows: int = DEFAULT_MAX_RECORDS_PER_BATCH,
     progress: Callable[[int, int], None] | None = None,
 ) -> BackfillSummary:
     """Replay ``replay`` into Postgres; ``progress(done, total)`` after each merged chunk."""
@@ -312,22 +306,8 @@ def run_backfill(
         else:
             described = replay.describe(cfg.topic or "")
             selected = _select_kafka(spark, cfg, replay, cached)
-        inserted = updated = distinct = done = chunks = 0
-        for chunk_id, chunk in enumerate(_chunks(merge_rows(selected.rows), chunk_rows)):
-            result = merge_batch(
-                cfg.pg_dsn,
-                table=cfg.table,
-                source=cfg.source,
-                query_id=query_id,
-                batch_id=chunk_id,
-                rows=chunk,
-            )
-            inserted, updated = inserted + result.inserted, updated + result.updated
-            distinct += result.rows_distinct
-            done += len(chunk)
-            chunks += 1
-            if progress is not None:
-                progress(done, selected.total)
+        with backfill_claim(cfg.pg_dsn, cfg.source):
+            merged = _merge_chunks(spark, cfg, selected, query_id, chunk_rows, progress)
     finally:
         for df in cached:
             df.unpersist()
@@ -341,15 +321,109 @@ def run_backfill(
         rows_invalid=selected.rows_invalid,
         rows_duplicate=selected.rows_duplicate,
         rows_dropped=selected.rows_dropped,
-        rows_merged_in=done,
-        inserted=inserted,
-        updated=updated,
-        unchanged=distinct - inserted - updated,
-        chunks=chunks,
+        rows_merged_in=merged.rows,
+        inserted=merged.inserted,
+        updated=merged.updated,
+        unchanged=merged.distinct - merged.inserted - merged.updated,
+        chunks=merged.chunks,
         duration_s=round(time.monotonic() - started, 3),
     )
     log.info("backfill done %s", json.dumps(summary.as_dict(), sort_keys=True))
     return summary
+
+
+@dataclass
+class _Merged:
+    rows: int = 0
+    distinct: int = 0
+    inserted: int = 0
+    updated: int = 0
+    chunks: int = 0
+
+
+def _merge_chunks(
+    spark: SparkSession,
+    cfg: StreamJobConfig,
+    selected: _Selected,
+    query_id: str,
+    chunk_rows: int,
+    progress: Callable[[int, int], None] | None,
+) -> _Merged:
+    target = postgres_copy.jdbc_target(cfg.pg_dsn) if postgres_copy.available(spark) else None
+    rows = backfill_chunks.bucketed(selected.rows, selected.total, chunk_rows)
+    chunks = backfill_chunks.plan(backfill_chunks.bucket_counts(rows), chunk_rows)
+    _check_resumable(cfg, query_id, chunks)
+    merged = _Merged()
+    for chunk_id, chunk in enumerate(chunks):
+        chunk_rows_df = backfill_chunks.rows_of(rows, chunk)
+        if target is not None:
+            result = _merge_from_executors(cfg, chunk_rows_df, chunk, target, query_id, chunk_id)
+        else:
+            result = _merge(cfg, query_id, chunk_id, _collected(cfg, chunk_rows_df, chunk_id))
+        merged.inserted += result.inserted
+        merged.updated += result.updated
+        merged.distinct += result.rows_distinct
+        merged.rows += chunk.rows
+        merged.chunks += 1
+        if progress is not None:
+            progress(merged.rows, selected.total)
+    return merged
+
+
+def _check_resumable(cfg: StreamJobConfig, query_id: str, chunks: list[backfill_chunks.Chunk]) -> None:
+    """A run id reused to resume must cut the same chunks, or the ledger would skip chunks that hold
+    other rows than the ones it merged: refuse a range that changed (a range ending at "latest" of
+    a topic that grew since, say)."""
+    for chunk_id, rows_in in sorted(merged_batches(cfg.pg_dsn, source=cfg.source, query_id=query_id).items()):
+        now = chunks[chunk_id].rows if chunk_id < len(chunks) else 0
+        if now != rows_in:
+            raise ConfigError(
+                f"backfill of {cfg.source}: run {query_id} merged {rows_in} rows in chunk {chunk_id}, and "
+                f"this range cuts {now} rows there: the range or --chunk-rows changed since that run "
+                "(an end at latest moves as the topic or table grows); resume with the same range and "
+                "--chunk-rows, or start a new run id"
+            )
+
+
+def _merge_from_executors(
+    cfg: StreamJobConfig,
+    rows: DataFrame,
+    chunk: backfill_chunks.Chunk,
+    target: JdbcTarget,
+    query_id: str,
+    chunk_id: int,
+) -> MergeResult:
+    stage = PartitionStage.new(cfg.source, owner="backfill")
+    staged = executors_stager(
+        rows,
+        target,
+        cfg.pg_dsn,
+        stage,
+        batch_id=chunk_id,
+        rows=chunk.rows,
+        keys=chunk.keys,
+        versions=lambda: rows.select(F.col("version").cast("string")).toArrow()["version"],
+    )
+    try:
+        return _merge(cfg, query_id, chunk_id, staged)
+    except BaseException:
+        stage.drop_quietly(cfg.pg_dsn)
+        raise
+
+
+def _collected(cfg: StreamJobConfig, rows: DataFrame, chunk_id: int) -> Stager:
+    """Collect the chunk as Arrow inside the merge transaction, so a merged chunk is not collected."""
+
+    def stage(conn: psycopg.Connection) -> Staged:
+        return arrow_stager(rows.select(*ARROW_COLUMNS).toArrow(), source=cfg.source, batch_id=chunk_id)(conn)
+
+    return stage
+
+
+def _merge(cfg: StreamJobConfig, query_id: str, chunk_id: int, stage: Stager) -> MergeResult:
+    return merge_staged(
+        cfg.pg_dsn, table=cfg.table, source=cfg.source, query_id=query_id, batch_id=chunk_id, stage=stage
+    )
 
 
 def config_for(

@@ -18,9 +18,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,14 +45,8 @@ from restlake.jobs.spark.validation import (
 from restlake.lineage.emitter import LineageEmitter
 from restlake.lineage.stream import BatchCounts as LineageCounts
 from restlake.lineage.stream import StreamTargets, emit_stream_batch
-from restlake.postgres.arrow_stage import ARROW_COLUMNS
-from restlake.postgres.merge import MergeRow
 
 log = logging.getLogger(__name__)
-
-# The row path's columns (the backfill's): the Arrow path's but fetched_at, read as epoch micros.
-_MERGE_COLUMNS = tuple(c for c in ARROW_COLUMNS if c != "fetched_at")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -411,26 +403,6 @@ def slim(validated: DataFrame, *, keep_variant: bool) -> DataFrame:
         may_go = may_go | F.col(SCHEMA_FALLBACK)
     slimmed = validated.withColumn("raw_value", F.when(may_go, F.col("raw_value")))
     return slimmed if keep_variant else slimmed.drop(PAYLOAD_VARIANT)
-
-
-def merge_rows(valid: DataFrame) -> Iterator[MergeRow]:
-    """Stream the batch to the driver a partition at a time, never the whole batch at once."""
-    # fetched_at travels as epoch microseconds: pyspark turns a TIMESTAMP into a naive datetime in
-    # the Python process's local zone, whatever the session time zone says.
-    selected = valid.select(*_MERGE_COLUMNS, F.unix_micros("fetched_at").alias("fetched_at_us"))
-    for row in selected.toLocalIterator(prefetchPartitions=True):
-        yield MergeRow(
-            source=row.source,
-            external_id=row.external_id,
-            idempotency_key=row.idempotency_key,
-            content_hash=row.content_hash,
-            version=row.version,
-            fetched_at=_EPOCH + timedelta(microseconds=row.fetched_at_us),
-            payload=row.payload,
-            kafka_topic=row.kafka_topic,
-            kafka_partition=row.kafka_partition,
-            kafka_offset=row.kafka_offset,
-        )
 
 
 def _row_facts() -> list[Column]:

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from py4j.protocol import Py4JError, Py4JJavaError
@@ -24,7 +27,11 @@ from pyspark.sql import functions as F
 from restlake.errors import PermanentError, TransientError
 from restlake.postgres.connection import connection
 from restlake.postgres.errors import is_transient_state
-from restlake.postgres.partition_stage import PartitionStage
+from restlake.postgres.merge import Staged, Stager
+from restlake.postgres.partition_stage import PartitionStage, partition_stager
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +145,39 @@ def copy_partitions(valid: DataFrame, target: JdbcTarget, stage: PartitionStage,
             f"(external_id {first_id!r}){more}; one batch merges one source"
         )
     return written
+
+
+def executors_stager(
+    valid: DataFrame,
+    target: JdbcTarget,
+    dsn: str | SecretStr,
+    stage: PartitionStage,
+    *,
+    batch_id: int,
+    rows: int,
+    keys: int,
+    versions: Callable[[], pa.Array | pa.ChunkedArray],
+    staging: list[float] | None = None,
+) -> Stager:
+    """A ``Stager`` for the merge transaction: create ``stage``, COPY ``valid`` into it from the
+    executors, then hand it to the merge; ``rows`` and ``keys`` are what ``valid`` holds (counted
+    before, the COPY is checked against them), ``versions`` its raw versions (asked for only when
+    the batch is not a replay). The seconds the staging took are appended to ``staging``."""
+
+    def staged(conn: Any) -> Staged:
+        started = time.monotonic()
+        stage.create(dsn)
+        written = copy_partitions(valid, target, stage, batch_id=batch_id)
+        if staging is not None:
+            staging.append(time.monotonic() - started)
+        if written != rows:
+            raise PermanentError(
+                f"batch {batch_id} of source {stage.source}: the executors staged {written} rows of "
+                f"{rows} valid ones"
+            )
+        return partition_stager(stage, batch_id=batch_id, rows=rows, keys=keys, versions=versions())(conn)
+
+    return staged
 
 
 def _translated(exc: Py4JJavaError, source: str, batch_id: int) -> PermanentError | TransientError:

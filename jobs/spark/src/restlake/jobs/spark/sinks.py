@@ -23,13 +23,12 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 from delta.tables import DeltaTable
-from pydantic import SecretStr
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from restlake.contracts.stream_job import StreamJobConfig
-from restlake.errors import ConfigError, PermanentError, RestlakeError, TransientError
+from restlake.errors import ConfigError, TransientError
 from restlake.jobs.spark import bronze, faults, postgres_copy
 from restlake.jobs.spark.bronze_keys import (
     KEY,
@@ -41,13 +40,13 @@ from restlake.jobs.spark.bronze_keys import (
     table_state,
 )
 from restlake.jobs.spark.compaction import StreamCompaction
-from restlake.jobs.spark.postgres_copy import JdbcTarget, copy_partitions
+from restlake.jobs.spark.postgres_copy import JdbcTarget, executors_stager
 from restlake.jobs.spark.typed_columns import TypedColumn
 from restlake.postgres import bronze_keys as ledger
 from restlake.postgres import migrations
 from restlake.postgres.arrow_stage import ARROW_COLUMNS, arrow_stager
 from restlake.postgres.merge import MergeResult, Staged, Stager, merge_staged
-from restlake.postgres.partition_stage import PartitionStage, drop_orphans, partition_stager
+from restlake.postgres.partition_stage import PartitionStage, drop_orphans
 
 log = logging.getLogger(__name__)
 
@@ -281,26 +280,22 @@ class PostgresSink:
 
         def attempt() -> MergeResult:
             stage = PartitionStage.new(cfg.source)
-
-            def staged(conn: Any) -> Staged:
-                started = time.monotonic()
-                stage.create(cfg.pg_dsn)
-                written = copy_partitions(batch.valid, target, stage, batch_id=batch.batch_id)
-                staging.append(time.monotonic() - started)
-                if written != rows:
-                    raise PermanentError(
-                        f"batch {batch.batch_id} of source {cfg.source}: the executors staged {written} "
-                        f"rows of {rows} valid ones"
-                    )
-                return partition_stager(
-                    stage, batch_id=batch.batch_id, rows=rows, keys=keys, versions=batch.keys["version"]
-                )(conn)
-
+            staged = executors_stager(
+                batch.valid,
+                target,
+                cfg.pg_dsn,
+                stage,
+                batch_id=batch.batch_id,
+                rows=rows,
+                keys=keys,
+                versions=lambda: batch.keys["version"],
+                staging=staging,
+            )
             try:
                 return self._merge(batch, staged, waited)
             except BaseException:
                 # The merge drops its staging table when it commits; after a failure nothing reads it.
-                _drop_quietly(stage, cfg.pg_dsn)
+                stage.drop_quietly(cfg.pg_dsn)
                 raise
 
         merged = self._retrying(batch, attempt)
@@ -403,14 +398,6 @@ def _merge_laps(watch: Stopwatch, *, inside: float, waited: list[float]) -> None
     wait = sum(waited)
     watch.laps[-1] = (name, max(0.0, seconds - wait - inside))
     watch.laps.append(("wait_lake", wait))
-
-
-def _drop_quietly(stage: PartitionStage, dsn: SecretStr) -> None:
-    try:
-        stage.drop(dsn)
-    except RestlakeError as exc:
-        # Postgres is unreachable (the likely reason the merge failed): the next start drops it.
-        log.warning("staging table left for the next start source=%s error=%s", stage.source, exc)
 
 
 def _written(merged: MergeResult, steps: tuple[tuple[str, float], ...] = ()) -> Written:

@@ -110,7 +110,7 @@ def _start(
     for sink in processor.sinks:
         sink.prepare(spark)
     writer = (
-        read_kafka(spark, config)
+        processor.validated(read_kafka(spark, config))
         .writeStream.queryName(f"restlake-{config.source}")
         .option("checkpointLocation", config.checkpoint_path)
         .foreachBatch(processor)

@@ -33,6 +33,7 @@ import psycopg
 from bench.common import BackgroundPoller, Context
 from bench.sources import demo_source
 from restlake.contracts.envelope import Envelope
+from restlake.contracts.source.stream import DEFAULT_TRIGGER, spark_interval
 from restlake.demoapi.process import start_demo_api_process, stop_demo_api_process
 from restlake.fetcher.poller import SourceFetcher
 from restlake.fetcher.producer import DeliveryTracker, EnvelopeProducer
@@ -159,8 +160,8 @@ def stream_config(ctx: Context, name: str, **overrides: Any) -> dict[str, Any]:
         "checkpoint_path": f"{root}/bench/{name}/checkpoint",
         "pg_dsn": ctx.pg_dsn,
         "pg_table": "raw.api_events",
-        # The shortest trigger the job allows in practice: latency, not batch efficiency, is measured.
-        "processing_time": "1 second",
+        # The product's default (spec.stream.trigger), so latency is measured as a user gets it.
+        "processing_time": spark_interval(DEFAULT_TRIGGER),
     }
     config.update(overrides)
     return config

@@ -39,6 +39,7 @@ from restlake.contracts.source.resources import Resources
 from restlake.contracts.source.schema import SchemaSpec
 from restlake.contracts.source.sinks import Sinks
 from restlake.contracts.source.status import IngestionSourceStatus
+from restlake.contracts.source.stream import Stream
 from restlake.contracts.values import Duration, JsonPath
 from restlake.errors import SpecError
 from restlake.settings import LakeSettings
@@ -145,6 +146,9 @@ class IngestionSourceSpec(SpecModel):
     )
     quality: Quality | None = Field(None, description="Data-quality expectations.")
     sinks: Sinks = Field(default_factory=Sinks, description="Where records land.")
+    stream: Stream = Field(
+        default_factory=Stream, description="Micro-batches of the stream job: trigger and size."
+    )
     kafka: Kafka | None = Field(None, description="Overrides for the Kafka topic.")
     egress: Egress | None = Field(
         None,

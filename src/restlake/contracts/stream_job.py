@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from restlake.contracts.source.quality import Quality
+from restlake.contracts.source.stream import DEFAULT_MAX_RECORDS_PER_BATCH, DEFAULT_TRIGGER, spark_interval
 from restlake.contracts.spec import IngestionSource
 from restlake.errors import ConfigError
 from restlake.postgres.identifiers import TableName
@@ -29,7 +30,6 @@ PG_DSN_ENV = "RESTLAKE_PG_DSN"
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 # Bounded by default: a first run (or a catch-up after downtime) over a large topic would read
 # everything as one batch, and 1M records of 1 KB do not fit a local driver's heap.
-DEFAULT_MAX_RECORDS_PER_BATCH = 100_000
 
 
 class StreamJobConfig(BaseModel):
@@ -98,7 +98,10 @@ class StreamJobConfig(BaseModel):
     available_now: bool = Field(
         False, description="Process what is in the topic now (in batches) and stop, instead of running on."
     )
-    processing_time: str = Field("10 seconds", description="Trigger interval when not available_now.")
+    processing_time: str = Field(
+        spark_interval(DEFAULT_TRIGGER),
+        description="Trigger interval when not available_now (spec.stream.trigger), as Spark reads it.",
+    )
     metrics_port: int | None = Field(
         None,
         ge=0,
@@ -170,6 +173,8 @@ class StreamJobConfig(BaseModel):
             "partition_by": tuple(sinks.bronze.partition_by),
             "json_schema": schema.json_schema if schema else None,
             "quality": source.spec.quality,
+            "processing_time": spark_interval(source.spec.stream.trigger),
+            "max_offsets_per_trigger": source.spec.stream.max_records_per_batch,
             **options,
         }
         if pg_dsn is not None:

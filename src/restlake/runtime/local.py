@@ -168,6 +168,7 @@ class LocalRunner:
                 jars=self.jars,
                 master=self.master,
                 settings=self.spark_settings,
+                records_per_batch=self.source.spec.stream.max_records_per_batch,
             )
         return self._spark
 

@@ -77,6 +77,8 @@ class LocalGroup:
                 jars=self.jars,
                 master=self.master,
                 settings=self.spark_settings,
+                # Sized as if every query held the largest batch any of them allows.
+                records_per_batch=max(s.spec.stream.max_records_per_batch for s in self.sources),
                 streams=len(self.sources),
             )
         return self._spark

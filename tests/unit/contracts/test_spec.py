@@ -172,6 +172,7 @@ def test_values_are_named_in_messages() -> None:
         request={"url": "ftp://host/x", "method": "PUT", "params": {"per_page": 100}},
         poll={"interval": "500ms", "jitter": 2},
         sinks={"postgres": {"table": "raw; drop table x"}},
+        stream={"trigger": "50ms", "maxRecordsPerBatch": 5_000_000},
     )
     doc["metadata"]["name"] = "Orders_1"
     assert problems(doc) == [
@@ -189,6 +190,8 @@ def test_values_are_named_in_messages() -> None:
             "spec.sinks.postgres.table",
             "must be a lowercase schema.table identifier such as raw.api_events, got 'raw; drop table x'",
         ),
+        ("spec.stream.trigger", "must be at least 100ms, got '50ms'"),
+        ("spec.stream.maxRecordsPerBatch", "must be less than or equal to 1000000, got 5000000"),
     ]
 
 

@@ -115,5 +115,27 @@ def test_the_specs_sink_toggles_and_partition_columns_reach_the_job_and_its_file
     )
     assert (config.bronze_enabled, config.quarantine_enabled, config.postgres_enabled) == (True, False, False)
     assert config.partition_by == ("ingest_date",)
+    # spec.stream left out: a 1 s trigger and batches of 100,000 records at most.
+    assert (config.processing_time, config.max_offsets_per_trigger) == ("1000 milliseconds", 100_000)
     again = StreamJobConfig.model_validate({**config.job_file(), "pg_dsn": "postgresql://x@h/db"})
     assert again == config
+
+
+def test_spec_stream_sets_the_trigger_and_the_batch_cap() -> None:
+    doc = {
+        "apiVersion": "restlake.io/v1alpha1",
+        "kind": "IngestionSource",
+        "metadata": {"name": "orders"},
+        "spec": {
+            "request": {"url": "https://api.example.com/orders"},
+            "stream": {"trigger": "250ms", "maxRecordsPerBatch": 20000},
+        },
+    }
+    config = StreamJobConfig.for_source(
+        parse_source(doc, "test"),
+        kafka_bootstrap="k:9092",
+        topic="t",
+        lake_root="/lake",
+        pg_dsn="postgresql://h/d",
+    )
+    assert (config.processing_time, config.max_offsets_per_trigger) == ("250 milliseconds", 20_000)

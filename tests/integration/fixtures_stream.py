@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from restlake.contracts.envelope import Envelope, RequestInfo
@@ -145,6 +146,17 @@ class StreamJob:
                 " ORDER BY query_id, batch_id",
                 (self.source,),
             ).fetchall()
+
+    def claimed_keys(self, spark: SparkSession, *, batch_id: int) -> int:
+        """Keys the bronze key ledger says micro-batch ``batch_id`` claimed in this job's table."""
+        table_id = DeltaTable.forPath(spark, self.config.bronze_path).detail().select("id").first()
+        assert table_id is not None
+        with psycopg.connect(self.stack.pg_dsn) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM raw.bronze_keys WHERE table_id = %s AND batch_id = %s",
+                (table_id[0], batch_id),
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     # -- the job as a subprocess ------------------------------------------------------------------
     def write_config(self, path: Path, config: StreamJobConfig | None = None, **drop: bool) -> Path:

@@ -17,7 +17,11 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from restlake.jobs.spark import faults
-from restlake.jobs.spark.faults import KILL_AFTER_BRONZE_ENV, KILL_BEFORE_BRONZE_CONFIRM_ENV
+from restlake.jobs.spark.faults import (
+    KILL_AFTER_BRONZE_CLAIM_ENV,
+    KILL_AFTER_BRONZE_ENV,
+    KILL_BEFORE_BRONZE_CONFIRM_ENV,
+)
 from restlake.jobs.spark.stream import run_stream
 from restlake.stack.manager import LocalStack, StackEndpoints
 
@@ -108,9 +112,37 @@ def test_sigkill_between_bronze_commit_and_its_confirmation(
     replays = [r.getMessage() for r in caplog.records if "unconfirmed bronze batch" in r.getMessage()]
     assert replays == [
         f"replay of an unconfirmed bronze batch source={job.config.source} batch_id=1 "
-        f"claimed_before={in_batch[1]} already_in_bronze={in_batch[1]}"
+        f"claimed_before={in_batch[1]} already_in_bronze={in_batch[1]} answered_by=commit_tags"
     ]
     assert Counter(r.batch_id for r in job.bronze(spark))[1] == in_batch[1]
+    assert_exactly_once(job, spark, n)
+
+
+def test_sigkill_between_bronze_claim_and_append(
+    stack: StackEndpoints,
+    spark: SparkSession,
+    spark_jars: list[Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The ledger holds batch 1's keys, bronze none of them: the replay must append every one."""
+    n = 10
+    job = killed_in_batch_1(stack, spark_jars, tmp_path, KILL_AFTER_BRONZE_CLAIM_ENV, n)
+    in_batch = Counter(r.batch_id for r in job.bronze(spark))
+    assert set(in_batch) == {0}, "batch 1 was killed before its append"
+    claimed = job.claimed_keys(spark, batch_id=1)
+    assert claimed > 0
+
+    with caplog.at_level(logging.WARNING, logger="restlake.jobs.spark.bronze_keys"):
+        summary = job.run(spark)
+    rest = n - in_batch[0]
+    assert (summary.rows_read, summary.merged, summary.bronze_written) == (rest, rest, rest)
+    replays = [r.getMessage() for r in caplog.records if "unconfirmed bronze batch" in r.getMessage()]
+    # The log's tags said batch 0's append is the newest of this query: batch 1's never landed.
+    assert replays == [
+        f"replay of an unconfirmed bronze batch source={job.config.source} batch_id=1 "
+        f"claimed_before={claimed} already_in_bronze=0 answered_by=commit_tags"
+    ]
     assert_exactly_once(job, spark, n)
 
 

@@ -174,6 +174,7 @@ def append(
     batch_id: int,
     merge_schema: bool = False,
     rows_hint: int | None = None,
+    user_metadata: str | None = None,
 ) -> None:
     """Append; with ``app_id``, with Delta's idempotent-write options, so that a second write of
     ``batch_id`` is skipped. Those cost a Delta state reconstruction per write (three Spark jobs),
@@ -181,6 +182,7 @@ def append(
 
     ``merge_schema`` lets a new typed column (a property added to the source's schema) extend
     the table; a changed type still fails the write, as a breaking schema change should.
+    ``user_metadata`` is kept in the commit (``bronze_commits.tag``).
     """
     if rows_hint is not None:
         # The batch arrives in shuffle partitions (the key dedupe), which would write one small
@@ -191,4 +193,6 @@ def append(
         writer = writer.option("txnAppId", app_id).option("txnVersion", batch_id)
     if merge_schema:
         writer = writer.option("mergeSchema", "true")
+    if user_metadata is not None:
+        writer = writer.option("userMetadata", user_metadata)
     writer.save(path)

@@ -20,6 +20,8 @@ from pydantic import SecretStr
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from restlake.jobs.spark import bronze_commits
+from restlake.jobs.spark.bronze_commits import Landed
 from restlake.jobs.spark.session import jvm_of
 from restlake.postgres import bronze_keys as ledger
 
@@ -142,17 +144,34 @@ def select_new(
         return Selection(0, everything=False)
     fresh = set(claim.fresh)
     if claim.retried:
-        # A replay of this batch after a crash between its claim and its confirmation: the rows an
-        # earlier attempt appended carry this batch id, so only those of the source are read.
-        present = present_in_bronze(spark, path=path, source=source, keys=claim.retried, batch_id=batch_id)
+        # A replay of this batch after a crash between its claim and its confirmation. An earlier
+        # attempt's append is one Delta commit, tagged with the batch: it holds every key that
+        # attempt claimed, or there is none. The log answers that without a scan; where it cannot,
+        # the rows an earlier attempt appended carry this batch id, so only those are read.
+        landed = bronze_commits.batch_landed(
+            spark,
+            path,
+            query_id=query_id,
+            batch_id=batch_id,
+            version=int(delta_log_snapshot(spark, path).version()),
+        )
+        if landed is Landed.YES:
+            present = set(claim.retried)
+        elif landed is Landed.NO:
+            present = set()
+        else:
+            present = present_in_bronze(
+                spark, path=path, source=source, keys=claim.retried, batch_id=batch_id
+            )
         fresh -= present
         log.warning(
             "replay of an unconfirmed bronze batch source=%s batch_id=%s claimed_before=%s "
-            "already_in_bronze=%s",
+            "already_in_bronze=%s answered_by=%s",
             source,
             batch_id,
             len(claim.retried),
             len(present),
+            "scan" if landed is Landed.UNKNOWN else "commit_tags",
         )
     if claim.unconfirmed:
         # Claimed by another query that died before confirming its append: look in bronze itself.

@@ -8,6 +8,9 @@ a job subprocess; nothing else should.
 ``RESTLAKE_FAULT_KILL_BEFORE_BRONZE_CONFIRM_BATCH=<n>``: right after bronze's Delta commit of
 micro-batch ``n`` and before the key ledger confirms it, the one window in which only bronze itself
 knows that the append happened.
+
+``RESTLAKE_FAULT_KILL_AFTER_BRONZE_CLAIM_BATCH=<n>``: right after micro-batch ``n`` claimed its keys in
+the ledger and before its bronze append: the claim holds keys that bronze never got.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ KILL_AFTER_BRONZE_ENV = "RESTLAKE_FAULT_KILL_AFTER_BRONZE_BATCH"
 
 
 KILL_BEFORE_BRONZE_CONFIRM_ENV = "RESTLAKE_FAULT_KILL_BEFORE_BRONZE_CONFIRM_BATCH"
+KILL_AFTER_BRONZE_CLAIM_ENV = "RESTLAKE_FAULT_KILL_AFTER_BRONZE_CLAIM_BATCH"
 
 
 def after_bronze_write(batch_id: int) -> None:
@@ -37,6 +41,15 @@ def before_bronze_confirm(batch_id: int) -> None:
         batch_id,
         "after the bronze commit, before its confirmation",
         KILL_BEFORE_BRONZE_CONFIRM_ENV,
+    )
+
+
+def after_bronze_claim(batch_id: int) -> None:
+    _kill_at(
+        FaultSettings().kill_after_bronze_claim_batch,
+        batch_id,
+        "after the bronze key claim, before the append",
+        KILL_AFTER_BRONZE_CLAIM_ENV,
     )
 
 

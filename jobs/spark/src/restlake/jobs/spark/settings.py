@@ -98,3 +98,8 @@ class FaultSettings(RestlakeSettings):
         description="SIGKILL the driver after the bronze Delta commit of this micro-batch id and before "
         "the key ledger records it (RESTLAKE_FAULT_KILL_BEFORE_BRONZE_CONFIRM_BATCH).",
     )
+    kill_after_bronze_claim_batch: str | None = Field(
+        None,
+        description="SIGKILL the driver after this micro-batch id claimed its keys in the bronze key "
+        "ledger and before its bronze append (RESTLAKE_FAULT_KILL_AFTER_BRONZE_CLAIM_BATCH).",
+    )

@@ -29,7 +29,7 @@ from pyspark.sql import types as T
 
 from restlake.contracts.stream_job import StreamJobConfig
 from restlake.errors import ConfigError, TransientError
-from restlake.jobs.spark import bronze, faults, postgres_copy
+from restlake.jobs.spark import bronze, bronze_commits, faults, postgres_copy
 from restlake.jobs.spark.bronze_keys import (
     KEY,
     delta_log_snapshot,
@@ -216,6 +216,7 @@ class BronzeSink:
             batch_id=batch.batch_id,
         )
         watch.lap("claim")
+        faults.after_bronze_claim(batch.batch_id)
         if selection.rows:
             bronze.append(
                 bronze.bronze_rows(selection.apply(batch.spark, batch.valid), batch.batch_id, self.typed),
@@ -228,6 +229,8 @@ class BronzeSink:
                 # before them lack. Only additions merge; a changed type still fails the write.
                 merge_schema=True,
                 rows_hint=selection.rows,
+                # A replay of this batch reads it back to know whether this append landed.
+                user_metadata=bronze_commits.tag(batch.query_id, batch.batch_id),
             )
         watch.lap("append")
         if selection.rows and not self._properties_checked:

@@ -18,7 +18,6 @@ know, and the caller scans.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from enum import Enum
@@ -26,7 +25,7 @@ from enum import Enum
 from py4j.protocol import Py4JError
 from pyspark.sql import SparkSession
 
-from restlake.jobs.spark.session import jvm_of
+from restlake.jobs.spark.delta_commits import newest_commit_infos
 
 log = logging.getLogger(__name__)
 
@@ -74,22 +73,12 @@ def batch_landed(
     """Whether a commit of the table at ``path`` (newest ``version``) holds the append of ``batch_id``
     of ``query_id``; UNKNOWN when its log cannot tell within ``limit`` commits."""
     try:
-        jvm = jvm_of(spark)
-        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
-        store, conf = delta_log.store(), delta_log.newDeltaHadoopConf()
-        log_path = str(delta_log.logPath().toString())
-        for commit in range(version, max(-1, version - limit), -1):
-            lines = store.read(jvm.org.apache.hadoop.fs.Path(f"{log_path}/{commit:020d}.json"), conf)
-            if lines.isEmpty():
-                return Landed.UNKNOWN
-            info = json.loads(str(lines.head())).get("commitInfo")
-            if info is None:
-                return Landed.UNKNOWN
+        for info in newest_commit_infos(spark, path, version=version, limit=limit):
             found = _TAG_RE.match(str(info.get("userMetadata") or ""))
             if found is None:
                 if info.get("operation") not in _ADD_NO_ROWS:
                     return Landed.UNKNOWN
-                if commit == 0:
+                if info["version"] == 0:
                     return Landed.NO  # the table's creation: no append of the batch before it
                 continue
             if found.group(1) != query_id:

@@ -29,9 +29,11 @@ import threading
 import time
 
 from delta.tables import DeltaTable
+from py4j.protocol import Py4JError
 from pyspark.sql import SparkSession
 
 from restlake.jobs.spark.bronze_keys import delta_log_snapshot, snapshot_partition_columns
+from restlake.jobs.spark.delta_commits import newest_commit_infos
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ MAX_FILE_BYTES = 128 * 1024 * 1024
 _APPEND_OPERATIONS = frozenset({"WRITE", "STREAMING UPDATE"})
 
 
-def appends_since_optimize(spark: SparkSession, path: str, limit: int) -> int:
+def appends_since_optimize(spark: SparkSession, path: str, limit: int, *, version: int | None = None) -> int:
     """Appends committed to the table at ``path`` since its newest OPTIMIZE, counting at most the
     newest ``limit`` commits.
 
@@ -57,11 +59,29 @@ def appends_since_optimize(spark: SparkSession, path: str, limit: int) -> int:
     table included: in the drain benchmark with 5M rows of history, that made the second
     micro-batch 41 s instead of 13 s. Reading the history reads only the newest commit files.
     """
+    if version is not None:
+        # The log's newest commit files, read on the driver: DeltaTable.history costs seconds on a
+        # driver that has just started, and a restarted driver asks this before its first batch.
+        try:
+            newest = [
+                info.get("operation")
+                for info in newest_commit_infos(spark, path, version=version, limit=limit)
+            ]
+            if len(newest) == min(limit, version + 1):
+                return _appends_before_optimize(newest)
+        except (Py4JError, ValueError) as exc:
+            log.info(
+                "reading the newest commits of %s failed (%s); reading its history", path, type(exc).__name__
+            )
     operations = (
         DeltaTable.forPath(spark, path).history(limit).orderBy("version", ascending=False).select("operation")
     )
+    return _appends_before_optimize([row[0] for row in operations.collect()])
+
+
+def _appends_before_optimize(operations: list[str | None]) -> int:
     count = 0
-    for (operation,) in operations.collect():
+    for operation in operations:
         if operation == "OPTIMIZE":
             break
         if operation in _APPEND_OPERATIONS:
@@ -93,7 +113,9 @@ class StreamCompaction:
             columns = snapshot_partition_columns(snapshot)
             self._by_source = "source" in columns
             self._by_ingest_date = "ingest_date" in columns
-            self._pending = appends_since_optimize(spark, self.path, self.every)
+            self._pending = appends_since_optimize(
+                spark, self.path, self.every, version=int(snapshot.version())
+            )
         except Exception as exc:  # an internal API; without it the first compaction waits its turn
             log.info(
                 "could not read the commit history of %s (%s); compacting after %d appends",

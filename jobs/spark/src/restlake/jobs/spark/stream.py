@@ -39,6 +39,7 @@ from restlake.jobs.spark import ops
 from restlake.jobs.spark.batch import BatchProcessor, StreamMetrics
 from restlake.jobs.spark.session import build_spark
 from restlake.jobs.spark.settings import SparkSettings, classpath_jars
+from restlake.jobs.spark.sinks import Stopwatch
 from restlake.postgres import migrations
 from restlake.redaction import redact_log_handlers
 
@@ -102,13 +103,17 @@ def _start(
 ) -> tuple[StreamingQuery, BatchProcessor]:
     prom.init_source(config.source, config.quality)
     processor = BatchProcessor(config, metrics)
+    # Laps of the start, logged: a restarted driver's way back is this plus its first batch.
+    watch = Stopwatch()
     # Once, before any sink: the batch and key ledgers live in Postgres whichever sinks are on.
     migrations.apply(config.pg_dsn)
+    watch.lap("migrations")
     # Before the query: each sink creates what it writes; a first run against a bronze table
     # written before the key ledger copies its keys (a one-off scan of the source's history) here
     # rather than inside the first micro-batch.
     for sink in processor.sinks:
         sink.prepare(spark)
+        watch.lap(sink.name)
     writer = (
         processor.validated(read_kafka(spark, config))
         .writeStream.queryName(f"restlake-{config.source}")
@@ -120,14 +125,16 @@ def _start(
     else:
         writer = writer.trigger(processingTime=config.processing_time)
     query = writer.start()
+    watch.lap("query")
     prom.ProgressMetrics(config.source, query).start()
     log.info(
-        "stream started source=%s topic=%s query_id=%s run_id=%s available_now=%s",
+        "stream started source=%s topic=%s query_id=%s run_id=%s available_now=%s steps=%s",
         config.source,
         config.subscription,
         query.id,
         query.runId,
         config.available_now,
+        " ".join(f"{name}:{seconds:.2f}" for name, seconds in watch.laps),
     )
     return query, processor
 

@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 
 from restlake.jobs.spark import bronze
 from restlake.jobs.spark.bronze_commits import Landed, batch_landed, tag
-from restlake.jobs.spark.bronze_keys import delta_log_snapshot
+from restlake.jobs.spark.delta_log import delta_log_snapshot
 
 pytestmark = pytest.mark.integration
 

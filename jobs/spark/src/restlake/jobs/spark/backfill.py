@@ -35,7 +35,7 @@ from restlake.contracts.stream_job import DEFAULT_MAX_RECORDS_PER_BATCH, StreamJ
 from restlake.errors import BackfillRangeError, ConfigError
 from restlake.jobs.spark import backfill_chunks, bronze, postgres_copy, quality
 from restlake.jobs.spark.bronze_range import BronzeRange, Snapshots, read_history, read_rows
-from restlake.jobs.spark.postgres_copy import JdbcTarget, executors_stager
+from restlake.jobs.spark.postgres_copy import JdbcTarget, merged_from_executors
 from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, validate
 from restlake.postgres.arrow_stage import ARROW_COLUMNS, arrow_stager
 from restlake.postgres.merge import MergeResult, Staged, Stager, merge_staged, merged_batches
@@ -393,22 +393,17 @@ def _merge_from_executors(
     query_id: str,
     chunk_id: int,
 ) -> MergeResult:
-    stage = PartitionStage.new(cfg.source, owner="backfill")
-    staged = executors_stager(
+    return merged_from_executors(
+        lambda staged: _merge(cfg, query_id, chunk_id, staged),
         rows,
         target,
         cfg.pg_dsn,
-        stage,
+        PartitionStage.new(cfg.source, owner="backfill"),
         batch_id=chunk_id,
         rows=chunk.rows,
         keys=chunk.keys,
         versions=lambda: rows.select(F.col("version").cast("string")).toArrow()["version"],
     )
-    try:
-        return _merge(cfg, query_id, chunk_id, staged)
-    except BaseException:
-        stage.drop_quietly(cfg.pg_dsn)
-        raise
 
 
 def _collected(cfg: StreamJobConfig, rows: DataFrame, chunk_id: int) -> Stager:

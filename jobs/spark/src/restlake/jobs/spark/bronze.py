@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from restlake.jobs.spark.bronze_keys import delta_log_snapshot
+from restlake.jobs.spark.delta_log import delta_log_snapshot
 from restlake.jobs.spark.envelope_schema import PARENT_SCHEMA, REQUEST_SCHEMA
 from restlake.jobs.spark.typed_columns import TypedColumn, schema_fields
 from restlake.jobs.spark.validation import PAYLOAD_VARIANT

@@ -25,7 +25,7 @@ from enum import Enum
 from py4j.protocol import Py4JError
 from pyspark.sql import SparkSession
 
-from restlake.jobs.spark.delta_commits import newest_commit_infos
+from restlake.jobs.spark.delta_log import newest_commit_infos
 
 log = logging.getLogger(__name__)
 

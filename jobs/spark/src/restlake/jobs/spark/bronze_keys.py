@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,7 +21,7 @@ from pyspark.sql import functions as F
 
 from restlake.jobs.spark import bronze_commits
 from restlake.jobs.spark.bronze_commits import Landed
-from restlake.jobs.spark.session import jvm_of
+from restlake.jobs.spark.delta_log import delta_log_snapshot
 from restlake.postgres import bronze_keys as ledger
 
 log = logging.getLogger(__name__)
@@ -44,24 +43,6 @@ class TableState:
 
     id: str
     version: int
-
-
-def delta_log_snapshot(spark: SparkSession, path: str) -> Any:
-    """The current snapshot of the Delta table at ``path``, read from its log on the driver.
-
-    Delta's internal JVM API (``DeltaLog.forTable(...).update``): callers fall back to the public
-    ``DeltaTable`` one, which runs a Spark job, when it fails.
-    """
-    jvm = jvm_of(spark)
-    return jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path).update(
-        False, jvm.scala.Option.empty(), jvm.scala.Option.empty()
-    )
-
-
-def snapshot_partition_columns(snapshot: Any) -> list[str]:
-    """The partition columns of a Delta snapshot read through py4j (a Scala Seq of strings)."""
-    joined = str(snapshot.metadata().partitionColumns().mkString("\n"))
-    return joined.split("\n") if joined else []
 
 
 def table_state(spark: SparkSession, path: str) -> TableState:

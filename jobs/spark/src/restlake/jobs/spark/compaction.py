@@ -32,8 +32,7 @@ from delta.tables import DeltaTable
 from py4j.protocol import Py4JError
 from pyspark.sql import SparkSession
 
-from restlake.jobs.spark.bronze_keys import delta_log_snapshot, snapshot_partition_columns
-from restlake.jobs.spark.delta_commits import newest_commit_infos
+from restlake.jobs.spark.delta_log import delta_log_snapshot, newest_commit_infos, snapshot_partition_columns
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from restlake.errors import PermanentError, TransientError
 from restlake.postgres.connection import connection
 from restlake.postgres.errors import is_transient_state
-from restlake.postgres.merge import Staged, Stager
+from restlake.postgres.merge import MergeResult, Staged, Stager
 from restlake.postgres.partition_stage import PartitionStage, partition_stager
 
 if TYPE_CHECKING:
@@ -147,7 +147,8 @@ def copy_partitions(valid: DataFrame, target: JdbcTarget, stage: PartitionStage,
     return written
 
 
-def executors_stager(
+def merged_from_executors(
+    merge: Callable[[Stager], MergeResult],
     valid: DataFrame,
     target: JdbcTarget,
     dsn: str | SecretStr,
@@ -158,11 +159,13 @@ def executors_stager(
     keys: int,
     versions: Callable[[], pa.Array | pa.ChunkedArray],
     staging: list[float] | None = None,
-) -> Stager:
-    """A ``Stager`` for the merge transaction: create ``stage``, COPY ``valid`` into it from the
-    executors, then hand it to the merge; ``rows`` and ``keys`` are what ``valid`` holds (counted
-    before, the COPY is checked against them), ``versions`` its raw versions (asked for only when
-    the batch is not a replay). The seconds the staging took are appended to ``staging``."""
+) -> MergeResult:
+    """``merge`` (one merge transaction, given its ``Stager``) with ``valid`` staged into ``stage``
+    by the executors: the stager creates the table, COPYs into it and hands it over. ``rows`` and
+    ``keys`` are what ``valid`` holds (counted before; the COPY is checked against them),
+    ``versions`` its raw versions (asked for only when the batch is not a replay). The seconds the
+    staging took are appended to ``staging``. The merge drops the table when it commits; after a
+    failure nothing reads it, so it is dropped here."""
 
     def staged(conn: Any) -> Staged:
         started = time.monotonic()
@@ -177,7 +180,11 @@ def executors_stager(
             )
         return partition_stager(stage, batch_id=batch_id, rows=rows, keys=keys, versions=versions())(conn)
 
-    return staged
+    try:
+        return merge(staged)
+    except BaseException:
+        stage.drop_quietly(dsn)
+        raise
 
 
 def _translated(exc: Py4JJavaError, source: str, batch_id: int) -> PermanentError | TransientError:

@@ -32,15 +32,14 @@ from restlake.errors import ConfigError, TransientError
 from restlake.jobs.spark import bronze, bronze_commits, faults, postgres_copy
 from restlake.jobs.spark.bronze_keys import (
     KEY,
-    delta_log_snapshot,
     ensure_seeded,
     first_per_key,
     select_new,
-    snapshot_partition_columns,
     table_state,
 )
 from restlake.jobs.spark.compaction import StreamCompaction
-from restlake.jobs.spark.postgres_copy import JdbcTarget, executors_stager
+from restlake.jobs.spark.delta_log import delta_log_snapshot, snapshot_partition_columns
+from restlake.jobs.spark.postgres_copy import JdbcTarget, merged_from_executors
 from restlake.jobs.spark.typed_columns import TypedColumn
 from restlake.postgres import bronze_keys as ledger
 from restlake.postgres import migrations
@@ -282,24 +281,18 @@ class PostgresSink:
         waited: list[float] = []
 
         def attempt() -> MergeResult:
-            stage = PartitionStage.new(cfg.source)
-            staged = executors_stager(
+            return merged_from_executors(
+                lambda staged: self._merge(batch, staged, waited),
                 batch.valid,
                 target,
                 cfg.pg_dsn,
-                stage,
+                PartitionStage.new(cfg.source),
                 batch_id=batch.batch_id,
                 rows=rows,
                 keys=keys,
                 versions=lambda: batch.keys["version"],
                 staging=staging,
             )
-            try:
-                return self._merge(batch, staged, waited)
-            except BaseException:
-                # The merge drops its staging table when it commits; after a failure nothing reads it.
-                stage.drop_quietly(cfg.pg_dsn)
-                raise
 
         merged = self._retrying(batch, attempt)
         _merge_laps(watch, inside=sum(staging), waited=waited)

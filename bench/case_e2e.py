@@ -2,10 +2,10 @@
 
 For each target rate the demo API grows by that many records a second (real-time clock), the
 fetcher polls it incrementally, and the real stream job (subprocess, local[2], the product's
-default trigger) writes bronze and Postgres. Latency is traced per record: the time the watcher first saw the row
-in Postgres minus the row's ``fetched_at`` (stamped by the fetcher when the HTTP response came
-in). Rows fetched during the warm-up are left out. Sustained rate = rows that became visible
-during the measurement window ÷ its length; "kept up" compares it with the offered rate.
+default trigger) writes bronze and Postgres. Latency is traced per record: the time the watcher
+first saw the row in Postgres minus the row's ``fetched_at`` (stamped by the fetcher when the HTTP
+response came in). Rows fetched during the warm-up are left out. Sustained rate = rows that became
+visible during the measurement window ÷ its length; "kept up" compares it with the offered rate.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 from restlake.contracts.spec import parse_source
 from restlake.contracts.stream_job import PG_DSN_ENV, StreamJobConfig
 from restlake.errors import ConfigError
-from restlake.jobs.spark.stream import main, spark_conf_for
+from restlake.jobs.spark.stream import kafka_options, main, spark_conf_for
 
 BASE = {
     "source": "s",
@@ -115,7 +115,7 @@ def test_the_specs_sink_toggles_and_partition_columns_reach_the_job_and_its_file
     )
     assert (config.bronze_enabled, config.quarantine_enabled, config.postgres_enabled) == (True, False, False)
     assert config.partition_by == ("ingest_date",)
-    # spec.stream left out: a 1 s trigger and batches of 100,000 records at most.
+    # spec.stream left out: a 500 ms trigger and batches of 100,000 records at most.
     assert (config.processing_time, config.max_offsets_per_trigger) == ("500 milliseconds", 100_000)
     again = StreamJobConfig.model_validate({**config.job_file(), "pg_dsn": "postgresql://x@h/db"})
     assert again == config
@@ -139,3 +139,30 @@ def test_spec_stream_sets_the_trigger_and_the_batch_cap() -> None:
         pg_dsn="postgresql://h/d",
     )
     assert (config.processing_time, config.max_offsets_per_trigger) == ("250 milliseconds", 20_000)
+
+
+def test_kafka_reads_never_wait_out_the_brokers_default_fetch_hold() -> None:
+    # 500 ms (Kafka's default) added up to half a second to a micro-batch's first read of the topic.
+    options = kafka_options(StreamJobConfig(**BASE, pg_dsn="postgresql://x@127.0.0.1:1/db"))
+    assert int(options["kafka.fetch.max.wait.ms"]) <= 50
+    assert options["subscribe"] == "restlake.s"
+    assert "subscribePattern" not in options
+    assert options["failOnDataLoss"] == "true"
+    assert "kafka.max.partition.fetch.bytes" not in options
+
+
+def test_kafka_options_follow_the_config() -> None:
+    changes = {
+        "topic": None,
+        "topic_pattern": "restlake\\.s\\..*",
+        "max_message_bytes": 8 * 1024 * 1024,
+        "max_offsets_per_trigger": 5_000,
+        "fail_on_data_loss": False,
+        "pg_dsn": "postgresql://x@127.0.0.1:1/db",
+    }
+    options = kafka_options(StreamJobConfig(**{**BASE, **changes}))  # type: ignore[arg-type]
+    assert options["subscribePattern"] == "restlake\\.s\\..*"
+    assert "subscribe" not in options
+    assert int(options["kafka.max.partition.fetch.bytes"]) > 8 * 1024 * 1024
+    assert options["maxOffsetsPerTrigger"] == "5000"
+    assert options["failOnDataLoss"] == "false"

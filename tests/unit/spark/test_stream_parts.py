@@ -1,4 +1,4 @@
-"""Pure parts of the stream job: typed columns, expectations, Kafka lag and options, the fault hook, SigV4."""
+"""Pure parts of the stream job: typed columns, expectation names, Kafka lag, the fault hook, SigV4."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from pyspark.sql import types as T
 
 from restlake.contracts.source.quality import expectation_name
 from restlake.contracts.spec import Quality
-from restlake.contracts.stream_job import StreamJobConfig
 from restlake.jobs.spark import faults
 from restlake.jobs.spark.metrics import kafka_lag
-from restlake.jobs.spark.stream import kafka_options
 from restlake.jobs.spark.typed_columns import typed_columns
 from restlake.settings import S3Settings
 from restlake.stack.minio import sigv4_headers
@@ -118,44 +116,3 @@ def test_a_fresh_source_exports_its_counters_at_zero_per_op_and_expectation() ->
     assert value("restlake_stream_last_committed_batch_id", {"source": "fresh-source"}) is None
     init_source("no-quality", None)
     assert value("restlake_stream_batches_total", {"source": "no-quality"}) == 0.0
-
-
-def _job_config(**changes: object) -> StreamJobConfig:
-    fields: dict[str, object] = {
-        "source": "s",
-        "topic": "restlake.s",
-        "kafka_bootstrap": "127.0.0.1:1",
-        "bronze_path": "/tmp/b",
-        "quarantine_path": "/tmp/q",
-        "checkpoint_path": "/tmp/c",
-        "pg_dsn": "postgresql://x@127.0.0.1:1/db",
-    }
-    fields.update(changes)
-    return StreamJobConfig(**fields)  # type: ignore[arg-type]
-
-
-def test_kafka_reads_never_wait_out_the_brokers_default_fetch_hold() -> None:
-    # 500 ms (Kafka's default) added up to half a second to a micro-batch's first read of the topic.
-    options = kafka_options(_job_config())
-    assert int(options["kafka.fetch.max.wait.ms"]) <= 50
-    assert options["subscribe"] == "restlake.s"
-    assert "subscribePattern" not in options
-    assert options["failOnDataLoss"] == "true"
-    assert "kafka.max.partition.fetch.bytes" not in options
-
-
-def test_kafka_options_follow_the_config() -> None:
-    options = kafka_options(
-        _job_config(
-            topic=None,
-            topic_pattern="restlake\\.s\\..*",
-            max_message_bytes=8 * 1024 * 1024,
-            max_offsets_per_trigger=5_000,
-            fail_on_data_loss=False,
-        )
-    )
-    assert options["subscribePattern"] == "restlake\\.s\\..*"
-    assert "subscribe" not in options
-    assert int(options["kafka.max.partition.fetch.bytes"]) > 8 * 1024 * 1024
-    assert options["maxOffsetsPerTrigger"] == "5000"
-    assert options["failOnDataLoss"] == "false"

@@ -333,6 +333,101 @@ def test_each_source_has_its_own_executor(kube: Kube) -> None:
         assert app["cores"] == 1, app  # capped by spark.cores.max, so the other source fits too
 
 
+# A Spark application that is not restlake's: it asks the master for executors and, were it
+# admitted, would run its code on the workers beside the sources' executors.
+INTRUDER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from pyspark.sql import SparkSession
+    builder = SparkSession.builder.master(sys.argv[1]).appName(sys.argv[2])
+    for pair in sys.argv[3:]:
+        key, _, value = pair.partition("=")
+        builder = builder.config(key, value)
+    print("INTRUDER RAN", builder.getOrCreate().range(10).count(), flush=True)
+    """
+)
+# What the intruder's own log says when the master's authentication turns it away: without
+# spark.authenticate the master answers its first message with this...
+NO_SASL = "Expected SaslMessage"
+# ... and with a wrong secret the authentication handshake fails before any message is sent.
+BAD_SECRET = "Exception while bootstrapping client"
+
+
+def _master_apps(kube: Kube) -> set[str]:
+    (master,) = kube.pods(RELEASE_NS, "app.kubernetes.io/component=spark-master")
+    script = (
+        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/json/').read().decode())"
+    )
+    state = json.loads(kube.exec(RELEASE_NS, master["metadata"]["name"], "python3", "-c", script))
+    return {app["name"] for app in [*state["activeapps"], *state["completedapps"]]}
+
+
+def test_the_spark_cluster_refuses_an_application_without_its_secret(kube: Kube) -> None:
+    (service,) = kube.json("get", "svc", "-n", RELEASE_NS, "-l", "app.kubernetes.io/component=spark-master")[
+        "items"
+    ]
+    rpc = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "rpc")
+    url = f"spark://{service['metadata']['name']}.{RELEASE_NS}.svc:{rpc}"
+    intruders = {
+        "intruder-no-secret": ([], NO_SASL),
+        "intruder-wrong-secret": (
+            ["spark.authenticate=true", "spark.authenticate.secret=guessed"],
+            BAD_SECRET,
+        ),
+    }
+    for name, (conf, _) in intruders.items():
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                "containers": [
+                    {
+                        "name": "intruder",
+                        "image": "restlake/spark:0.1.0",
+                        "imagePullPolicy": "Never",
+                        "command": [
+                            "python3",
+                            "-c",
+                            INTRUDER_SCRIPT,
+                            url,
+                            name,
+                            "spark.ui.enabled=false",
+                            *conf,
+                        ],
+                        "env": [{"name": "HOME", "value": "/tmp"}],
+                        "resources": {
+                            "requests": {"cpu": "50m", "memory": "512Mi"},
+                            "limits": {"memory": "1536Mi"},
+                        },
+                    }
+                ],
+            },
+        }
+        kube.apply(RELEASE_NS, yaml.safe_dump(pod))
+    try:
+        for name, (_, refusal) in intruders.items():
+
+            def refused(name: str = name, refusal: str = refusal) -> bool:
+                logs = kube.kubectl("logs", "-n", RELEASE_NS, name, check=False).stdout
+                assert "INTRUDER RAN" not in logs, f"{name} ran on the cluster:\n{logs[-2000:]}"
+                return refusal in logs
+
+            # The first registration attempt comes seconds after the JVM starts; Spark itself gives
+            # up only after three 20-second attempts, which the test need not wait for.
+            eventually(refused, timeout=300, interval=3, what=f"{name} to be refused by the master")
+        registered = _master_apps(kube)
+        assert not registered & set(intruders), f"the master registered {registered & set(intruders)}"
+        # The sources' drivers, which hold the secret, are registered with the same master.
+        assert {f"restlake-stream-{source}" for source in SOURCES} <= registered
+    finally:
+        for name in intruders:
+            kube.kubectl("delete", "pod", name, "-n", RELEASE_NS, "--wait=false", check=False)
+
+
 def test_killed_fetcher_and_driver_lose_and_double_nothing(kube: Kube, figures: Figures) -> None:
     before = api_state(kube)["tick"]
     started = time.monotonic()

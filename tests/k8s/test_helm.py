@@ -7,6 +7,7 @@ start; `helm install` runs without --wait and the tests check the API objects th
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
@@ -160,6 +161,7 @@ def test_default_render_has_exactly_the_expected_objects(helm: Path) -> None:
             ("Deployment", "rl-restlake-spark-master"),
             ("Service", "rl-restlake-spark-master"),
             ("Deployment", "rl-restlake-spark-worker"),
+            ("Secret", "rl-restlake-spark-auth"),
             ("Pod", "rl-restlake-operator-test"),
             ("ServiceAccount", "rl-restlake-operator-test"),
             ("ClusterRole", f"rl-restlake-operator-discovery-{NAMESPACE}"),
@@ -315,6 +317,62 @@ def test_spark_workers_follow_the_values(helm: Path) -> None:
     assert {(p["name"], p["port"]) for p in master["spec"]["ports"]} == {("rpc", 7077), ("webui", 8080)}
 
 
+def _spark_daemon_env(docs: dict[tuple[str, str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        name: env_of(container(docs["Deployment", f"rl-restlake-spark-{name}"], name))
+        for name in ("master", "worker")
+    }
+
+
+def test_spark_cluster_authenticates_with_one_shared_secret(
+    helm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = by_kind(render(helm))
+    secret = docs["Secret", "rl-restlake-spark-auth"]
+    assert len(base64.b64decode(secret["data"]["secret"])) == 48
+    # A second render draws another value: only lookup (a real install) keeps it, see the upgrade test.
+    assert by_kind(render(helm))["Secret", "rl-restlake-spark-auth"]["data"] != secret["data"]
+    ref = {"secretKeyRef": {"name": "rl-restlake-spark-auth", "key": "secret"}}
+    for name, env in _spark_daemon_env(docs).items():
+        assert env["_SPARK_AUTH_SECRET"] == ref, name
+        options = env["SPARK_DAEMON_JAVA_OPTS"].split()
+        assert {"-Dspark.authenticate=true", "-Dspark.network.crypto.enabled=true"} <= set(options), name
+        assert "-Dspark.ui.killEnabled=false" in options, name
+    # The operator is told the Secret's name and key, never its value, and hands drivers a reference.
+    operator = env_of(container(docs["Deployment", "rl-restlake-operator"], "operator"))
+    for key in list(OperatorSettings.model_fields):
+        monkeypatch.delenv(f"RESTLAKE_OPERATOR_{key.upper()}", raising=False)
+    for key, value in operator.items():
+        if key.startswith("RESTLAKE_OPERATOR_SPARK_AUTH"):
+            monkeypatch.setenv(key, value)
+    settings = OperatorSettings()
+    assert (settings.spark_auth_secret, settings.spark_auth_secret_key) == (
+        "rl-restlake-spark-auth",
+        "secret",
+    )
+
+    mine = by_kind(render(helm, "spark.auth.existingSecret=spark-shared", "spark.auth.key=token"))
+    assert not [k for k in mine if k[0] == "Secret"]
+    ref = {"secretKeyRef": {"name": "spark-shared", "key": "token"}}
+    assert all(env["_SPARK_AUTH_SECRET"] == ref for env in _spark_daemon_env(mine).values())
+    operator = env_of(container(mine["Deployment", "rl-restlake-operator"], "operator"))
+    assert (
+        operator["RESTLAKE_OPERATOR_SPARK_AUTH_SECRET"],
+        operator["RESTLAKE_OPERATOR_SPARK_AUTH_SECRET_KEY"],
+    ) == (
+        "spark-shared",
+        "token",
+    )
+
+    off = by_kind(render(helm, "spark.auth.enabled=false"))
+    assert not [k for k in off if k[0] == "Secret"]
+    for name, env in _spark_daemon_env(off).items():
+        assert "_SPARK_AUTH_SECRET" not in env, name
+        assert env["SPARK_DAEMON_JAVA_OPTS"] == "-Dspark.ui.killEnabled=false", name
+    operator = env_of(container(off["Deployment", "rl-restlake-operator"], "operator"))
+    assert not [k for k in operator if k.startswith("RESTLAKE_OPERATOR_SPARK_AUTH")]
+
+
 def test_rendered_manifests_are_well_formed(helm: Path) -> None:
     docs = render(helm)
     pods: dict[str, dict[str, Any]] = {}
@@ -468,6 +526,7 @@ def test_install_creates_the_objects(helm: Path, cluster: Any, installed: dict[s
         ("deployment", "restlake-spark-master"),
         ("service", "restlake-spark-master"),
         ("deployment", "restlake-spark-worker"),
+        ("secret", "restlake-spark-auth"),
     ]:
         assert _get(cluster, ns, kind, name)["metadata"]["labels"]["app.kubernetes.io/instance"] == release
     crd = json.loads(cluster.kubectl("get", "crd", "ingestionsources.restlake.io", "-o", "json").stdout)
@@ -563,6 +622,7 @@ def test_upgrade_changes_what_it_should(helm: Path, cluster: Any, installed: dic
     assert before["spec"]["replicas"] == 2
     operator_before = _get(cluster, ns, "deployment", "restlake-operator")
     master_uid = _get(cluster, ns, "service", "restlake-spark-master")["metadata"]["uid"]
+    auth_before = _get(cluster, ns, "secret", "restlake-spark-auth")["data"]["secret"]
     run_helm(
         helm,
         "upgrade",
@@ -593,3 +653,6 @@ def test_upgrade_changes_what_it_should(helm: Path, cluster: Any, installed: dic
     assert [h["revision"] for h in history] == [1, 2] and history[-1]["status"] == "deployed"
     # Untouched objects keep their identity: an upgrade patches, it does not recreate.
     assert _get(cluster, ns, "service", "restlake-spark-master")["metadata"]["uid"] == master_uid
+    # The generated Spark secret is read back, not drawn again: running drivers, master and workers
+    # would otherwise stop agreeing until every one of them restarted.
+    assert _get(cluster, ns, "secret", "restlake-spark-auth")["data"]["secret"] == auth_before

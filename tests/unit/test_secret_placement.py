@@ -42,6 +42,7 @@ CREDENTIAL_VARS = (
     "RESTLAKE_LINEAGE_API_KEY",
     "RESTLAKE_S3_SECRET_KEY",
     "RESTLAKE_SECRET_",
+    "RESTLAKE_SPARK_AUTH_SECRET",
 )
 
 SETTINGS = OperatorSettings(
@@ -53,6 +54,7 @@ SETTINGS = OperatorSettings(
     lineage_transport="http",
     lineage_url="http://marquez.marquez:5000",
     lineage_api_key_secret="marquez-token",
+    spark_auth_secret="rl-restlake-spark-auth",
 )
 
 
@@ -95,7 +97,12 @@ def test_rendered_objects_reference_credentials_and_never_hold_them() -> None:
             for ref in container.get("envFrom", []):
                 assert set(ref) == {"secretRef"}, (obj["kind"], ref)
     refs = {v["secretKeyRef"]["name"] for v in credential_env.values()}
-    assert refs == {"restlake-postgres", "marquez-token", "api-creds"}
+    assert refs == {"restlake-postgres", "marquez-token", "api-creds", "rl-restlake-spark-auth"}
+    # The Spark cluster's secret reaches the driver only: batch pods run Spark in local mode.
+    spark_auth = sorted(
+        k for k, v in credential_env.items() if v["secretKeyRef"]["name"] == "rl-restlake-spark-auth"
+    )
+    assert spark_auth == [f"{source.name}-stream:RESTLAKE_SPARK_AUTH_SECRET"]
     # The API's OAuth2 client secret reaches the fetcher, and only the fetcher: the driver and the
     # quality job never call the REST API.
     api_creds = sorted(k for k, v in credential_env.items() if v["secretKeyRef"]["name"] == "api-creds")

@@ -68,6 +68,30 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-spark-worker" (include "restlake.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The Secret holding the standalone cluster's shared spark.authenticate secret. */}}
+{{- define "restlake.spark.authSecretName" -}}
+{{- default (printf "%s-spark-auth" (include "restlake.fullname" .) | trunc 63 | trimSuffix "-") .Values.spark.auth.existingSecret }}
+{{- end }}
+
+{{/* Env of the master and workers: the shared secret by reference (Spark reads
+     _SPARK_AUTH_SECRET, and a worker passes it on to the executors it starts the same way) and
+     the daemon options. The web UIs' kill links are unauthenticated POSTs, so they are off
+     whatever auth says: the operator owns the drivers' lifecycle. */}}
+{{- define "restlake.spark.daemonEnv" -}}
+{{- if .Values.spark.auth.enabled }}
+- name: _SPARK_AUTH_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "restlake.spark.authSecretName" . }}
+      key: {{ .Values.spark.auth.key }}
+- name: SPARK_DAEMON_JAVA_OPTS
+  value: "-Dspark.authenticate=true -Dspark.network.crypto.enabled=true -Dspark.ui.killEnabled=false"
+{{- else }}
+- name: SPARK_DAEMON_JAVA_OPTS
+  value: "-Dspark.ui.killEnabled=false"
+{{- end }}
+{{- end }}
+
 {{- define "restlake.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "restlake.operator.fullname" .) .Values.serviceAccount.name }}

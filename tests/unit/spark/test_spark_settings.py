@@ -48,3 +48,24 @@ def test_quiet_commands_turn_the_jvm_down_unless_the_variable_chose_a_level(
     assert command_spark_settings().log_level == "ERROR"
     monkeypatch.setenv("RESTLAKE_SPARK_LOG_LEVEL", "INFO")
     assert command_spark_settings().log_level == "INFO"
+
+
+def test_a_cluster_session_authenticates_and_encrypts_with_the_shared_secret(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from restlake.jobs.spark.session import cluster_auth_conf
+
+    assert cluster_auth_conf("spark://m:7077", SparkSettings()) == {}
+    # As a pod gets it: a Secret mounted as a file (or referenced into the variable).
+    path = tmp_path / "secret"
+    path.write_text("s3cr3t-never-shown\n")
+    monkeypatch.setenv("RESTLAKE_SPARK_AUTH_SECRET_FILE", str(path))
+    settings = SparkSettings()
+    assert "s3cr3t-never-shown" not in repr(settings)
+    assert cluster_auth_conf("spark://m:7077", settings) == {
+        "spark.authenticate": "true",
+        "spark.authenticate.secret": "s3cr3t-never-shown",
+        "spark.network.crypto.enabled": "true",
+    }
+    # Local mode has no cluster to join; its executors are threads of the driver's JVM.
+    assert cluster_auth_conf("local[2]", settings) == {}

@@ -324,6 +324,14 @@ def _common_env(settings: OperatorSettings) -> list[dict[str, Any]]:
     ]
 
 
+def _spark_auth_env(settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The cluster's shared secret, for the driver only: batch pods run Spark in local mode."""
+    if settings.spark_auth_secret is None:
+        return []
+    ref = {"name": settings.spark_auth_secret, "key": settings.spark_auth_secret_key}
+    return [{"name": "RESTLAKE_SPARK_AUTH_SECRET", "valueFrom": {"secretKeyRef": ref}}]
+
+
 def _lineage_env(settings: OperatorSettings) -> list[dict[str, Any]]:
     if settings.lineage_transport == "none":
         return []
@@ -563,6 +571,7 @@ def stream_deployment(
             # defaults to SPARK_LOCAL_HOSTNAME, else that hostname).
             {"name": "SPARK_LOCAL_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "SPARK_LOCAL_HOSTNAME", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            *_spark_auth_env(settings),
         ],
         "envFrom": _env_from(settings),
         "resources": _resources(_declared_resources(source, STREAM), STREAM),

@@ -105,6 +105,13 @@ class OperatorSettings(RestlakeSettings):
         9108, ge=1, le=65535, description="Fetcher port serving /healthz, /readyz and /metrics."
     )
     spark_master_port: int = Field(7077, ge=1, le=65535, description="Port of the standalone master.")
+    spark_auth_secret: str | None = Field(
+        None,
+        description="Secret holding the standalone cluster's shared spark.authenticate secret (the chart "
+        "generates <release>-spark-auth); drivers get it by reference as RESTLAKE_SPARK_AUTH_SECRET. "
+        "It must exist in every namespace whose sources run drivers. Absent: the cluster is open.",
+    )
+    spark_auth_secret_key: str = Field("secret", description="Key of the secret in spark_auth_secret.")
     stream_metrics_port: int = Field(
         9109,
         ge=1,

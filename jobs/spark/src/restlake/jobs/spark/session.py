@@ -122,6 +122,7 @@ def build_spark(
         _local_worker_environment()
     listener = _lineage_listener(conf, jars, lineage)
     conf.update(listener)
+    conf.update(cluster_auth_conf(master, spark_settings))
     if master.startswith("local"):
         # Driver and executors share this heap in local mode. Read when pyspark launches the JVM,
         # so it only applies to the first session of a process.
@@ -155,6 +156,24 @@ def build_spark(
         "spark session ready app=%s master=%s version=%s jars=%s", app_name, master, spark.version, len(jars)
     )
     return spark
+
+
+def cluster_auth_conf(master: str, settings: SparkSettings) -> dict[str, str]:
+    """The settings that let a session join a standalone cluster running with ``spark.authenticate``.
+
+    Standalone Spark has one secret for master, workers and every application; the chart generates
+    it and the operator hands it to each driver by Secret reference. A driver's task closures carry
+    the Postgres DSN to the executors, so the RPC is encrypted too, not only authenticated. The
+    secret itself never reaches an executor's command line: Spark leaves it out of the options it
+    starts executors with, and the worker passes its own copy in their environment.
+    """
+    if settings.auth_secret is None or master.startswith("local"):
+        return {}
+    return {
+        "spark.authenticate": "true",
+        "spark.authenticate.secret": settings.auth_secret.get_secret_value(),
+        "spark.network.crypto.enabled": "true",
+    }
 
 
 def _local_worker_environment() -> None:

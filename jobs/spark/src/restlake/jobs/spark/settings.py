@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from restlake.jobs.spark.driver_memory import local_heap
@@ -47,6 +47,13 @@ class SparkSettings(RestlakeSettings):
         "(restlake.jobs.spark.driver_memory); a JVM size such as 1536m or 4g sets it.",
     )
     log_level: str = Field("WARN", description="Log level of the Spark JVM (RESTLAKE_SPARK_LOG_LEVEL).")
+    # SecretStr: whoever holds it can run code on the cluster's workers, beside other sources' jobs.
+    auth_secret: SecretStr | None = Field(
+        None,
+        description="Shared secret of a standalone cluster that runs with spark.authenticate "
+        "(RESTLAKE_SPARK_AUTH_SECRET, or RESTLAKE_SPARK_AUTH_SECRET_FILE): set, a session against a "
+        "spark:// master authenticates with it and encrypts its RPC. Ignored in local mode.",
+    )
     class_archive: bool = Field(
         True,
         description="A local driver's JVM maps its classes from an archive an earlier driver wrote, and "

@@ -12,7 +12,9 @@ zero duplicate keys in bronze.
 from __future__ import annotations
 
 import logging
+import re
 import time
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -45,6 +47,8 @@ def run(ctx: Context) -> dict[str, Any]:
                 "SELECT count(*) FROM raw.ingest_batches WHERE source = %s", (name,)
             ).fetchone()
         batches_before = int(row[0]) if row else 0
+        log_offset = pipe.stream.log_path.stat().st_size
+        killed_wall = time.time()
         killed_at = time.monotonic()
         pipe.stream.kill()
         log.info("recovery: SIGKILLed the driver (lag envelope before: %s records)", envelope)
@@ -67,6 +71,9 @@ def run(ctx: Context) -> dict[str, Any]:
                 if first_batch_s is not None and lag <= envelope:
                     recovered_s = since
                     break
+        restart = restart_laps(
+            pipe.stream.log_path.read_bytes()[log_offset:].decode(errors="replace"), killed_wall
+        )
         pipe.stop_source()
         drained = pipe.drain(180.0)
         counts = pipe.postgres_counts()
@@ -78,6 +85,7 @@ def run(ctx: Context) -> dict[str, Any]:
             "first_batch_after_kill_s": round(first_batch_s, 1) if first_batch_s is not None else None,
             "recovered_s": round(recovered_s, 1) if recovered_s is not None else None,
             "drained_to_zero_lag": drained,
+            "restart": restart,
             "postgres": counts,
             "bronze": bronze,
             "lag_trace": after[:: max(1, len(after) // 60)],
@@ -86,10 +94,36 @@ def run(ctx: Context) -> dict[str, Any]:
                 "it includes the new driver's JVM and Spark start-up (first_batch_after_kill_s).",
                 "PG duplicates cannot exist by the unique key; the meaningful counts are missing "
                 "records and bronze duplicate idempotency keys (replayed batch written twice).",
+                "restart: seconds from the kill to each step of the new driver, from its log; "
+                "class_archive = mapped when its JVM started from an archive an earlier driver wrote "
+                "(restlake.jobs.spark.class_archive), which only a driver that exits cleanly writes.",
             ],
         }
     finally:
         pipe.close()
+
+
+_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ", re.MULTILINE)
+
+
+def restart_laps(log_text: str, killed_wall: float) -> dict[str, Any]:
+    """Seconds from the kill to the restarted driver's session, query and first batch, from its log."""
+
+    def seconds_to(marker: str) -> float | None:
+        for line in log_text.splitlines():
+            stamp = _LOG_TIME.match(line)
+            if stamp and marker in line:
+                at = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                return round(at - killed_wall, 1)
+        return None
+
+    archive = re.search(r"spark session ready .*class_archive=(\w+)", log_text)
+    return {
+        "session_ready_s": seconds_to("spark session ready"),
+        "query_started_s": seconds_to("stream started"),
+        "first_batch_done_s": seconds_to("batch done"),
+        "class_archive": archive.group(1) if archive else "unknown",
+    }
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -105,5 +139,17 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {fmt(doc['first_batch_after_kill_s'])} | {fmt(doc['recovered_s'])} "
             f"| {'yes' if doc['drained_to_zero_lag'] else 'no'} | {fmt(pg['rows'])} / {fmt(pg['expected'])} "
             f"| {pg['duplicates']} | {pg['missing']} | {br['duplicates']} |",
+            *_restart_note(doc.get("restart")),
         ]
     )
+
+
+def _restart_note(restart: dict[str, Any] | None) -> list[str]:
+    if not restart:
+        return []
+    return [
+        "",
+        f"- the new driver, seconds after the kill: session {fmt(restart['session_ready_s'])}, query started "
+        f"{fmt(restart['query_started_s'])}, first batch done {fmt(restart['first_batch_done_s'])}; "
+        f"class archive: {restart['class_archive']}.",
+    ]

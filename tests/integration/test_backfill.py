@@ -121,6 +121,32 @@ def test_backfill_by_offsets_then_noop_replay_then_by_time(
     with pytest.raises(ConfigError, match="--chunk-rows changed"):
         run_backfill(spark, cfg, everything, run_id="one", chunk_rows=5)
 
+    # The topic grows (a live source); run "one" ended at "latest", which its first start pinned to
+    # the end offsets it saw: resumed (a retried Backfill Job pod), it reads the same 7 records in
+    # the same chunks, where the moving end used to be refused as a changed range.
+    later = envelope(source, 6, "n6")
+    send(0, later.kafka_key(), later.kafka_value())
+    resumed = run_backfill(spark, cfg, everything, run_id="one", chunk_rows=2)
+    assert (resumed.rows_read, resumed.rows_merged_in, resumed.inserted, resumed.chunks) == (
+        7,
+        5,
+        0,
+        one.chunks,
+    )
+    assert resumed.range["to_offsets"] == {"0": 3, "1": 4}
+    with psycopg.connect(stack.pg_dsn) as conn:
+        pins = conn.execute(
+            "SELECT query_id, pinned FROM raw.backfill_ranges WHERE source = %s ORDER BY query_id", (source,)
+        ).fetchall()
+    assert pins == [
+        ("backfill-one", {"topic": topic, "to_offsets": {"0": 3, "1": 4}}),
+        ("backfill-two", {"topic": topic, "to_offsets": {"0": 3, "1": 4}}),
+    ]
+    # A new run sees the topic as it is now.
+    grown = run_backfill(spark, cfg, everything, run_id="four")
+    assert (grown.rows_read, grown.inserted, grown.unchanged) == (8, 1, 5)
+    assert grown.range["to_offsets"] == {"0": 4, "1": 4}
+
     # An offset window: partition 0 offset 1 only (id 2), partition 1 empty (start = end = 0).
     window = run_backfill(spark, cfg, KafkaRange(from_offsets={0: 1, 1: 0}, to_offsets={0: 2, 1: 0}))
     assert (window.rows_read, window.rows_merged_in, window.unchanged) == (1, 1, 1)

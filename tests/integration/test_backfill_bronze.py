@@ -206,3 +206,28 @@ def test_bad_bronze_ranges_are_refused_before_anything_is_merged(
     with pytest.raises(BackfillRangeError, match=r"^--as-of: no bronze Delta table at .*no-such-table"):
         run_backfill(spark, missing, BronzeRange(as_of=0))
     assert job.ledger() == ledger
+
+
+def test_an_open_version_range_reads_up_to_the_version_its_run_pinned(
+    loaded: Loaded, job: StreamJob, spark: SparkSession
+) -> None:
+    # Run "first" starts: the table's newest version then, 2, is recorded as the range's end.
+    first = run_backfill(spark, job.config, BronzeRange(from_version=1), run_id="first")
+    assert first.range["to_version"] == 2 and counts(first)[0] == 7
+    # A run whose first start saw version 1 as the newest (the stream appended version 2 since):
+    # resumed, it reads versions 1..1 as it did then, not the grown table.
+    with psycopg.connect(job.stack.pg_dsn) as conn:
+        conn.execute(
+            "INSERT INTO raw.backfill_ranges (source, query_id, pinned) VALUES (%s, %s, %s)",
+            (job.source, "backfill-earlier", '{"to_version": 1}'),
+        )
+        pins = dict(
+            conn.execute(
+                "SELECT query_id, pinned FROM raw.backfill_ranges WHERE source = %s AND query_id = ANY(%s)",
+                (job.source, ["backfill-first", "backfill-earlier"]),
+            ).fetchall()
+        )
+    assert pins == {"backfill-first": {"to_version": 2}, "backfill-earlier": {"to_version": 1}}
+    earlier = run_backfill(spark, job.config, BronzeRange(from_version=1), run_id="earlier")
+    assert earlier.range["to_version"] == 1
+    assert counts(earlier) == (4, 4, 0, 0, 4)

@@ -177,4 +177,9 @@ def test_the_wheels_install_into_one_restlake_package(wheels: dict[str, Path], t
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout)
     assert all(Path(f).is_relative_to(target / "restlake") for f in found["files"]), found["files"]
-    assert found["sql"] == ["001_api_events.sql", "002_upsert_and_ledger.sql", "003_bronze_keys.sql"]
+    assert found["sql"] == [
+        "001_api_events.sql",
+        "002_upsert_and_ledger.sql",
+        "003_bronze_keys.sql",
+        "004_backfill_ranges.sql",
+    ]

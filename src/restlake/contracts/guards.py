@@ -138,6 +138,7 @@ RESTLAKE_TABLES = (
     "raw.bronze_keys",
     "raw.bronze_batches",
     "raw.bronze_key_sources",
+    "raw.backfill_ranges",
     "raw.schema_migrations",
 )
 SYSTEM_SCHEMA = "^(pg_[a-z0-9_]*|information_schema)[.]"

@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 import psycopg
@@ -37,6 +37,7 @@ from restlake.jobs.spark import backfill_chunks, bronze, postgres_copy, quality
 from restlake.jobs.spark.bronze_range import BronzeRange, Snapshots, read_history, read_rows
 from restlake.jobs.spark.postgres_copy import JdbcTarget, merged_from_executors
 from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, validate
+from restlake.postgres import backfill_ranges, migrations
 from restlake.postgres.arrow_stage import ARROW_COLUMNS, arrow_stager
 from restlake.postgres.merge import MergeResult, Staged, Stager, merge_staged, merged_batches
 from restlake.postgres.partition_stage import PartitionStage, backfill_claim
@@ -121,6 +122,34 @@ def topic_partitions(bootstrap: str, topic: str, timeout: float = 15.0) -> list[
     if found is None or found.error is not None or not found.partitions:
         raise ConfigError(f"backfill: topic {topic} not found on {bootstrap}")
     return sorted(found.partitions)
+
+
+def end_offsets(bootstrap: str, topic: str, timeout: float = 15.0) -> dict[int, int]:
+    """Each partition's end offset now: what Spark's ``endingOffsets`` "latest" would read up to
+    (the high watermark; neither side reads with read_committed)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from restlake.kafka_logging import client_config
+
+    partitions = topic_partitions(bootstrap, topic, timeout)
+    consumer = Consumer(
+        client_config(
+            {
+                "bootstrap.servers": bootstrap,
+                # Never subscribes nor commits: the group only satisfies the client.
+                "group.id": "restlake-backfill-range",
+                "enable.auto.commit": False,
+            },
+            __name__,
+        )
+    )
+    try:
+        return {
+            p: int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1])
+            for p in partitions
+        }
+    finally:
+        consumer.close()
 
 
 def _millis(when: datetime) -> int:
@@ -295,15 +324,20 @@ def run_backfill(
         )
     started = time.monotonic()
     query_id = f"backfill-{run_id or uuid.uuid4().hex}"
+    # The ledger and the pinned ranges live in raw.*: a backfill may run before any stream of this
+    # version has migrated the database.
+    migrations.apply(cfg.pg_dsn)
     cached: list[DataFrame] = []
     try:
         if isinstance(replay, BronzeRange):
             # Resolved before anything is read, so a bad range fails fast and the summary names the
             # snapshots actually read, not the ones asked for.
-            snapshots = replay.resolve(read_history(spark, cfg.bronze_path, replay))
+            history = read_history(spark, cfg.bronze_path, replay)
+            snapshots = _pin_bronze_end(cfg, replay, query_id, history.latest.version).resolve(history)
             described = snapshots.described
             selected = _select_bronze(spark, cfg, snapshots, replay.option, cached)
         else:
+            replay = _pin_kafka_end(cfg, replay, query_id)
             described = replay.describe(cfg.topic or "")
             selected = _select_kafka(spark, cfg, replay, cached)
         with backfill_claim(cfg.pg_dsn, cfg.source):
@@ -330,6 +364,33 @@ def run_backfill(
     )
     log.info("backfill done %s", json.dumps(summary.as_dict(), sort_keys=True))
     return summary
+
+
+def _pin_kafka_end(cfg: StreamJobConfig, replay: KafkaRange, query_id: str) -> KafkaRange:
+    """A range open at the end ("latest") ends at the topic's end offsets of the run's first start."""
+    topic = cfg.topic
+    if replay.to_time is not None or replay.to_offsets is not None or topic is None:
+        return replay
+    pin = backfill_ranges.pinned(
+        cfg.pg_dsn,
+        source=cfg.source,
+        query_id=query_id,
+        resolve=lambda: {
+            "topic": topic,
+            "to_offsets": {str(p): o for p, o in end_offsets(cfg.kafka_bootstrap, topic).items()},
+        },
+    )
+    return replace(replay, to_offsets={int(p): int(o) for p, o in pin["to_offsets"].items()})
+
+
+def _pin_bronze_end(cfg: StreamJobConfig, replay: BronzeRange, query_id: str, latest: int) -> BronzeRange:
+    """A version range open at the end ends at the table's newest version of the run's first start."""
+    if replay.from_version is None or replay.to_version is not None or replay.from_version > latest:
+        return replay  # the last: resolve() says the version is past the table's newest
+    pin = backfill_ranges.pinned(
+        cfg.pg_dsn, source=cfg.source, query_id=query_id, resolve=lambda: {"to_version": latest}
+    )
+    return replace(replay, to_version=int(pin["to_version"]))
 
 
 @dataclass
@@ -372,16 +433,15 @@ def _merge_chunks(
 
 def _check_resumable(cfg: StreamJobConfig, query_id: str, chunks: list[backfill_chunks.Chunk]) -> None:
     """A run id reused to resume must cut the same chunks, or the ledger would skip chunks that hold
-    other rows than the ones it merged: refuse a range that changed (a range ending at "latest" of
-    a topic that grew since, say)."""
+    other rows than the ones it merged: refuse a range that changed (other bounds or --chunk-rows;
+    an end at "latest" was pinned at the run's first start, so a grown topic or table is not one)."""
     for chunk_id, rows_in in sorted(merged_batches(cfg.pg_dsn, source=cfg.source, query_id=query_id).items()):
         now = chunks[chunk_id].rows if chunk_id < len(chunks) else 0
         if now != rows_in:
             raise ConfigError(
                 f"backfill of {cfg.source}: run {query_id} merged {rows_in} rows in chunk {chunk_id}, and "
-                f"this range cuts {now} rows there: the range or --chunk-rows changed since that run "
-                "(an end at latest moves as the topic or table grows); resume with the same range and "
-                "--chunk-rows, or start a new run id"
+                f"this range cuts {now} rows there: the range or --chunk-rows changed since that run; "
+                "resume with the same range and --chunk-rows, or start a new run id"
             )
 
 

@@ -153,9 +153,23 @@ def build_spark(
     if listener.get("spark.openlineage.transport.type") == "console":
         _show_console_events(spark)
     log.info(
-        "spark session ready app=%s master=%s version=%s jars=%s", app_name, master, spark.version, len(jars)
+        "spark session ready app=%s master=%s version=%s jars=%s class_archive=%s",
+        app_name,
+        master,
+        spark.version,
+        len(jars),
+        _archive_state(archive),
     )
     return spark
+
+
+def _archive_state(archive: class_archive.ArchivePlan | None) -> str:
+    """How this JVM started, for the start-up figures a restarted driver's recovery is made of."""
+    if archive is None:
+        return "off"
+    if archive.use is not None:
+        return "mapped"
+    return "writing" if archive.write is not None else "none"
 
 
 def cluster_auth_conf(master: str, settings: SparkSettings) -> dict[str, str]:

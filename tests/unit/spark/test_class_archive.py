@@ -21,10 +21,34 @@ def jars(tmp_path: Path) -> list[Path]:
     return [jar]
 
 
-def test_the_first_driver_writes_one_and_the_next_maps_it(tmp_path: Path, jars: list[Path]) -> None:
+@pytest.fixture()
+def jdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A java whose JDK has jcmd beside it (the dump from the running JVM)."""
+    bin_dir = tmp_path / "jdk" / "bin"
+    bin_dir.mkdir(parents=True)
+    for tool in ("java", "jcmd"):
+        (bin_dir / tool).write_text("#!/bin/sh\n")
+    monkeypatch.setattr(class_archive, "_java_binary", lambda: bin_dir / "java")
+    return bin_dir
+
+
+def test_with_jcmd_the_running_jvm_records_what_a_dump_needs(
+    tmp_path: Path, jars: list[Path], jdk: Path
+) -> None:
+    plan = class_archive.plan(jars, tmp_path / "cache")
+    assert plan.write is not None and plan.jcmd == jdk / "jcmd"
+    assert "-XX:+RecordDynamicDumpInfo" in plan.java_options
+    assert "ArchiveClassesAtExit" not in plan.java_options
+
+
+def test_the_first_driver_writes_one_and_the_next_maps_it(
+    tmp_path: Path, jars: list[Path], jdk: Path
+) -> None:
+    (jdk / "jcmd").unlink()  # a JRE, or a JDK without jcmd: the JVM writes the archive as it exits
     cache = tmp_path / "cache"
     first = class_archive.plan(jars, cache)
     assert first.write is not None and first.final is not None and first.use is None
+    assert first.jcmd is None
     assert f"-XX:ArchiveClassesAtExit={first.write}" in first.java_options
     # What the first driver's exit does once its JVM wrote the file.
     first.write.write_bytes(b"archive")

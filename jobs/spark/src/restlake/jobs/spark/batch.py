@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from restlake.contracts.source.quality import Quality
 from restlake.contracts.stream_job import StreamJobConfig
 from restlake.errors import TransientError
-from restlake.jobs.spark import faults, quality
+from restlake.jobs.spark import class_archive, faults, quality
 from restlake.jobs.spark import metrics as prom
 from restlake.jobs.spark.bronze_keys import key_columns
 from restlake.jobs.spark.schema_fastpath import supported as fast_path_supported
@@ -406,6 +406,8 @@ class BatchProcessor:
                 + [f"{sink}.{k}:{v:.2f}" for sink, w in written.items() for k, v in w.steps]
             ),
         )
+        if rows_read:
+            class_archive.dump_when_warm()
         return counts
 
 

@@ -8,16 +8,20 @@ processes each way: the Spark session started in 6.7-8.7 s instead of 11.8-13.3 
 Delta write took 8.1-9.8 s instead of 13.5-15.3 s. That start is paid again by every driver
 restarted after a crash, so it is most of how fast a source recovers.
 
-How the archive comes to be: a driver that finds none for its JVM and classpath writes one
-(``-XX:ArchiveClassesAtExit``) as its JVM exits, under a name of its own; the Python process,
-on its way out, lets the JVM finish and renames the file into place. One driver at a time writes
-one (the others start as before); the claim of a driver killed before it finished (its process
-gone, or 15 minutes old) is removed by the next start. Its classes are those the driver used,
-so it fits the workload that wrote it. The JVM checks an archive against the classpath and its
-own build and ignores one that does not match (a jar updated in place, another JDK), so a stale
-archive costs the gain, never correctness; the name is keyed on the JVM and the jars anyway, so
-that a changed classpath writes a new one.
-The three most recently used archives are kept (~190 MB each); a new one prunes the rest.
+How the archive comes to be: a driver that finds none for its JVM and classpath writes one under a
+name of its own and renames it into place. Where the JDK has ``jcmd`` it dumps it from the running
+JVM (``-XX:+RecordDynamicDumpInfo``, ``jcmd VM.cds dynamic_dump``) once its first batch with
+records is done, when the classes a batch needs are loaded: a driver SIGKILLed later still leaves
+one for its successor (measured: back to the pre-kill lag in 19-25 s with it, 41 s without). The
+JVM stops for the dump, a few seconds, once per JVM and classpath. Where the run ends before that
+batch, or without ``jcmd``, the archive is written as the JVM exits (``-XX:ArchiveClassesAtExit``).
+One driver at a time writes one (the others start as before); the claim of a driver killed before
+it finished (its process gone, or 15 minutes old) is removed by the next start. Its classes are
+those the driver used, so it fits the workload that wrote it. The JVM checks an archive against the
+classpath and its own build and ignores one that does not match (a jar updated in place, another
+JDK), so a stale archive costs the gain, never correctness; the name is keyed on the JVM and the
+jars anyway, so that a changed classpath writes a new one. The three most recently used archives
+are kept (~190 MB each); a new one prunes the rest.
 
 Local drivers only: a cluster's driver and executors are other JVMs in other images.
 """
@@ -31,6 +35,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +52,8 @@ _WRITE_WAIT_S = 120.0
 _QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 # Archives kept in the cache folder, the most recently used first.
 KEEP = 3
+# How long a dump from the running JVM may take (seconds on 2 cores, more under load).
+_DUMP_WAIT_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,8 @@ class ArchivePlan:
     use: Path | None = None
     write: Path | None = None
     final: Path | None = None
+    # The jcmd that dumps ``write`` from the running JVM; None: the JVM writes it as it exits.
+    jcmd: Path | None = None
 
 
 def plan(jars: list[Path], cache_dir: Path) -> ArchivePlan:
@@ -79,7 +88,76 @@ def plan(jars: list[Path], cache_dir: Path) -> ArchivePlan:
     except OSError as exc:
         log.info("no class archive for the driver's JVM: %s", exc)
         return ArchivePlan("")
+    jcmd = java.parent / "jcmd"
+    if jcmd.is_file():
+        return ArchivePlan(f"-XX:+RecordDynamicDumpInfo {_QUIET}", write=write, final=final, jcmd=jcmd)
     return ArchivePlan(f"-XX:ArchiveClassesAtExit={write} {_QUIET}", write=write, final=final)
+
+
+class _LiveDump:
+    """The one dump of a running JVM that ``plan`` asked to record: at the first warm moment, else at exit."""
+
+    def __init__(self, plan: ArchivePlan, pid: int) -> None:
+        assert plan.write is not None and plan.final is not None and plan.jcmd is not None
+        self.write, self.final, self.jcmd, self.pid = plan.write, plan.final, plan.jcmd, pid
+        self._lock = threading.Lock()
+        self._started = False
+        self._thread: threading.Thread | None = None
+
+    def start(self, *, wait: bool) -> None:
+        with self._lock:
+            if not self._started:
+                self._started = True
+                if not wait:
+                    self._thread = threading.Thread(target=self._dump, name="class-archive-dump", daemon=True)
+                    self._thread.start()
+                    return
+                self._dump()
+                return
+        if wait and self._thread is not None:
+            # At exit: the JVM must outlive a dump still being written.
+            self._thread.join(_DUMP_WAIT_S)
+
+    def _dump(self) -> None:
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                [str(self.jcmd), str(self.pid), "VM.cds", "dynamic_dump", str(self.write)],
+                capture_output=True,
+                text=True,
+                timeout=_DUMP_WAIT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.info("the driver's class archive was not written: %s", exc)
+            self.write.unlink(missing_ok=True)
+            return
+        if done.returncode == 0 and self.write.is_file() and self.write.stat().st_size > 0:
+            os.replace(self.write, self.final)
+            log.info(
+                "class archive written for the next driver path=%s seconds=%.1f",
+                self.final,
+                time.monotonic() - started,
+            )
+            prune(self.final.parent)
+        else:
+            # Attach refused (a JVM started with -XX:+DisableAttachMechanism, another user): the
+            # next driver tries again.
+            log.info(
+                "the driver's class archive was not written: %s", (done.stdout + done.stderr).strip()[-300:]
+            )
+            self.write.unlink(missing_ok=True)
+
+
+# The dump this process's JVM records, if it records one (one JVM per process: pyspark's).
+_live: list[_LiveDump] = []
+
+
+def dump_when_warm() -> None:
+    """Dump the archive this process's JVM records, if it records one, now that it is warm (the
+    stream job calls this after a batch that held records); at most once, in the background."""
+    for live in _live:
+        live.start(wait=False)
 
 
 def finish_at_exit(plan: ArchivePlan, spark: Any) -> None:
@@ -88,6 +166,16 @@ def finish_at_exit(plan: ArchivePlan, spark: Any) -> None:
         return
     proc = getattr(spark.sparkContext._gateway, "proc", None)
     write, final = plan.write, plan.final
+    if plan.jcmd is not None and proc is not None:
+        live = _LiveDump(plan, proc.pid)
+        _live[:] = [live]
+
+        def finish_live() -> None:
+            # A run that ended before a warm moment: dump now, while the JVM still runs.
+            live.start(wait=True)
+
+        atexit.register(finish_live)
+        return
 
     def finish() -> None:
         if proc is None:

@@ -1,4 +1,4 @@
-"""A local driver's JVM writes its class archive on exit, and the next driver's JVM maps it."""
+"""A local driver's JVM writes its class archive (after a batch, else at exit); the next one maps it."""
 
 from __future__ import annotations
 
@@ -7,20 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-DRIVER = """
-import sys
-from pathlib import Path
-from restlake.jobs.spark.session import build_spark
-from restlake.jobs.spark.settings import SparkSettings
-settings = SparkSettings(class_archive_dir=Path(sys.argv[1]), log_level="ERROR")
-spark = build_spark("class-archive-test", jars=[Path(p) for p in sys.argv[2:]], settings=settings)
-print(spark.sparkContext.getConf().get("spark.driver.extraJavaOptions"))
-print("rows", spark.range(1000).where("id % 2 = 0").count(), flush=True)
-spark.stop()
-"""
-# A stream driver after its first batch with records (restlake.jobs.spark.batch), then SIGKILLed:
-# no exit handler runs, as when a source's driver is killed.
-KILLED_AFTER_A_BATCH = """
+# A local driver: a session (mapping or recording an archive), a Spark job.
+STARTED = """
 import os, signal, sys, time
 from pathlib import Path
 from restlake.jobs.spark import class_archive
@@ -30,6 +18,13 @@ settings = SparkSettings(class_archive_dir=Path(sys.argv[1]), log_level="ERROR")
 spark = build_spark("class-archive-test", jars=[Path(p) for p in sys.argv[2:]], settings=settings)
 print(spark.sparkContext.getConf().get("spark.driver.extraJavaOptions"))
 print("rows", spark.range(1000).where("id % 2 = 0").count(), flush=True)
+"""
+DRIVER = STARTED + "spark.stop()\n"
+# A stream driver after its first batch with records (restlake.jobs.spark.batch), then SIGKILLed:
+# no exit handler runs, as when a source's driver is killed.
+KILLED_AFTER_A_BATCH = (
+    STARTED
+    + """
 class_archive.dump_when_warm()
 deadline = time.monotonic() + 300
 while not list(Path(sys.argv[1]).glob("driver-*.jsa")) and time.monotonic() < deadline:
@@ -37,6 +32,7 @@ while not list(Path(sys.argv[1]).glob("driver-*.jsa")) and time.monotonic() < de
 print("dumped", bool(list(Path(sys.argv[1]).glob("driver-*.jsa"))), flush=True)
 os.killpg(0, signal.SIGKILL)
 """
+)
 
 
 def _driver(archives: Path, jars: list[Path], script: str = DRIVER, *, killed: bool = False) -> str:

@@ -139,6 +139,16 @@ def env_of(c: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def operator_settings(env: dict[str, Any], prefix: str, monkeypatch: pytest.MonkeyPatch) -> OperatorSettings:
+    """OperatorSettings read from the rendered operator env's variables that start with ``prefix`` alone."""
+    for key in list(OperatorSettings.model_fields):
+        monkeypatch.delenv(f"RESTLAKE_OPERATOR_{key.upper()}", raising=False)
+    for key, value in env.items():
+        if key.startswith(prefix):
+            monkeypatch.setenv(key, value)
+    return OperatorSettings()
+
+
 @pytest.mark.parametrize("scope", ["operator.watchAllNamespaces=false", "operator.watchAllNamespaces=true"])
 def test_lint_strict(helm: Path, scope: str) -> None:
     out = run_helm(helm, "lint", "--strict", str(CHART), "--set", scope)
@@ -290,12 +300,7 @@ def test_fetcher_network_policy_values_reach_the_operator_settings(
         )
     )
     env = env_of(container(docs["Deployment", "rl-restlake-operator"], "operator"))
-    for key in list(OperatorSettings.model_fields):
-        monkeypatch.delenv(f"RESTLAKE_OPERATOR_{key.upper()}", raising=False)
-    for key, value in env.items():
-        if key.startswith("RESTLAKE_OPERATOR_NETWORK_POLICY"):
-            monkeypatch.setenv(key, value)
-    settings = OperatorSettings()
+    settings = operator_settings(env, "RESTLAKE_OPERATOR_NETWORK_POLICY", monkeypatch)
     assert settings.network_policy is True
     assert settings.network_policy_kafka_peers == [
         {"podSelector": {"matchLabels": {"strimzi.io/cluster": "restlake-kafka"}}}
@@ -340,12 +345,7 @@ def test_spark_cluster_authenticates_with_one_shared_secret(
         assert "-Dspark.ui.killEnabled=false" in options, name
     # The operator is told the Secret's name and key, never its value, and hands drivers a reference.
     operator = env_of(container(docs["Deployment", "rl-restlake-operator"], "operator"))
-    for key in list(OperatorSettings.model_fields):
-        monkeypatch.delenv(f"RESTLAKE_OPERATOR_{key.upper()}", raising=False)
-    for key, value in operator.items():
-        if key.startswith("RESTLAKE_OPERATOR_SPARK_AUTH"):
-            monkeypatch.setenv(key, value)
-    settings = OperatorSettings()
+    settings = operator_settings(operator, "RESTLAKE_OPERATOR_SPARK_AUTH", monkeypatch)
     assert (settings.spark_auth_secret, settings.spark_auth_secret_key) == (
         "rl-restlake-spark-auth",
         "secret",

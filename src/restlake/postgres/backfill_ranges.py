@@ -28,7 +28,7 @@ def pinned(
 ) -> dict[str, Any]:
     """What run ``query_id`` of ``source`` pinned when it first started; ``resolve()`` pins it now
     when nothing is recorded. Two starts of one run racing each other get the same answer: the
-    first insert wins and the other reads it."""
+    first insert wins, and the other's conflicting insert returns the row that won."""
     try:
         with psycopg.connect(dsn_text(dsn)) as conn:
             found = _read(conn, source, query_id)
@@ -39,16 +39,17 @@ def pinned(
                 return found
             value = resolve()
             with conn.transaction():
-                conn.execute(
+                # The no-op update makes RETURNING give the stored row on a conflict too.
+                row = conn.execute(
                     "INSERT INTO raw.backfill_ranges (source, query_id, pinned) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (source, query_id) DO NOTHING",
+                    " ON CONFLICT (source, query_id) DO UPDATE SET pinned = raw.backfill_ranges.pinned"
+                    " RETURNING pinned",
                     (source, query_id, Jsonb(value)),
-                )
-            stored = _read(conn, source, query_id)
+                ).fetchone()
     except psycopg.Error as exc:
         raise translate(exc, "pinning the backfill range") from None
-    if stored is None:  # deleted by someone between the two statements
-        return value
+    assert row is not None  # INSERT … RETURNING always returns the row
+    stored = dict(row[0])
     if stored == value:
         log.info("backfill range pinned source=%s query_id=%s pinned=%s", source, query_id, stored)
     return stored

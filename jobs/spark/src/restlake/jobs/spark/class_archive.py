@@ -132,21 +132,28 @@ class _LiveDump:
             log.info("the driver's class archive was not written: %s", exc)
             self.write.unlink(missing_ok=True)
             return
-        if done.returncode == 0 and self.write.is_file() and self.write.stat().st_size > 0:
-            os.replace(self.write, self.final)
-            log.info(
-                "class archive written for the next driver path=%s seconds=%.1f",
-                self.final,
-                time.monotonic() - started,
-            )
-            prune(self.final.parent)
-        else:
+        if not _put_in_place(self.write, self.final, written=done.returncode == 0, started=started):
             # Attach refused (a JVM started with -XX:+DisableAttachMechanism, another user): the
             # next driver tries again.
             log.info(
                 "the driver's class archive was not written: %s", (done.stdout + done.stderr).strip()[-300:]
             )
-            self.write.unlink(missing_ok=True)
+
+
+def _put_in_place(write: Path, final: Path, *, written: bool, started: float) -> bool:
+    """Move an archive the JVM wrote to ``final`` for the next driver (pruning the cache), or drop
+    what a failed write left; whether it went in place."""
+    if written and write.is_file() and write.stat().st_size > 0:
+        os.replace(write, final)
+        log.info(
+            "class archive written for the next driver path=%s seconds=%.1f",
+            final,
+            time.monotonic() - started,
+        )
+        prune(final.parent)
+        return True
+    write.unlink(missing_ok=True)
+    return False
 
 
 # The dump this process's JVM records, if it records one (one JVM per process: pyspark's).
@@ -181,6 +188,7 @@ def finish_at_exit(plan: ArchivePlan, spark: Any) -> None:
         if proc is None:
             write.unlink(missing_ok=True)
             return
+        started = time.monotonic()
         try:
             # pyspark's JVM exits when its stdin closes; the archive is written on the way out.
             if proc.stdin is not None:
@@ -189,12 +197,7 @@ def finish_at_exit(plan: ArchivePlan, spark: Any) -> None:
         except (OSError, subprocess.TimeoutExpired) as exc:
             log.info("the driver's class archive was not finished: %s", exc)
             return  # a later start removes the partial file
-        if code == 0 and write.is_file() and write.stat().st_size > 0:
-            os.replace(write, final)
-            log.info("class archive written for the next driver path=%s", final)
-            prune(final.parent)
-        else:
-            write.unlink(missing_ok=True)
+        _put_in_place(write, final, written=code == 0, started=started)
 
     atexit.register(finish)
 

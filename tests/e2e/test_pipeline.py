@@ -142,6 +142,26 @@ BRONZE_SCRIPT = textwrap.dedent(
 )
 
 
+def spark_script_pod(container: str, script: str, *args: str, env_from: str | None = None) -> dict[str, Any]:
+    """The spec of a one-off pod running ``python3 -c script args…`` in the restlake Spark image."""
+    spec: dict[str, Any] = {
+        "name": container,
+        "image": "restlake/spark:0.1.0",
+        "imagePullPolicy": "Never",
+        "command": ["python3", "-c", script, *args],
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"memory": "1536Mi"}},
+    }
+    if env_from is not None:
+        spec["envFrom"] = [{"secretRef": {"name": env_from}}]
+    return {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+        "containers": [spec],
+    }
+
+
 def bronze(kube: Kube, sources: tuple[str, ...]) -> dict[str, Any]:
     """Row counts and the newest version per id of each bronze table, read by a Spark Job in the cluster."""
     name = f"bronze-check-{int(time.time())}"
@@ -153,25 +173,7 @@ def bronze(kube: Kube, sources: tuple[str, ...]) -> dict[str, Any]:
             "backoffLimit": 0,
             "ttlSecondsAfterFinished": 600,
             "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
-                    "containers": [
-                        {
-                            "name": "check",
-                            "image": "restlake/spark:0.1.0",
-                            "imagePullPolicy": "Never",
-                            "command": ["python3", "-c", BRONZE_SCRIPT, *sources],
-                            "envFrom": [{"secretRef": {"name": "restlake-lake"}}],
-                            "env": [{"name": "HOME", "value": "/tmp"}],
-                            "resources": {
-                                "requests": {"cpu": "50m", "memory": "512Mi"},
-                                "limits": {"memory": "1536Mi"},
-                            },
-                        }
-                    ],
-                }
+                "spec": spark_script_pod("check", BRONZE_SCRIPT, *sources, env_from="restlake-lake")
             },
         },
     }
@@ -318,16 +320,17 @@ def test_postgres_and_bronze_hold_exactly_the_apis_records(kube: Kube, figures: 
     assert_exact(kube, api_state(kube)["tick"], figures, "initial")
 
 
-def test_each_source_has_its_own_executor(kube: Kube) -> None:
-    master = kube.json("get", "pods", "-n", RELEASE_NS, "-l", "app.kubernetes.io/component=spark-master")[
-        "items"
-    ]
-    name = master[0]["metadata"]["name"]
+def master_state(kube: Kube) -> dict[str, Any]:
+    """The standalone master's own view (its web UI's /json): workers, active and completed apps."""
+    (master,) = kube.pods(RELEASE_NS, "app.kubernetes.io/component=spark-master")
     script = (
         "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/json/').read().decode())"
     )
-    state = json.loads(kube.exec(RELEASE_NS, name, "python3", "-c", script))
-    apps = {a["name"]: a for a in state["activeapps"]}
+    return dict(json.loads(kube.exec(RELEASE_NS, master["metadata"]["name"], "python3", "-c", script)))
+
+
+def test_each_source_has_its_own_executor(kube: Kube) -> None:
+    apps = {a["name"]: a for a in master_state(kube)["activeapps"]}
     for source in SOURCES:
         app = apps[f"restlake-stream-{source}"]
         assert app["cores"] == 1, app  # capped by spark.cores.max, so the other source fits too
@@ -353,15 +356,6 @@ NO_SASL = "Expected SaslMessage"
 BAD_SECRET = "Exception while bootstrapping client"
 
 
-def _master_apps(kube: Kube) -> set[str]:
-    (master,) = kube.pods(RELEASE_NS, "app.kubernetes.io/component=spark-master")
-    script = (
-        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8080/json/').read().decode())"
-    )
-    state = json.loads(kube.exec(RELEASE_NS, master["metadata"]["name"], "python3", "-c", script))
-    return {app["name"] for app in [*state["activeapps"], *state["completedapps"]]}
-
-
 def test_the_spark_cluster_refuses_an_application_without_its_secret(kube: Kube) -> None:
     (service,) = kube.json("get", "svc", "-n", RELEASE_NS, "-l", "app.kubernetes.io/component=spark-master")[
         "items"
@@ -380,32 +374,7 @@ def test_the_spark_cluster_refuses_an_application_without_its_secret(kube: Kube)
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name},
-            "spec": {
-                "restartPolicy": "Never",
-                "automountServiceAccountToken": False,
-                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
-                "containers": [
-                    {
-                        "name": "intruder",
-                        "image": "restlake/spark:0.1.0",
-                        "imagePullPolicy": "Never",
-                        "command": [
-                            "python3",
-                            "-c",
-                            INTRUDER_SCRIPT,
-                            url,
-                            name,
-                            "spark.ui.enabled=false",
-                            *conf,
-                        ],
-                        "env": [{"name": "HOME", "value": "/tmp"}],
-                        "resources": {
-                            "requests": {"cpu": "50m", "memory": "512Mi"},
-                            "limits": {"memory": "1536Mi"},
-                        },
-                    }
-                ],
-            },
+            "spec": spark_script_pod("intruder", INTRUDER_SCRIPT, url, name, "spark.ui.enabled=false", *conf),
         }
         kube.apply(RELEASE_NS, yaml.safe_dump(pod))
     try:
@@ -419,7 +388,8 @@ def test_the_spark_cluster_refuses_an_application_without_its_secret(kube: Kube)
             # The first registration attempt comes seconds after the JVM starts; Spark itself gives
             # up only after three 20-second attempts, which the test need not wait for.
             eventually(refused, timeout=300, interval=3, what=f"{name} to be refused by the master")
-        registered = _master_apps(kube)
+        state = master_state(kube)
+        registered = {app["name"] for app in [*state["activeapps"], *state["completedapps"]]}
         assert not registered & set(intruders), f"the master registered {registered & set(intruders)}"
         # The sources' drivers, which hold the secret, are registered with the same master.
         assert {f"restlake-stream-{source}" for source in SOURCES} <= registered

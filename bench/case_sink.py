@@ -287,12 +287,10 @@ class SinkBench:
         self.reset(preload)
         url, props = jdbc_url(self.ctx.pg_dsn)
         with psycopg.connect(self.ctx.pg_dsn) as conn:
-            upsert = (
-                # Every staged row: the batch holds each key once, as the merge's own choice would see.
-                merge_mod._UPSERT.format(target=TARGET.identifier(), newest=merge_mod._EVERY_ROW)
-                .as_string(conn)
-                .replace("FROM restlake_stage", f"FROM {JDBC_STAGE.identifier().as_string(conn)}")
-            )
+            # Every staged row: the batch holds each key once, as the merge's own choice would see.
+            upsert = merge_mod._UPSERT.format(
+                target=TARGET.identifier(), newest=merge_mod._EVERY_ROW.format(staged=JDBC_STAGE.identifier())
+            ).as_string(conn)
         self._batch += 1
         with timed() as t:
             df.write.mode("append").jdbc(url, str(JDBC_STAGE), properties=props)

@@ -32,7 +32,7 @@ from restlake.postgres.merge import (
     merge_batch,
     merge_staged,
 )
-from restlake.postgres.partition_stage import PartitionStage, partition_stager
+from restlake.postgres.partition_stage import PartitionStage, partition_stager, version_readings
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +103,7 @@ def partitions_stager(dsn: str, source: str, batch_id: int, rows: list[MergeRow]
         # Three partitions whatever the row count: rows from several tasks land in one table.
         frame = _SPARK[0].createDataFrame(rows_table(rows)).repartition(3)
         written = copy_partitions(frame, target, staging, batch_id=batch_id)
-        versions = pa.array([r.version for r in rows], pa.string())
+        versions = version_readings(pa.array([r.version for r in rows], pa.string()))
         keys = len({r.external_id for r in rows})
         return partition_stager(staging, batch_id=batch_id, rows=written, keys=keys, versions=versions)(conn)
 

@@ -27,6 +27,7 @@ from restlake.postgres.partition_stage import (
     backfill_claim,
     drop_orphans,
     partition_stager,
+    version_readings,
 )
 
 pytestmark = pytest.mark.integration
@@ -97,7 +98,7 @@ def staged_by_executors(
     """``rows`` COPYed into ``stage`` by the executors, and the stager the merge then runs."""
     written = copy_partitions(frame(spark, rows), target_of(dsn), stage, batch_id=batch_id)
     keys = len({r.external_id for r in rows})
-    versions = pa.array([r.version for r in rows])
+    versions = version_readings(pa.array([r.version for r in rows]))
     return partition_stager(stage, batch_id=batch_id, rows=written, keys=keys, versions=versions)
 
 

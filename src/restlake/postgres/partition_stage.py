@@ -177,10 +177,10 @@ def backfill_claim(dsn: str | SecretStr, source: str) -> Iterator[bool]:
 
 
 def partition_stager(
-    stage: PartitionStage, *, batch_id: int, rows: int, keys: int, versions: pa.Array | pa.ChunkedArray
+    stage: PartitionStage, *, batch_id: int, rows: int, keys: int, versions: pa.Table
 ) -> Stager:
     """A ``Stager`` for a staging table the writers already filled with ``rows`` rows holding
-    ``keys`` distinct external_ids; ``versions`` are the batch's raw versions (any repeats)."""
+    ``keys`` distinct external_ids; ``versions`` are the batch's ``version_readings``."""
 
     def staged(conn: psycopg.Connection) -> Staged:
         found = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(stage.identifier())).fetchone()
@@ -204,16 +204,21 @@ def partition_stager(
     return staged
 
 
-def _copy_versions(conn: psycopg.Connection, versions: pa.Array | pa.ChunkedArray) -> None:
-    """Each distinct version with its ``parse_version`` reading: the one rule of "newer", in Python."""
+def version_readings(versions: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """Each distinct one of a batch's raw ``versions`` with its ``parse_version`` reading, as COPY
+    text: the one rule of "newer", in Python. A third of a second per 100,000 distinct versions, so
+    the stream job reads them while the executors stage the rows, not after."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     distinct = pc.drop_null(pc.unique(versions.cast(pa.string())))
-    if len(distinct) == 0:
-        return
     ts, num = parsed_versions(distinct)
-    table = pa.table({"version": distinct, "version_ts": ts, "version_num": num})
+    return pa.table({"version": distinct, "version_ts": ts, "version_num": num})
+
+
+def _copy_versions(conn: psycopg.Connection, readings: pa.Table) -> None:
+    if readings.num_rows == 0:
+        return
     with conn.cursor() as cur, cur.copy(_COPY_VERSIONS) as copy:
-        for chunk in table.to_batches(max_chunksize=CHUNK_ROWS):
+        for chunk in readings.to_batches(max_chunksize=CHUNK_ROWS):
             copy.write(copy_text(chunk))

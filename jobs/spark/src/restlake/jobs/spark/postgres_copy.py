@@ -157,13 +157,13 @@ def merged_from_executors(
     batch_id: int,
     rows: int,
     keys: int,
-    versions: Callable[[], pa.Array | pa.ChunkedArray],
+    versions: Callable[[], pa.Table],
     staging: list[float] | None = None,
 ) -> MergeResult:
     """``merge`` (one merge transaction, given its ``Stager``) with ``valid`` staged into ``stage``
     by the executors: the stager creates the table, COPYs into it and hands it over. ``rows`` and
     ``keys`` are what ``valid`` holds (counted before; the COPY is checked against them),
-    ``versions`` its raw versions (asked for only when the batch is not a replay). The seconds the
+    ``versions`` its ``version_readings`` (asked for only when the batch is not a replay). The seconds the
     staging took are appended to ``staging``. The merge drops the table when it commits; after a
     failure nothing reads it, so it is dropped here."""
 

@@ -208,18 +208,35 @@ def _started(process: OperatorProcess) -> bool:
 
 @pytest.fixture
 def namespace(control_plane: harness.ControlPlane) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    control_plane.kubectl("create", "namespace", name)
-    yield name
-    with contextlib.suppress(AssertionError):
-        control_plane.kubectl("delete", "namespace", name, "--wait=false")
+    """A throw-away namespace holding the operator's Secrets, as the chart's release namespace does."""
+    yield from _namespace(control_plane, operator_secrets=True)
 
 
 @pytest.fixture
 def second_namespace(control_plane: harness.ControlPlane) -> Iterator[str]:
     """Another throw-away namespace, for what two namespaces must not share."""
+    yield from _namespace(control_plane, operator_secrets=True)
+
+
+@pytest.fixture
+def bare_namespace(control_plane: harness.ControlPlane) -> Iterator[str]:
+    """A namespace nobody copied the operator's Secrets into."""
+    yield from _namespace(control_plane, operator_secrets=False)
+
+
+def _namespace(control_plane: harness.ControlPlane, *, operator_secrets: bool) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     control_plane.kubectl("create", "namespace", name)
+    if operator_secrets:
+        control_plane.kubectl(
+            "create",
+            "secret",
+            "generic",
+            harness.OPERATOR_PG_SECRET,
+            "-n",
+            name,
+            "--from-literal=dsn=postgresql://pg/db",
+        )
     yield name
     with contextlib.suppress(AssertionError):
         control_plane.kubectl("delete", "namespace", name, "--wait=false")

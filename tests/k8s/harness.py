@@ -38,6 +38,9 @@ from restlake.settings import StackSettings
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The operator's own Secret its rendered pods read (OperatorSettings.pg_dsn_secret, its default): the
+# chart creates it in the release namespace; other namespaces with sources need a copy.
+OPERATOR_PG_SECRET = "restlake-postgres"
 TOOLS_MODULE = Path(__file__).resolve().parent / "tools"
 BIN_ROOT = StackSettings().tools_dir / "k8s-bin"
 

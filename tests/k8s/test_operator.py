@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+from harness import OPERATOR_PG_SECRET, eventually
 from harness import REPO_ROOT as REPO
-from harness import eventually
 
 from restlake.contracts.spec import load_source, load_sources, parse_source
 from restlake.operator import render
@@ -599,3 +599,39 @@ def test_a_child_source_waits_for_its_parent_then_reads_it_by_name(
 
 def _documents(name: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all((REPO / "examples" / name).read_text()) if d]
+
+
+def test_a_namespace_without_the_operators_secret_says_so_until_it_is_copied_in(
+    operator: Any, control_plane: Any, api: Any, bare_namespace: str
+) -> None:
+    """watchAllNamespaces: the pods of a source in a namespace lacking the operator's Postgres Secret
+    could only wait in CreateContainerConfigError; the source's status names the Secret instead."""
+    apply(control_plane, bare_namespace, REPO / "examples" / "demo-cursor.yaml")
+    cluster = Cluster(api, bare_namespace)
+
+    def missing() -> dict[str, Any] | None:
+        source = reconciled(cluster, "demo-cursor", 1)
+        stream = condition(source, "StreamReady") if source else None
+        return source if stream and stream["reason"] == "SecretMissing" else None
+
+    source = eventually(missing, what="StreamReady SecretMissing")
+    assert source["status"]["phase"] == "Degraded"
+    assert condition(source, "StreamReady")["message"] == (  # type: ignore[index]
+        f"Secret {OPERATOR_PG_SECRET} (read by env RESTLAKE_PG_DSN of container driver) does not exist "
+        f"in namespace {bare_namespace}: the pods cannot start until it does (the operator's Secrets "
+        "must be copied into every namespace that holds sources)"
+    )
+    assert condition(source, "FetcherReady")["reason"] == "SecretMissing"  # type: ignore[index]
+
+    control_plane.kubectl(
+        "create", "secret", "generic", OPERATOR_PG_SECRET, "-n", bare_namespace, "--from-literal=dsn=x"
+    )
+    # The status timer looks again: without a kubelet the Deployments now report their own state.
+    eventually(
+        lambda: (
+            (s := cluster.source("demo-cursor"))
+            and condition(s, "StreamReady")["reason"] != "SecretMissing"  # type: ignore[index]
+            and s["status"]["phase"] == "Provisioning"
+        ),
+        what="the condition cleared once the Secret exists",
+    )

@@ -66,6 +66,11 @@ def now_rfc3339(clock: dt.datetime | None = None) -> str:
     return moment.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# A component whose pods read a Secret the namespace lacks (restlake.operator.pod_secrets): they
+# cannot start until a user creates it, so the source is Degraded, not still provisioning.
+SECRET_MISSING = "SecretMissing"
+
+
 def deployment_condition(kind: str, deployment: Mapping[str, Any] | None, *, paused: bool) -> Condition:
     """``FetcherReady``/``StreamReady`` from a Deployment, honestly: Unknown until it was observed.
 
@@ -148,7 +153,7 @@ def summarise(
         status: Status = "False" if any(c.status == "False" for c in blocking) else "Unknown"
         ready = Condition(READY, status, first.reason, f"{first.type}: {first.message}")
         refused = any(c is not None and c.status == "False" for c in (schema, credentials, parent))
-        stuck = any(c.reason == "ProgressDeadlineExceeded" for c in blocking)
+        stuck = any(c.reason in ("ProgressDeadlineExceeded", SECRET_MISSING) for c in blocking)
         phase = "Degraded" if refused or stuck else "Provisioning"
     return phase, [ready, *parts, paused_condition]
 

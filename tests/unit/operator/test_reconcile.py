@@ -13,7 +13,7 @@ import yaml
 from restlake.contracts.spec import parse_source
 from restlake.errors import SpecError, TransientError
 from restlake.kube import conditions
-from restlake.operator import credentials, reconcile, render, scrape, topic_ledger
+from restlake.operator import credentials, pod_secrets, reconcile, render, scrape, topic_ledger
 from restlake.operator.settings import OperatorSettings
 
 from ...installed_source import module_source
@@ -40,9 +40,11 @@ class FakeCluster:
         # IngestionSources exist unless stored or named here as gone (the operator reads its own).
         self.sources_gone: set[str] = set()
         self.sources: dict[str, dict[str, Any]] = {}
-        # Secret metadata by name; the examples' token is labelled for restlake.
+        # Secret metadata by name; the examples' token is labelled for restlake, and the operator's
+        # Postgres Secret is there, as the chart creates it in the release namespace.
         self.secrets: dict[str, dict[str, Any]] = {
-            "github-token": {"metadata": {"name": "github-token", "labels": {credentials.LABEL: "true"}}}
+            "github-token": {"metadata": {"name": "github-token", "labels": {credentials.LABEL: "true"}}},
+            SETTINGS.pg_dsn_secret: {"metadata": {"name": SETTINGS.pg_dsn_secret}},
         }
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -692,7 +694,8 @@ def test_every_secret_of_the_spec_is_checked_once_and_a_spec_without_any_passes(
         now=NOW,
         create_topic=no_topic,
     )
-    assert looked_up == ["ns/api-creds"]
+    # Each once: the spec's for the label check, then the operator's Postgres Secret the pods read.
+    assert looked_up == ["ns/api-creds", f"ns/{SETTINGS.pg_dsn_secret}"]
     assert cond(out.status, "CredentialsAllowed")["message"] == (
         "Secrets api-creds are labelled restlake.io/source-credentials"
     )
@@ -700,7 +703,7 @@ def test_every_secret_of_the_spec_is_checked_once_and_a_spec_without_any_passes(
     out = reconcile.reconcile(
         cluster, body(request={"url": "https://api.example.com/x"}), SETTINGS, now=NOW, create_topic=no_topic
     )
-    assert looked_up == []
+    assert looked_up == [f"ns/{SETTINGS.pg_dsn_secret}"]
     assert cond(out.status, "CredentialsAllowed")["reason"] == "NoSecretsReferenced"
 
 
@@ -797,3 +800,94 @@ def test_overrides_of_a_source_in_another_namespace_stay_inside_that_namespace()
     )
     # The operator's own namespace is the administrators': every override is theirs to make.
     assert reconcile.load(theirs, SETTINGS).topic() == "restlake.team-b.orders"
+
+
+def test_a_secret_the_pods_read_and_the_namespace_lacks_is_named_in_their_condition() -> None:
+    """With watchAllNamespaces the operator's Secrets must be copied into each source namespace; a
+    missing one would leave the pods in CreateContainerConfigError behind a bare '0/1 available'."""
+    cluster = FakeCluster()
+    del cluster.secrets[SETTINGS.pg_dsn_secret]
+    settings = SETTINGS.model_copy(update={"spark_auth_secret": "restlake-spark-auth"})
+    out = reconcile.reconcile(cluster, body(), settings, now=NOW, create_topic=no_topic)
+    fetcher, stream = cond(out.status, "FetcherReady"), cond(out.status, "StreamReady")
+    assert (fetcher["status"], fetcher["reason"], stream["status"], stream["reason"]) == (
+        "False",
+        "SecretMissing",
+        "False",
+        "SecretMissing",
+    )
+    assert fetcher["message"] == (
+        f"Secret {SETTINGS.pg_dsn_secret} (read by env RESTLAKE_PG_DSN of container fetcher) does not "
+        "exist in namespace ns: the pods cannot start until it does (the operator's Secrets must be "
+        "copied into every namespace that holds sources)"
+    )
+    # The driver also reads the Spark cluster's secret: both are named, in order.
+    assert stream["message"].startswith(
+        f"Secret {SETTINGS.pg_dsn_secret} (read by env RESTLAKE_PG_DSN of container driver); "
+        "Secret restlake-spark-auth (read by env RESTLAKE_SPARK_AUTH_SECRET of container driver) "
+        "does not exist in namespace ns"
+    )
+    assert out.status["phase"] == "Degraded"
+    assert cond(out.status, "Ready")["reason"] == "SecretMissing"
+
+    # Copied in: the conditions are the Deployments' own again.
+    cluster.secrets[SETTINGS.pg_dsn_secret] = {"metadata": {"name": SETTINGS.pg_dsn_secret}}
+    cluster.secrets["restlake-spark-auth"] = {"metadata": {"name": "restlake-spark-auth"}}
+    out = reconcile.reconcile(cluster, body(), settings, now=NOW, create_topic=no_topic)
+    assert cond(out.status, "FetcherReady")["reason"] != "SecretMissing"
+    assert cond(out.status, "StreamReady")["reason"] != "SecretMissing"
+    assert out.status["phase"] == "Provisioning"
+
+
+def test_a_missing_secret_leaves_available_paused_and_held_components_as_they_are() -> None:
+    cluster = FakeCluster()
+    reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    del cluster.secrets[SETTINGS.pg_dsn_secret]
+    # Pods already running keep their environment: an available component stays available.
+    cluster.set_status("Deployment", "github-issues-fetcher", available())
+    out = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    assert (cond(out.status, "FetcherReady")["status"], cond(out.status, "StreamReady")["reason"]) == (
+        "True",
+        "SecretMissing",
+    )
+    paused = body(metadata={"annotations": {render.PAUSE_ANNOTATION: "true"}})
+    out = reconcile.reconcile(cluster, paused, SETTINGS, now=NOW, create_topic=no_topic)
+    assert cond(out.status, "StreamReady")["reason"] == "ReconciliationPaused"
+    # A fetcher held at zero replicas for a refused credential says that, not the missing Secret.
+    del cluster.secrets["github-token"]
+    out = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    assert cond(out.status, "FetcherReady")["reason"] == "SecretNotFound"
+    assert cond(out.status, "StreamReady")["reason"] == "SecretMissing"
+
+
+def test_every_kind_of_secret_reference_is_required_unless_optional() -> None:
+    deployment = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "initContainers": [{"name": "init", "envFrom": [{"secretRef": {"name": "lake"}}]}],
+                    "containers": [
+                        {
+                            "name": "main",
+                            "env": [
+                                {"name": "A", "value": "plain"},
+                                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "pg", "key": "dsn"}}},
+                                {"name": "C", "valueFrom": {"secretKeyRef": {"name": "x", "optional": True}}},
+                            ],
+                            "envFrom": [{"configMapRef": {"name": "cm"}}],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "certs", "secret": {"secretName": "tls"}},
+                        {"name": "maybe", "secret": {"secretName": "y", "optional": True}},
+                        {"name": "config", "configMap": {"name": "cm"}},
+                    ],
+                }
+            }
+        }
+    }
+    assert list(pod_secrets.references(deployment)) == [
+        ("lake", "envFrom of container init"),
+        ("pg", "env B of container main"),
+        ("tls", "volume certs"),
+    ]

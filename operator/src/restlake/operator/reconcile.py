@@ -10,6 +10,7 @@ correction), and ``Outcome.changed`` says which.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from restlake.operator import (
     compatibility,
     credentials,
     parents,
+    pod_secrets,
     render,
     scrape,
     tenancy,
@@ -105,6 +107,32 @@ def _component_conditions(
         conditions.deployment_condition(conditions.FETCHER_READY, deployments[0], paused=paused),
         conditions.deployment_condition(conditions.STREAM_READY, deployments[1], paused=paused),
     )
+
+
+def _secrets_missing(
+    objects: list[dict[str, Any]],
+    owner: render.Owner,
+    lookup: credentials.SecretLookup,
+    fetcher: Condition,
+    stream: Condition,
+    *,
+    paused: bool,
+    fetcher_held: bool,
+) -> tuple[Condition, Condition]:
+    """The component conditions, with a Secret their pods read and the namespace lacks named in
+    place of the Deployment's bare "0/1 available" (the pods wait in CreateContainerConfigError).
+    A component that is available, paused or held at zero replicas keeps its condition."""
+    if paused:
+        return fetcher, stream
+    rendered = {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == "Deployment"}
+
+    def checked(current: Condition, part: str) -> Condition:
+        if current.status == "True":
+            return current
+        deployment = rendered.get(render.child_name(owner.name, part))
+        return pod_secrets.condition(current.type, deployment, owner.namespace, lookup) or current
+
+    return (fetcher if fetcher_held else checked(fetcher, render.FETCHER)), checked(stream, render.STREAM)
 
 
 def strimzi_topic_api(cluster: Cluster) -> str | None:
@@ -216,9 +244,12 @@ def reconcile(
         )
 
     # Before anything is applied: a refused Secret must never reach a pod spec, not even once.
-    credentials_condition = credentials.check(
-        source, lambda name: cluster.metadata("v1", "Secret", name, owner.namespace)
-    )
+    # Once per name and reconcile: the label check and the pods' check read the same Secrets.
+    @functools.cache
+    def secret_metadata(name: str) -> Mapping[str, Any] | None:
+        return cluster.metadata("v1", "Secret", name, owner.namespace)
+
+    credentials_condition = credentials.check(source, secret_metadata)
     allowed = credentials_condition.status == "True"
     if not allowed:
         log.warning(
@@ -297,6 +328,15 @@ def reconcile(
             parent_refusal.reason,
             "held at zero replicas: spec.parent is not resolved (see ParentResolved)",
         )
+    fetcher, stream = _secrets_missing(
+        objects,
+        owner,
+        secret_metadata,
+        fetcher,
+        stream,
+        paused=paused,
+        fetcher_held=not allowed or parent_refusal is not None,
+    )
     phase, current = conditions.summarise(
         fetcher,
         stream,

@@ -40,7 +40,7 @@ from restlake.jobs.spark.validation import PAYLOAD_VARIANT, REASON, validate
 from restlake.postgres import backfill_ranges, migrations
 from restlake.postgres.arrow_stage import ARROW_COLUMNS, arrow_stager
 from restlake.postgres.merge import MergeResult, Staged, Stager, merge_staged, merged_batches
-from restlake.postgres.partition_stage import PartitionStage, backfill_claim
+from restlake.postgres.partition_stage import PartitionStage, backfill_claim, version_readings
 
 log = logging.getLogger(__name__)
 
@@ -462,7 +462,7 @@ def _merge_from_executors(
         batch_id=chunk_id,
         rows=chunk.rows,
         keys=chunk.keys,
-        versions=lambda: rows.select(F.col("version").cast("string")).toArrow()["version"],
+        versions=lambda: version_readings(rows.select(F.col("version").cast("string")).toArrow()["version"]),
     )
 
 

@@ -33,14 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from restlake.operator.settings import OperatorSettings
 from restlake.settings import StackSettings
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The operator's own Secret its rendered pods read (OperatorSettings.pg_dsn_secret, its default): the
-# chart creates it in the release namespace; other namespaces with sources need a copy.
-OPERATOR_PG_SECRET = "restlake-postgres"
+# The operator's own Secret its rendered pods read (the default of OperatorSettings.pg_dsn_secret,
+# which the test operator runs with): the chart creates it in the release namespace; other
+# namespaces with sources need a copy.
+OPERATOR_PG_SECRET: str = OperatorSettings.model_fields["pg_dsn_secret"].default
 TOOLS_MODULE = Path(__file__).resolve().parent / "tools"
 BIN_ROOT = StackSettings().tools_dir / "k8s-bin"
 

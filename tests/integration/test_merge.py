@@ -180,7 +180,7 @@ def test_characters_copy_reads_as_escapes_arrive_unchanged(dsn: str, source: str
         source=source,
         external_id="tab\there\\back\nline\rend",
         idempotency_key=f"{source}/k\\1\t",
-        content_hash="c\\1",
+        content_hash="\\c\\1",
         version="v\\1\t",
         fetched_at=T0,
         payload=payload,

@@ -213,3 +213,21 @@ def test_columns_of_one_value_per_record_are_written_without_a_dictionary(
         assert dictionary(lake[column]), (column, lake[column])
     rejected = encodings(job.config.quarantine_path)
     assert not dictionary(rejected["raw_value"]) and dictionary(rejected["reason"])
+
+
+def test_a_batch_over_more_partition_values_than_open_writers_lands_every_row_once(
+    stack: StackEndpoints, spark: SparkSession, tmp_path: Path
+) -> None:
+    """A write task keeps a few partition writers open instead of sorting its rows by partition
+    value first, and sorts what is left once it meets more values than that: every row still lands
+    once, in its own partition folder."""
+    open_writers = int(spark.conf.get("spark.sql.maxConcurrentOutputFileWriters") or 0)
+    regions = 3 * max(open_writers, 4)  # more values than a task keeps writers open for
+    job = StreamJob(stack, tmp_path, partitions=1, partition_by=("source", "p_name"))
+    job.send(*[job.envelope(i, name=f"region-{i % regions}") for i in range(5 * regions)])
+    assert counts(job.run(spark)) == (5 * regions, 5 * regions, 0, 5 * regions, 0)
+
+    landed = spark.read.format("delta").load(job.config.bronze_path).groupBy("p_name").count().collect()
+    assert {row["p_name"]: row["count"] for row in landed} == {f"region-{k}": 5 for k in range(regions)}
+    folders = {p.name for p in Path(job.config.bronze_path, f"source={job.source}").iterdir() if p.is_dir()}
+    assert folders == {f"p_name=region-{k}" for k in range(regions)}

@@ -59,6 +59,13 @@ _BASE_CONF: dict[str, str] = {
     # driver's count goes wrong so that it rewrote the partition after every append. The stream
     # job compacts its tables itself (restlake.jobs.spark.compaction), every 50 appends.
     "spark.databricks.delta.autoCompact.enabled": "false",
+    # A partitioned write sorts its input by the partition values unless it may keep one writer
+    # open per value. A micro-batch nearly always holds one or two (source, ingest_date) values,
+    # so the sort only copied ~100 MB of rows per 100k records into sorter pages and back: 9% of
+    # the executors' time in a profile of a drain, the append step 1.8-1.9 s against 2.0 s. With
+    # up to four writers open a task streams its rows; one that meets a fifth value sorts the
+    # rest, as before. A task holds its share of the batch either way (MAX_RECORDS_PER_TASK).
+    "spark.sql.maxConcurrentOutputFileWriters": "4",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     # ingest_date and every timestamp we write are UTC, whatever the machine's zone.

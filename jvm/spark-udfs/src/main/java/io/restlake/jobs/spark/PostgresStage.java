@@ -16,6 +16,7 @@ import org.apache.spark.api.java.function.FlatMapFunction;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.unsafe.Platform;
 import org.apache.spark.unsafe.types.UTF8String;
 
 /**
@@ -256,35 +257,47 @@ public final class PostgresStage {
         nul();
         return;
       }
-      byte[] bytes = row.getUTF8String(ordinal).getBytes();
-      ensure(bytes.length * 2);
+      // Read in place: UTF8String.getBytes() copies every value into a new array first, which was
+      // half of this class's time in a profile of the stream job (1 KB payloads).
+      UTF8String value = row.getUTF8String(ordinal);
+      Object base = value.getBaseObject();
+      long from = value.getBaseOffset();
+      int n = value.numBytes();
+      ensure(n * 2);
       byte[] out = buffer;
       int at = length;
-      for (byte b : bytes) {
+      int run = 0; // where the bytes not yet copied, all of which pass as they are, begin
+      for (int k = 0; k < n; k++) {
         // COPY text reads these four as a delimiter or an escape; every other byte, including
         // those of multi-byte UTF-8 sequences, passes as it is.
-        switch (b) {
+        byte escaped;
+        switch (Platform.getByte(base, from + k)) {
           case '\\':
-            out[at++] = '\\';
-            out[at++] = '\\';
+            escaped = '\\';
             break;
           case '\n':
-            out[at++] = '\\';
-            out[at++] = 'n';
+            escaped = 'n';
             break;
           case '\r':
-            out[at++] = '\\';
-            out[at++] = 'r';
+            escaped = 'r';
             break;
           case '\t':
-            out[at++] = '\\';
-            out[at++] = 't';
+            escaped = 't';
             break;
           default:
-            out[at++] = b;
+            continue;
         }
+        at = copyRun(base, from + run, k - run, out, at);
+        out[at++] = '\\';
+        out[at++] = escaped;
+        run = k + 1;
       }
-      length = at;
+      length = copyRun(base, from + run, n - run, out, at);
+    }
+
+    private static int copyRun(Object base, long from, int count, byte[] out, int at) {
+      Platform.copyMemory(base, from, out, Platform.BYTE_ARRAY_OFFSET + at, count);
+      return at + count;
     }
 
     private void number(long value) {

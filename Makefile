@@ -50,6 +50,7 @@ jars: $(JARS_STAMP)
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test-unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

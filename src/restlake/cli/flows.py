@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from uuid import UUID
 
 import typer
 
@@ -115,7 +116,8 @@ def deploy(
 
     from restlake.flows.deployments import runner_deployments
 
-    ids = prefect_deploy(
+    # deploy is sync_compatible: called outside an event loop, as here, it returns its result.
+    ids: list[UUID] = prefect_deploy(  # type: ignore[assignment]
         *runner_deployments(plans),
         work_pool_name=pool,
         image=image,

@@ -21,6 +21,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import JsonDict
 
 from restlake.contracts.api_version import API_VERSION, ApiVersion
 from restlake.contracts.metadata import Condition, ObjectMeta
@@ -39,7 +40,7 @@ AS_OF = (
 )
 MAX_PARTITIONS = 10_000
 
-_PARTITION_RULE = {
+_PARTITION_RULE: JsonDict = {
     "rule": f"self.all(p, p.matches('{PARTITION}'))",
     "message": "keys must be partition numbers (0, 1, 2, ...)",
 }

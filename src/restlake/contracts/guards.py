@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlsplit
 
+from pydantic.json_schema import JsonDict, JsonValue
+
 # A parameter or header name that, by itself, says its value is a credential. Two groups:
 # words that mean a secret wherever they end a name (x-api-key, clientSecret, X-Amz-Signature), and
 # names that are only secret as a whole, because `token` or `key` end harmless names too
@@ -58,7 +60,7 @@ def is_secret_name(name: str) -> bool:
     return _SECRET_NAME_RE.match(name) is not None
 
 
-def url_rules(field: str) -> list[dict[str, str]]:
+def url_rules(field: str) -> list[JsonDict]:
     """CEL rules on the object holding URL ``field``, the twins of ``url_credentials_problem``.
 
     They sit on the object, not on the string: for a string the API server puts the refused value
@@ -78,7 +80,7 @@ def url_rules(field: str) -> list[dict[str, str]]:
     ]
 
 
-def name_map_rule(what: str) -> dict[str, str]:
+def name_map_rule(what: str) -> JsonDict:
     """CEL rule on a map of query parameters or headers: no key may name a credential."""
     return {
         "rule": f"self.all(k, !k.matches('{SECRET_NAME}'))",
@@ -111,7 +113,7 @@ def lake_path_problem(path: str) -> str | None:
     return None
 
 
-LAKE_PATH_RULES = [
+LAKE_PATH_RULES: list[JsonValue] = [
     {
         "rule": "!self.matches('^[A-Za-z][A-Za-z0-9+.-]*:')",
         "message": "must be a path relative to the lake root, not a URL or another bucket",
@@ -155,7 +157,7 @@ def postgres_table_problem(table: str) -> str | None:
     return None
 
 
-POSTGRES_TABLE_RULES = [
+POSTGRES_TABLE_RULES: list[JsonValue] = [
     {
         "rule": f"!self.matches('{SYSTEM_SCHEMA}')",
         "message": "must not be in a PostgreSQL system schema (pg_*, information_schema)",
@@ -187,9 +189,9 @@ def cel_milliseconds(field: str | None = None) -> str:
 
 def duration_rules(
     minimum: tuple[int, str] | None, maximum: tuple[int, str], *, exclusive_minimum: bool = False
-) -> list[dict[str, str]]:
+) -> list[JsonValue]:
     """CEL rules bounding a duration string; each bound is (milliseconds, as written in messages)."""
-    rules = []
+    rules: list[JsonValue] = []
     if minimum is not None:
         low, word = minimum
         comparison, wording = (">", "greater than") if exclusive_minimum else (">=", "at least")

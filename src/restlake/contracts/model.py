@@ -7,8 +7,11 @@ validator raising ``field_error`` and, as the CEL twin given to ``model_rules``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonValue
 from pydantic_core import PydanticCustomError
 
 
@@ -17,9 +20,10 @@ def field_error(field: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("restlake_field", "{message}", {"message": message, "field": field})
 
 
-def model_rules(*rules: dict[str, str]) -> ConfigDict:
+def model_rules(*rules: Mapping[str, JsonValue]) -> ConfigDict:
     """Model config carrying CEL rules (``x-kubernetes-validations``) that mirror the model validators."""
-    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
+    validations: list[JsonValue] = [dict(rule) for rule in rules]
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": validations})
 
 
 class SpecModel(BaseModel):

@@ -37,7 +37,7 @@ class DemoApiHandle:
             request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read())  # type: ignore[no-any-return]
+                return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise RuntimeError(
                 f"{method} {path} -> {exc.code}: {exc.read().decode(errors='replace')}"

@@ -188,7 +188,7 @@ def transition(
 ) -> list[dict[str, Any]]:
     """``current`` over ``previous``: ``lastTransitionTime`` kept where the status did not change,
     types not in ``current`` kept as they are, in their previous order, new types after them."""
-    before = {c.get("type"): dict(c) for c in previous if c.get("type") is not None}
+    before = {c["type"]: dict(c) for c in previous if c.get("type") is not None}
     out: dict[str, dict[str, Any]] = dict(before)
     for cond in current:
         entry = cond.as_dict(generation, now)

@@ -246,7 +246,7 @@ class Staged:
     rows: int
     keys: int
     relation: sql.Composable = field(default_factory=lambda: _STAGE_TABLE)
-    finish: sql.Composable | None = None
+    finish: sql.Composed | None = None
 
     @property
     def one_version_per_key(self) -> bool:

@@ -68,7 +68,9 @@ def apply(dsn: str | SecretStr) -> list[str]:
                 " name text PRIMARY KEY, checksum text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            applied = dict(conn.execute("SELECT name, checksum FROM raw.schema_migrations").fetchall())
+            applied: dict[str, str] = dict(
+                conn.execute("SELECT name, checksum FROM raw.schema_migrations").fetchall()
+            )
             done: list[str] = []
             for migration in migrations:
                 if migration.name in applied:

@@ -262,9 +262,11 @@ def _validate(
     ((key, validation),) = result.run_results.items()
     outcomes = _outcomes(suite, validation.results)
     store = context.validation_results_store.store_backend
-    results_path = _local(store.get_url_for_key(key.to_tuple()))
+    results_url = store.get_url_for_key(key.to_tuple())
+    results_path = _local(results_url) if results_url else None
     docs = context.get_docs_sites_urls(resource_identifier=key)
-    data_docs_path = _local(docs[0]["site_url"]) if docs and docs[0].get("site_url") else None
+    site_url = docs[0].get("site_url") if docs else None
+    data_docs_path = _local(site_url) if site_url else None
 
     watermark_after = watermark
     if newest is not None:

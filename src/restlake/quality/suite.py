@@ -263,9 +263,8 @@ def _inline_check(suite: BronzeSuite, index: int, inline: Any) -> None:
             column=suite.projection(path, "text").column, value_set=[str(v) for v in inline.values]
         )
     elif isinstance(inline, RangeExpectation):
-        bounds = {k: v for k, v in (("min_value", inline.min), ("max_value", inline.max)) if v is not None}
         expectation = gxe.ExpectColumnValuesToBeBetween(
-            column=suite.projection(path, "number").column, **bounds
+            column=suite.projection(path, "number").column, min_value=inline.min, max_value=inline.max
         )
     elif isinstance(inline, RegexExpectation):
         expectation = gxe.ExpectColumnValuesToMatchRegex(
@@ -330,7 +329,8 @@ def referenced_columns(expectation: Expectation) -> list[str]:
     Table-level expectations (``expect_column_to_exist``, ``expect_table_columns_to_match_set``)
     name columns whose absence is what they check, so they name none here.
     """
-    if expectation.domain_type == MetricDomainTypes.TABLE:
+    # Declared by each expectation class (column, column pair, table ...), not by the base class.
+    if getattr(expectation, "domain_type", None) == MetricDomainTypes.TABLE:
         return []
     config = expectation.configuration.kwargs
     found = [config[k] for k in ("column", "column_A", "column_B") if isinstance(config.get(k), str)]

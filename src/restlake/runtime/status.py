@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +238,7 @@ class StatusError(RestlakeError):
 
 def _reason(exc: BaseException) -> str:
     error = exc.args[0] if exc.args else None
-    if hasattr(error, "str") and callable(error.str):  # a KafkaError: its text, not its repr
+    if error is not None and callable(getattr(error, "str", None)):  # a KafkaError: its text, not its repr
         return redact(str(error.str()))
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return redact(text)
@@ -264,8 +265,8 @@ def _read_postgres(
         return
     with conn:
         for target, row in zip(targets, rows, strict=True):
-            _guarded(row, _FETCH_FIELDS, lambda t=target, r=row: _fetch_fields(conn, t, r, now))
-            _guarded(row, ("last_batch_id", "last_batch_at"), lambda t=target, r=row: _ledger(conn, t, r))
+            _guarded(row, _FETCH_FIELDS, partial(_fetch_fields, conn, target, row, now))
+            _guarded(row, ("last_batch_id", "last_batch_at"), partial(_ledger, conn, target, row))
             if target.pg_table is None:
                 row.fail(["postgres_rows"], "the Postgres sink is disabled")
                 continue

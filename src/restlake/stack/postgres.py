@@ -155,7 +155,7 @@ class PostgresServer(LocalService):
             return pwd.getpwnam(user)
         except KeyError:
             pass
-        log.info("creating system user %s to run postgres (it refuses to run as root)", self.user)
+        log.info("creating system user %s to run postgres (it refuses to run as root)", user)
         result = subprocess.run(
             [
                 "useradd",
@@ -164,7 +164,7 @@ class PostgresServer(LocalService):
                 "--no-create-home",
                 "--shell",
                 "/usr/sbin/nologin",
-                self.user,
+                user,
             ],
             capture_output=True,
             text=True,
@@ -172,10 +172,10 @@ class PostgresServer(LocalService):
         )
         if result.returncode != 0:
             raise StackError(
-                f"postgres refuses to run as root and creating the system user {self.user!r} with useradd "
+                f"postgres refuses to run as root and creating the system user {user!r} with useradd "
                 f"failed: {result.stderr.strip()}. Create it by hand or run the stack as a non-root user."
             )
-        return pwd.getpwnam(self.user)
+        return pwd.getpwnam(user)
 
     @staticmethod
     def _allow_traversal(path: Path) -> None:

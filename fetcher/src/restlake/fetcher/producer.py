@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -94,9 +95,9 @@ class EnvelopeProducer:
     """Wraps confluent-kafka with the settings exactly-once needs and counts deliveries."""
 
     def __init__(
-        self, bootstrap: str, *, client_id: str = "restlake-fetcher", extra: dict | None = None
+        self, bootstrap: str, *, client_id: str = "restlake-fetcher", extra: dict[str, Any] | None = None
     ) -> None:
-        conf = {
+        conf: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "client.id": client_id,
             # Idempotence gives per-partition exactly-once on retries; it implies acks=all and bounded

@@ -208,10 +208,9 @@ class FetcherService:
 
     async def _run(self, *, once: bool) -> dict[str, list[PassStats]]:
         await asyncio.to_thread(self._provision_topics)
-        if self.settings.ops_port is not None:
-            settings = self.settings
+        if (ops_port := self.settings.ops_port) is not None:
             self.ops = OpsServer(
-                self.metrics.registry, self.readiness, host=settings.ops_host, port=settings.ops_port
+                self.metrics.registry, self.readiness, host=self.settings.ops_host, port=ops_port
             )
             await self.ops.start()
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.settings.per_host_limit)

@@ -55,6 +55,7 @@ def plans_from_files(files: list[Path]) -> list[DeploymentPlan]:
 
 def runner_deployments(plans: list[DeploymentPlan], **extra: Any) -> list[Any]:
     """Prefect ``RunnerDeployment``s for ``plans`` (``extra``: work pool and the like, for deploy)."""
+    from prefect import Flow
     from prefect.deployments.runner import EntrypointType
 
     from restlake.flows.backfill import backfill_flow
@@ -62,7 +63,7 @@ def runner_deployments(plans: list[DeploymentPlan], **extra: Any) -> list[Any]:
     from restlake.flows.quality import quality_flow
     from restlake.flows.snowflake import snowflake_sync_flow
 
-    flows = {
+    flows: dict[str, Flow[..., Any]] = {
         "maintenance": maintenance_flow,
         "quality": quality_flow,
         "backfill": backfill_flow,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from restlake.errors import ConfigError
 from restlake.fetcher.pagination.base import Paginator
@@ -22,7 +22,7 @@ def make_paginator(spec: Any) -> Paginator:
     max_pages = getattr(spec, "max_pages", None)
     total_path = getattr(spec, "total_path", None)
     has_more_path = getattr(spec, "has_more_path", None)
-    place = getattr(spec, "in_", "query")
+    place: Literal["query", "body"] = getattr(spec, "in_", "query")
     if kind == "linkHeader":
         return LinkHeaderPaginator(rel=spec.rel, max_pages=max_pages)
     if kind == "nextUrl":

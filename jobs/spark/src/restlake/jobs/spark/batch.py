@@ -129,7 +129,7 @@ def checkpoint_query_id(spark: SparkSession, checkpoint_path: str) -> str:
     """
     jvm = jvm_of(spark)
     path = jvm.org.apache.hadoop.fs.Path(checkpoint_path.rstrip("/") + "/metadata")
-    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
     stream = path.getFileSystem(hadoop_conf).open(path)
     try:
         reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))

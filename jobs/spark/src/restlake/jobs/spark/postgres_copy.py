@@ -25,6 +25,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from restlake.errors import PermanentError, TransientError
+from restlake.jobs.spark.session import jvm_of
 from restlake.postgres.connection import connection
 from restlake.postgres.errors import is_transient_state
 from restlake.postgres.merge import MergeResult, Staged, Stager
@@ -73,7 +74,7 @@ class JdbcTarget:
 def available(spark: SparkSession) -> bool:
     """Whether ``STAGE_CLASS`` loads in ``spark``'s JVM (once per session)."""
     if spark not in _available:
-        jvm = spark.sparkContext._jvm
+        jvm = jvm_of(spark)
         try:
             loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
             jvm.java.lang.Class.forName(STAGE_CLASS, True, loader)
@@ -127,7 +128,7 @@ def copy_partitions(valid: DataFrame, target: JdbcTarget, stage: PartitionStage,
     Raises PermanentError for a row of another source or data Postgres refuses, TransientError
     for what a retry may get past (a connection lost, Postgres restarting, an executor lost)."""
     spark = valid.sparkSession
-    jvm = spark.sparkContext._jvm
+    jvm = jvm_of(spark)
     properties = jvm.java.util.Properties()
     for key, value in target.properties.items():
         properties.setProperty(key, value)

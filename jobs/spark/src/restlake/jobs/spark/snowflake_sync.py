@@ -83,7 +83,7 @@ def sync(
         bronze_table_id=state.id,
     )
     own = conn is None
-    connection = connect(cfg, environ=environ) if own else conn
+    connection = conn if conn is not None else connect(cfg, environ=environ)
     results: list[loads.LoadResult] = []
     try:
         loads.ensure_tables(connection, target)

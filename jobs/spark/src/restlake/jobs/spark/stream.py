@@ -95,7 +95,7 @@ def kafka_options(config: StreamJobConfig) -> dict[str, str]:
     }
     if config.topic_pattern is not None:
         options["subscribePattern"] = config.topic_pattern
-    else:
+    elif config.topic is not None:  # the config holds exactly one of them
         options["subscribe"] = config.topic
     if config.max_message_bytes > 1024 * 1024:
         # The consumer returns a record larger than its fetch size alone, but sizes its
@@ -229,7 +229,7 @@ def _summary(source: str, metrics: StreamMetrics, started: float) -> StreamSumma
 
 def executor_count(spark: SparkSession) -> int:
     """Executors registered with the driver (the driver's own block manager is not one)."""
-    status = spark.sparkContext._jsc.sc().getExecutorMemoryStatus()  # type: ignore[union-attr]
+    status = spark.sparkContext._jsc.sc().getExecutorMemoryStatus()
     return max(0, int(status.size()) - 1)
 
 

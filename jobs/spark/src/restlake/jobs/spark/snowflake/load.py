@@ -227,9 +227,9 @@ class _translated:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if exc is None:
-            return False
+            return
         from snowflake.connector import errors as sf_errors
 
         from restlake.redaction import redact
@@ -238,4 +238,3 @@ class _translated:
             raise SnowflakeUnavailableError(f"{self.doing}: {redact(str(exc))}") from exc
         if isinstance(exc, sf_errors.DatabaseError):
             raise SnowflakeLoadError(f"{self.doing}: Snowflake refused it: {redact(str(exc))}") from exc
-        return False

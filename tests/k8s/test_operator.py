@@ -16,7 +16,7 @@ from harness import OPERATOR_PG_SECRET, eventually
 from harness import REPO_ROOT as REPO
 
 from restlake.contracts.spec import load_source, load_sources, parse_source
-from restlake.operator import render
+from restlake.operator import pod_secrets, render
 from restlake.operator.credentials import secret_fields
 from restlake.operator.settings import OperatorSettings
 
@@ -635,3 +635,42 @@ def test_a_namespace_without_the_operators_secret_says_so_until_it_is_copied_in(
         ),
         what="the condition cleared once the Secret exists",
     )
+
+
+def test_rotating_a_secret_the_pods_read_rolls_them(
+    operator: Any, control_plane: Any, api: Any, namespace: str
+) -> None:
+    """Pods read the operator's Postgres DSN as an environment variable, fixed when they start: a new
+    password in the Secret must roll the fetcher and the driver that read it (the status timer sees
+    the Secret's new version), or they keep the old one until something else restarts them."""
+    apply(control_plane, namespace, REPO / "examples" / "demo-cursor.yaml")
+    cluster = Cluster(api, namespace)
+    eventually(lambda: reconciled(cluster, "demo-cursor", 1), what="first reconcile")
+    parts = ("fetcher", "stream")
+    before = {c: cluster.deployment(f"demo-cursor-{c}") for c in parts}
+
+    def stamp(deployment: dict[str, Any]) -> str:
+        return deployment["spec"]["template"]["metadata"]["annotations"][pod_secrets.VERSIONS_ANNOTATION]
+
+    rotated = json.dumps({"stringData": {"dsn": "postgresql://pg/db?password=rotated"}})
+    control_plane.kubectl("patch", "secret", OPERATOR_PG_SECRET, "-n", namespace, "-p", rotated)
+
+    def rolled() -> dict[str, dict[str, Any]] | None:
+        found = {c: cluster.deployment(f"demo-cursor-{c}") for c in parts}
+        return found if all(stamp(found[c]) != stamp(before[c]) for c in parts) else None
+
+    after = eventually(rolled, what="both pod templates carry the Secret's new version")
+    for c in parts:
+        assert after[c]["metadata"]["generation"] == before[c]["metadata"]["generation"] + 1
+        # Only the stamp moved: the rest of the template is what the source's spec renders.
+        assert (
+            after[c]["spec"]["template"]["metadata"]["annotations"][HASH]
+            == (before[c]["spec"]["template"]["metadata"]["annotations"][HASH])
+        )
+    # Said as a rotation, not as drift put back.
+    said = eventually(
+        lambda: [e for e in cluster.events("demo-cursor") if e["reason"] == "SecretsRotated"],
+        what="a SecretsRotated Event",
+    )
+    assert any("Deployment/demo-cursor-fetcher" in e["message"] for e in said)
+    assert not [e for e in cluster.events("demo-cursor") if e["reason"] == "DriftCorrected"]

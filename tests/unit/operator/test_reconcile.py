@@ -209,7 +209,7 @@ def test_status_follows_deployments_and_topic_to_running() -> None:
         seen.append(url)
         return scrape.Figures(events_produced=42, last_fetch_time="2030-01-01T00:00:05Z")
 
-    patch, drifted, basis = reconcile.resync(
+    patch, drifted, basis, _ = reconcile.resync(
         cluster, live, SETTINGS, now="2030-01-01T00:01:00Z", scraper=scraper, create_topic=no_topic
     )
     assert basis == live  # the write is guarded by the read the status was computed from
@@ -236,14 +236,18 @@ def test_status_follows_deployments_and_topic_to_running() -> None:
         "KafkaTopic", "github-issues-topic", {"conditions": [{"type": "Ready", "status": "True"}]}
     )
     live["status"] = {**first.status, **patch}
-    waiting, _, _ = reconcile.resync(cluster, live, SETTINGS, now=NOW, scraper=scraper, create_topic=no_topic)
+    waiting, _, _, _ = reconcile.resync(
+        cluster, live, SETTINGS, now=NOW, scraper=scraper, create_topic=no_topic
+    )
     topic = cond(waiting, "TopicReady")
     assert (topic["status"], topic["reason"]) == ("Unknown", "WaitingForTopicOperator")
     assert "github-issues-dlq-topic" in topic["message"]  # the dead-letter topic counts too
     cluster.set_status(
         "KafkaTopic", "github-issues-dlq-topic", {"conditions": [{"type": "Ready", "status": "True"}]}
     )
-    final, _, _ = reconcile.resync(cluster, live, SETTINGS, now=NOW, scraper=scraper, create_topic=no_topic)
+    final, _, _, _ = reconcile.resync(
+        cluster, live, SETTINGS, now=NOW, scraper=scraper, create_topic=no_topic
+    )
     assert final["phase"] == "Running"
     assert cond(final, "Ready") | {"lastTransitionTime": "-"} == {
         "type": "Ready",
@@ -457,7 +461,7 @@ def test_reconcile_and_refresh_keep_the_quality_passing_condition_the_checks_wro
     assert cond(out.status, "QualityPassing") == written
     live["status"] = out.status
     live["metadata"]["generation"] = out.status["observedGeneration"]
-    patch, _, _ = reconcile.resync(
+    patch, _, _, _ = reconcile.resync(
         cluster, live, SETTINGS, now=later, scraper=lambda *_, **__: scrape.Figures(), create_topic=no_topic
     )
     assert cond(patch, "QualityPassing") == written
@@ -478,7 +482,7 @@ def test_the_status_timer_restores_a_deleted_and_an_edited_child() -> None:
     edited["spec"]["replicas"] = 3
     edited["spec"]["template"]["spec"]["containers"][0]["image"] = "someone/else:1"
 
-    _, drifted, _ = reconcile.resync(
+    _, drifted, _, _ = reconcile.resync(
         cluster, live, SETTINGS, now=NOW, scraper=lambda *_, **__: scrape.Figures(), create_topic=no_topic
     )
     assert drifted == ["Deployment/github-issues-fetcher", "Deployment/github-issues-stream"]
@@ -487,7 +491,7 @@ def test_the_status_timer_restores_a_deleted_and_an_edited_child() -> None:
     assert stream["template"]["spec"]["containers"][0]["image"] == SETTINGS.spark_image
     assert ("Deployment", "github-issues-fetcher") in cluster.objects
 
-    _, drifted, _ = reconcile.resync(
+    _, drifted, _, _ = reconcile.resync(
         cluster, live, SETTINGS, now=NOW, scraper=lambda *_, **__: scrape.Figures(), create_topic=no_topic
     )
     assert drifted == []  # nothing moved since
@@ -505,7 +509,7 @@ def test_a_timer_tick_after_the_deletion_recreates_nothing() -> None:
     def create(*_: Any, **__: Any) -> bool:
         raise AssertionError("a deleted source's topics must not be created again")
 
-    assert reconcile.resync(cluster, live, SETTINGS, now=NOW, create_topic=create) == ({}, [], None)
+    assert reconcile.resync(cluster, live, SETTINGS, now=NOW, create_topic=create) == ({}, [], None, ())
     assert cluster.applies == applies
 
 
@@ -514,7 +518,7 @@ def test_the_timer_leaves_a_newer_generation_to_the_update_handler() -> None:
     live = reconciled(cluster)
     live["metadata"]["generation"] = 2
     applies = cluster.applies
-    assert reconcile.resync(cluster, live, SETTINGS, now=NOW, create_topic=no_topic) == ({}, [], None)
+    assert reconcile.resync(cluster, live, SETTINGS, now=NOW, create_topic=no_topic) == ({}, [], None, ())
     assert cluster.applies == applies
 
 
@@ -602,7 +606,7 @@ def test_a_stale_timer_body_does_not_roll_back_an_update() -> None:
     newer["status"] = reconcile.reconcile(cluster, newer, SETTINGS, now=NOW, create_topic=no_topic).status
     cluster.sources["github-issues"] = newer  # the update handler already applied generation 2
 
-    _, drifted, _ = reconcile.resync(
+    _, drifted, _, _ = reconcile.resync(
         cluster, stale, SETTINGS, now=NOW, scraper=lambda *_, **__: scrape.Figures(), create_topic=no_topic
     )
     assert drifted == []
@@ -891,3 +895,91 @@ def test_every_kind_of_secret_reference_is_required_unless_optional() -> None:
         ("pg", "env B of container main"),
         ("tls", "volume certs"),
     ]
+
+
+def _secret_stamps(cluster: FakeCluster) -> dict[str, str]:
+    return {
+        part: cluster.objects[("Deployment", f"github-issues-{part}")]["spec"]["template"]["metadata"][
+            "annotations"
+        ][pod_secrets.VERSIONS_ANNOTATION]
+        for part in (render.FETCHER, render.STREAM)
+    }
+
+
+def test_a_rotated_secret_rolls_the_pods_that_read_it_and_only_those() -> None:
+    """Pods read their Secrets as environment variables, fixed when a container starts: a Secret that
+    changes (a rotated token, a new password) changes the digest on the pod templates that read it,
+    which rolls them; a reconcile that finds nothing changed leaves every template as it was."""
+    cluster = FakeCluster()
+    cluster.secrets["github-token"]["metadata"]["resourceVersion"] = "100"
+    cluster.secrets[SETTINGS.pg_dsn_secret]["metadata"]["resourceVersion"] = "200"
+    reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    first = _secret_stamps(cluster)
+
+    again = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    assert _secret_stamps(cluster) == first
+    assert not [c for c in again.changed if c.startswith("Deployment/")] and not again.rotated
+
+    # The API token only the fetcher reads.
+    cluster.secrets["github-token"]["metadata"]["resourceVersion"] = "101"
+    rotated = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    token_rotated = _secret_stamps(cluster)
+    assert token_rotated["fetcher"] != first["fetcher"]
+    assert token_rotated["stream"] == first["stream"]
+    # Said as a rotation, not as drift.
+    assert rotated.rotated == ["Deployment/github-issues-fetcher"]
+    assert not [c for c in rotated.changed if c.startswith("Deployment/")]
+
+    # The Postgres DSN both read.
+    cluster.secrets[SETTINGS.pg_dsn_secret]["metadata"]["resourceVersion"] = "201"
+    reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    dsn_rotated = _secret_stamps(cluster)
+    assert dsn_rotated["fetcher"] != token_rotated["fetcher"]
+    assert dsn_rotated["stream"] != token_rotated["stream"]
+
+
+def test_a_secret_that_appears_rolls_the_pods_that_waited_for_it() -> None:
+    """A pod started before its Secret existed waits in CreateContainerConfigError under the
+    kubelet's back-off; the Secret's arrival changes the digest, so fresh pods start at once."""
+    cluster = FakeCluster()
+    del cluster.secrets[SETTINGS.pg_dsn_secret]
+    reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    waiting = _secret_stamps(cluster)
+    cluster.secrets[SETTINGS.pg_dsn_secret] = {
+        "metadata": {"name": SETTINGS.pg_dsn_secret, "resourceVersion": "7"}
+    }
+    reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    arrived = _secret_stamps(cluster)
+    assert arrived["fetcher"] != waiting["fetcher"] and arrived["stream"] != waiting["stream"]
+
+
+def test_an_optional_secret_reference_counts_in_the_digest_too() -> None:
+    deployment: dict[str, Any] = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "c",
+                            "env": [
+                                {
+                                    "name": "A",
+                                    "valueFrom": {
+                                        "secretKeyRef": {"name": "opt", "key": "k", "optional": True}
+                                    },
+                                }
+                            ],
+                        }
+                    ]
+                }
+            }
+        }
+    }
+    versions = {"opt": {"metadata": {"resourceVersion": "1"}}}
+    pod_secrets.stamp_versions(deployment, versions.get)
+    first = deployment["spec"]["template"]["metadata"]["annotations"][pod_secrets.VERSIONS_ANNOTATION]
+    versions["opt"]["metadata"]["resourceVersion"] = "2"
+    pod_secrets.stamp_versions(deployment, versions.get)
+    assert deployment["spec"]["template"]["metadata"]["annotations"][pod_secrets.VERSIONS_ANNOTATION] != first
+    # Still not required: its absence is no SecretMissing.
+    assert pod_secrets.condition("FetcherReady", deployment, "ns", {}.get) is None

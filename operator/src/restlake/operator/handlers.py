@@ -240,6 +240,12 @@ def refresh_status(body: kopf.Body, **_: Any) -> None:
             )
         if tick.drifted:
             kopf.info(body, reason="DriftCorrected", message=f"restored {', '.join(tick.drifted)}")
+        if tick.rotated:
+            kopf.info(
+                body,
+                reason="SecretsRotated",
+                message=f"rolled {', '.join(tick.rotated)}: a Secret its pods read changed",
+            )
         changed = tick.changes()
         if changed and tick.basis is not None:
             # Not kopf's patch: that one is unconditional, and another writer (a reconcile, a

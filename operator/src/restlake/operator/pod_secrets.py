@@ -10,34 +10,69 @@ who reads it, in the component's condition.
 
 Only metadata is read (``Kube.metadata``), as for the label check; an ``optional`` reference is
 not required.
+
+The pods read those Secrets as environment variables, fixed when a container starts, so a rotated
+Secret (a new API token, a new Postgres password) used to reach no running pod until something else
+restarted it. ``stamp_versions`` puts a digest of the Secrets' resourceVersions on each
+Deployment's pod template: a Secret that changes, or one that appears, changes the digest, and the
+reconcile that sees it (the update handler or the status timer) rolls the Deployment.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from restlake.kube.conditions import SECRET_MISSING, Condition
 from restlake.operator.credentials import SecretLookup
 
+# On a Deployment's pod template: the digest of the versions of the Secrets its pods read.
+VERSIONS_ANNOTATION = "restlake.io/secret-versions"
 
-def references(deployment: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """Each required Secret the Deployment's pods read, with what reads it (for the message)."""
+
+def references(deployment: Mapping[str, Any], *, optional: bool = False) -> Iterator[tuple[str, str]]:
+    """Each Secret the Deployment's pods read, with what reads it (for the message); only the
+    required ones unless ``optional``."""
     pod = deployment.get("spec", {}).get("template", {}).get("spec", {})
     for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
         who = f"container {container.get('name', '?')}"
         for env in container.get("env", []):
             ref = (env.get("valueFrom") or {}).get("secretKeyRef")
-            if ref and not ref.get("optional"):
+            if ref and (optional or not ref.get("optional")):
                 yield ref["name"], f"env {env['name']} of {who}"
         for source in container.get("envFrom", []):
             ref = source.get("secretRef")
-            if ref and not ref.get("optional"):
+            if ref and (optional or not ref.get("optional")):
                 yield ref["name"], f"envFrom of {who}"
     for volume in pod.get("volumes", []):
         ref = volume.get("secret")
-        if ref and not ref.get("optional"):
+        if ref and (optional or not ref.get("optional")):
             yield ref["secretName"], f"volume {volume.get('name', '?')}"
+
+
+def stamp_versions(deployment: dict[str, Any], lookup: SecretLookup) -> None:
+    """Annotate ``deployment``'s pod template with a digest of the resourceVersions of every Secret
+    its pods read (a missing one counts as absent), so that a rotated Secret rolls the pods."""
+    names = sorted({name for name, _ in references(deployment, optional=True)})
+    if not names:
+        return
+    versions = "\n".join(f"{name}={_resource_version(lookup(name))}" for name in names)
+    template = deployment["spec"]["template"]
+    annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
+    annotations[VERSIONS_ANNOTATION] = hashlib.sha256(versions.encode()).hexdigest()[:16]
+
+
+def versions_of(deployment: Mapping[str, Any]) -> str | None:
+    """The digest ``stamp_versions`` put on ``deployment``'s pod template, if any."""
+    template = (deployment.get("spec") or {}).get("template") or {}
+    return ((template.get("metadata") or {}).get("annotations") or {}).get(VERSIONS_ANNOTATION)
+
+
+def _resource_version(found: Mapping[str, Any] | None) -> str:
+    if found is None:
+        return "(absent)"
+    return str((found.get("metadata") or {}).get("resourceVersion", ""))
 
 
 def condition(

@@ -66,6 +66,8 @@ class Outcome:
     applied: list[str] = field(default_factory=list)
     # Applied objects that were missing or differed from what the source renders to.
     changed: list[str] = field(default_factory=list)
+    # Deployments rolled because a Secret their pods read changed (a rotation), not drift.
+    rotated: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     refused: list[compatibility.Incompatibility] = field(default_factory=list)
     topic_error: str | None = None
@@ -289,8 +291,12 @@ def reconcile(
         prometheus=prometheus,
         credentials_allowed=allowed and parent_refusal is None,
     )
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            pod_secrets.stamp_versions(obj, secret_metadata)
     applied: list[str] = []
     changed: list[str] = []
+    rotated: list[str] = []
     for obj in objects:
         meta = obj["metadata"]
         before = cluster.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
@@ -298,8 +304,10 @@ def reconcile(
         what = f"{obj['kind']}/{meta['name']}"
         applied.append(what)
         # An apply that changes nothing leaves resourceVersion alone; anything else was drift
-        # (or a spec change, on the update path).
-        if before is None or _version(before) != _version(after):
+        # (or a spec change, on the update path), or a rotated Secret.
+        if before is not None and pod_secrets.versions_of(before) != pod_secrets.versions_of(obj):
+            rotated.append(what)
+        elif before is None or _version(before) != _version(after):
             changed.append(what)
     deleted = _delete_unwanted(cluster, source, owner)
 
@@ -366,6 +374,7 @@ def reconcile(
         status=status,
         applied=applied,
         changed=changed,
+        rotated=rotated,
         deleted=deleted,
         refused=refused,
         topic_error=topic_error,
@@ -444,7 +453,7 @@ def resync(
     outcome = reconcile(cluster, live, settings, now=now, create_topic=create_topic, ledger=ledger)
     patch = dict(outcome.status)
     patch.update(figures(live, settings, scraper=scraper))
-    return Resynced(patch, outcome.changed, live)
+    return Resynced(patch, outcome.changed, live, tuple(outcome.rotated))
 
 
 class Resynced(NamedTuple):
@@ -456,6 +465,8 @@ class Resynced(NamedTuple):
     # keeps that one current while the tick runs, so a quality report landing meanwhile would be
     # overwritten by conditions computed before it (seen in tests/k8s).
     basis: dict[str, Any] | None
+    # Deployments rolled for a Secret that changed.
+    rotated: tuple[str, ...] = ()
 
     def changes(self) -> dict[str, Any]:
         """The keys of ``status`` that differ from the basis's status."""

@@ -937,6 +937,12 @@ def test_a_rotated_secret_rolls_the_pods_that_read_it_and_only_those() -> None:
     assert dsn_rotated["fetcher"] != token_rotated["fetcher"]
     assert dsn_rotated["stream"] != token_rotated["stream"]
 
+    # A Deployment an operator without the stamp applied gets its first one as a change.
+    fetcher = cluster.objects[("Deployment", "github-issues-fetcher")]
+    del fetcher["spec"]["template"]["metadata"]["annotations"][pod_secrets.VERSIONS_ANNOTATION]
+    upgraded = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    assert "Deployment/github-issues-fetcher" in upgraded.changed and not upgraded.rotated
+
 
 def test_a_secret_that_appears_rolls_the_pods_that_waited_for_it() -> None:
     """A pod started before its Secret existed waits in CreateContainerConfigError under the

@@ -304,8 +304,10 @@ def reconcile(
         what = f"{obj['kind']}/{meta['name']}"
         applied.append(what)
         # An apply that changes nothing leaves resourceVersion alone; anything else was drift
-        # (or a spec change, on the update path), or a rotated Secret.
-        if before is not None and pod_secrets.versions_of(before) != pod_secrets.versions_of(obj):
+        # (or a spec change, on the update path), or a rotated Secret. A Deployment an operator
+        # without the stamp applied gets its first one as a change, not a rotation.
+        stamped = pod_secrets.versions_of(before) if before is not None else None
+        if stamped is not None and stamped != pod_secrets.versions_of(obj):
             rotated.append(what)
         elif before is None or _version(before) != _version(after):
             changed.append(what)

@@ -650,7 +650,9 @@ def test_rotating_a_secret_the_pods_read_rolls_them(
     before = {c: cluster.deployment(f"demo-cursor-{c}") for c in parts}
 
     def stamp(deployment: dict[str, Any]) -> str:
-        return deployment["spec"]["template"]["metadata"]["annotations"][pod_secrets.VERSIONS_ANNOTATION]
+        found = pod_secrets.versions_of(deployment)
+        assert found, "the pod template carries no secret-versions stamp"
+        return found
 
     rotated = json.dumps({"stringData": {"dsn": "postgresql://pg/db?password=rotated"}})
     control_plane.kubectl("patch", "secret", OPERATOR_PG_SECRET, "-n", namespace, "-p", rotated)

@@ -20,12 +20,12 @@ reconcile that sees it (the update handler or the status timer) rolls the Deploy
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from restlake.kube.conditions import SECRET_MISSING, Condition
 from restlake.operator.credentials import SecretLookup
+from restlake.operator.render import content_hash
 
 # On a Deployment's pod template: the digest of the versions of the Secrets its pods read.
 VERSIONS_ANNOTATION = "restlake.io/secret-versions"
@@ -60,7 +60,7 @@ def stamp_versions(deployment: dict[str, Any], lookup: SecretLookup) -> None:
     versions = "\n".join(f"{name}={_resource_version(lookup(name))}" for name in names)
     template = deployment["spec"]["template"]
     annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
-    annotations[VERSIONS_ANNOTATION] = hashlib.sha256(versions.encode()).hexdigest()[:16]
+    annotations[VERSIONS_ANNOTATION] = content_hash(versions)
 
 
 def versions_of(deployment: Mapping[str, Any]) -> str | None:

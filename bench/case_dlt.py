@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -135,6 +136,7 @@ def run(ctx: Context) -> dict[str, Any]:
                     result = run_measured(cmd, ctx.child_env(), ctx.work_dir / f"{tag}.log")
                     summary_doc = json.loads(result["stdout"].strip().splitlines()[-1])
                     result["rows"] = summary_doc.get("postgres_rows")
+                    result["class_archive"] = class_archive_state(ctx.work_dir / f"{tag}.log")
                 else:
                     dataset = f"bench_dlt_{rep}_{int(time.time())}"
                     cmd = [
@@ -193,6 +195,7 @@ def run(ctx: Context) -> dict[str, Any]:
             "then an availableNow stream over everything).",
             "No warm-up run (each costs minutes); with several runs they alternate restlake/dlt.",
             *_parts_note(samples["restlake"]),
+            _archive_note(samples["restlake"]),
         ],
     }
 
@@ -210,6 +213,22 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| peak RSS MiB (process tree) | {spread(m['restlake'])} | {spread(m['dlt'])} "
             f"| {fmt(r['rss_restlake_vs_dlt'])} |",
         ]
+    )
+
+
+def class_archive_state(log_path: Path) -> str:
+    """How the run's JVM started (``spark session ready … class_archive=``): ``mapped`` an archive an
+    earlier run wrote, or ``writing`` one, which costs this run the dump (a pause of seconds and
+    the archive's size in memory): the first run on a machine, or after a jar or JDK changed."""
+    found = re.search(r"spark session ready .*class_archive=(\w+)", log_path.read_text(errors="replace"))
+    return found.group(1) if found else "unknown"
+
+
+def _archive_note(runs: list[dict[str, Any]]) -> str:
+    states = ", ".join(str(r.get("class_archive", "unknown")) for r in runs)
+    return (
+        f"restlake's class archive, per run: {states} (restlake.jobs.spark.class_archive; a run that "
+        "records it pays its dump, a pause of seconds and a few hundred MiB more at its peak)."
     )
 
 

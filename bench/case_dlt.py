@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from bench.common import BENCH_DIR, Context, fmt, ratio, spread, summary
+from bench.common import BENCH_DIR, Context, class_archive_state, fmt, ratio, spread, summary
 from bench.sources import demo_api, demo_document, write_source
 
 log = logging.getLogger("bench.dlt")
@@ -214,14 +213,6 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {fmt(r['rss_restlake_vs_dlt'])} |",
         ]
     )
-
-
-def class_archive_state(log_path: Path) -> str:
-    """How the run's JVM started (``spark session ready … class_archive=``): ``mapped`` an archive an
-    earlier run wrote, or ``writing`` one, which costs this run the dump (a pause of seconds and
-    the archive's size in memory): the first run on a machine, or after a jar or JDK changed."""
-    found = re.search(r"spark session ready .*class_archive=(\w+)", log_path.read_text(errors="replace"))
-    return found.group(1) if found else "unknown"
 
 
 def _archive_note(runs: list[dict[str, Any]]) -> str:

@@ -280,3 +280,11 @@ class BackgroundPoller:
 
     def _run(self) -> None:
         raise NotImplementedError
+
+
+def class_archive_state(log_path: Path) -> str:
+    """How the run's JVM started (``spark session ready … class_archive=``): ``mapped`` an archive an
+    earlier run wrote, or ``writing`` one, which costs this run the dump (a pause of seconds and
+    the archive's size in memory): the first run on a machine, or after a jar or JDK changed."""
+    found = re.search(r"spark session ready .*class_archive=(\w+)", log_path.read_text(errors="replace"))
+    return found.group(1) if found else "unknown"

@@ -41,7 +41,8 @@ $(STAMP): requirements.lock $(addsuffix /pyproject.toml,$(DISTRIBUTIONS))
 
 venv: $(STAMP)
 
-$(JARS_STAMP): $(STAMP) $(wildcard jvm/*/pom.xml) $(shell find jvm -name '*.java')
+# The folders too: removing a source changes its folder's time, not any remaining file's.
+$(JARS_STAMP): $(STAMP) $(wildcard jvm/*/pom.xml) $(shell find jvm -name '*.java') $(shell find jvm -type d)
 	$(BIN)/restlake stack jars
 	touch $@
 

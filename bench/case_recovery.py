@@ -97,7 +97,8 @@ def run(ctx: Context) -> dict[str, Any]:
                 "records and bronze duplicate idempotency keys (replayed batch written twice).",
                 "restart: seconds from the kill to each step of the new driver, from its log; "
                 "class_archive = mapped when its JVM started from an archive an earlier driver wrote "
-                "(restlake.jobs.spark.class_archive), which only a driver that exits cleanly writes.",
+                "(restlake.jobs.spark.class_archive), which a driver writes after its first batch "
+                "with records (or as it exits, without jcmd).",
             ],
         }
     finally:

@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from bench.common import Context, fmt
+from bench.common import Context, class_archive_in, fmt
 from bench.harness import Pipeline
 
 log = logging.getLogger("bench.recovery")
@@ -119,12 +119,11 @@ def restart_laps(log_text: str, killed_wall: float) -> dict[str, Any]:
                 return round(at - killed_wall, 1)
         return None
 
-    archive = re.search(r"spark session ready .*class_archive=(\w+)", log_text)
     return {
         "session_ready_s": seconds_to("spark session ready"),
         "query_started_s": seconds_to("stream started"),
         "first_batch_done_s": seconds_to("batch done"),
-        "class_archive": archive.group(1) if archive else "unknown",
+        "class_archive": class_archive_in(log_text),
     }
 
 

@@ -286,5 +286,10 @@ def class_archive_state(log_path: Path) -> str:
     """How the run's JVM started (``spark session ready … class_archive=``): ``mapped`` an archive an
     earlier run wrote, or ``writing`` one, which costs this run the dump (a pause of seconds and
     the archive's size in memory): the first run on a machine, or after a jar or JDK changed."""
-    found = re.search(r"spark session ready .*class_archive=(\w+)", log_path.read_text(errors="replace"))
+    return class_archive_in(log_path.read_text(errors="replace"))
+
+
+def class_archive_in(log_text: str) -> str:
+    """``class_archive_state`` of a driver's log text (the first session it logs)."""
+    found = re.search(r"spark session ready .*class_archive=(\w+)", log_text)
     return found.group(1) if found else "unknown"

@@ -937,6 +937,15 @@ def test_a_rotated_secret_rolls_the_pods_that_read_it_and_only_those() -> None:
     assert dsn_rotated["fetcher"] != token_rotated["fetcher"]
     assert dsn_rotated["stream"] != token_rotated["stream"]
 
+    # Rotated and drifted in the same tick (someone scaled the driver by hand): both are said, so
+    # the drift put back is not hidden behind the rotation.
+    cluster.objects[("Deployment", "github-issues-stream")]["spec"]["replicas"] = 3
+    cluster.secrets[SETTINGS.pg_dsn_secret]["metadata"]["resourceVersion"] = "202"
+    both = reconcile.reconcile(cluster, body(), SETTINGS, now=NOW, create_topic=no_topic)
+    assert cluster.objects[("Deployment", "github-issues-stream")]["spec"]["replicas"] == 1
+    assert sorted(both.rotated) == ["Deployment/github-issues-fetcher", "Deployment/github-issues-stream"]
+    assert [c for c in both.changed if c.startswith("Deployment/")] == ["Deployment/github-issues-stream"]
+
     # A Deployment an operator without the stamp applied gets its first one as a change.
     fetcher = cluster.objects[("Deployment", "github-issues-fetcher")]
     del fetcher["spec"]["template"]["metadata"]["annotations"][pod_secrets.VERSIONS_ANNOTATION]

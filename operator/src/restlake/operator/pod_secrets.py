@@ -20,6 +20,7 @@ reconcile that sees it (the update handler or the status timer) rolls the Deploy
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -51,6 +52,9 @@ def references(deployment: Mapping[str, Any], *, optional: bool = False) -> Iter
             yield ref["secretName"], f"volume {volume.get('name', '?')}"
 
 
+_REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+
+
 def stamp_versions(deployment: dict[str, Any], lookup: SecretLookup) -> None:
     """Annotate ``deployment``'s pod template with a digest of the resourceVersions of every Secret
     its pods read (a missing one counts as absent), so that a rotated Secret rolls the pods."""
@@ -67,6 +71,22 @@ def versions_of(deployment: Mapping[str, Any]) -> str | None:
     """The digest ``stamp_versions`` put on ``deployment``'s pod template, if any."""
     template = (deployment.get("spec") or {}).get("template") or {}
     return ((template.get("metadata") or {}).get("annotations") or {}).get(VERSIONS_ANNOTATION)
+
+
+def content_without_stamp(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """What of ``deployment`` an apply sets, less the digest: its labels, annotations and spec. Two
+    of them equal means a Deployment whose digest moved changed in nothing else."""
+    meta = deployment.get("metadata") or {}
+    spec = copy.deepcopy(deployment.get("spec") or {})
+    template_meta = (spec.get("template") or {}).get("metadata") or {}
+    (template_meta.get("annotations") or {}).pop(VERSIONS_ANNOTATION, None)
+    annotations = {
+        key: value
+        for key, value in (meta.get("annotations") or {}).items()
+        # Written by the Deployment controller as it rolls (which a new digest makes it do), not by an apply.
+        if key != _REVISION_ANNOTATION
+    }
+    return {"labels": meta.get("labels") or {}, "annotations": annotations, "spec": spec}
 
 
 def _resource_version(found: Mapping[str, Any] | None) -> str:

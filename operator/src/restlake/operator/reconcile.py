@@ -304,11 +304,14 @@ def reconcile(
         what = f"{obj['kind']}/{meta['name']}"
         applied.append(what)
         # An apply that changes nothing leaves resourceVersion alone; anything else was drift
-        # (or a spec change, on the update path), or a rotated Secret. A Deployment an operator
-        # without the stamp applied gets its first one as a change, not a rotation.
+        # (or a spec change, on the update path), or a rotated Secret, or both: a rotation is
+        # drift as well when the Deployment differs in more than the digest. A Deployment an
+        # operator without the stamp applied gets its first one as a change, not a rotation.
         stamped = pod_secrets.versions_of(before) if before is not None else None
-        if stamped is not None and stamped != pod_secrets.versions_of(obj):
+        if before is not None and stamped is not None and stamped != pod_secrets.versions_of(obj):
             rotated.append(what)
+            if pod_secrets.content_without_stamp(before) != pod_secrets.content_without_stamp(after):
+                changed.append(what)
         elif before is None or _version(before) != _version(after):
             changed.append(what)
     deleted = _delete_unwanted(cluster, source, owner)

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from pyspark.sql import SparkSession
 
 from restlake.contracts.envelope import Envelope, RequestInfo
@@ -159,3 +159,57 @@ def test_backfill_by_offsets_then_noop_replay_then_by_time(
     by_time = run_backfill(spark, cfg, KafkaRange(from_time=cut), run_id="three")
     assert (by_time.rows_read, by_time.inserted, by_time.updated) == (1, 0, 1)
     assert rows(stack.pg_dsn, source)["2"][0] == "n2-renamed"
+
+
+def test_a_resumed_run_reads_nothing_of_a_partition_added_since_its_pin(
+    stack: StackEndpoints, spark: SparkSession, tmp_path: Path
+) -> None:
+    """A run open at the end pins each partition's end at its first start. A partition added to the
+    topic later held nothing then: the resumed run (a retried Job pod) must read the range its first
+    start saw, not the new partition up to "latest"; a new run reads it."""
+    migrations.apply(stack.pg_dsn)
+    source = f"bf-{uuid.uuid4().hex[:10]}"
+    topic = f"restlake.{source}"
+    admin = AdminClient(client_config({"bootstrap.servers": stack.kafka_bootstrap}, LOG))
+    for future in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).values():
+        future.result(timeout=30)
+
+    def send(partition: int, env: Envelope) -> None:
+        # A producer per send: one made before the partition was added does not know it.
+        producer = Producer(
+            client_config(
+                {"bootstrap.servers": stack.kafka_bootstrap, "acks": "all", "enable.idempotence": True}, LOG
+            )
+        )
+        producer.produce(topic, key=env.kafka_key(), value=env.kafka_value(), partition=partition)
+        assert producer.flush(30) == 0
+
+    for i in range(1, 4):
+        send(0, envelope(source, i, f"n{i}"))
+    cfg = StreamJobConfig(
+        source=source,
+        topic=topic,
+        kafka_bootstrap=stack.kafka_bootstrap,
+        bronze_path=str(tmp_path / "bronze"),
+        quarantine_path=str(tmp_path / "quarantine"),
+        checkpoint_path=str(tmp_path / "ckpt"),
+        pg_dsn=stack.pg_dsn,
+        json_schema=SCHEMA,
+    )
+    everything = KafkaRange(from_offsets={0: 0})
+    first = run_backfill(spark, cfg, everything, run_id="one")
+    assert (first.rows_read, first.inserted) == (3, 3)
+
+    for future in admin.create_partitions([NewPartitions(topic, 2)]).values():
+        future.result(timeout=30)
+    send(1, envelope(source, 7, "n7"))
+    send(0, envelope(source, 8, "n8"))
+
+    resumed = run_backfill(spark, cfg, everything, run_id="one")
+    assert (resumed.rows_read, resumed.inserted, resumed.updated) == (3, 0, 0)
+    assert resumed.range["to_offsets"] == {"0": 3, "1": 0}
+    assert sorted(rows(stack.pg_dsn, source)) == ["1", "2", "3"]
+
+    later = run_backfill(spark, cfg, everything, run_id="two")
+    assert (later.rows_read, later.inserted, later.unchanged) == (5, 2, 3)
+    assert sorted(rows(stack.pg_dsn, source)) == ["1", "2", "3", "7", "8"]

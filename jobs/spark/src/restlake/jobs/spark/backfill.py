@@ -127,6 +127,11 @@ def topic_partitions(bootstrap: str, topic: str, timeout: float = 15.0) -> list[
 def end_offsets(bootstrap: str, topic: str, timeout: float = 15.0) -> dict[int, int]:
     """Each partition's end offset now: what Spark's ``endingOffsets`` "latest" would read up to
     (the high watermark; neither side reads with read_committed)."""
+    return {p: high for p, (_, high) in watermarks(bootstrap, topic, timeout).items()}
+
+
+def watermarks(bootstrap: str, topic: str, timeout: float = 15.0) -> dict[int, tuple[int, int]]:
+    """Each partition's first and end offsets now (its low and high watermarks)."""
     from confluent_kafka import Consumer, TopicPartition
 
     from restlake.kafka_logging import client_config
@@ -144,10 +149,11 @@ def end_offsets(bootstrap: str, topic: str, timeout: float = 15.0) -> dict[int, 
         )
     )
     try:
-        return {
-            p: int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1])
-            for p in partitions
-        }
+        found = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            found[p] = (int(low), int(high))
+        return found
     finally:
         consumer.close()
 
@@ -380,7 +386,15 @@ def _pin_kafka_end(cfg: StreamJobConfig, replay: KafkaRange, query_id: str) -> K
             "to_offsets": {str(p): o for p, o in end_offsets(cfg.kafka_bootstrap, topic).items()},
         },
     )
-    return replace(replay, to_offsets={int(p): int(o) for p, o in pin["to_offsets"].items()})
+    to_offsets = {int(p): int(o) for p, o in pin["to_offsets"].items()}
+    # A partition added to the topic since the pin held nothing then: it ends where it starts, or a
+    # resumed run would read it to "latest" and no longer be the range its first start saw.
+    added = {p: low for p, (low, _) in watermarks(cfg.kafka_bootstrap, topic).items() if p not in to_offsets}
+    if added:
+        log.info(
+            "backfill: partitions %s added since the range was pinned; nothing read of them", sorted(added)
+        )
+    return replace(replay, to_offsets={**to_offsets, **added})
 
 
 def _pin_bronze_end(cfg: StreamJobConfig, replay: BronzeRange, query_id: str, latest: int) -> BronzeRange:

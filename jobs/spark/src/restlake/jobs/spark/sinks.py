@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -258,7 +259,6 @@ class PostgresSink:
     def __init__(self, config: StreamJobConfig) -> None:
         self.config = config
         self.target: JdbcTarget | None = None
-        self._readings = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"versions-{config.source}")
 
     def prepare(self, spark: SparkSession) -> None:
         # raw.* is migrated by the query's start, before any sink prepares.
@@ -283,7 +283,9 @@ class PostgresSink:
         waited: list[float] = []
         # Parsed in Python while the executors stage the rows (this thread waits on the JVM then),
         # not after them: 0.3-0.7 s of every 100,000-row batch came off its critical path.
-        readings = self._readings.submit(version_readings, batch.keys["version"])
+        readings = _on_thread(
+            f"versions-{cfg.source}-{batch.batch_id}", version_readings, batch.keys["version"]
+        )
 
         def attempt() -> MergeResult:
             return merged_from_executors(
@@ -383,6 +385,21 @@ class PostgresSink:
         rows = valid.select(*ARROW_COLUMNS).toArrow()
         # A slice holds every version of its external_ids, so the first row per key is the batch's.
         return first_per_key(rows) if batch.has_duplicate_keys else rows
+
+
+def _on_thread(name: str, fn: Callable[..., pa.Table], *args: Any) -> Future[pa.Table]:
+    """``fn(*args)`` on a thread of its own, its result or error in the Future. A thread per call,
+    not a pool the sink would have to shut down: nothing is left running between batches."""
+    future: Future[pa.Table] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # handed to whoever reads the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 def collect_slices(payload_bytes: int, rows: int) -> int:

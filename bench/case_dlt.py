@@ -4,7 +4,11 @@ Both land the same records of the same demo API process (link-header pages of 1,
 bench stack's Postgres with one row per record (dlt ``write_disposition="merge"`` on ``id``;
 restlake's upsert). Wall time is the whole command, start-up included (Python imports; for
 restlake also the JVM and Spark start, Kafka, and the bronze Delta write dlt does not do). Peak
-RSS is the maximum over time of the summed RSS of the command and all its descendants.
+RSS is the maximum over time of the summed RSS of the command and all its descendants. CPU
+seconds are counted per role, the command's own processes and the services both tools share (the
+demo API, the stack's Postgres and, for restlake, Kafka), so the case says where each tool's
+2-core budget goes: a wall-time ratio cannot be better than the CPU seconds allow. A service a
+tool does not use (Kafka for dlt) shows what it uses idle.
 dlt runs from its own venv (``bench/.venv-dlt``, pinned in ``bench/requirements-dlt.txt``),
 created by this case on first use.
 """
@@ -24,6 +28,7 @@ from typing import Any
 import psutil
 
 from bench.common import BENCH_DIR, Context, class_archive_state, fmt, ratio, spread, summary
+from bench.cpu_sampler import stack_processes
 from bench.sources import demo_api, demo_document, write_source
 
 log = logging.getLogger("bench.dlt")
@@ -44,10 +49,19 @@ def ensure_dlt_venv() -> Path:
     return python
 
 
-def run_measured(cmd: list[str], env: dict[str, str], log_path: Path) -> dict[str, Any]:
-    """Run ``cmd`` to completion; wall seconds, peak summed RSS of its process tree, stdout."""
+def run_measured(
+    cmd: list[str], env: dict[str, str], log_path: Path, services: dict[str, psutil.Process] | None = None
+) -> dict[str, Any]:
+    """Run ``cmd`` to completion; wall seconds, peak summed RSS of its process tree, CPU seconds per
+    role (its own processes' and each of ``services``' with its children), stdout."""
     peak = 0
     peak_parts: dict[str, int] = {}
+    # CPU seconds by (role, pid, start time): a process that exits keeps what it used up to its last
+    # sample; a reused pid is another process.
+    cpu_seen: dict[tuple[str, int, float], float] = {}
+    services = services or {}
+    # What the services' processes had used before the run, taken off what they used by its end.
+    cpu_before = _service_cpu(services)
     started = time.perf_counter()
     with log_path.open("wb") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, cwd=log_path.parent)
@@ -69,6 +83,8 @@ def run_measured(cmd: list[str], env: dict[str, str], log_path: Path) -> dict[st
                     try:
                         role = process_role(p, root)
                         roles[p.pid] = role
+                        times = p.cpu_times()
+                        cpu_seen[(role, p.pid, p.create_time())] = times.user + times.system
                         if role == "jvm" and roles.get(p.ppid()) == "jvm":
                             # A JVM's child that still reads as the JVM is a fork on its way to exec
                             # (a shell command): it shares the parent's pages, which would be counted twice.
@@ -76,6 +92,7 @@ def run_measured(cmd: list[str], env: dict[str, str], log_path: Path) -> dict[st
                         parts[role] = parts.get(role, 0) + p.memory_info().rss
                     except psutil.Error:
                         continue
+                cpu_seen.update(_service_cpu(services))
                 total = sum(parts.values())
                 if total > peak:
                     peak, peak_parts = total, parts
@@ -87,14 +104,38 @@ def run_measured(cmd: list[str], env: dict[str, str], log_path: Path) -> dict[st
         done.set()
         sampler.join()
     wall = time.perf_counter() - started
+    cpu_seen.update(_service_cpu(services))
+    cpu: dict[str, float] = {}
+    for key, seconds in cpu_seen.items():
+        cpu[key[0]] = cpu.get(key[0], 0.0) + seconds - cpu_before.get(key, 0.0)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} … exited {proc.returncode}; see {log_path}")
     return {
         "wall_s": wall,
         "peak_rss_mib": peak / 2**20,
         "peak_rss_parts_mib": {k: round(v / 2**20) for k, v in sorted(peak_parts.items())},
+        "cpu_s": {k: round(v, 1) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])},
         "stdout": out.decode(errors="replace"),
     }
+
+
+def _service_cpu(services: dict[str, psutil.Process]) -> dict[tuple[str, int, float], float]:
+    """CPU seconds used so far by every live process of each service's tree, keyed like
+    ``run_measured``'s own: sampled through the run, because a Postgres backend that served it
+    exits with its connection and takes its count with it."""
+    seen: dict[tuple[str, int, float], float] = {}
+    for name, root in services.items():
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for p in tree:
+            try:
+                times = p.cpu_times()
+                seen[(name, p.pid, p.create_time())] = times.user + times.system
+            except psutil.Error:
+                continue
+    return seen
 
 
 def process_role(proc: psutil.Process, root: psutil.Process) -> str:
@@ -121,9 +162,10 @@ def run(ctx: Context) -> dict[str, Any]:
     with demo_api(
         ["--records", str(n), "--seed", "7", "--growth-per-tick", "0", "--update-fraction", "0"]
     ) as (
-        _,
+        api,
         base_url,
     ):
+        services = {**stack_processes(), "demo API": psutil.Process(api.pid)}
         for rep in range(reps):
             order = ["restlake", "dlt"] if rep % 2 == 0 else ["dlt", "restlake"]
             for tool in order:
@@ -132,7 +174,7 @@ def run(ctx: Context) -> dict[str, Any]:
                     name = f"bench-vs-dlt-{rep}-{int(time.time())}"
                     spec = write_source(ctx.work_dir / f"{name}.json", demo_document(name, base_url))
                     cmd = [restlake_cli, "run", "-f", str(spec), "--until-caught-up", "--json"]
-                    result = run_measured(cmd, ctx.child_env(), ctx.work_dir / f"{tag}.log")
+                    result = run_measured(cmd, ctx.child_env(), ctx.work_dir / f"{tag}.log", services)
                     summary_doc = json.loads(result["stdout"].strip().splitlines()[-1])
                     result["rows"] = summary_doc.get("postgres_rows")
                     result["class_archive"] = class_archive_state(ctx.work_dir / f"{tag}.log")
@@ -146,7 +188,7 @@ def run(ctx: Context) -> dict[str, Any]:
                         dataset,
                         str(ctx.work_dir / "dlt-pipelines"),
                     ]
-                    result = run_measured(cmd, ctx.child_env(), ctx.work_dir / f"{tag}.log")
+                    result = run_measured(cmd, ctx.child_env(), ctx.work_dir / f"{tag}.log", services)
                     result["rows"] = json.loads(result["stdout"].strip().splitlines()[-1])["rows"]
                 result.pop("stdout")
                 if result["rows"] != n:
@@ -180,6 +222,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "wall_s": wall,
         "peak_rss_mib": rss,
         "peak_rss_parts_mib": {k: [r["peak_rss_parts_mib"] for r in v] for k, v in samples.items()},
+        "cpu_s": {k: [r["cpu_s"] for r in v] for k, v in samples.items()},
         "records_per_s": {k: summary([n / r["wall_s"] for r in v]) for k, v in samples.items()},
         "ratios": {
             "wall_restlake_vs_dlt": ratio(wall["restlake"]["median"], wall["dlt"]["median"]),
@@ -194,6 +237,7 @@ def run(ctx: Context) -> dict[str, Any]:
             "then an availableNow stream over everything).",
             "No warm-up run (each costs minutes); with several runs they alternate restlake/dlt.",
             *_parts_note(samples["restlake"]),
+            *_cpu_notes(samples, n),
             _archive_note(samples["restlake"]),
         ],
     }
@@ -211,8 +255,21 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {fmt(r['wall_restlake_vs_dlt'])} |",
             f"| peak RSS MiB (process tree) | {spread(m['restlake'])} | {spread(m['dlt'])} "
             f"| {fmt(r['rss_restlake_vs_dlt'])} |",
+            *_cpu_row(doc),
         ]
     )
+
+
+def _cpu_row(doc: dict[str, Any]) -> list[str]:
+    """CPU seconds of the first run of each, services included (absent from results before them)."""
+    cpu = doc.get("cpu_s") or {}
+    if not cpu.get("restlake") or not cpu.get("dlt"):
+        return []
+    mine, theirs = sum(cpu["restlake"][0].values()), sum(cpu["dlt"][0].values())
+    return [
+        f"| CPU s, services included (first run) | {fmt(round(mine, 1))} | {fmt(round(theirs, 1))} "
+        f"| {fmt(ratio(mine, theirs))} |"
+    ]
 
 
 def _archive_note(runs: list[dict[str, Any]]) -> str:
@@ -230,3 +287,20 @@ def _parts_note(runs: list[dict[str, Any]]) -> list[str]:
     parts = runs[0]["peak_rss_parts_mib"]
     split = ", ".join(f"{role} {mib:,}" for role, mib in sorted(parts.items(), key=lambda kv: -kv[1]))
     return [f"restlake's peak RSS by process, MiB (first run): {split}."]
+
+
+def _cpu_notes(samples: dict[str, list[dict[str, Any]]], records: int) -> list[str]:
+    """Each tool's CPU seconds by role (first run), and the wall time those seconds allow at best."""
+    notes = []
+    cores = psutil.cpu_count() or 1
+    for tool, runs in samples.items():
+        if not runs or not runs[0].get("cpu_s"):
+            continue
+        cpu = runs[0]["cpu_s"]
+        total = sum(cpu.values())
+        split = ", ".join(f"{role} {seconds:,.1f}" for role, seconds in cpu.items())
+        notes.append(
+            f"{tool}'s CPU seconds (first run): {total:,.1f} in all, {total / records * 1e6:,.0f} µs a "
+            f"record ({split}); on {cores} cores no faster than {total / cores:,.1f} s of wall."
+        )
+    return notes

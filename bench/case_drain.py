@@ -213,17 +213,35 @@ def merge_alone(ctx: Context, name: str, records: list[dict[str, Any]]) -> dict[
         )
         for i, env in enumerate(records)
     ]
-    with timed() as t:
-        for batch_id, start in enumerate(range(0, len(rows), _BATCH)):
-            merge_batch(
-                ctx.pg_dsn,
-                table="raw.api_events",
-                source=name,
-                query_id="bench-merge",
-                batch_id=batch_id,
-                rows=rows[start : start + _BATCH],
-            )
-    return {"records": len(rows), "rows_per_s": round(len(rows) / t["wall"]), "wall_s": round(t["wall"], 2)}
+    roots = {"merge (Python)": psutil.Process(), **stack_processes()}
+    sampler = CpuSampler(lambda: roots)
+    sampler.start()
+    try:
+        time.sleep(sampler.interval_s * 2)  # a first sample before the start
+        started = time.time()
+        with timed() as t:
+            for batch_id, start in enumerate(range(0, len(rows), _BATCH)):
+                merge_batch(
+                    ctx.pg_dsn,
+                    table="raw.api_events",
+                    source=name,
+                    query_id="bench-merge",
+                    batch_id=batch_id,
+                    rows=rows[start : start + _BATCH],
+                )
+        ended = time.time()
+        time.sleep(sampler.interval_s * 2)  # and one after the end
+    finally:
+        sampler.stop()
+    used = sampler.between(started, ended + sampler.interval_s * 2)
+    per = 100_000 / len(rows)
+    return {
+        "records": len(rows),
+        "rows_per_s": round(len(rows) / t["wall"]),
+        "wall_s": round(t["wall"], 2),
+        # Kafka is idle here; what it uses idle is counted as it is in the drain.
+        "cpu_seconds_per_100k_rows": {k: round(v * per, 1) for k, v in used.items()},
+    }
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -259,6 +277,13 @@ def run(ctx: Context) -> dict[str, Any]:
         "drain_empty": empty,
         "drain_history": deep,
         "drain_vs_merge": round(drain_rate / merge_rate, 3) if drain_rate and merge_rate else None,
+        # The most the ratio could be on this machine: the drain's CPU per row spread over every core
+        # without a gap, against the baseline as measured.
+        "drain_vs_merge_if_cpu_bound": (
+            round(empty["cpu"]["rows_per_s_if_cpu_bound"] / merge_rate, 3)
+            if empty.get("cpu") and merge_rate
+            else None
+        ),
         "history_vs_empty": (
             round(deep["rows_per_s_steady"] / drain_rate, 3)
             if deep["rows_per_s_steady"] and drain_rate
@@ -290,6 +315,15 @@ def markdown(doc: dict[str, Any]) -> str:
         f"| Postgres merge alone (baseline) | {fmt(m['rows_per_s'])} | 1 | |",
         f"| stream drain, empty bronze | {fmt(e['rows_per_s_steady'])} "
         f"| {fmt(doc['drain_vs_merge'])} | ≥ 0.5 |",
+        *(
+            [
+                f"| the same with every core busy all the time (its CPU per row; a ceiling) "
+                f"| {fmt(e['cpu']['rows_per_s_if_cpu_bound'])} "
+                f"| {fmt(doc['drain_vs_merge_if_cpu_bound'])} | |"
+            ]
+            if doc.get("drain_vs_merge_if_cpu_bound")
+            else []
+        ),
         f"| stream drain, {h['history_rows']:,} rows already in bronze | {fmt(h['rows_per_s_steady'])} "
         f"| {fmt(doc['history_vs_empty'])} of empty | ≥ 0.9 |",
         "",
@@ -297,6 +331,10 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{fmt(h['job_wall_s_incl_startup'])} s ({h['batches']} batches); writing the history took "
         f"{fmt(h['history_write_s'])} s (not in the job's time).",
     ]
+    merge_cpu = m.get("cpu_seconds_per_100k_rows") or {}
+    if merge_cpu:
+        split = ", ".join(f"{k} {v}" for k, v in merge_cpu.items())
+        lines.append(f"- CPU of the merge alone (baseline): {split} core-seconds per 100k rows.")
     for label, run in (("empty", e), ("history", h)):
         steps = run.get("step_median_s") or {}
         if steps:

@@ -60,20 +60,43 @@ def ledger_ids(dsn: str, source: str) -> dict[str, int]:
     return {r[0]: r[1] for r in found}
 
 
-def test_backfill_by_offsets_then_noop_replay_then_by_time(
-    stack: StackEndpoints, spark: SparkSession, tmp_path: Path
-) -> None:
+def new_source(stack: StackEndpoints, *, partitions: int) -> tuple[str, str, AdminClient]:
+    """A new source name and its topic of ``partitions`` partitions, the ledgers migrated."""
     migrations.apply(stack.pg_dsn)
     source = f"bf-{uuid.uuid4().hex[:10]}"
     topic = f"restlake.{source}"
     admin = AdminClient(client_config({"bootstrap.servers": stack.kafka_bootstrap}, LOG))
-    for future in admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)]).values():
+    for future in admin.create_topics([NewTopic(topic, partitions, replication_factor=1)]).values():
         future.result(timeout=30)
-    producer = Producer(
+    return source, topic, admin
+
+
+def new_producer(stack: StackEndpoints) -> Producer:
+    return Producer(
         client_config(
             {"bootstrap.servers": stack.kafka_bootstrap, "acks": "all", "enable.idempotence": True}, LOG
         )
     )
+
+
+def backfill_config(stack: StackEndpoints, source: str, tmp_path: Path) -> StreamJobConfig:
+    return StreamJobConfig(
+        source=source,
+        topic=f"restlake.{source}",
+        kafka_bootstrap=stack.kafka_bootstrap,
+        bronze_path=str(tmp_path / "bronze"),
+        quarantine_path=str(tmp_path / "quarantine"),
+        checkpoint_path=str(tmp_path / "ckpt"),
+        pg_dsn=stack.pg_dsn,
+        json_schema=SCHEMA,
+    )
+
+
+def test_backfill_by_offsets_then_noop_replay_then_by_time(
+    stack: StackEndpoints, spark: SparkSession, tmp_path: Path
+) -> None:
+    source, topic, _ = new_source(stack, partitions=2)
+    producer = new_producer(stack)
 
     def send(partition: int, key: bytes, value: bytes) -> None:
         producer.produce(topic, key=key, value=value, partition=partition)
@@ -85,16 +108,7 @@ def test_backfill_by_offsets_then_noop_replay_then_by_time(
     send(1, b"poison", b"not json")  # partition 1, offset 2: quarantined by validation
     send(1, first[0].kafka_key(), first[0].kafka_value())  # offset 3: the same key again
 
-    cfg = StreamJobConfig(
-        source=source,
-        topic=topic,
-        kafka_bootstrap=stack.kafka_bootstrap,
-        bronze_path=str(tmp_path / "bronze"),
-        quarantine_path=str(tmp_path / "quarantine"),
-        checkpoint_path=str(tmp_path / "ckpt"),
-        pg_dsn=stack.pg_dsn,
-        json_schema=SCHEMA,
-    )
+    cfg = backfill_config(stack, source, tmp_path)
     everything = KafkaRange(from_offsets={0: 0, 1: 0})
     progress: list[tuple[int, int]] = []
     one = run_backfill(
@@ -167,35 +181,17 @@ def test_a_resumed_run_reads_nothing_of_a_partition_added_since_its_pin(
     """A run open at the end pins each partition's end at its first start. A partition added to the
     topic later held nothing then: the resumed run (a retried Job pod) must read the range its first
     start saw, not the new partition up to "latest"; a new run reads it."""
-    migrations.apply(stack.pg_dsn)
-    source = f"bf-{uuid.uuid4().hex[:10]}"
-    topic = f"restlake.{source}"
-    admin = AdminClient(client_config({"bootstrap.servers": stack.kafka_bootstrap}, LOG))
-    for future in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).values():
-        future.result(timeout=30)
+    source, topic, admin = new_source(stack, partitions=1)
 
     def send(partition: int, env: Envelope) -> None:
         # A producer per send: one made before the partition was added does not know it.
-        producer = Producer(
-            client_config(
-                {"bootstrap.servers": stack.kafka_bootstrap, "acks": "all", "enable.idempotence": True}, LOG
-            )
-        )
+        producer = new_producer(stack)
         producer.produce(topic, key=env.kafka_key(), value=env.kafka_value(), partition=partition)
         assert producer.flush(30) == 0
 
     for i in range(1, 4):
         send(0, envelope(source, i, f"n{i}"))
-    cfg = StreamJobConfig(
-        source=source,
-        topic=topic,
-        kafka_bootstrap=stack.kafka_bootstrap,
-        bronze_path=str(tmp_path / "bronze"),
-        quarantine_path=str(tmp_path / "quarantine"),
-        checkpoint_path=str(tmp_path / "ckpt"),
-        pg_dsn=stack.pg_dsn,
-        json_schema=SCHEMA,
-    )
+    cfg = backfill_config(stack, source, tmp_path)
     everything = KafkaRange(from_offsets={0: 0})
     first = run_backfill(spark, cfg, everything, run_id="one")
     assert (first.rows_read, first.inserted) == (3, 3)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from restlake.operator import render as operator_render
 from restlake.operator.settings import OperatorSettings
 
 from .gotools import HELM, REPO_ROOT, build
@@ -172,6 +173,7 @@ def test_default_render_has_exactly_the_expected_objects(helm: Path) -> None:
             ("Service", "rl-restlake-spark-master"),
             ("Deployment", "rl-restlake-spark-worker"),
             ("Secret", "rl-restlake-spark-auth"),
+            ("NetworkPolicy", "rl-restlake-spark"),
             ("Pod", "rl-restlake-operator-test"),
             ("ServiceAccount", "rl-restlake-operator-test"),
             ("ClusterRole", f"rl-restlake-operator-discovery-{NAMESPACE}"),
@@ -308,6 +310,53 @@ def test_fetcher_network_policy_values_reach_the_operator_settings(
     assert (settings.network_policy_except_cidrs, settings.network_policy_postgres_port) == (
         ["169.254.0.0/16"],
         6432,
+    )
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels and In expressions, what the chart uses) matches."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def test_spark_network_policy_admits_the_cluster_and_the_drivers_only(helm: Path) -> None:
+    """The policy is written against labels other code sets: the chart's master and worker pods and
+    the driver pods the operator renders. Checked against both, so a renamed label cannot leave the
+    drivers locked out (the e2e cluster's CNI does not enforce NetworkPolicy, so it would not tell)."""
+    docs = by_kind(render(helm, "spark.networkPolicy.extraPeers[0].namespaceSelector.matchLabels.team=ops"))
+    policy = docs["NetworkPolicy", "rl-restlake-spark"]["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    spark_pods = {
+        name: docs["Deployment", f"rl-restlake-spark-{name}"]["spec"]["template"]["metadata"]["labels"]
+        for name in ("master", "worker")
+    }
+    operator_pod = docs["Deployment", "rl-restlake-operator"]["spec"]["template"]["metadata"]["labels"]
+    assert all(_selects(policy["podSelector"], labels) for labels in spark_pods.values())
+    assert not _selects(policy["podSelector"], operator_pod)
+
+    (rule,) = policy["ingress"]
+    assert "ports" not in rule  # Spark picks executor and block manager ports at run time
+    peers = rule["from"]
+    cluster = [p for p in peers if "namespaceSelector" not in p]
+    assert len(cluster) == 1 and all(
+        _selects(cluster[0]["podSelector"], labels) for labels in spark_pods.values()
+    )
+    drivers = [p for p in peers if p.get("namespaceSelector") == {}]
+    assert len(drivers) == 1
+    driver = operator_render.labels("orders", operator_render.STREAM)
+    fetcher = operator_render.labels("orders", operator_render.FETCHER)
+    assert _selects(drivers[0]["podSelector"], driver)
+    assert not _selects(drivers[0]["podSelector"], fetcher)
+    assert not _selects(cluster[0]["podSelector"], driver)
+    assert {"namespaceSelector": {"matchLabels": {"team": "ops"}}} in peers
+
+    assert ("NetworkPolicy", "rl-restlake-spark") not in by_kind(
+        render(helm, "spark.networkPolicy.enabled=false")
     )
 
 

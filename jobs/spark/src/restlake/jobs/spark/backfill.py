@@ -124,14 +124,9 @@ def topic_partitions(bootstrap: str, topic: str, timeout: float = 15.0) -> list[
     return sorted(found.partitions)
 
 
-def end_offsets(bootstrap: str, topic: str, timeout: float = 15.0) -> dict[int, int]:
-    """Each partition's end offset now: what Spark's ``endingOffsets`` "latest" would read up to
-    (the high watermark; neither side reads with read_committed)."""
-    return {p: high for p, (_, high) in watermarks(bootstrap, topic, timeout).items()}
-
-
 def watermarks(bootstrap: str, topic: str, timeout: float = 15.0) -> dict[int, tuple[int, int]]:
-    """Each partition's first and end offsets now (its low and high watermarks)."""
+    """Each partition's first and end offsets now (its low and high watermarks). The end offset is
+    what Spark's ``endingOffsets`` "latest" would read up to (neither side reads with read_committed)."""
     from confluent_kafka import Consumer, TopicPartition
 
     from restlake.kafka_logging import client_config
@@ -377,19 +372,18 @@ def _pin_kafka_end(cfg: StreamJobConfig, replay: KafkaRange, query_id: str) -> K
     topic = cfg.topic
     if replay.to_time is not None or replay.to_offsets is not None or topic is None:
         return replay
+    # Read once: the pin of a first start, and the partitions added since the pin of a resumed one.
+    marks = watermarks(cfg.kafka_bootstrap, topic)
     pin = backfill_ranges.pinned(
         cfg.pg_dsn,
         source=cfg.source,
         query_id=query_id,
-        resolve=lambda: {
-            "topic": topic,
-            "to_offsets": {str(p): o for p, o in end_offsets(cfg.kafka_bootstrap, topic).items()},
-        },
+        resolve=lambda: {"topic": topic, "to_offsets": {str(p): high for p, (_, high) in marks.items()}},
     )
     to_offsets = {int(p): int(o) for p, o in pin["to_offsets"].items()}
     # A partition added to the topic since the pin held nothing then: it ends where it starts, or a
     # resumed run would read it to "latest" and no longer be the range its first start saw.
-    added = {p: low for p, (low, _) in watermarks(cfg.kafka_bootstrap, topic).items() if p not in to_offsets}
+    added = {p: low for p, (low, _) in marks.items() if p not in to_offsets}
     if added:
         log.info(
             "backfill: partitions %s added since the range was pinned; nothing read of them", sorted(added)

@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 
 from bench.common import BENCH_DIR, Context, class_archive_state, fmt, ratio, spread, summary
-from bench.cpu_sampler import stack_processes
+from bench.cpu_sampler import process_cpu, stack_processes
 from bench.sources import demo_api, demo_document, write_source
 
 log = logging.getLogger("bench.dlt")
@@ -61,7 +61,7 @@ def run_measured(
     cpu_seen: dict[tuple[str, int, float], float] = {}
     services = services or {}
     # What the services' processes had used before the run, taken off what they used by its end.
-    cpu_before = _service_cpu(services)
+    cpu_before = process_cpu(services)
     started = time.perf_counter()
     with log_path.open("wb") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, cwd=log_path.parent)
@@ -92,7 +92,7 @@ def run_measured(
                         parts[role] = parts.get(role, 0) + p.memory_info().rss
                     except psutil.Error:
                         continue
-                cpu_seen.update(_service_cpu(services))
+                cpu_seen.update(process_cpu(services))
                 total = sum(parts.values())
                 if total > peak:
                     peak, peak_parts = total, parts
@@ -104,7 +104,7 @@ def run_measured(
         done.set()
         sampler.join()
     wall = time.perf_counter() - started
-    cpu_seen.update(_service_cpu(services))
+    cpu_seen.update(process_cpu(services))
     cpu: dict[str, float] = {}
     for key, seconds in cpu_seen.items():
         cpu[key[0]] = cpu.get(key[0], 0.0) + seconds - cpu_before.get(key, 0.0)
@@ -117,25 +117,6 @@ def run_measured(
         "cpu_s": {k: round(v, 1) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])},
         "stdout": out.decode(errors="replace"),
     }
-
-
-def _service_cpu(services: dict[str, psutil.Process]) -> dict[tuple[str, int, float], float]:
-    """CPU seconds used so far by every live process of each service's tree, keyed like
-    ``run_measured``'s own: sampled through the run, because a Postgres backend that served it
-    exits with its connection and takes its count with it."""
-    seen: dict[tuple[str, int, float], float] = {}
-    for name, root in services.items():
-        try:
-            tree = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            continue
-        for p in tree:
-            try:
-                times = p.cpu_times()
-                seen[(name, p.pid, p.create_time())] = times.user + times.system
-            except psutil.Error:
-                continue
-    return seen
 
 
 def process_role(proc: psutil.Process, root: psutil.Process) -> str:

@@ -38,6 +38,26 @@ def stack_processes() -> dict[str, psutil.Process]:
     return found
 
 
+def process_cpu(
+    trees: dict[str, psutil.Process], *, split_jvm: frozenset[str] = frozenset()
+) -> dict[tuple[str, int, float], float]:
+    """CPU seconds used so far by every live process of each named tree, keyed by (label, pid, start
+    time): a reused pid is another process. Summed over samples taken through a run, a process
+    that exits (a Postgres backend with its connection) keeps what it used up to its last one."""
+    seen: dict[tuple[str, int, float], float] = {}
+    for name, root in trees.items():
+        for proc in _tree(root):
+            try:
+                times = proc.cpu_times()
+                # A JVM apart from the Python processes of the same tree (the stream job's driver
+                # and workers): which side of py4j the CPU is spent on.
+                label = f"{name} (JVM)" if name in split_jvm and proc.name() == "java" else name
+                seen[(label, proc.pid, proc.create_time())] = times.user + times.system
+            except psutil.Error:
+                continue
+    return seen
+
+
 @dataclass
 class CpuSampler(BackgroundPoller):
     """Samples the cumulative CPU seconds of every process of each named tree every ``interval_s``.
@@ -56,17 +76,7 @@ class CpuSampler(BackgroundPoller):
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for name, root in self.trees().items():
-                for proc in _tree(root):
-                    try:
-                        times = proc.cpu_times()
-                        # A JVM apart from the Python processes of the same tree (the stream job's
-                        # driver and workers): which side of py4j the CPU is spent on.
-                        label = f"{name} (JVM)" if name in self.split_jvm and proc.name() == "java" else name
-                        # pid and start time: a reused pid is another process.
-                        self._seen[(label, proc.pid, proc.create_time())] = times.user + times.system
-                    except psutil.Error:
-                        continue
+            self._seen.update(process_cpu(self.trees(), split_jvm=self.split_jvm))
             totals: dict[str, float] = {}
             for (name, _, _), seconds in self._seen.items():
                 totals[name] = totals.get(name, 0.0) + seconds
